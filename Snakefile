@@ -1,0 +1,25 @@
+# vcfbert: genotype imputation with a retrieval-augmented transformer.
+# Table of contents only; each stage lives in rules/<stage>.smk, its logic in src/vcfbert.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/simulate.smk"
+include: "rules/ingest.smk"
+include: "rules/windows.smk"
+include: "rules/encode.smk"
+include: "rules/index.smk"
+include: "rules/train.smk"
+include: "rules/impute.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs,
+    default_target: True

@@ -1,0 +1,103 @@
+# Config validation, input resolution and input functions (kept small: logic is in vcfbert).
+import os
+import shlex
+import sys
+
+import pandas as pd
+from snakemake.utils import validate
+
+# the package in src/ is importable by the workflow and by every job (also in conda envs)
+_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, _SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p)
+
+from vcfbert.integrity import purge_corrupted_shards  # noqa: E402
+
+validate(config, schema="../workflow/schemas/config.schema.yaml")
+
+DEMO = not config["reference_vcf"]
+RESULTS = "results"
+EPOCH_RE = r"\d+|final"
+
+wildcard_constraints:
+    chrom=r"[A-Za-z0-9._-]+",
+    window=r"w\d+",
+    epoch=EPOCH_RE,
+
+# an index shard whose checksum does not match its sidecar is removed here, so that the
+# workflow rebuilds it (and only what depends on it) instead of using it
+if workflow.is_main_process:
+    # the command line goes into the imputed VCF's header (jobs inherit the environment)
+    os.environ.setdefault("VCFBERT_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
+    purge_corrupted_shards(f"{RESULTS}/epochs", dry_run=workflow.dryrun)
+
+
+def demo_or(key, demo_path):
+    return f"{RESULTS}/simulate/{demo_path}" if DEMO else config[key]
+
+
+REFERENCE_VCF = demo_or("reference_vcf", "reference.vcf.gz")
+TARGET_VCF = demo_or("target_vcf", "targets.vcf.gz")
+TRUTH_VCF = demo_or("truth_vcf", "truth.vcf.gz") if (DEMO or config["truth_vcf"]) else ""
+PANEL = demo_or("panel", "panel.tsv") if (DEMO or config["panel"]) else ""
+EPOCHS = int(config["epochs"])
+
+
+def chromosomes():
+    """Chromosome labels (file-safe contig names), known once list_chromosomes has run."""
+    out = checkpoints.list_chromosomes.get().output[0]
+    return pd.read_csv(out, sep="\t", dtype=str)["wildcard"].tolist()
+
+
+def first_reference(wildcards):
+    return f"{RESULTS}/ingest/{chromosomes()[0]}/reference.h5"
+
+
+def contig_name(wildcards):
+    out = checkpoints.list_chromosomes.get().output[0]
+    df = pd.read_csv(out, sep="\t", dtype=str)
+    return df.loc[df["wildcard"] == wildcards.chrom, "contig"].iloc[0]
+
+
+def windows_of(chrom):
+    out = checkpoints.define_windows.get(chrom=chrom).output[0]
+    return pd.read_csv(out, sep="\t", dtype=str)["window_id"].tolist()
+
+
+def model_before(wildcards):
+    """Weights an epoch's keys are built with: initial, previous epoch's, or selected."""
+    if wildcards.epoch == "final":
+        return f"{RESULTS}/train/model.pt"
+    e = int(wildcards.epoch)
+    return f"{RESULTS}/train/model_init.pt" if e == 0 else f"{RESULTS}/train/epoch_{e - 1}/model.pt"
+
+
+def epoch_indexes(wildcards):
+    return [f"{RESULTS}/epochs/{wildcards.epoch}/index/{c}/{w}.faiss"
+            for c in chromosomes() for w in windows_of(c)]
+
+
+def per_chrom(pattern):
+    def inner(wildcards):
+        return [pattern.format(chrom=c, **dict(wildcards)) for c in chromosomes()]
+
+    return inner
+
+
+def chrom_windows(pattern):
+    def inner(wildcards):
+        return [pattern.format(chrom=wildcards.chrom, window=w)
+                for w in windows_of(wildcards.chrom)]
+
+    return inner
+
+
+def final_outputs(wildcards):
+    out = [f"{RESULTS}/imputed/imputed.vcf.gz", f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
+           f"{RESULTS}/train/metrics.csv", f"{RESULTS}/report/training_curves.png",
+           f"{RESULTS}/report/qc_sites.png"]
+    if TRUTH_VCF:
+        out += [f"{RESULTS}/evaluation/accuracy.tsv", f"{RESULTS}/report/r2_by_maf.png",
+                f"{RESULTS}/report/dr2_calibration.png"]
+    return out

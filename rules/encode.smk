@@ -1,0 +1,24 @@
+# Pre-encoding: retrieval keys of every reference haplotype, per (epoch, window).
+
+
+rule encode:
+    input:
+        model=model_before,
+        reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+        targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
+        windows=f"{RESULTS}/windows/{{chrom}}.tsv",
+        mask=f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5",
+    output:
+        temp(f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy"),
+    params:
+        contig=contig_name,
+        device=config["device"],
+    log:
+        "logs/epochs/{epoch}/encode/{chrom}.{window}.log",
+    benchmark:
+        "benchmarks/epochs/{epoch}/encode/{chrom}.{window}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+    script:
+        "../scripts/encode.py"

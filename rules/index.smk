@@ -1,0 +1,21 @@
+# One FAISS index (+ JSON sidecar with checksum) per (epoch, window): independent shard jobs.
+
+
+rule build_index:
+    input:
+        key_file=f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy",
+        model=model_before,
+    output:
+        index=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.faiss",
+        sidecar=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.json",
+    params:
+        contig=contig_name,
+    log:
+        "logs/epochs/{epoch}/index/{chrom}.{window}.log",
+    benchmark:
+        "benchmarks/epochs/{epoch}/index/{chrom}.{window}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+    script:
+        "../scripts/build_index.py"

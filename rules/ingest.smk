@@ -1,0 +1,58 @@
+# Parsing: reference VCF -> HDF5 store per chromosome; targets aligned to it, with QC.
+
+
+checkpoint list_chromosomes:
+    input:
+        reference=REFERENCE_VCF,
+        targets=TARGET_VCF,
+    output:
+        f"{RESULTS}/ingest/chromosomes.tsv",
+    log:
+        "logs/ingest/list_chromosomes.log",
+    benchmark:
+        "benchmarks/ingest/list_chromosomes.tsv"
+    threads: 1
+    script:
+        "../scripts/list_chromosomes.py"
+
+
+rule parse_reference:
+    input:
+        vcf=REFERENCE_VCF,
+        targets=TARGET_VCF,
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
+        panel=PANEL or [],
+    output:
+        f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+    params:
+        contig=contig_name,
+        multiallelic=config["ingest"]["multiallelic"],
+        overlap=config["ingest"]["overlapping_samples"],
+    log:
+        "logs/ingest/{chrom}.parse_reference.log",
+    benchmark:
+        "benchmarks/ingest/{chrom}.parse_reference.tsv"
+    threads: 1
+    script:
+        "../scripts/parse_reference.py"
+
+
+rule parse_targets:
+    input:
+        vcf=TARGET_VCF,
+        reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+    output:
+        targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
+        qc_sites=f"{RESULTS}/qc/{{chrom}}.sites.tsv",
+        qc_samples=f"{RESULTS}/qc/{{chrom}}.samples.tsv",
+    params:
+        contig=contig_name,
+        multiallelic=config["ingest"]["multiallelic"],
+        min_call_rate=config["ingest"]["min_call_rate"],
+    log:
+        "logs/ingest/{chrom}.parse_targets.log",
+    benchmark:
+        "benchmarks/ingest/{chrom}.parse_targets.tsv"
+    threads: 1
+    script:
+        "../scripts/parse_targets.py"

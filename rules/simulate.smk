@@ -1,0 +1,21 @@
+# Embedded demo data: msprime + stdpopsim simulation of a reference panel and array targets.
+
+
+rule simulate:
+    output:
+        reference=f"{RESULTS}/simulate/reference.vcf.gz",
+        reference_tbi=f"{RESULTS}/simulate/reference.vcf.gz.tbi",
+        targets=f"{RESULTS}/simulate/targets.vcf.gz",
+        targets_tbi=f"{RESULTS}/simulate/targets.vcf.gz.tbi",
+        truth=f"{RESULTS}/simulate/truth.vcf.gz",
+        truth_tbi=f"{RESULTS}/simulate/truth.vcf.gz.tbi",
+        panel=f"{RESULTS}/simulate/panel.tsv",
+    params:
+        simulation=config["simulation"],
+    log:
+        "logs/simulate.log",
+    benchmark:
+        "benchmarks/simulate.tsv"
+    threads: 1
+    script:
+        "../scripts/simulate.py"

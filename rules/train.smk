@@ -1,0 +1,60 @@
+# Training: initial weights, then one sub-DAG per epoch (mask -> keys -> indexes -> epoch).
+
+
+rule init_model:
+    output:
+        f"{RESULTS}/train/model_init.pt",
+    params:
+        model=config["model"],
+        seed=config["train"]["seed"],
+    log:
+        "logs/train/init_model.log",
+    threads: 1
+    script:
+        "../scripts/init_model.py"
+
+
+rule train_epoch:
+    input:
+        previous=model_before,
+        indexes=epoch_indexes,
+        masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5"),
+        final_masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/final.h5"),
+        reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
+        targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),
+        windows=per_chrom(f"{RESULTS}/windows/{{chrom}}.tsv"),
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
+        split=f"{RESULTS}/train/split.tsv",
+    output:
+        model=f"{RESULTS}/train/epoch_{{epoch}}/model.pt",
+        metrics=f"{RESULTS}/train/epoch_{{epoch}}/metrics.json",
+    wildcard_constraints:
+        epoch=r"\d+",
+    params:
+        train=config["train"],
+        device=config["device"],
+    log:
+        "logs/train/epoch_{epoch}.log",
+    benchmark:
+        "benchmarks/train/epoch_{epoch}.tsv"
+    threads: 8
+    resources:
+        mem_mb=8000,
+        gpu=config["resources"]["train_gpus"],
+    script:
+        "../scripts/train_epoch.py"
+
+
+rule select_model:
+    input:
+        models=expand(f"{RESULTS}/train/epoch_{{epoch}}/model.pt", epoch=range(EPOCHS)),
+        metrics=expand(f"{RESULTS}/train/epoch_{{epoch}}/metrics.json", epoch=range(EPOCHS)),
+    output:
+        model=f"{RESULTS}/train/model.pt",
+        metrics=report(f"{RESULTS}/train/metrics.csv", caption="../workflow/report/metrics.rst",
+                       category="Training"),
+    log:
+        "logs/train/select_model.log",
+    threads: 1
+    script:
+        "../scripts/select_model.py"

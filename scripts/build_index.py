@@ -1,0 +1,10 @@
+"""Snakemake adapter: rule build_index -> vcfbert.steps.build_index."""
+from vcfbert import steps
+from vcfbert.runtime import run_step
+
+with run_step(snakemake):
+    wc = snakemake.wildcards
+    steps.build_index(keys_npy=snakemake.input.key_file, out=snakemake.output.index,
+                      checkpoint=snakemake.input.model,
+                      meta={"contig": snakemake.params.contig, "window_id": wc.window,
+                            "epoch": wc.epoch, "mask_version": wc.epoch})

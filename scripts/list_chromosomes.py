@@ -1,0 +1,7 @@
+"""Snakemake adapter: checkpoint list_chromosomes -> vcfbert.steps.list_chromosomes."""
+from vcfbert import steps
+from vcfbert.runtime import run_step
+
+with run_step(snakemake):
+    steps.list_chromosomes(reference_vcf=snakemake.input.reference,
+                           target_vcf=snakemake.input.targets, out=snakemake.output[0])

@@ -1,0 +1,11 @@
+"""Snakemake adapter: rule parse_targets -> vcfbert.steps.parse_targets."""
+from vcfbert import steps
+from vcfbert.runtime import run_step
+
+with run_step(snakemake):
+    steps.parse_targets(target_vcf=snakemake.input.vcf, reference_h5=snakemake.input.reference,
+                        contig=snakemake.params.contig,
+                        multiallelic=snakemake.params.multiallelic,
+                        min_call_rate=float(snakemake.params.min_call_rate),
+                        out=snakemake.output.targets, qc_sites=snakemake.output.qc_sites,
+                        qc_samples=snakemake.output.qc_samples)

@@ -1,0 +1,256 @@
+"""From stores to model batches: window arrays, queries, retrieval and batch assembly.
+
+Division of labour (V18's "CUDA fork" lesson): DataLoader workers only read HDF5 and slice
+numpy arrays (:class:`EpochBatches`); retrieval, tensor assembly and everything touching a GPU
+run in the main process on whole batches (:func:`assemble_batch`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .io.h5store import open_store, read_targets, read_variant_table
+from .layout import WindowLayout, make_layout
+from .model.network import MASK, WindowBatch, maf_weight
+from .windows import read_windows
+
+
+@dataclasses.dataclass
+class Chromosome:
+    """Everything known about one chromosome before training or imputation."""
+
+    contig: str
+    reference_h5: str
+    targets_h5: str
+    windows: pd.DataFrame
+    position: np.ndarray  # int64 [V]
+    af: np.ndarray  # float32 [V]
+    typed_index: np.ndarray  # int64 [M] reference indices of the targets' typed sites
+    n_haplotypes: int
+    sample_id: list[str]
+
+    @classmethod
+    def load(cls, contig: str, reference_h5: str, targets_h5: str,
+             windows_tsv: str) -> Chromosome:
+        table = read_variant_table(reference_h5)
+        with open_store(reference_h5) as h5:
+            n_h = int(h5["call_haplotype"].shape[0])
+            samples = list(h5["sample_id"].asstr()[()])
+        targets = read_targets(targets_h5)
+        return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
+                   windows=read_windows(windows_tsv), position=table["position"],
+                   af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
+                   sample_id=samples)
+
+    def layout(self, window_id: str) -> WindowLayout:
+        w = self.windows.loc[self.windows["window_id"] == window_id].iloc[0]
+        return make_layout(self.position, self.typed_index, int(w.start_idx), int(w.end_idx),
+                           int(w.core_start), int(w.core_end))
+
+    def slot_mask(self, observed_typed: np.ndarray, layout: WindowLayout) -> np.ndarray:
+        """bool [m]: the window's slots observed under a chromosome-wide mask [M]."""
+        pos_in_typed = np.searchsorted(self.typed_index, layout.slot_index)
+        return observed_typed[pos_in_typed]
+
+
+@dataclasses.dataclass
+class WindowArrays:
+    """Reference alleles a window needs: at its slots and at its core sites."""
+
+    ref_slots: np.ndarray  # int8 [H, m]
+    ref_core: np.ndarray  # int8 [H, n]
+    ac_slots: np.ndarray  # int32 [m] ALT count in the panel
+    ac_core: np.ndarray  # int32 [n]
+
+
+def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayout
+                       ) -> WindowArrays:
+    """Read one contiguous block of the reference store and slice out slots and core."""
+    lo = min(layout.start, layout.core_start)
+    hi = max(layout.end, layout.core_end)
+    with open_store(reference_h5) as h5:
+        block = h5["call_haplotype"][:, lo:hi]
+    ref_slots = np.ascontiguousarray(block[:, layout.slot_index - lo])
+    ref_core = np.ascontiguousarray(block[:, layout.core_start - lo:layout.core_end - lo])
+    return WindowArrays(ref_slots, ref_core, ref_slots.sum(0, dtype=np.int32),
+                        ref_core.sum(0, dtype=np.int32))
+
+
+class WindowArrayCache:
+    """LRU cache of :class:`WindowArrays` keyed by (contig, window_id)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._items: collections.OrderedDict[tuple[str, str], WindowArrays] = (
+            collections.OrderedDict())
+
+    def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
+        key = (chrom.contig, window_id)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        arrays = read_window_arrays(chrom.reference_h5, layout)
+        self._items[key] = arrays
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return arrays
+
+
+def own_sample(haps: np.ndarray) -> np.ndarray:
+    """int64 [b, 2]: both haplotypes of each haplotype's sample (h = 2*sample + p)."""
+    base = (np.asarray(haps, np.int64) // 2) * 2
+    return np.stack([base, base + 1], axis=1)
+
+
+def query_tokens(query_slots: np.ndarray, slot_observed: np.ndarray) -> np.ndarray:
+    """int64 [b, m]: 0/1 at observed, called slots; MASK elsewhere."""
+    tok = query_slots.astype(np.int64)
+    return np.where(slot_observed[None, :] & (tok >= 0), tok, MASK)
+
+
+def leave_one_out_af(ac: np.ndarray, ref_alleles: np.ndarray, haps: np.ndarray,
+                     n_haplotypes: int) -> np.ndarray:
+    """float32 [b, x]: panel ALT frequency without the query's own sample.
+
+    Args:
+        ac: int [x] ALT counts over the whole panel; ref_alleles: int8 [H, x]; haps: int [b].
+    """
+    own = own_sample(haps)
+    own_ac = ref_alleles[own[:, 0]].astype(np.int32) + ref_alleles[own[:, 1]]
+    return ((ac[None, :] - own_ac) / max(1, n_haplotypes - 2)).astype(np.float32)
+
+
+def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np.ndarray,
+                   position: np.ndarray, query_slots: np.ndarray, cand_ids: np.ndarray, *,
+                   slot_af: np.ndarray, site_af: np.ndarray,
+                   query_core: np.ndarray | None = None, maf_scheme: str = "none",
+                   panel_af_core: np.ndarray | None = None,
+                   sites: np.ndarray | None = None) -> WindowBatch:
+    """Tensors for ``b`` queries of one window.
+
+    Args:
+        query_slots: int8 [b, m] query alleles at the slots (-1 missing).
+        cand_ids: int64 [b, K] retrieved reference haplotypes (-1: none).
+        slot_af / site_af: float [b, m] / [b, n] allele frequencies the model sees.
+        query_core: int8 [b, n] true alleles at the core sites (training and validation).
+        maf_scheme: loss weighting (see :func:`vcfbert.model.network.maf_weight`).
+        panel_af_core: float [n] panel frequencies that set the loss weights.
+        sites: int [n'] subset of core sites (positions 0..n-1) to predict; ``site_af``,
+            ``query_core`` and ``panel_af_core`` are given for all n sites and sliced here.
+    """
+    m = layout.n_slots
+    valid = cand_ids >= 0
+    safe = np.where(valid, cand_ids, 0)
+    cand_tokens = arrays.ref_slots[safe].astype(np.int64)  # [b, K, m]
+    sel = np.arange(layout.n_sites) if sites is None else np.asarray(sites, np.int64)
+    core = arrays.ref_core if sites is None else arrays.ref_core[:, sel]
+    cand_sites = core[safe].astype(np.float32)  # [b, K, n]
+    slot_pos = position[layout.slot_index].astype(np.float64)
+    gap = np.diff(slot_pos, prepend=slot_pos[:1]).astype(np.float32)
+    interval = layout.site_interval[sel]
+    left = np.clip(interval - 1, 0, max(m - 1, 0))
+    right = np.clip(interval, 0, max(m - 1, 0))
+    site_af = np.asarray(site_af)[:, sel]
+    batch = WindowBatch(
+        query_tokens=torch.from_numpy(query_tokens(query_slots, slot_observed)),
+        slot_observed=torch.from_numpy(slot_observed.astype(bool)),
+        slot_index=torch.arange(m),
+        slot_core_dist=torch.from_numpy(layout.slot_core_dist),
+        slot_gap_bp=torch.from_numpy(gap),
+        slot_af=torch.from_numpy(np.asarray(slot_af, np.float32)),
+        cand_tokens=torch.from_numpy(cand_tokens),
+        cand_sites=torch.from_numpy(cand_sites),
+        cand_valid=torch.from_numpy(valid),
+        site_interval=torch.from_numpy(interval.astype(np.int64)),
+        site_left=torch.from_numpy(left.astype(np.int64)),
+        site_right=torch.from_numpy(right.astype(np.int64)),
+        site_frac=torch.from_numpy(layout.site_frac[sel].astype(np.float32)),
+        site_af=torch.from_numpy(np.asarray(site_af, np.float32)),
+    )
+    if query_core is not None:
+        query_core = query_core[:, sel]
+        observed_site = np.zeros(sel.size, bool)
+        site_slot = layout.site_slot[sel]
+        is_slot = site_slot >= 0
+        observed_site[is_slot] = slot_observed[site_slot[is_slot]]
+        hidden = ~observed_site[None, :] & (query_core >= 0)
+        batch.targets = torch.from_numpy(np.clip(query_core, 0, 1).astype(np.float32))
+        batch.loss_mask = torch.from_numpy(hidden)
+        paf = panel_af_core[sel] if panel_af_core is not None else site_af.mean(0)
+        w = maf_weight(torch.from_numpy(np.asarray(paf, np.float32)), maf_scheme)
+        batch.site_weight = w[None, :].expand(query_core.shape[0], -1).contiguous()
+    return batch
+
+
+@dataclasses.dataclass
+class BatchSpec:
+    """One training batch: a window and the reference haplotypes used as queries."""
+
+    chrom: int
+    window_id: str
+    haps: np.ndarray  # int64 [b]
+
+
+def epoch_batches(chroms: list[Chromosome], train_haps: list[np.ndarray], *, batch_size: int,
+                  seed: int, epoch: int, max_batches: int = 0) -> list[BatchSpec]:
+    """The epoch's batches in their order, a pure function of (seed, epoch).
+
+    Every (window, training haplotype) pair appears once per full epoch; windows are mixed.
+    With ``max_batches`` > 0 only the first ``max_batches`` batches are kept.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    specs: list[BatchSpec] = []
+    for ci, chrom in enumerate(chroms):
+        for wid in chrom.windows["window_id"]:
+            haps = rng.permutation(train_haps[ci])
+            for lo in range(0, haps.size, batch_size):
+                chunk = haps[lo:lo + batch_size]
+                if chunk.size:
+                    specs.append(BatchSpec(ci, str(wid), np.sort(chunk)))
+    order = rng.permutation(len(specs))
+    specs = [specs[i] for i in order]
+    return specs[:max_batches] if max_batches > 0 else specs
+
+
+class EpochBatches(torch.utils.data.Dataset):
+    """Dataset of batch specs; items are numpy dicts (CPU-only work for DataLoader workers)."""
+
+    def __init__(self, chroms: list[Chromosome], specs: list[BatchSpec],
+                 masks: list[np.ndarray], cache_windows: int = 64) -> None:
+        self.chroms = chroms
+        self.specs = specs
+        self.masks = masks
+        self.cache_windows = cache_windows
+        self._cache: WindowArrayCache | None = None
+        self._layouts: dict[tuple[int, str], WindowLayout] = {}
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def layout(self, ci: int, wid: str) -> WindowLayout:
+        key = (ci, wid)
+        if key not in self._layouts:
+            self._layouts[key] = self.chroms[ci].layout(wid)
+        return self._layouts[key]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if self._cache is None:  # created lazily, i.e. inside each worker after fork
+            self._cache = WindowArrayCache(self.cache_windows)
+        spec = self.specs[i]
+        chrom = self.chroms[spec.chrom]
+        layout = self.layout(spec.chrom, spec.window_id)
+        arrays = self._cache.get(chrom, spec.window_id, layout)
+        return {"index": i, "chrom": spec.chrom, "window_id": spec.window_id, "haps": spec.haps,
+                "arrays": arrays, "slot_observed": chrom.slot_mask(self.masks[spec.chrom], layout)}
+
+
+def identity_collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader collate for batch_size=1 over batch specs: the item itself."""
+    return items[0]

@@ -1,0 +1,237 @@
+"""Parse VCFs into genotype stores and align target sites to the reference panel.
+
+Alignment matches on position and alleles: exact matches are kept; REF/ALT swaps are undone
+(alleles recoded); strand flips (complemented alleles) are repaired; strand-ambiguous sites
+(A/T, C/G) are kept only when they match exactly; everything else is dropped with a reason.
+Every count goes to the QC tables.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__
+from .atomic import atomic_path
+from .errors import InputError
+from .io.h5store import ReferenceWriter, TargetSet, read_variant_table, write_targets
+from .io.vcf import ReadStats, iter_variants, list_contigs, normalize_contig, sample_ids
+
+log = logging.getLogger(__name__)
+
+_COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def read_panel(path: str | os.PathLike[str] | None) -> dict[str, str]:
+    """Sample -> population from a panel file (whitespace-separated, with a header).
+
+    The header must name a ``sample`` column and a ``population`` (or ``pop``) column, as in
+    1000 Genomes panel files. An empty ``path`` gives an empty mapping.
+    """
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: panel file not found; check `panel` in the config")
+    df = pd.read_csv(p, sep=r"\s+", dtype=str, engine="python")
+    cols = {c.lower().lstrip("#"): c for c in df.columns}
+    pop_col = cols.get("population") or cols.get("pop")
+    if "sample" not in cols or pop_col is None:
+        raise InputError(f"{p}: the panel file needs a header with columns 'sample' and "
+                         f"'population' (found: {', '.join(df.columns)})")
+    return dict(zip(df[cols["sample"]], df[pop_col], strict=True))
+
+
+def write_contig_list(vcf_path: str | os.PathLike[str], out_tsv: str | os.PathLike[str],
+                      *, target_vcf: str | None = None) -> list[str]:
+    """Write the reference's contigs (those with records) as a TSV: ``contig``, ``wildcard``.
+
+    ``wildcard`` is the file-name-safe label used in output paths. With ``target_vcf``, contigs
+    of the reference that the targets lack are left out (they cannot be imputed), and contigs
+    of the targets that the reference lacks are reported in the log.
+    """
+    contigs = list_contigs(vcf_path)
+    if not contigs:
+        raise InputError(f"{vcf_path}: the reference VCF has no records")
+    if target_vcf:
+        tcontigs = list_contigs(target_vcf)
+        if not tcontigs:
+            raise InputError(f"{target_vcf}: the target VCF has no records")
+        tnorm = {normalize_contig(c) for c in tcontigs}
+        rnorm = {normalize_contig(c) for c in contigs}
+        missing = sorted(tnorm - rnorm)
+        if missing:
+            log.warning("target contigs absent from the reference (not imputed): %s", missing)
+        contigs = [c for c in contigs if normalize_contig(c) in tnorm]
+        if not contigs:
+            raise InputError(
+                f"{target_vcf}: no contig in common with the reference {vcf_path} (targets: "
+                f"{', '.join(tcontigs[:5])}; reference: {', '.join(list_contigs(vcf_path)[:5])})"
+            )
+    rows = [{"contig": c, "wildcard": contig_wildcard(c)} for c in contigs]
+    with atomic_path(out_tsv) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    return contigs
+
+
+def contig_wildcard(contig: str) -> str:
+    """File-name-safe label of a contig (``chr20`` -> ``chr20``, ``HLA-A*01`` -> ``HLA-A_01``)."""
+    return "".join(ch if (ch.isalnum() or ch in "-.") else "_" for ch in contig)
+
+
+def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
+                    out_h5: str | os.PathLike[str], *, panel: str | None = None,
+                    multiallelic: str = "split", exclude_samples: list[str] | None = None
+                    ) -> ReadStats:
+    """Parse one contig of a phased reference VCF into a reference store.
+
+    Raises:
+        InputError: when the panel is unphased, has missing genotypes, is not diploid, is
+            unsorted, or has no variant on ``contig``.
+    """
+    pops = read_panel(panel)
+    samples = sample_ids(vcf_path)
+    if exclude_samples:
+        drop = set(exclude_samples)
+        samples = [s for s in samples if s not in drop]
+        log.info("excluded %d reference samples that are also targets", len(drop))
+    if len(samples) < 2:
+        raise InputError(f"{vcf_path}: the reference panel needs at least 2 samples")
+    stats = ReadStats()
+    prov = {"tool": "vcfbert parse_reference", "version": __version__,
+            "vcf": os.path.basename(str(vcf_path)), "contig": contig,
+            "multiallelic": multiallelic}
+    with ReferenceWriter(out_h5, contig=contig, samples=samples,
+                         populations=[pops.get(s, "") for s in samples],
+                         provenance=prov) as writer:
+        for v in iter_variants(vcf_path, contig, role="reference", multiallelic=multiallelic,
+                               samples=samples, stats=stats):
+            writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
+        if writer.n_variants == 0:
+            raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
+    log.info("reference %s: %s", contig, stats.as_dict())
+    return stats
+
+
+def _is_ambiguous(ref: str, alt: str) -> bool:
+    return len(ref) == 1 and len(alt) == 1 and ref.translate(_COMPLEMENT) == alt
+
+
+def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],
+                  contig: str, *, multiallelic: str = "split"
+                  ) -> tuple[TargetSet, dict[str, int], pd.DataFrame]:
+    """Align the targets' records on ``contig`` (any naming) to the reference store.
+
+    Returns:
+        (aligned targets, site counts by outcome, per-sample call rates).
+    """
+    table = read_variant_table(reference_h5)
+    ref_pos = table["position"]
+    alleles = table["alleles"]
+    by_pos: dict[int, list[int]] = {}
+    for i, p in enumerate(ref_pos.tolist()):
+        by_pos.setdefault(p, []).append(i)
+    tcontigs = {normalize_contig(c): c for c in list_contigs(target_vcf)}
+    tname = tcontigs.get(normalize_contig(contig))
+    if tname is None:
+        raise InputError(f"{target_vcf}: no records on contig {contig} (or "
+                         f"{normalize_contig(contig)}); the targets have: "
+                         f"{', '.join(sorted(tcontigs.values())[:10])}")
+    samples = sample_ids(target_vcf)
+    stats = ReadStats()
+    counts: Counter[str] = Counter()
+    idx: list[int] = []
+    cols: list[np.ndarray] = []
+    phased_all = np.ones(len(samples), bool)
+    used: set[int] = set()
+    for v in iter_variants(target_vcf, tname, role="target", multiallelic=multiallelic,
+                           stats=stats):
+        cands = by_pos.get(v.position)
+        if not cands:
+            counts["dropped_not_in_reference"] += 1
+            continue
+        haps = v.haplotypes
+        outcome = None
+        for i in cands:
+            r, a = alleles[i]
+            if (v.ref, v.alt) == (r, a):
+                outcome, hit = "matched", i
+                break
+            ambiguous = _is_ambiguous(r, a)
+            if (v.ref, v.alt) == (a, r):
+                outcome, hit = ("ambiguous" if ambiguous else "allele_swapped"), i
+                break
+            fr, fa = v.ref.translate(_COMPLEMENT), v.alt.translate(_COMPLEMENT)
+            if (fr, fa) == (r, a) and not ambiguous:
+                outcome, hit = "strand_flipped", i
+                break
+            if (fr, fa) == (a, r) and not ambiguous:
+                outcome, hit = "strand_flipped_and_swapped", i
+                break
+        if outcome is None:
+            counts["dropped_allele_mismatch"] += 1
+            continue
+        if outcome == "ambiguous":
+            counts["dropped_strand_ambiguous"] += 1
+            continue
+        if hit in used:
+            counts["dropped_duplicate"] += 1
+            continue
+        if outcome in ("allele_swapped", "strand_flipped_and_swapped"):
+            haps = np.where(haps < 0, haps, 1 - haps).astype(np.int8)
+        counts[outcome] += 1
+        used.add(hit)
+        idx.append(hit)
+        cols.append(haps)
+        het = haps.reshape(-1, 2)
+        het_calls = (het[:, 0] >= 0) & (het[:, 1] >= 0) & (het[:, 0] != het[:, 1])
+        phased_all &= v.phased | ~het_calls
+    for k, n in stats.as_dict().items():
+        if k.startswith("dropped_") or k == "split_multiallelic":
+            counts[f"vcf_{k}"] += n
+    counts["target_records"] = stats.records
+    if not idx:
+        raise InputError(
+            f"{target_vcf}: none of the {stats.records} target records on {tname} matches a "
+            f"reference variant by position and alleles; check that both files use the same "
+            "genome build")
+    order = np.argsort(np.asarray(idx), kind="stable")
+    ref_index = np.asarray(idx, dtype=np.int64)[order]
+    haps = np.stack(cols, axis=1)[:, order] if cols else np.zeros((2 * len(samples), 0), np.int8)
+    called = (haps >= 0).reshape(len(samples), 2, -1).all(1)
+    call_rate = pd.DataFrame({"sample": samples, "call_rate": called.mean(1),
+                              "phased": phased_all})
+    counts["sites_used"] = len(idx)
+    return (TargetSet(contig=contig, variant_ref_index=ref_index, haplotypes=haps,
+                      sample_id=samples, sample_phased=phased_all),
+            dict(counts), call_rate)
+
+
+def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],
+                  contig: str, out_h5: str | os.PathLike[str],
+                  qc_sites_tsv: str | os.PathLike[str], qc_samples_tsv: str | os.PathLike[str],
+                  *, multiallelic: str = "split", min_call_rate: float = 0.0) -> dict[str, int]:
+    """Align targets to the reference and write the target store and the QC tables."""
+    targets, counts, rates = align_targets(target_vcf, reference_h5, contig,
+                                           multiallelic=multiallelic)
+    low = rates.loc[rates["call_rate"] < min_call_rate, "sample"].tolist()
+    if low:
+        raise InputError(
+            f"{target_vcf}: {len(low)} sample(s) have a call rate below {min_call_rate} on "
+            f"{contig} (first: {low[0]}); remove them or lower `targets.min_call_rate`")
+    prov = {"tool": "vcfbert parse_targets", "version": __version__,
+            "vcf": os.path.basename(str(target_vcf)), "contig": contig}
+    write_targets(out_h5, targets, provenance=prov)
+    site_rows = [{"contig": contig, "outcome": k, "count": v} for k, v in sorted(counts.items())]
+    with atomic_path(qc_sites_tsv) as tmp:
+        pd.DataFrame(site_rows).to_csv(tmp, sep="\t", index=False)
+    rates.insert(0, "contig", contig)
+    with atomic_path(qc_samples_tsv) as tmp:
+        rates.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    log.info("targets %s: %s", contig, counts)
+    return counts

@@ -1,0 +1,271 @@
+"""HDF5 genotype stores (one file per chromosome), with sgkit-style dataset names.
+
+Reference store (``reference.h5``):
+    variant_position  int64  [V]
+    variant_allele    str    [V, 2]   (REF, ALT)
+    variant_id        str    [V]
+    variant_af        float32 [V]     ALT frequency in the panel
+    sample_id         str    [S]
+    sample_population str    [S]      ("" when unknown)
+    call_haplotype    int8   [2S, V]  0/1, -1 missing; haplotype h = 2*sample + p;
+                                      chunked along variants (a window is one contiguous read)
+Attributes: ``contig``, ``format`` ("vcfbert-genotypes"), ``format_version``, ``source``,
+``role`` and a JSON ``provenance``.
+
+Target store (``targets.h5``, aligned to the reference):
+    variant_ref_index int64 [M]       index of each typed site in the reference store
+    call_haplotype    int8  [2T, M]   alleles coded as in the reference (swaps undone)
+    sample_id         str   [T]
+    sample_phased     bool  [T]       every heterozygous genotype of the sample is phased
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..errors import InputError, IntegrityError
+
+FORMAT = "vcfbert-genotypes"
+FORMAT_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+BLOCK = 4096
+
+
+def _chunk(n_rows: int, n_cols: int) -> tuple[int, int]:
+    """Chunk shape for [rows, variants]: all rows, enough variants for ~1 MiB."""
+    cols = max(16, min(n_cols if n_cols else 16, (1 << 20) // max(1, n_rows)))
+    return (max(1, n_rows), max(1, cols))
+
+
+@dataclasses.dataclass
+class ReferencePanel:
+    """A reference store held in memory (small panels, tests) — see :func:`read_reference`."""
+
+    contig: str
+    position: np.ndarray  # int64 [V]
+    alleles: np.ndarray  # object [V, 2]
+    ids: np.ndarray  # object [V]
+    af: np.ndarray  # float32 [V]
+    sample_id: list[str]
+    sample_population: list[str]
+    haplotypes: np.ndarray  # int8 [2S, V]
+
+    @property
+    def n_variants(self) -> int:
+        return int(self.position.shape[0])
+
+    @property
+    def n_haplotypes(self) -> int:
+        return int(self.haplotypes.shape[0])
+
+
+class ReferenceWriter:
+    """Stream variants into a reference store, written atomically on :meth:`close`.
+
+    Example::
+
+        with ReferenceWriter(path, contig="20", samples=s, populations=p) as w:
+            for v in variants:
+                w.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, contig: str, samples: list[str],
+                 populations: list[str] | None = None, role: str = "reference",
+                 provenance: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self._ctx = atomic_path(path)
+        tmp = self._ctx.__enter__()
+        self._h5 = h5py.File(tmp, "w")
+        n_h = 2 * len(samples)
+        self.n_haplotypes = n_h
+        h5 = self._h5
+        h5.attrs.update({"contig": contig, "format": FORMAT, "format_version": FORMAT_VERSION,
+                         "source": f"vcfbert {__version__}", "role": role,
+                         "provenance": json.dumps(provenance or {}, sort_keys=True)})
+        h5.create_dataset("sample_id", data=np.array(samples, dtype=object), dtype=_STR)
+        pops = populations if populations is not None else [""] * len(samples)
+        h5.create_dataset("sample_population", data=np.array(pops, dtype=object), dtype=_STR)
+        h5.create_dataset("variant_position", shape=(0,), maxshape=(None,), dtype=np.int64,
+                          chunks=(BLOCK,))
+        h5.create_dataset("variant_allele", shape=(0, 2), maxshape=(None, 2), dtype=_STR,
+                          chunks=(BLOCK, 2))
+        h5.create_dataset("variant_id", shape=(0,), maxshape=(None,), dtype=_STR,
+                          chunks=(BLOCK,))
+        h5.create_dataset("variant_af", shape=(0,), maxshape=(None,), dtype=np.float32,
+                          chunks=(BLOCK,))
+        h5.create_dataset("call_haplotype", shape=(n_h, 0), maxshape=(n_h, None),
+                          dtype=np.int8, chunks=_chunk(n_h, BLOCK), compression="gzip",
+                          compression_opts=1, shuffle=True)
+        self._buf: list[tuple[int, str, str, str, np.ndarray]] = []
+        self.n_variants = 0
+        self._closed = False
+
+    def add(self, position: int, ref: str, alt: str, vid: str, haplotypes: np.ndarray) -> None:
+        """Append one variant; ``haplotypes`` is int8 [2S]."""
+        if haplotypes.shape != (self.n_haplotypes,):
+            raise ValueError(f"expected {self.n_haplotypes} haplotypes, got {haplotypes.shape}")
+        self._buf.append((position, ref, alt, vid, haplotypes))
+        if len(self._buf) >= BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        n = len(self._buf)
+        start = self.n_variants
+        h5 = self._h5
+        haps = np.stack([b[4] for b in self._buf], axis=1)  # [2S, n]
+        called = haps >= 0
+        n_called = called.sum(0)
+        af = np.where(n_called > 0, (haps == 1).sum(0) / np.maximum(n_called, 1), np.nan)
+        for name in ("variant_position", "variant_allele", "variant_id", "variant_af"):
+            h5[name].resize(start + n, axis=0)
+        h5["call_haplotype"].resize(start + n, axis=1)
+        h5["variant_position"][start:] = [b[0] for b in self._buf]
+        h5["variant_allele"][start:] = np.array([[b[1], b[2]] for b in self._buf], dtype=object)
+        h5["variant_id"][start:] = np.array([b[3] for b in self._buf], dtype=object)
+        h5["variant_af"][start:] = af.astype(np.float32)
+        h5["call_haplotype"][:, start:] = haps
+        self.n_variants += n
+        self._buf.clear()
+
+    def close(self) -> None:
+        """Flush, close and move the file to its final name."""
+        if self._closed:
+            return
+        self._flush()
+        self._h5.attrs["n_variants"] = self.n_variants
+        self._h5.close()
+        self._closed = True
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException) -> None:
+        """Close and delete the temporary file (used when an error interrupts writing)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._h5.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> ReferenceWriter:
+        return self
+
+    def __exit__(self, et, ev, tb) -> None:
+        if ev is None:
+            self.close()
+        else:
+            self.abort(ev)
+
+
+def _check_format(h5: h5py.File, path: str | os.PathLike[str]) -> None:
+    if h5.attrs.get("format") != FORMAT:
+        raise InputError(f"{path}: not a vcfbert genotype store")
+    if int(h5.attrs.get("format_version", -1)) != FORMAT_VERSION:
+        raise InputError(f"{path}: store format version {h5.attrs.get('format_version')} is not "
+                         f"{FORMAT_VERSION}; re-run the parse step with this vcfbert")
+
+
+def _strings(ds: h5py.Dataset) -> np.ndarray:
+    return ds.asstr()[()]
+
+
+def open_store(path: str | os.PathLike[str]) -> h5py.File:
+    """Open a store read-only, checking its format."""
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot open HDF5 file ({exc}); delete it and re-run") from exc
+    _check_format(h5, path)
+    return h5
+
+
+def read_reference(path: str | os.PathLike[str]) -> ReferencePanel:
+    """Read a whole reference store into memory."""
+    with open_store(path) as h5:
+        return ReferencePanel(
+            contig=str(h5.attrs["contig"]),
+            position=h5["variant_position"][()],
+            alleles=_strings(h5["variant_allele"]),
+            ids=_strings(h5["variant_id"]),
+            af=h5["variant_af"][()],
+            sample_id=list(_strings(h5["sample_id"])),
+            sample_population=list(_strings(h5["sample_population"])),
+            haplotypes=h5["call_haplotype"][()],
+        )
+
+
+def read_variant_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The per-variant arrays of a store (no genotypes)."""
+    with open_store(path) as h5:
+        return {
+            "position": h5["variant_position"][()],
+            "alleles": _strings(h5["variant_allele"]),
+            "ids": _strings(h5["variant_id"]),
+            "af": h5["variant_af"][()],
+        }
+
+
+def read_haplotype_slice(path: str | os.PathLike[str], start: int, end: int) -> np.ndarray:
+    """int8 [2S, end - start]: all haplotypes over variants ``start:end``."""
+    with open_store(path) as h5:
+        return h5["call_haplotype"][:, start:end]
+
+
+@dataclasses.dataclass
+class TargetSet:
+    """Target genotypes aligned to a reference store."""
+
+    contig: str
+    variant_ref_index: np.ndarray  # int64 [M]
+    haplotypes: np.ndarray  # int8 [2T, M]
+    sample_id: list[str]
+    sample_phased: np.ndarray  # bool [T]
+
+
+def write_targets(path: str | os.PathLike[str], targets: TargetSet,
+                  provenance: dict[str, Any] | None = None) -> None:
+    """Write an aligned target store atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update({"contig": targets.contig, "format": FORMAT,
+                         "format_version": FORMAT_VERSION, "role": "target",
+                         "source": f"vcfbert {__version__}",
+                         "provenance": json.dumps(provenance or {}, sort_keys=True)})
+        h5.create_dataset("variant_ref_index", data=targets.variant_ref_index.astype(np.int64))
+        n_h, m = targets.haplotypes.shape
+        h5.create_dataset("call_haplotype", data=targets.haplotypes.astype(np.int8),
+                          chunks=_chunk(n_h, max(m, 1)) if m else None, compression="gzip",
+                          compression_opts=1)
+        h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
+                          dtype=_STR)
+        h5.create_dataset("sample_phased", data=targets.sample_phased.astype(bool))
+
+
+def read_targets(path: str | os.PathLike[str]) -> TargetSet:
+    """Read an aligned target store."""
+    with open_store(path) as h5:
+        return TargetSet(
+            contig=str(h5.attrs["contig"]),
+            variant_ref_index=h5["variant_ref_index"][()],
+            haplotypes=h5["call_haplotype"][()],
+            sample_id=list(_strings(h5["sample_id"])),
+            sample_phased=h5["sample_phased"][()],
+        )
+
+
+def store_samples(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(sample ids, populations) of a reference store."""
+    with open_store(path) as h5:
+        return list(_strings(h5["sample_id"])), list(_strings(h5["sample_population"]))
+
+
+def as_str_list(values: Iterable[Any]) -> list[str]:
+    return [str(v) for v in values]

@@ -1,0 +1,246 @@
+"""Reading VCF/BCF files (bgzipped or not) with cyvcf2 into haplotype arrays.
+
+Conventions (sgkit-style): haplotype ``h = 2 * sample + p`` for ``p`` in {0, 1}; alleles are
+0 (REF) / 1 (ALT) / -1 (missing). Multi-allelic records are split into bi-allelic ones (as
+``bcftools norm -m-`` does: carriers of another ALT count as REF) or dropped, and every record
+that is dropped or repaired is counted in :class:`ReadStats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+_SYMBOLIC = ("<", "*", "[", "]", ".")
+
+
+def normalize_contig(name: str) -> str:
+    """Contig name without a ``chr`` prefix, so ``chr20`` and ``20`` match (``chrM`` -> ``MT``)."""
+    base = name[3:] if name.lower().startswith("chr") else name
+    return "MT" if base.upper() in {"M", "MT"} else base
+
+
+@dataclasses.dataclass
+class ReadStats:
+    """Counts of what happened to the records of one contig while reading."""
+
+    records: int = 0
+    kept: int = 0
+    split_multiallelic: int = 0
+    dropped: Counter[str] = dataclasses.field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, int]:
+        out = {"records": self.records, "kept": self.kept,
+               "split_multiallelic": self.split_multiallelic}
+        out.update({f"dropped_{k}": v for k, v in sorted(self.dropped.items())})
+        return out
+
+
+@dataclasses.dataclass
+class Variant:
+    """One bi-allelic variant as read (after splitting)."""
+
+    position: int
+    ref: str
+    alt: str
+    vid: str
+    haplotypes: np.ndarray  # int8 [2 * n_samples]: 0/1, -1 missing
+    phased: np.ndarray  # bool [n_samples]: genotype is phased or homozygous
+
+
+def check_readable_vcf(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`InputError` unless ``path`` exists and looks like a VCF or BCF file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: file not found; check the path in the config")
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty; expected a VCF or BCF file")
+    with open(p, "rb") as fh:
+        head = fh.read(5)
+    try:
+        if head[:2] == b"\x1f\x8b":
+            with gzip.open(p, "rb") as fh:
+                head = fh.read(5)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{p}: cannot decompress ({exc}); the file is truncated or not "
+                         "bgzip-compressed: re-create it with bgzip or bcftools view -Oz") from exc
+    if not (head.startswith(b"##fil") or head.startswith(b"BCF")):
+        raise InputError(f"{p}: not a VCF/BCF file (it must start with '##fileformat'); "
+                         "give a VCF, a bgzipped VCF or a BCF file")
+
+
+def _open(path: str | os.PathLike[str], samples: list[str] | None = None):
+    import cyvcf2
+
+    check_readable_vcf(path)
+    try:
+        vcf = cyvcf2.VCF(str(path), gts012=False, strict_gt=False, lazy=True, threads=1)
+    except (OSError, Exception) as exc:  # cyvcf2 raises plain Exception on parse failures
+        raise InputError(f"{path}: cannot open as VCF/BCF ({exc})") from exc
+    if samples is not None:
+        vcf.set_samples(samples)
+    return vcf
+
+
+def sample_ids(path: str | os.PathLike[str]) -> list[str]:
+    """Sample names in the order of the file's header."""
+    vcf = _open(path)
+    try:
+        return list(vcf.samples)
+    finally:
+        vcf.close()
+
+
+def _has_index(path: str | os.PathLike[str]) -> bool:
+    p = str(path)
+    return any(os.path.exists(p + ext) for ext in (".tbi", ".csi"))
+
+
+def list_contigs(path: str | os.PathLike[str]) -> list[str]:
+    """Contigs that hold at least one record, in file order.
+
+    Uses the index when there is one (cheap), otherwise streams through the records.
+    """
+    vcf = _open(path)
+    try:
+        if _has_index(path):
+            found = []
+            for name in vcf.seqnames:
+                if next(iter(vcf(name)), None) is not None:
+                    found.append(name)
+            return found
+        seen: list[str] = []
+        current = None
+        for rec in vcf:
+            if rec.CHROM != current:
+                current = rec.CHROM
+                if current in seen:
+                    raise InputError(
+                        f"{path}: records of contig {current} are not contiguous (seen again at "
+                        f"{current}:{rec.POS}); sort the file with bcftools sort"
+                    )
+                seen.append(current)
+        return seen
+    finally:
+        vcf.close()
+
+
+def _records(vcf, path: str, contig: str) -> Iterator:
+    """Records of ``contig`` (region query when indexed, else a filtering stream)."""
+    if _has_index(path):
+        try:
+            yield from vcf(contig)
+            return
+        except Exception:  # noqa: BLE001 - fall back to streaming when the region query fails
+            pass
+    for rec in vcf:
+        if rec.CHROM == contig:
+            yield rec
+
+
+def iter_variants(
+    path: str | os.PathLike[str],
+    contig: str,
+    *,
+    role: str,
+    multiallelic: str = "split",
+    samples: list[str] | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[Variant]:
+    """Yield the bi-allelic variants of ``contig`` in ``path``.
+
+    Args:
+        role: ``"reference"`` (every genotype must be phased, diploid and called) or
+            ``"target"`` (missing and unphased genotypes allowed).
+        multiallelic: ``"split"`` into bi-allelic records or ``"drop"`` them (counted).
+        samples: restrict to these samples (in this order).
+        stats: filled in with the counts of kept, split and dropped records.
+
+    Raises:
+        InputError: unsorted records, non-diploid genotypes, or (reference) unphased/missing
+            genotypes, naming the file, the record and the sample.
+    """
+    if role not in ("reference", "target"):
+        raise ValueError(f"role must be 'reference' or 'target', not {role!r}")
+    if multiallelic not in ("split", "drop"):
+        raise InputError(f"multiallelic must be 'split' or 'drop', not {multiallelic!r}")
+    stats = stats if stats is not None else ReadStats()
+    vcf = _open(path, samples)
+    names = list(vcf.samples)
+    if not names:
+        raise InputError(f"{path}: the VCF has no samples")
+    last_pos = -1
+    seen_at_pos: set[tuple[str, str]] = set()
+    try:
+        for rec in _records(vcf, str(path), contig):
+            stats.records += 1
+            pos = int(rec.POS)
+            where = f"{path}: record {contig}:{pos}"
+            if pos < last_pos:
+                raise InputError(f"{where} comes after position {last_pos}: records are not "
+                                 "sorted; sort the file with `bcftools sort`")
+            if pos != last_pos:
+                seen_at_pos.clear()
+                last_pos = pos
+            ref = rec.REF.upper()
+            alts = [a.upper() for a in rec.ALT]
+            if not alts:
+                stats.dropped["monomorphic_no_alt"] += 1
+                continue
+            if len(alts) > 1:
+                if multiallelic == "drop":
+                    stats.dropped["multiallelic"] += 1
+                    continue
+                stats.split_multiallelic += 1
+            gt = rec.genotype.array()  # int16 [n_samples, ploidy + 1], last column: phased
+            if gt.shape[1] != 3 or (gt[:, 1] == -2).any():
+                bad = int(np.flatnonzero((gt[:, 1] == -2) if gt.shape[1] == 3 else
+                                         np.ones(len(names), bool))[0])
+                raise InputError(
+                    f"{where}, sample {names[bad]}: genotype is not diploid (e.g. chrX in "
+                    "males); vcfbert needs diploid genotypes: impute non-PAR chrX separately "
+                    "with males coded as homozygous diploid (bcftools +fixploidy)"
+                )
+            a = gt[:, :2]
+            missing = a < 0
+            phased = gt[:, 2].astype(bool) | (a[:, 0] == a[:, 1])
+            if role == "reference":
+                if missing.any():
+                    bad = int(np.flatnonzero(missing.any(1))[0])
+                    raise InputError(
+                        f"{where}, sample {names[bad]}: missing genotype in the reference panel; "
+                        "the reference must be fully called and phased (phase and impute it "
+                        "first, e.g. with Beagle)"
+                    )
+                if not phased.all():
+                    bad = int(np.flatnonzero(~phased)[0])
+                    raise InputError(
+                        f"{where}, sample {names[bad]}: unphased heterozygous genotype in the "
+                        "reference panel; the reference must be phased (e.g. with Beagle or "
+                        "SHAPEIT) before it is used"
+                    )
+            flat = a.reshape(-1)
+            for j, alt in enumerate(alts, start=1):
+                if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
+                    stats.dropped["symbolic_or_non_acgt_allele"] += 1
+                    continue
+                if (ref, alt) in seen_at_pos:
+                    stats.dropped["duplicate_record"] += 1
+                    continue
+                seen_at_pos.add((ref, alt))
+                haps = np.where(flat < 0, -1, flat == j).astype(np.int8)
+                stats.kept += 1
+                yield Variant(pos, ref, alt, rec.ID or ".", haps, phased.copy())
+    finally:
+        vcf.close()

@@ -1,0 +1,67 @@
+"""Model configuration: a dataclass stored inside every checkpoint (nanoGPT-style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..errors import InputError
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`vcfbert.model.network.VcfBert`.
+
+    Attributes:
+        d_model: width of the token embeddings and of the query transformer.
+        n_layers / n_heads / d_ff: query transformer (self-attention along the window's slots).
+        dropout: dropout inside the transformer.
+        max_slots: largest number of typed sites (slots) in a window; longer windows are
+            clipped for the slot-position embedding only.
+        max_core_dist: distances to the core (in slots) above this share one embedding.
+        d_key: dimension of the retrieval key (float32: 4 * d_key bytes per haplotype-window).
+        key_decay: initial weight decay per slot away from the core in the retrieval key.
+        k_retrieve: candidates fetched from the FAISS index per query.
+        k_keep: candidates kept after re-scoring with the current key encoder (HMM states).
+        ne_init: initial effective population size of the copying HMM (sets switch rates).
+        err_init: initial per-slot mismatch probability of the copying HMM.
+        cm_per_mb: genetic distance per physical distance used without a genetic map.
+    """
+
+    d_model: int = 32
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 64
+    dropout: float = 0.0
+    max_slots: int = 512
+    max_core_dist: int = 256
+    d_key: int = 128
+    key_decay: float = 0.97
+    k_retrieve: int = 160
+    k_keep: int = 128
+    ne_init: float = 20000.0
+    err_init: float = 1e-3
+    cm_per_mb: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise InputError(f"model.d_model ({self.d_model}) must be a multiple of "
+                             f"model.n_heads ({self.n_heads})")
+        if self.k_keep > self.k_retrieve:
+            raise InputError(f"model.k_keep ({self.k_keep}) cannot exceed model.k_retrieve "
+                             f"({self.k_retrieve})")
+        if not 0 < self.err_init < 0.5:
+            raise InputError("model.err_init must lie in (0, 0.5)")
+        if not 0 < self.key_decay <= 1:
+            raise InputError("model.key_decay must lie in (0, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise InputError(f"model: unknown keys {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,255 @@
+"""VcfBert: a retrieval-augmented transformer that imputes one haplotype window.
+
+Dimensions: ``b`` queries (haplotype-windows), ``m`` slots (typed sites of the window), ``n``
+core sites to predict, ``K`` retrieved candidates, ``k`` kept candidates, ``d`` model width.
+
+Pipeline of :meth:`VcfBert.forward`:
+
+1. **Query encoder** — token (REF/ALT/MASK) + slot position + distance-to-core + allele
+   frequency embeddings, then a transformer along the slots (linkage disequilibrium):
+   ``q_ctx [b, m, d]``.
+2. **Re-scoring** — the ``K`` candidates fetched from the (possibly stale) FAISS index are
+   re-keyed with the *current* :class:`KeyEncoder` (gradients on), and the best ``k`` are kept.
+3. **Fusion: copying attention** — a Li–Stephens HMM over the ``k`` candidates whose switch
+   rates, mismatch penalties, per-candidate emission terms (the candidates' tokens re-embedded
+   with the shared token embedding) and switch prior (key similarity) are produced by the
+   network; its posterior is the attention every slot pays to every retrieved haplotype.
+4. **Output** — at each core site, the attention is interpolated between the flanking slots and
+   used to copy the candidates' alleles; a head combines the copied probability with the query
+   context and the allele frequency into a logit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .features import carrier_features, interval_runs
+from .hmm import forward_backward
+
+REF, ALT, MASK = 0, 1, 2
+MORGAN_PER_BP = 1e-8  # scaled by ModelConfig.cm_per_mb
+
+
+@dataclasses.dataclass
+class WindowBatch:
+    """Tensors for ``b`` queries of one window (see module docstring for dimensions)."""
+
+    query_tokens: torch.Tensor  # long [b, m] 0 REF, 1 ALT, 2 MASK (unobserved or missing)
+    slot_observed: torch.Tensor  # bool [m] slots observed under the mask (keys use these)
+    slot_index: torch.Tensor  # long [m] slot number in the window (0..m-1)
+    slot_core_dist: torch.Tensor  # long [m] slots away from the core (0 inside)
+    slot_gap_bp: torch.Tensor  # float [m] bp from the previous slot (0 for the first)
+    slot_af: torch.Tensor  # float [b, m] panel ALT frequency (leave-one-out in training)
+    cand_tokens: torch.Tensor  # long [b, K, m] candidate alleles at the slots (0/1)
+    cand_sites: torch.Tensor  # float [b, K, n] candidate alleles at the core sites
+    cand_valid: torch.Tensor  # bool [b, K] candidate exists
+    site_interval: torch.Tensor  # long [n] interval (0..m) of each core site
+    site_left: torch.Tensor  # long [n] slot on the left of each core site (clipped)
+    site_right: torch.Tensor  # long [n] slot on the right (clipped)
+    site_frac: torch.Tensor  # float [n] position between left (0) and right (1) slot
+    site_af: torch.Tensor  # float [b, n] ALT frequency of the core sites
+    targets: torch.Tensor | None = None  # float [b, n] true alleles (0/1)
+    loss_mask: torch.Tensor | None = None  # bool [b, n] sites that count in the loss
+    site_weight: torch.Tensor | None = None  # float [b, n] loss weight (MAF weighting)
+
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(**{f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                              for f in dataclasses.fields(self)
+                              for v in [getattr(self, f.name)]})
+
+
+def af_features(af: torch.Tensor) -> torch.Tensor:
+    """float [..., ] -> [..., 3]: ALT frequency, MAF, log10 MAF (scaled)."""
+    maf = torch.minimum(af, 1 - af).clamp_min(0)
+    return torch.stack([af, maf, torch.log10(maf + 1e-4) / 4.0], dim=-1)
+
+
+class KeyEncoder(nn.Module):
+    """Learnable retrieval key of a haplotype window over its *observed* slots.
+
+    ``key = normalize(sum_i w(dist_i) * phi(token_i) * R[slot_i])`` with ``phi`` a scalar per
+    token from the shared token embedding, ``w`` a learned weight by distance to the core and
+    ``R`` learned slot vectors. At initialisation ``phi(REF) = -1``, ``phi(ALT) = +1``,
+    ``phi(MASK) = 0`` and ``w = decay ** dist``, so the inner product of two keys approximates
+    a core-centred Hamming similarity.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.allele_sign = nn.Parameter(torch.tensor([-1.0, 1.0, 0.0]))
+        self.u = nn.Parameter(torch.zeros(cfg.d_model))
+        dist = torch.arange(cfg.max_core_dist + 1, dtype=torch.float32)
+        self.log_weight = nn.Parameter(dist * math.log(cfg.key_decay) / 2)
+        gen = torch.Generator().manual_seed(1234)
+        self.slot_vectors = nn.Parameter(
+            torch.randn(cfg.max_slots, cfg.d_key, generator=gen) / math.sqrt(cfg.d_key))
+        self.max_slots = cfg.max_slots
+        self.max_core_dist = cfg.max_core_dist
+
+    def forward(self, tokens: torch.Tensor, slot_index: torch.Tensor,
+                slot_core_dist: torch.Tensor, token_weight: torch.Tensor) -> torch.Tensor:
+        """tokens long [..., m] -> L2-normalised keys float [..., d_key]."""
+        table = (self.allele_sign + token_weight @ self.u)[:, None]  # [3, 1]
+        phi = (F.one_hot(tokens, 3).to(table.dtype) @ table).squeeze(-1)  # [..., m]
+        w = torch.exp(self.log_weight[slot_core_dist.clamp_max(self.max_core_dist)])  # [m]
+        vec = self.slot_vectors[slot_index.clamp_max(self.max_slots - 1)]  # [m, d_key]
+        return F.normalize((phi * w) @ vec, dim=-1)
+
+
+def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    last = nn.Linear(d_hidden, d_out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.GELU(), last)
+
+
+class VcfBert(nn.Module):
+    """The imputation model; see the module docstring."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.tok = nn.Embedding(3, d)
+        self.slot_pos = nn.Embedding(cfg.max_slots, d)
+        self.core_dist = nn.Embedding(cfg.max_core_dist + 1, d)
+        self.af_proj = nn.Linear(3, d)
+        self.in_norm = nn.LayerNorm(d)
+        layer = nn.TransformerEncoderLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout,
+                                           batch_first=True, norm_first=True,
+                                           activation="gelu")
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.out_norm = nn.LayerNorm(d)
+        self.keys = KeyEncoder(cfg)
+        self.prior_scale = nn.Parameter(torch.zeros(()))
+        self.log_rate = nn.Parameter(torch.tensor(math.log(4 * cfg.ne_init / cfg.k_keep)))
+        self.rate_head = _mlp(2 * d, d, 1)
+        self.mismatch_bias = nn.Parameter(torch.tensor(math.log((1 - cfg.err_init)
+                                                                / cfg.err_init)))
+        self.mismatch_head = _mlp(d + 3, d, 1)
+        self.emit_head = _mlp(2 * d, d, 1)
+        self.copy_scale = nn.Parameter(torch.ones(()))
+        self.out_head = _mlp(2 * d + 10, 2 * d, 1)
+
+    # -- parts ---------------------------------------------------------------------------
+    def encode_query(self, batch: WindowBatch) -> torch.Tensor:
+        """Query context ``q_ctx`` float [b, m, d]."""
+        cfg = self.cfg
+        x = (self.tok(batch.query_tokens)
+             + self.slot_pos(batch.slot_index.clamp_max(cfg.max_slots - 1))[None]
+             + self.core_dist(batch.slot_core_dist.clamp_max(cfg.max_core_dist))[None]
+             + self.af_proj(af_features(batch.slot_af)))
+        return self.out_norm(self.encoder(self.in_norm(x)))
+
+    def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
+            slot_core_dist: torch.Tensor) -> torch.Tensor:
+        """Retrieval keys float [..., d_key] of token rows long [..., m]."""
+        return self.keys(tokens, slot_index, slot_core_dist, self.tok.weight)
+
+    def rescore(self, batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Current-weight similarity of the K candidates and the indices of the best k.
+
+        Returns:
+            (sim float [b, k], keep long [b, k]).
+        """
+        obs = batch.slot_observed
+        q_key = self.key(batch.query_tokens, batch.slot_index, batch.slot_core_dist)
+        c_tok = torch.where(obs, batch.cand_tokens, torch.full_like(batch.cand_tokens, MASK))
+        c_key = self.key(c_tok, batch.slot_index, batch.slot_core_dist)  # [b, K, d_key]
+        sim = torch.einsum("bkd,bd->bk", c_key, q_key)
+        k = min(self.cfg.k_keep, sim.shape[1])
+        masked = sim.detach().masked_fill(~batch.cand_valid, -1e4)
+        keep = masked.topk(k, dim=1).indices.sort(dim=1).values
+        return sim.gather(1, keep), keep
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of ALT at the core sites, float [b, n], and the loss when targets are given."""
+        cfg = self.cfg
+        q_ctx = self.encode_query(batch)  # [b, m, d]
+        sim, keep = self.rescore(batch)  # [b, k]
+        valid = batch.cand_valid.gather(1, keep)
+        m = batch.query_tokens.shape[1]
+        c_tok = batch.cand_tokens.gather(1, keep[:, :, None].expand(-1, -1, m))  # [b, k, m]
+        n = batch.cand_sites.shape[2]
+        c_sites = batch.cand_sites.gather(1, keep[:, :, None].expand(-1, -1, n))  # [b, k, n]
+
+        prior = torch.softmax((self.prior_scale * 10.0 * sim).masked_fill(~valid, -1e4), dim=1)
+
+        q_obs = batch.query_tokens != MASK  # [b, m]
+        mismatch = (c_tok != batch.query_tokens[:, None, :]) & q_obs[:, None, :]
+        slot_feat = af_features(batch.slot_af)  # [b, m, 3]
+        mu = F.softplus(self.mismatch_bias + self.mismatch_head(
+            torch.cat([q_ctx, slot_feat], -1)).squeeze(-1))  # [b, m]
+        # per-candidate emission term: the candidates' tokens re-embedded with the shared
+        # embedding, read against the query context (gradients reach self.tok here)
+        tok01 = self.tok.weight[:2]  # [2, d]
+        pair = torch.cat([q_ctx[:, :, None, :].expand(-1, -1, 2, -1),
+                          tok01[None, None].expand(q_ctx.shape[0], m, -1, -1)], -1)
+        s = self.emit_head(pair).squeeze(-1)  # [b, m, 2]
+        s_c = torch.gather(s[:, None].expand(-1, c_tok.shape[1], -1, -1), 3,
+                           c_tok[..., None]).squeeze(-1)  # [b, k, m]
+        log_emit = -mu[:, None, :] * mismatch.float() + s_c
+
+        prev = torch.cat([q_ctx[:, :1], q_ctx[:, :-1]], 1)
+        log_rate = self.log_rate + self.rate_head(torch.cat([prev, q_ctx], -1)).squeeze(-1)
+        gap = batch.slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
+        rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
+
+        with torch.autocast(device_type=log_emit.device.type, enabled=False):
+            gamma = forward_backward(log_emit.float(), rho.float(), prior.float(), valid)
+        f = batch.site_frac[None, None, :]
+        g_site = (gamma.index_select(2, batch.site_left) * (1 - f)
+                  + gamma.index_select(2, batch.site_right) * f)
+        p_copy = (g_site * c_sites).sum(1).clamp(1e-5, 1 - 1e-5)  # [b, n]
+        logit_copy = torch.log(p_copy) - torch.log1p(-p_copy)
+
+        left_run, right_run = interval_runs(mismatch, q_obs)  # [b, k, m + 1]
+        run_total = (left_run + right_run).index_select(2, batch.site_interval).float()
+        carriers = carrier_features(run_total, c_sites, g_site, valid)  # [b, n, 5]
+        head_in = torch.cat([q_ctx.index_select(1, batch.site_left),
+                             q_ctx.index_select(1, batch.site_right),
+                             af_features(batch.site_af),
+                             batch.site_frac[None, :, None].expand(q_ctx.shape[0], -1, 1),
+                             (logit_copy / 10.0)[..., None], carriers], -1)
+        logits = self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
+        loss = None
+        if batch.targets is not None:
+            loss = weighted_bce(logits, batch.targets, batch.loss_mask, batch.site_weight)
+        return logits, loss
+
+
+def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
+                 weight: torch.Tensor | None) -> torch.Tensor:
+    """Mean binary cross-entropy over ``mask`` with per-site ``weight`` (all [b, n])."""
+    w = torch.ones_like(logits) if weight is None else weight
+    if mask is not None:
+        w = w * mask.float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none")
+    return (bce * w).sum() / w.sum().clamp_min(1e-8)
+
+
+def maf_weight(af: torch.Tensor, scheme: str) -> torch.Tensor:
+    """Loss weight per site from its panel ALT frequency.
+
+    ``v18``: ``log1p(1/(maf+1e-6)).clamp(max=3)`` (VCF-Bert V18; saturates below MAF ~5%);
+    ``none``: 1; ``inv_sqrt``: ``(maf + 1e-3) ** -0.5`` normalised to 1 at MAF 0.5 and capped at 20.
+    """
+    maf = torch.minimum(af, 1 - af).clamp_min(0)
+    if scheme == "v18":
+        return torch.log1p(1 / (maf + 1e-6)).clamp(max=3.0)
+    if scheme == "none":
+        return torch.ones_like(maf)
+    if scheme == "inv_sqrt":
+        return ((maf + 1e-3) ** -0.5 / (0.501**-0.5)).clamp(max=20.0)
+    raise ValueError(f"unknown MAF weighting {scheme!r} (use v18, none or inv_sqrt)")
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

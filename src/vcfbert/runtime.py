@@ -1,0 +1,89 @@
+"""Process set-up shared by the CLI and the Snakemake script adapters.
+
+``run_step`` is what every ``scripts/*.py`` adapter calls: it sends logging (and stderr,
+where tqdm writes) to the rule's log file, caps the threads of torch, FAISS and BLAS, and turns
+the errors a user can fix into one line plus a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+from .errors import VcfbertError
+
+log = logging.getLogger("vcfbert")
+
+
+def cap_threads(threads: int) -> None:
+    """Limit every thread pool we use to ``threads`` (BLAS, OpenMP/FAISS, torch)."""
+    threads = max(1, int(threads))
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    if "faiss" in sys.modules or _importable("faiss"):
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
+    """Log to ``log_path`` (appending) or to stderr, one timestamped line per message."""
+    handlers: list[logging.Handler] = []
+    if log_path:
+        os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_path, mode="a"))
+    else:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+@contextlib.contextmanager
+def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
+    """Context for a Snakemake ``script:`` adapter.
+
+    Redirects logging and stderr to ``snakemake.log[0]``, caps threads to
+    ``snakemake.threads``, and converts :class:`VcfbertError` into one error line (in the
+    log and on the terminal) and exit status 1.
+    """
+    log_path = smk.log[0] if len(smk.log) else None
+    setup_logging(log_path)
+    cap_threads(getattr(smk, "threads", 1))
+    step = name or getattr(smk, "rule", "vcfbert")
+    terminal = sys.__stderr__
+    stderr_file = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
+    try:
+        if stderr_file is not None:
+            sys.stderr = stderr_file
+        yield logging.getLogger(f"vcfbert.{step}")
+    except VcfbertError as exc:
+        logging.getLogger(f"vcfbert.{step}").error("%s", exc)
+        print(f"vcfbert {step}: error: {exc}", file=terminal)
+        sys.exit(1)
+    finally:
+        sys.stderr = terminal
+        if stderr_file is not None:
+            stderr_file.close()
+
+
+def workflow_command(smk: Any) -> str:
+    """The command line that started the workflow (set by rules/common.smk), for headers."""
+    return os.environ.get("VCFBERT_COMMAND") or f"snakemake (rule {getattr(smk, 'rule', '?')})"

@@ -1,0 +1,288 @@
+"""One function per workflow rule: what ``scripts/<rule>.py`` calls (and the CLI too).
+
+Each function takes plain paths and values (no Snakemake objects), does one job, and writes
+its outputs atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_path, write_text_atomic
+from .errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def simulate(*, params: dict[str, Any], reference_vcf: str, target_vcf: str, truth_vcf: str,
+             panel: str) -> None:
+    from .simulate import SimulatedPaths, simulation_config_from_dict
+    from .simulate import simulate as run
+
+    run(simulation_config_from_dict(params),
+        SimulatedPaths(reference_vcf, target_vcf, truth_vcf, panel))
+
+
+def list_chromosomes(*, reference_vcf: str, target_vcf: str, out: str) -> None:
+    from .ingest import write_contig_list
+
+    contigs = write_contig_list(reference_vcf, out, target_vcf=target_vcf)
+    log.info("chromosomes to impute: %s", contigs)
+
+
+def contig_of(chromosomes_tsv: str, label: str) -> str:
+    """The VCF contig name behind a chromosome label used in paths."""
+    df = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str)
+    hit = df.loc[df["wildcard"] == label, "contig"]
+    if hit.empty:
+        raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
+    return str(hit.iloc[0])
+
+
+def overlapping_samples(reference_vcf: str, target_vcf: str) -> list[str]:
+    from .io.vcf import sample_ids
+
+    targets = set(sample_ids(target_vcf))
+    return [s for s in sample_ids(reference_vcf) if s in targets]
+
+
+def parse_reference(*, reference_vcf: str, target_vcf: str, contig: str, panel: str | None,
+                    multiallelic: str, overlap: str, out: str) -> None:
+    from .ingest import parse_reference as run
+
+    shared = overlapping_samples(reference_vcf, target_vcf)
+    exclude = None
+    if shared:
+        if overlap == "error":
+            raise InputError(
+                f"{len(shared)} sample(s) are both in the reference and in the targets (first: "
+                f"{shared[0]}): imputing a sample from itself is leakage; remove them from one "
+                "file or set `ingest.overlapping_samples: exclude_from_reference`")
+        exclude = shared
+        log.warning("excluding %d samples present in both files from the reference",
+                    len(shared))
+    run(reference_vcf, contig, out, panel=panel or None, multiallelic=multiallelic,
+        exclude_samples=exclude)
+
+
+def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallelic: str,
+                  min_call_rate: float, out: str, qc_sites: str, qc_samples: str) -> None:
+    from .ingest import parse_targets as run
+
+    run(target_vcf, reference_h5, contig, out, qc_sites, qc_samples, multiallelic=multiallelic,
+        min_call_rate=min_call_rate)
+
+
+def define_windows(*, reference_h5: str, targets_h5: str, core_sites: int, flank_sites: int,
+                   out: str) -> None:
+    from .io.h5store import read_targets, read_variant_table
+    from .windows import define_windows as run
+    from .windows import write_windows
+
+    table = read_variant_table(reference_h5)
+    targets = read_targets(targets_h5)
+    df = run(table["position"], targets.variant_ref_index, core_sites=core_sites,
+             flank_sites=flank_sites)
+    write_windows(df, out)
+    log.info("%d windows (%d variants, %d typed sites)", len(df), table["position"].size,
+             targets.variant_ref_index.size)
+
+
+def split_samples(*, reference_h5: str, val_fraction: float, seed: int, out: str) -> None:
+    from .io.h5store import store_samples
+    from .split import split_samples as run
+    from .split import write_split
+
+    samples, pops = store_samples(reference_h5)
+    df = run(samples, pops, val_fraction=val_fraction, seed=seed)
+    write_split(df, out)
+    log.info("split: %s", df["split"].value_counts().to_dict())
+
+
+def refresh_mask(*, targets_h5: str, contig: str, epoch: str, drop_fraction: float,
+                 out: str) -> None:
+    from .io.h5store import read_targets
+    from .masks import epoch_mask, write_mask
+
+    n = read_targets(targets_h5).variant_ref_index.size
+    if epoch == "final":
+        observed, frac = np.ones(n, bool), 0.0
+    else:
+        observed, frac = epoch_mask(n, int(epoch), contig, drop_fraction), drop_fraction
+    write_mask(out, observed, version=epoch, contig=contig, drop_fraction=frac)
+    log.info("mask %s for %s: %d of %d slots observed", epoch, contig, observed.sum(), n)
+
+
+def init_model(*, model_config: dict[str, Any], seed: int, out: str) -> None:
+    from .train import init_model as run
+
+    run(model_config, out, seed=seed)
+
+
+def _chromosome(contig: str, reference_h5: str, targets_h5: str, windows_tsv: str):
+    from .data import Chromosome
+
+    return Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
+
+
+def encode(*, checkpoint: str, contig: str, window_id: str, reference_h5: str,
+           targets_h5: str, windows_tsv: str, mask_h5: str, out: str, device: str) -> None:
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .encode import encode_window
+    from .train import pick_device
+
+    dev = pick_device(device)
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    chrom = _chromosome(contig, reference_h5, targets_h5, windows_tsv)
+    t0 = time.time()
+    encode_window(model, chrom, window_id, mask_h5, out, device=dev)
+    log.info("encoded in %.3f s on %s", time.time() - t0, dev)
+
+
+def build_index(*, keys_npy: str, out: str, meta: dict[str, Any], checkpoint: str) -> None:
+    from .atomic import sha256_file
+    from .index import build_index as run
+
+    t0 = time.time()
+    keys = np.load(keys_npy, allow_pickle=False)
+    side = run(keys, out, meta={**meta, "model_sha256": sha256_file(checkpoint)})
+    log.info("index %s: %d x %d, %.1f bytes per haplotype-window, %.3f s", out, side["count"],
+             side["dimension"], side["bytes_per_haplotype_window"], time.time() - t0)
+
+
+def train_epoch(*, epoch: int, previous: str, contigs: list[str], reference_h5: list[str],
+                targets_h5: list[str], windows_tsv: list[str], masks: list[str],
+                final_masks: list[str], indexes: list[str], split_tsv: str, out_model: str,
+                out_metrics: str, train_config: dict[str, Any], device: str) -> None:
+    from .train import TrainConfig
+    from .train import train_epoch as run
+
+    chroms = [_chromosome(c, r, t, w) for c, r, t, w in
+              zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
+    index_paths = {}
+    for path in indexes:
+        p = Path(path)
+        label = p.parent.name
+        contig = contigs[[Path(r).parent.name for r in reference_h5].index(label)]
+        index_paths[(contig, p.stem)] = path
+    run(epoch=epoch, previous_checkpoint=previous, chroms=chroms, masks=masks,
+        final_masks=final_masks, index_paths=index_paths, split_tsv=split_tsv,
+        out_checkpoint=out_model, out_metrics=out_metrics,
+        partial_dir=str(Path(out_model).parent) + ".partial",
+        cfg=TrainConfig.from_dict(train_config), device=device)
+
+
+def select_model(*, models: list[str], metrics: list[str], out_model: str,
+                 out_csv: str, criterion: str = "val_r2_mean_bins") -> None:
+    """Keep the epoch with the best validation score; write the per-epoch metrics table."""
+    import shutil
+
+    rows = [json.loads(Path(m).read_text()) for m in metrics]
+    df = pd.DataFrame(rows).sort_values("epoch")
+    scores = df[criterion].fillna(-np.inf) if criterion in df else pd.Series(
+        -np.asarray(df["epoch"]), index=df.index)
+    best = int(df.loc[scores.idxmax(), "epoch"])
+    df["selected"] = df["epoch"] == best
+    with atomic_path(out_csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+    src = [m for m, r in zip(models, rows, strict=True) if int(r["epoch"]) == best][0]
+    with atomic_path(out_model) as tmp:
+        shutil.copyfile(src, tmp)
+    log.info("selected epoch %d by %s", best, criterion)
+
+
+def impute_window(*, checkpoint: str | None, method: str, contig: str, window_id: str,
+                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
+                  index: str | None, out: str, batch_size: int, device: str) -> None:
+    from .impute import impute_window as run
+
+    run(checkpoint=checkpoint, method=method, contig=contig, window_id=window_id,
+        reference_h5=reference_h5, targets_h5=targets_h5, windows_tsv=windows_tsv,
+        mask_h5=mask_h5, index_path=index, out=out, batch_size=batch_size, device=device)
+
+
+def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
+           window_files: list[str], out: str) -> None:
+    from .impute import ligate as run
+
+    run(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
+        windows_tsv=windows_tsv, window_files=window_files, out=out)
+
+
+def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
+              command: str) -> None:
+    from .impute import write_vcf as run
+
+    run(chromosome_files=chromosome_files, reference_h5=reference_h5, out=out, command=command)
+
+
+def evaluate(*, imputed_vcf: str, truth_vcf: str, reference_h5: list[str],
+             targets_h5: list[str], panel: str | None, out_accuracy: str,
+             out_per_variant: str) -> None:
+    from .evaluate import evaluate as run
+    from .evaluate import site_table, write_tables
+    from .ingest import read_panel
+
+    acc, pv = run(imputed_vcf, truth_vcf, site_table(reference_h5, targets_h5),
+                  populations=read_panel(panel) if panel else None)
+    write_tables(acc, pv, out_accuracy, out_per_variant)
+    overall = acc[(acc["group"] == "all")]
+    log.info("accuracy:\n%s", overall.to_string(index=False))
+
+
+def plots(*, accuracy: str | None, per_variant: str | None, metrics_csv: str | None,
+          qc_sites: list[str], outputs: dict[str, str]) -> None:
+    from . import plots as p
+
+    if "r2_by_maf" in outputs:
+        p.r2_by_maf(pd.read_csv(accuracy, sep="\t"), outputs["r2_by_maf"])
+    if "calibration" in outputs:
+        p.dr2_calibration(pd.read_csv(per_variant, sep="\t"), outputs["calibration"])
+    if "training" in outputs:
+        p.training_curves(pd.read_csv(metrics_csv), outputs["training"])
+    if "qc" in outputs:
+        p.qc_table(pd.concat([pd.read_csv(q, sep="\t") for q in qc_sites]), outputs["qc"])
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
+
+
+def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str) -> None:
+    """One table of the targets' QC, like the imputation servers' reports.
+
+    Rows: per contig, each site outcome (matched, allele_swapped, strand_flipped, dropped by
+    reason) and sample call-rate statistics.
+    """
+    rows = []
+    for path in qc_sites:
+        df = pd.read_csv(path, sep="\t", dtype={"contig": str})
+        rows += [{"contig": r.contig, "section": "sites", "metric": r.outcome,
+                  "value": r.count} for r in df.itertuples()]
+    for path in qc_samples:
+        df = pd.read_csv(path, sep="\t", dtype={"contig": str, "sample": str})
+        if df.empty:
+            continue
+        contig = df["contig"].iloc[0]
+        rate = df["call_rate"]
+        rows += [
+            {"contig": contig, "section": "samples", "metric": "samples", "value": len(df)},
+            {"contig": contig, "section": "samples", "metric": "call_rate_min",
+             "value": round(float(rate.min()), 4)},
+            {"contig": contig, "section": "samples", "metric": "call_rate_mean",
+             "value": round(float(rate.mean()), 4)},
+            {"contig": contig, "section": "samples", "metric": "samples_call_rate_below_0.9",
+             "value": int((rate < 0.9).sum())},
+            {"contig": contig, "section": "samples", "metric": "samples_unphased",
+             "value": int((~df["phased"].astype(bool)).sum())},
+        ]
+    with atomic_path(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

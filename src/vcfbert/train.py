@@ -1,0 +1,389 @@
+"""Training: one epoch per call, resumable mid-epoch, with validation and metrics.
+
+``train_epoch`` starts from the checkpoint of the previous epoch (or the initial weights),
+retrieves candidates from that epoch's per-window FAISS shards (keys built with the previous
+epoch's weights under this epoch's mask), re-scores them with the current weights, and
+optimises the MAF-weighted cross-entropy on the hidden core sites. Every
+``checkpoint_every`` steps it saves a resume state (weights, optimiser, scheduler, RNG, step,
+running sums) atomically, so a killed epoch continues where it stopped and ends with the same
+weights as an uninterrupted run (on CPU, same threads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .atomic import write_text_atomic
+from .checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from .data import (
+    Chromosome,
+    EpochBatches,
+    WindowArrayCache,
+    assemble_batch,
+    epoch_batches,
+    identity_collate,
+    leave_one_out_af,
+    own_sample,
+)
+from .encode import query_keys, reference_keys
+from .errors import InputError
+from .evaluate import BIN_LABELS, maf_bin
+from .index import KeySearcher, load_index
+from .masks import read_mask
+from .model import ModelConfig, VcfBert
+from .predict import predict_window
+from .split import read_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Optimisation settings (config ``train:`` section; see config/README.md)."""
+
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    grad_accum_steps: int = 1
+    max_sites_per_batch: int = 256
+    maf_weighting: str = "none"
+    max_batches_per_epoch: int = 0
+    val_fraction: float = 0.1
+    val_max_haplotypes: int = 256
+    checkpoint_every: int = 50
+    num_workers: int = 0
+    seed: int = 1
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def lr_lambda(warmup: int):
+    """Linear warm-up, then inverse square-root decay (independent of the number of epochs,
+    so adding epochs later never changes the earlier ones)."""
+    warm = max(1, int(warmup))
+
+    def f(step: int) -> float:
+        s = step + 1
+        return min(s / warm, math.sqrt(warm / s))
+
+    return f
+
+
+def pick_device(requested: str = "auto") -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError("device 'cuda' requested but no CUDA GPU is visible; set "
+                         "`device: auto` or `cpu`")
+    return requested
+
+
+def init_model(model_config: dict[str, Any], out: str | os.PathLike[str], *, seed: int) -> None:
+    """Write the initial checkpoint (epoch -1) from the model config and a seed."""
+    torch.manual_seed(seed)
+    model = VcfBert(ModelConfig.from_dict(model_config))
+    save_checkpoint(out, model, epoch=-1, step=0, rng=rng_state())
+
+
+def _train_haps(chrom: Chromosome, split_samples: set[str]) -> np.ndarray:
+    idx = [i for i, s in enumerate(chrom.sample_id) if s in split_samples]
+    return np.array([h for i in idx for h in (2 * i, 2 * i + 1)], dtype=np.int64)
+
+
+def _fingerprint(paths: list[str], extra: dict[str, Any]) -> str:
+    import hashlib
+
+    h = hashlib.sha256(json.dumps(extra, sort_keys=True, default=str).encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{os.path.basename(p)}:{st.st_size}".encode())
+    return h.hexdigest()
+
+
+class _Running:
+    """Running sums for the epoch's training metrics (saved in resume states)."""
+
+    def __init__(self, state: dict[str, float] | None = None) -> None:
+        self.s = dict(state or {"loss": 0.0, "batches": 0.0, "tp": 0.0, "fp": 0.0, "fn": 0.0,
+                                "windows": 0.0, "seconds": 0.0})
+
+    def add(self, loss: float, logits: torch.Tensor, batch, seconds: float) -> None:
+        with torch.no_grad():
+            m = batch.loss_mask
+            pred = (logits > 0) & m
+            true = (batch.targets > 0.5) & m
+            self.s["tp"] += float((pred & true).sum())
+            self.s["fp"] += float((pred & ~true).sum())
+            self.s["fn"] += float((~pred & true).sum())
+        self.s["loss"] += loss
+        self.s["batches"] += 1
+        self.s["windows"] += float(batch.query_tokens.shape[0])
+        self.s["seconds"] += seconds
+
+    @property
+    def f1(self) -> float:
+        d = 2 * self.s["tp"] + self.s["fp"] + self.s["fn"]
+        return 2 * self.s["tp"] / d if d else float("nan")
+
+    @property
+    def loss(self) -> float:
+        return self.s["loss"] / max(1.0, self.s["batches"])
+
+
+def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
+             final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
+             cache: WindowArrayCache) -> dict[str, float]:
+    """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples.
+
+    The queries are validation haplotypes under the *inference* mask (the targets' typed
+    sites); reference keys are recomputed with the current weights and searched exactly,
+    the queries' own samples excluded.
+    """
+    model.eval()
+    doses, truths, afs = [], [], []
+    for ci, chrom in enumerate(chroms):
+        haps = val_haps[ci]
+        if haps.size == 0:
+            continue
+        haps = haps[: max_haplotypes - (max_haplotypes % 2)] if max_haplotypes else haps
+        for wid in chrom.windows["window_id"]:
+            layout = chrom.layout(wid)
+            arrays = cache.get(chrom, wid, layout)
+            obs = chrom.slot_mask(final_masks[ci], layout)
+            keys = reference_keys(model, layout, arrays, obs, device=device)
+            import faiss
+
+            index = faiss.IndexFlatIP(keys.shape[1])
+            index.add(keys)
+            probs = predict_window(model, layout, arrays, obs, chrom.position,
+                                   arrays.ref_slots[haps], KeySearcher(index, device),
+                                   panel_haps=haps, batch_size=64, device=device)
+            truth = arrays.ref_core[haps].astype(np.float32)
+            doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
+            truths.append((truth[0::2] + truth[1::2]).T)
+            own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
+            afs.append(((arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)).T)
+    model.train()
+    if not doses:
+        return {}
+    dose = np.concatenate(doses)
+    truth = np.concatenate(truths)
+    af = np.concatenate(afs)
+    # score only pairs whose variant the rest of the panel carries (AC_loo >= 1): the
+    # analogue of imputing reference-panel variants into a target
+    bins = np.where(af > 0, maf_bin(af.ravel()).reshape(af.shape), "absent")
+    out: dict[str, float] = {}
+    r2s = []
+    for label in BIN_LABELS:
+        sel = bins == label
+        d, t = dose[sel], truth[sel]
+        r2 = float(np.corrcoef(d, t)[0, 1] ** 2) if d.size > 1 and d.std() > 0 and t.std() > 0 \
+            else float("nan")
+        out[f"val_r2_{label}"] = r2
+        if not math.isnan(r2):
+            r2s.append(r2)
+    present = af > 0
+    out["val_r2_overall"] = float(np.corrcoef(dose[present], truth[present])[0, 1] ** 2)
+    out["val_r2_mean_bins"] = float(np.mean(r2s)) if r2s else float("nan")
+
+    def f1(sel: np.ndarray) -> float:
+        h, t = np.round(dose[sel]), truth[sel]
+        tp = ((h >= 1) & (t >= 1)).sum()
+        fp = ((h >= 1) & (t < 1)).sum()
+        fn = ((h < 1) & (t >= 1)).sum()
+        return float(2 * tp / (2 * tp + fp + fn)) if (tp + fp + fn) else float("nan")
+
+    maf = np.minimum(af, 1 - af)
+    out["val_f1"] = f1(present)
+    out["val_rare_f1"] = f1(present & (maf < 0.01))
+    return out
+
+
+def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome],
+                masks: list[str], final_masks: list[str], index_paths: dict[tuple[str, str], str],
+                split_tsv: str, out_checkpoint: str, out_metrics: str, partial_dir: str,
+                cfg: TrainConfig, device: str = "auto", progress: bool = True,
+                rank: int = 0, world_size: int = 1) -> dict[str, Any]:
+    """Train one epoch; see the module docstring. Returns the epoch's metrics."""
+    device = pick_device(device)
+    t_start = time.time()
+    prev = load_checkpoint(previous_checkpoint)
+    model = model_from_checkpoint(prev).to(device)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
+    if prev.get("optimizer"):
+        opt.load_state_dict(prev["optimizer"])
+        sched.load_state_dict(prev["scheduler"])
+    global_step = int(prev.get("step", 0))
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+
+    split = read_split(split_tsv)
+    train_samples = set(split.loc[split["split"] == "train", "sample"])
+    val_samples = set(split.loc[split["split"] == "val", "sample"])
+    train_haps = [_train_haps(c, train_samples) for c in chroms]
+    val_haps = [_train_haps(c, val_samples) for c in chroms]
+    epoch_masks = [read_mask(p)[0] for p in masks]
+    inference_masks = [read_mask(p)[0] for p in final_masks]
+    specs = epoch_batches(chroms, train_haps, batch_size=cfg.batch_size * world_size,
+                          seed=cfg.seed, epoch=epoch, max_batches=cfg.max_batches_per_epoch)
+    if not specs:
+        raise InputError("no training batch: the reference panel has no training sample")
+
+    # resume state from an interrupted run of this same epoch
+    partial = Path(partial_dir)
+    resume_file = partial / "resume.pt"
+    fingerprint = _fingerprint([previous_checkpoint, *masks, split_tsv, *index_paths.values()],
+                               {"epoch": epoch, "cfg": dataclasses.asdict(cfg),
+                                "world_size": world_size})
+    start = 0
+    running = _Running()
+    if resume_file.exists():
+        state = load_checkpoint(resume_file)
+        if state["extra"].get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            set_rng_state(state["rng"])
+            start = int(state["extra"]["next_batch"])
+            global_step = int(state["step"])
+            running = _Running(state["extra"]["running"])
+            log.info("resuming epoch %d at batch %d of %d", epoch, start, len(specs))
+        else:
+            log.info("ignoring a resume state of other inputs: %s", resume_file)
+
+    dataset = EpochBatches(chroms, specs, epoch_masks)
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, range(start, len(specs))), batch_size=1,
+        shuffle=False, num_workers=cfg.num_workers, collate_fn=identity_collate,
+        multiprocessing_context="fork" if cfg.num_workers > 0 else None,
+        persistent_workers=False)
+    searchers: dict[tuple[str, str], KeySearcher] = {}
+
+    def searcher(ci: int, wid: str) -> KeySearcher:
+        key = (chroms[ci].contig, wid)
+        if key not in searchers:
+            index, _ = load_index(index_paths[key], expect_count=chroms[ci].n_haplotypes,
+                                  expect_dim=model.cfg.d_key)
+            searchers[key] = KeySearcher(index, device)
+        return searchers[key]
+
+    bar = tqdm(total=len(specs), initial=start, desc=f"EP_Train:{epoch}", file=sys.stderr,
+               disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 15.0,
+               dynamic_ncols=True)
+    opt.zero_grad(set_to_none=True)
+    for item in loader:
+        t0 = time.time()
+        i = item["index"]
+        ci = item["chrom"]
+        chrom = chroms[ci]
+        layout = dataset.layout(ci, item["window_id"])
+        arrays = item["arrays"]
+        obs = item["slot_observed"]
+        haps = item["haps"]
+        if world_size > 1:
+            haps = np.array_split(haps, world_size)[rank]
+        qslots = arrays.ref_slots[haps]
+        keys = query_keys(model, layout, qslots, obs, device=device)
+        cand = searcher(ci, item["window_id"]).search(keys, model.cfg.k_retrieve, own_sample(haps))
+        n_h = chrom.n_haplotypes
+        batch = assemble_batch(
+            layout, arrays, obs, chrom.position, qslots, cand,
+            slot_af=leave_one_out_af(arrays.ac_slots, arrays.ref_slots, haps, n_h),
+            site_af=leave_one_out_af(arrays.ac_core, arrays.ref_core, haps, n_h),
+            query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
+            panel_af_core=chrom.af[layout.core_start:layout.core_end],
+            sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch, cfg.seed, epoch, i)
+        ).to(device)
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                            enabled=device.startswith("cuda")):
+            logits, loss = model(batch)
+        (loss / cfg.grad_accum_steps).backward()
+        if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(specs):
+            if world_size > 1:
+                _allreduce_grads(model, world_size)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            global_step += 1
+        running.add(float(loss.detach()), logits.detach().float(), batch, time.time() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{running.loss:.4f}", f1=f"{running.f1:.3f}",
+                        lr=f"{sched.get_last_lr()[0]:.2e}")
+        done = i + 1
+        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < len(specs)
+                and rank == 0):
+            save_checkpoint(resume_file, model, epoch=epoch, step=global_step, optimizer=opt,
+                            scheduler=sched, rng=rng_state(),
+                            extra={"fingerprint": fingerprint, "next_batch": done,
+                                   "running": running.s})
+    bar.close()
+    train_seconds = time.time() - t_start
+    cache = WindowArrayCache(capacity=256)
+    metrics: dict[str, Any] = {
+        "epoch": epoch, "step": global_step, "train_loss": running.loss,
+        "train_f1": running.f1, "lr": sched.get_last_lr()[0],
+        "haplotype_windows_per_s": running.s["windows"] / max(running.s["seconds"], 1e-9)
+        * world_size,
+        "train_seconds": round(train_seconds, 2), "device": device, "batches": len(specs),
+    }
+    if rank == 0:
+        t_val = time.time()
+        metrics.update(validate(model, chroms, val_haps,
+                                [read_mask(p)[0] for p in final_masks] if final_masks
+                                else inference_masks, max_haplotypes=cfg.val_max_haplotypes,
+                                device=device, cache=cache))
+        metrics["val_seconds"] = round(time.time() - t_val, 2)
+        metrics["wall_seconds"] = round(time.time() - t_start, 2)
+        save_checkpoint(out_checkpoint, model, epoch=epoch, step=global_step, optimizer=opt,
+                        scheduler=sched, train_config=dataclasses.asdict(cfg), metrics=metrics,
+                        rng=rng_state())
+        write_text_atomic(out_metrics, json.dumps(metrics, indent=1, sort_keys=True,
+                                                  default=float))
+        if resume_file.exists():
+            resume_file.unlink()
+        log.info("epoch %d: %s", epoch, {k: (round(v, 4) if isinstance(v, float) else v)
+                                         for k, v in metrics.items()})
+    return metrics
+
+
+def _site_subset(n: int, limit: int, seed: int, epoch: int, batch: int) -> np.ndarray | None:
+    """A uniform random subset of ``limit`` of the ``n`` core sites (None: all), seeded by
+    the batch, so training cost does not grow with the core's variant density."""
+    if not limit or n <= limit:
+        return None
+    rng = np.random.default_rng([seed, epoch, batch, 7])
+    return np.sort(rng.choice(n, size=limit, replace=False))
+
+
+def _allreduce_grads(model: torch.nn.Module, world_size: int) -> None:
+    import torch.distributed as dist
+
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= world_size
