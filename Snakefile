@@ -1,11 +1,19 @@
 # vcfbert: genotype imputation with a retrieval-augmented transformer.
 # Table of contents only; each stage lives in rules/<stage>.smk, its logic in src/vcfbert.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# config/config.yaml of the working directory when there is one, else the workflow's own
+CONFIGFILE = "config/config.yaml"
+if not os.path.exists(CONFIGFILE):
+    CONFIGFILE = os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+configfile: CONFIGFILE
 
 
 include: "rules/common.smk"

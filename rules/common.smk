@@ -7,12 +7,14 @@ import pandas as pd
 from snakemake.utils import validate
 
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
-_SRC = os.path.join(workflow.basedir, "src")
-sys.path.insert(0, _SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in [_SRC, os.environ.get("PYTHONPATH", "")] if p)
-
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert.integrity import purge_corrupted_shards  # noqa: E402
+from vcfbert.runtime import export_for_jobs  # noqa: E402
+
+export_for_jobs(
+    src=os.path.join(workflow.basedir, "src"),
+    command=shlex.join(["snakemake", *sys.argv[1:]]) if workflow.is_main_process else None,
+)
 
 validate(config, schema="../workflow/schemas/config.schema.yaml")
 
@@ -28,8 +30,6 @@ wildcard_constraints:
 # an index shard whose checksum does not match its sidecar is removed here, so that the
 # workflow rebuilds it (and only what depends on it) instead of using it
 if workflow.is_main_process:
-    # the command line goes into the imputed VCF's header (jobs inherit the environment)
-    os.environ.setdefault("VCFBERT_COMMAND", shlex.join(["snakemake", *sys.argv[1:]]))
     purge_corrupted_shards(f"{RESULTS}/epochs", dry_run=workflow.dryrun)
 
 
@@ -71,6 +71,11 @@ def model_before(wildcards):
         return f"{RESULTS}/train/model.pt"
     e = int(wildcards.epoch)
     return f"{RESULTS}/train/model_init.pt" if e == 0 else f"{RESULTS}/train/epoch_{e - 1}/model.pt"
+
+
+def key_encoder_before(wildcards):
+    """The exported key encoder (numpy) that goes with model_before."""
+    return model_before(wildcards)[: -len(".pt")] + ".keys.npz"
 
 
 def epoch_indexes(wildcards):

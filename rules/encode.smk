@@ -3,7 +3,7 @@
 
 rule encode:
     input:
-        model=model_before,
+        key_encoder=key_encoder_before,
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=f"{RESULTS}/windows/{{chrom}}.tsv",
@@ -12,7 +12,6 @@ rule encode:
         temp(f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy"),
     params:
         contig=contig_name,
-        device=config["device"],
     log:
         "logs/epochs/{epoch}/encode/{chrom}.{window}.log",
     benchmark:
@@ -20,5 +19,7 @@ rule encode:
     threads: 1
     resources:
         mem_mb=2000,
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/encode.py"

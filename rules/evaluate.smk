@@ -17,6 +17,8 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/evaluate.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/evaluate.py"
 
@@ -34,6 +36,8 @@ rule plot_accuracy:
     log:
         "logs/evaluate/plot_accuracy.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/plot_accuracy.py"
 
@@ -47,6 +51,8 @@ rule plot_training:
     log:
         "logs/evaluate/plot_training.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/plot_training.py"
 
@@ -63,5 +69,7 @@ rule plot_qc:
     log:
         "logs/evaluate/plot_qc.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/plot_qc.py"

@@ -23,6 +23,8 @@ rule impute_window:
     resources:
         mem_mb=4000,
         gpu=config["resources"]["impute_gpus"],
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/impute_window.py"
 
@@ -42,6 +44,8 @@ rule ligate:
     benchmark:
         "benchmarks/impute/{chrom}.ligate.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/ligate.py"
 
@@ -58,5 +62,7 @@ rule write_vcf:
     benchmark:
         "benchmarks/impute/write_vcf.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/write_vcf.py"

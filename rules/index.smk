@@ -4,7 +4,7 @@
 rule build_index:
     input:
         key_file=f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy",
-        model=model_before,
+        key_encoder=key_encoder_before,
     output:
         index=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.faiss",
         sidecar=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.json",
@@ -17,5 +17,7 @@ rule build_index:
     threads: 1
     resources:
         mem_mb=1000,
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/build_index.py"

@@ -12,6 +12,8 @@ checkpoint list_chromosomes:
     benchmark:
         "benchmarks/ingest/list_chromosomes.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/list_chromosomes.py"
 
@@ -33,13 +35,38 @@ rule parse_reference:
     benchmark:
         "benchmarks/ingest/{chrom}.parse_reference.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/parse_reference.py"
 
 
+rule phase_targets:
+    input:
+        targets=TARGET_VCF,
+        reference=REFERENCE_VCF,
+    output:
+        vcf=f"{RESULTS}/phase/targets.vcf.gz",
+        tbi=f"{RESULTS}/phase/targets.vcf.gz.tbi",
+    params:
+        tool=config["phasing"]["tool"],
+        beagle=config["phasing"]["beagle_command"],
+    log:
+        "logs/phase/phase_targets.log",
+    benchmark:
+        "benchmarks/phase/phase_targets.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+    conda:
+        "../envs/vcfbert.yaml"
+    script:
+        "../scripts/phase_targets.py"
+
+
 rule parse_targets:
     input:
-        vcf=TARGET_VCF,
+        vcf=f"{RESULTS}/phase/targets.vcf.gz",
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
     output:
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
@@ -54,5 +81,7 @@ rule parse_targets:
     benchmark:
         "benchmarks/ingest/{chrom}.parse_targets.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/parse_targets.py"

@@ -17,5 +17,7 @@ rule simulate:
     benchmark:
         "benchmarks/simulate.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/simulate.py"

@@ -3,13 +3,16 @@
 
 rule init_model:
     output:
-        f"{RESULTS}/train/model_init.pt",
+        model=f"{RESULTS}/train/model_init.pt",
+        key_encoder=f"{RESULTS}/train/model_init.keys.npz",
     params:
         model=config["model"],
         seed=config["train"]["seed"],
     log:
         "logs/train/init_model.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/init_model.py"
 
@@ -27,6 +30,7 @@ rule train_epoch:
         split=f"{RESULTS}/train/split.tsv",
     output:
         model=f"{RESULTS}/train/epoch_{{epoch}}/model.pt",
+        key_encoder=f"{RESULTS}/train/epoch_{{epoch}}/model.keys.npz",
         metrics=f"{RESULTS}/train/epoch_{{epoch}}/metrics.json",
     wildcard_constraints:
         epoch=r"\d+",
@@ -41,6 +45,8 @@ rule train_epoch:
     resources:
         mem_mb=8000,
         gpu=config["resources"]["train_gpus"],
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/train_epoch.py"
 
@@ -51,10 +57,13 @@ rule select_model:
         metrics=expand(f"{RESULTS}/train/epoch_{{epoch}}/metrics.json", epoch=range(EPOCHS)),
     output:
         model=f"{RESULTS}/train/model.pt",
+        key_encoder=f"{RESULTS}/train/model.keys.npz",
         metrics=report(f"{RESULTS}/train/metrics.csv", caption="../workflow/report/metrics.rst",
                        category="Training"),
     log:
         "logs/train/select_model.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/select_model.py"

@@ -15,6 +15,8 @@ checkpoint define_windows:
     benchmark:
         "benchmarks/windows/{chrom}.tsv"
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/define_windows.py"
 
@@ -30,6 +32,8 @@ rule split_samples:
     log:
         "logs/train/split_samples.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/split_samples.py"
 
@@ -45,5 +49,7 @@ rule refresh_mask:
     log:
         "logs/masks/{chrom}.{epoch}.log",
     threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
     script:
         "../scripts/refresh_mask.py"

@@ -5,6 +5,6 @@ from vcfbert.runtime import run_step
 with run_step(snakemake):
     wc = snakemake.wildcards
     steps.build_index(keys_npy=snakemake.input.key_file, out=snakemake.output.index,
-                      checkpoint=snakemake.input.model,
+                      key_encoder=snakemake.input.key_encoder,
                       meta={"contig": snakemake.params.contig, "window_id": wc.window,
                             "epoch": wc.epoch, "mask_version": wc.epoch})

@@ -3,8 +3,7 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
-    steps.encode(checkpoint=snakemake.input.model, contig=snakemake.params.contig,
+    steps.encode(key_encoder=snakemake.input.key_encoder, contig=snakemake.params.contig,
                  window_id=snakemake.wildcards.window, reference_h5=snakemake.input.reference,
                  targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
-                 mask_h5=snakemake.input.mask, out=snakemake.output[0],
-                 device=snakemake.params.device)
+                 mask_h5=snakemake.input.mask, out=snakemake.output[0])

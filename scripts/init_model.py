@@ -4,4 +4,4 @@ from vcfbert.runtime import run_step
 
 with run_step(snakemake):
     steps.init_model(model_config=dict(snakemake.params.model), seed=int(snakemake.params.seed),
-                     out=snakemake.output[0])
+                     out=snakemake.output.model)

@@ -9,52 +9,59 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .atomic import atomic_path
-from .data import Chromosome, WindowArrays, query_tokens, read_window_arrays
+from .keyencoder import KeyEncoderParams, encode_keys
 from .layout import WindowLayout
 from .masks import read_mask
-from .model import VcfBert
+from .windowdata import Chromosome, WindowArrays, query_tokens, read_window_arrays
+
+if TYPE_CHECKING:
+    from .model import VcfBert
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
 def reference_keys(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    slot_observed: np.ndarray, *, batch: int = 4096,
                    device: str = "cpu") -> np.ndarray:
-    """float32 [H, d_key] keys of all reference haplotypes of a window."""
+    """float32 [H, d_key] keys of all reference haplotypes of a window (torch, any device)."""
+    import torch
+
     model.eval()
     slot_index = torch.arange(layout.n_slots, device=device)
     dist = torch.from_numpy(layout.slot_core_dist).to(device)
     out = []
-    for lo in range(0, arrays.ref_slots.shape[0], batch):
-        tok = torch.from_numpy(query_tokens(arrays.ref_slots[lo:lo + batch], slot_observed))
-        out.append(model.key(tok.to(device), slot_index, dist).float().cpu().numpy())
+    with torch.no_grad():
+        for lo in range(0, arrays.ref_slots.shape[0], batch):
+            tok = torch.from_numpy(query_tokens(arrays.ref_slots[lo:lo + batch], slot_observed))
+            out.append(model.key(tok.to(device), slot_index, dist).float().cpu().numpy())
     return np.concatenate(out, axis=0).astype(np.float32)
 
 
-@torch.no_grad()
 def query_keys(model: VcfBert, layout: WindowLayout, query_slots: np.ndarray,
                slot_observed: np.ndarray, device: str = "cpu") -> np.ndarray:
     """float32 [b, d_key] keys of query haplotypes (missing alleles are MASK)."""
+    import torch
+
     tok = torch.from_numpy(query_tokens(query_slots, slot_observed)).to(device)
     slot_index = torch.arange(layout.n_slots, device=device)
     dist = torch.from_numpy(layout.slot_core_dist).to(device)
-    return model.key(tok, slot_index, dist).float().cpu().numpy()
+    with torch.no_grad():
+        return model.key(tok, slot_index, dist).float().cpu().numpy()
 
 
-def encode_window(model: VcfBert, chrom: Chromosome, window_id: str, mask_h5: str,
-                  out_npy: str | os.PathLike[str], device: str = "cpu") -> np.ndarray:
-    """Compute and save (atomically, ``.npy``) the keys of one window."""
+def encode_window(params: KeyEncoderParams, chrom: Chromosome, window_id: str, mask_h5: str,
+                  out_npy: str | os.PathLike[str]) -> np.ndarray:
+    """Compute and save (atomically, ``.npy``) the keys of one window with numpy only."""
     observed, version = read_mask(mask_h5)
     layout = chrom.layout(window_id)
     arrays = read_window_arrays(chrom.reference_h5, layout)
-    keys = reference_keys(model, layout, arrays, chrom.slot_mask(observed, layout),
-                          device=device)
+    tokens = query_tokens(arrays.ref_slots, chrom.slot_mask(observed, layout))
+    keys = encode_keys(params, tokens, layout.slot_core_dist)
     with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
         np.save(fh, keys, allow_pickle=False)
     log.info("%s %s: %d keys of dimension %d (mask %s)", chrom.contig, window_id,

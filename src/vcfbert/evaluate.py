@@ -72,15 +72,20 @@ def read_imputed(path: str | os.PathLike[str]) -> GenotypeMatrix:
     samples = list(vcf.samples)
     rows, doses, hards, dr2 = [], [], [], []
     has_ds = vcf.contains("DS")
+    has_gt = vcf.contains("GT")
+    if not (has_ds or has_gt):
+        raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
     for rec in vcf:
         if len(rec.ALT) != 1:
             continue  # multi-allelic output records are not scored
-        gt = rec.genotype.array()[:, :2].astype(np.float32)
-        hard = np.where((gt < 0).any(1), np.nan, (gt > 0).sum(1)).astype(np.float32)
-        if has_ds:
-            ds = rec.format("DS")
-            dose = ds[:, 0].astype(np.float32) if ds is not None else hard
+        ds = rec.format("DS") if has_ds else None
+        dose = ds[:, 0].astype(np.float32) if ds is not None else None
+        if has_gt:
+            gt = rec.genotype.array()[:, :2].astype(np.float32)
+            hard = np.where((gt < 0).any(1), np.nan, (gt > 0).sum(1)).astype(np.float32)
         else:
+            hard = np.round(dose).astype(np.float32)
+        if dose is None:
             dose = hard
         rows.append((normalize_contig(rec.CHROM), int(rec.POS), rec.REF.upper(),
                      rec.ALT[0].upper()))

@@ -112,7 +112,7 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
         for v in iter_variants(vcf_path, contig, role="reference", multiallelic=multiallelic,
                                samples=samples, stats=stats):
             writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
-        if writer.n_variants == 0:
+        if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
     log.info("reference %s: %s", contig, stats.as_dict())
     return stats
@@ -192,7 +192,7 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
         het_calls = (het[:, 0] >= 0) & (het[:, 1] >= 0) & (het[:, 0] != het[:, 1])
         phased_all &= v.phased | ~het_calls
     for k, n in stats.as_dict().items():
-        if k.startswith("dropped_") or k == "split_multiallelic":
+        if (k.startswith("dropped_") or k == "split_multiallelic") and n:
             counts[f"vcf_{k}"] += n
     counts["target_records"] = stats.records
     if not idx:

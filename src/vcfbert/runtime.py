@@ -87,3 +87,12 @@ def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
 def workflow_command(smk: Any) -> str:
     """The command line that started the workflow (set by rules/common.smk), for headers."""
     return os.environ.get("VCFBERT_COMMAND") or f"snakemake (rule {getattr(smk, 'rule', '?')})"
+
+
+def export_for_jobs(*, src: str, command: str | None) -> None:
+    """Environment that workflow jobs inherit: ``src`` on PYTHONPATH (so jobs import this
+    package even in conda environments) and the workflow's command line (for VCF headers)."""
+    parts = [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    if command:
+        os.environ.setdefault("VCFBERT_COMMAND", command)

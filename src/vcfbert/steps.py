@@ -128,32 +128,31 @@ def init_model(*, model_config: dict[str, Any], seed: int, out: str) -> None:
 
 
 def _chromosome(contig: str, reference_h5: str, targets_h5: str, windows_tsv: str):
-    from .data import Chromosome
+    from .windowdata import Chromosome
 
     return Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
 
 
-def encode(*, checkpoint: str, contig: str, window_id: str, reference_h5: str,
-           targets_h5: str, windows_tsv: str, mask_h5: str, out: str, device: str) -> None:
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+def encode(*, key_encoder: str, contig: str, window_id: str, reference_h5: str,
+           targets_h5: str, windows_tsv: str, mask_h5: str, out: str) -> None:
+    """Keys of one window with the exported (numpy) key encoder: no torch, no GPU needed."""
+    from . import keyencoder
     from .encode import encode_window
-    from .train import pick_device
 
-    dev = pick_device(device)
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
-    chrom = _chromosome(contig, reference_h5, targets_h5, windows_tsv)
     t0 = time.time()
-    encode_window(model, chrom, window_id, mask_h5, out, device=dev)
-    log.info("encoded in %.3f s on %s", time.time() - t0, dev)
+    params = keyencoder.load(key_encoder)
+    chrom = _chromosome(contig, reference_h5, targets_h5, windows_tsv)
+    encode_window(params, chrom, window_id, mask_h5, out)
+    log.info("encoded in %.3f s", time.time() - t0)
 
 
-def build_index(*, keys_npy: str, out: str, meta: dict[str, Any], checkpoint: str) -> None:
+def build_index(*, keys_npy: str, out: str, meta: dict[str, Any], key_encoder: str) -> None:
     from .atomic import sha256_file
     from .index import build_index as run
 
     t0 = time.time()
     keys = np.load(keys_npy, allow_pickle=False)
-    side = run(keys, out, meta={**meta, "model_sha256": sha256_file(checkpoint)})
+    side = run(keys, out, meta={**meta, "key_encoder_sha256": sha256_file(key_encoder)})
     log.info("index %s: %d x %d, %.1f bytes per haplotype-window, %.3f s", out, side["count"],
              side["dimension"], side["bytes_per_haplotype_window"], time.time() - t0)
 
@@ -193,7 +192,11 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
     df["selected"] = df["epoch"] == best
     with atomic_path(out_csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.6g")
+    from .keyencoder import companion_path
+
     src = [m for m, r in zip(models, rows, strict=True) if int(r["epoch"]) == best][0]
+    with atomic_path(companion_path(out_model)) as tmp:
+        shutil.copyfile(companion_path(src), tmp)
     with atomic_path(out_model) as tmp:
         shutil.copyfile(src, tmp)
     log.info("selected epoch %d by %s", best, criterion)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import keyencoder
 from .atomic import write_text_atomic
 from .checkpoint import (
     load_checkpoint,
@@ -106,6 +107,7 @@ def init_model(model_config: dict[str, Any], out: str | os.PathLike[str], *, see
     torch.manual_seed(seed)
     model = VcfBert(ModelConfig.from_dict(model_config))
     save_checkpoint(out, model, epoch=-1, step=0, rng=rng_state())
+    keyencoder.save(keyencoder.from_model(model), keyencoder.companion_path(out))
 
 
 def _train_haps(chrom: Chromosome, split_samples: set[str]) -> np.ndarray:
@@ -226,8 +228,13 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
                 masks: list[str], final_masks: list[str], index_paths: dict[tuple[str, str], str],
                 split_tsv: str, out_checkpoint: str, out_metrics: str, partial_dir: str,
                 cfg: TrainConfig, device: str = "auto", progress: bool = True,
-                rank: int = 0, world_size: int = 1) -> dict[str, Any]:
-    """Train one epoch; see the module docstring. Returns the epoch's metrics."""
+                rank: int = 0, world_size: int = 1,
+                stop_after_batches: int = 0) -> dict[str, Any] | None:
+    """Train one epoch; see the module docstring. Returns the epoch's metrics.
+
+    With ``stop_after_batches`` > 0, stop after that many batches of this call, leave a resume
+    state and return None (for time-limited jobs; a later call finishes the epoch).
+    """
     device = pick_device(device)
     t_start = time.time()
     prev = load_checkpoint(previous_checkpoint)
@@ -335,12 +342,17 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
         bar.set_postfix(loss=f"{running.loss:.4f}", f1=f"{running.f1:.3f}",
                         lr=f"{sched.get_last_lr()[0]:.2e}")
         done = i + 1
-        if (cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < len(specs)
-                and rank == 0):
+        pause = bool(stop_after_batches) and done - start >= stop_after_batches
+        if ((pause or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0))
+                and done < len(specs) and rank == 0):
             save_checkpoint(resume_file, model, epoch=epoch, step=global_step, optimizer=opt,
                             scheduler=sched, rng=rng_state(),
                             extra={"fingerprint": fingerprint, "next_batch": done,
                                    "running": running.s})
+        if pause and done < len(specs):
+            bar.close()
+            log.info("paused epoch %d after batch %d of %d", epoch, done, len(specs))
+            return None
     bar.close()
     train_seconds = time.time() - t_start
     cache = WindowArrayCache(capacity=256)
@@ -362,6 +374,7 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
         save_checkpoint(out_checkpoint, model, epoch=epoch, step=global_step, optimizer=opt,
                         scheduler=sched, train_config=dataclasses.asdict(cfg), metrics=metrics,
                         rng=rng_state())
+        keyencoder.save(keyencoder.from_model(model), keyencoder.companion_path(out_checkpoint))
         write_text_atomic(out_metrics, json.dumps(metrics, indent=1, sort_keys=True,
                                                   default=float))
         if resume_file.exists():

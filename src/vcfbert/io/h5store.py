@@ -42,7 +42,7 @@ BLOCK = 4096
 
 def _chunk(n_rows: int, n_cols: int) -> tuple[int, int]:
     """Chunk shape for [rows, variants]: all rows, enough variants for ~1 MiB."""
-    cols = max(16, min(n_cols if n_cols else 16, (1 << 20) // max(1, n_rows)))
+    cols = max(1, min(n_cols if n_cols else 16, (1 << 20) // max(1, n_rows)))
     return (max(1, n_rows), max(1, cols))
 
 
@@ -116,6 +116,11 @@ class ReferenceWriter:
         self._buf.append((position, ref, alt, vid, haplotypes))
         if len(self._buf) >= BLOCK:
             self._flush()
+
+    @property
+    def count(self) -> int:
+        """Variants added so far (written or buffered)."""
+        return self.n_variants + len(self._buf)
 
     def _flush(self) -> None:
         if not self._buf:

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..tokens import ALT, MASK, REF  # noqa: F401 - re-exported
 from .config import ModelConfig
 from .features import carrier_features, interval_runs
 from .hmm import forward_backward
 
-REF, ALT, MASK = 0, 1, 2
 MORGAN_PER_BP = 1e-8  # scaled by ModelConfig.cm_per_mb
 
 

@@ -1,0 +1,173 @@
+"""Side-by-side benchmark: vcfbert, Beagle 5.4, Minimac4 4.1 and the two non-learned floors.
+
+For one scenario (``bench/scenarios/<name>.yaml``) this script simulates the data, runs every
+method on the same files and machine, scores each with vcfbert's own evaluator, and writes
+
+    bench/out/<name>/summary.tsv     one row per method x group x MAF bin (r², F1, ...)
+    bench/out/<name>/timing.tsv      wall time and peak memory per method
+    bench/out/<name>/summary.md      the r² table by MAF bin, ready for the README
+
+Usage (from the repository root, venv active; Beagle/Minimac4 from Debian's packages):
+
+    python bench/run.py ooa_phased [--methods vcfbert,beagle,minimac4,longest_match,window_nearest]
+
+Unphased targets: Beagle phases and imputes them itself; the other methods get the targets
+phased by vcfbert's `phase_targets` step (Beagle 5.4 with the same reference panel), as users
+of Minimac4 would do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+ALL = ["vcfbert", "beagle", "minimac4", "longest_match", "window_nearest"]
+
+
+def timed(cmd: list[str], log: Path, env: dict | None = None) -> dict:
+    """Run ``cmd`` under GNU time; return wall seconds and peak RSS (MiB)."""
+    t0 = time.time()
+    with open(log, "w") as fh:
+        res = subprocess.run(["/usr/bin/time", "-v", *cmd], stdout=fh, stderr=subprocess.STDOUT,
+                             env=env)
+    wall = time.time() - t0
+    text = log.read_text(errors="replace")
+    if res.returncode != 0:
+        raise SystemExit(f"failed ({res.returncode}): {' '.join(cmd)}\nsee {log}")
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
+    return {"wall_s": round(wall, 1), "peak_mib": round(int(m.group(1)) / 1024) if m else None}
+
+
+def vcfbert_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vcfbert.cli", *args]
+
+
+def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict:
+    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) else v
+        return a
+
+    cfg = merge(cfg, overrides)
+    cfg.update(reference_vcf=str(data / "reference.vcf.gz"),
+               target_vcf=str(data / "targets.vcf.gz"), truth_vcf=str(data / "truth.vcf.gz"),
+               panel=str(data / "panel.tsv"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    t = timed([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(out),
+               "--configfile", str(out / "config.yaml"), "--cores", str(cores)],
+              out / "snakemake.log")
+    bench = out / "benchmarks"
+    stage = {}
+    for tsv in bench.rglob("*.tsv"):
+        rel = tsv.relative_to(bench).as_posix()
+        df = pd.read_csv(tsv, sep="\t")
+        key = ("impute" if rel.startswith(("impute/", "epochs/final/"))
+               else "train" if rel.startswith(("train/", "epochs/")) else "other")
+        stage.setdefault(key, [0.0, 0.0])
+        stage[key][0] += float(df["s"].iloc[-1])
+        stage[key][1] = max(stage[key][1], float(df["max_rss"].iloc[-1]))
+    t["train_job_s"] = round(stage.get("train", [0])[0], 1)
+    t["impute_job_s"] = round(stage.get("impute", [0])[0], 1)
+    t["peak_mib"] = round(max(v[1] for v in stage.values()))
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenario", help="name of bench/scenarios/<name>.yaml")
+    ap.add_argument("--methods", default=",".join(ALL))
+    ap.add_argument("--outdir", default=None)
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    a = ap.parse_args()
+    spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
+    out = Path(a.outdir or ROOT / "bench/out" / a.scenario)
+    data = out / "data"
+    methods = a.methods.split(",")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (data / "truth.vcf.gz").exists():
+        (out / "scenario.yaml").write_text(yaml.safe_dump({"simulation": spec["simulation"]}))
+        subprocess.run(vcfbert_cli("simulate", "-o", str(data), "--config",
+                                   str(out / "scenario.yaml")), check=True)
+    ref, tgt = data / "reference.vcf.gz", data / "targets.vcf.gz"
+    phased_input = tgt
+    timing: dict[str, dict] = {}
+    outputs: dict[str, Path] = {}
+    if "vcfbert" in methods:
+        timing["vcfbert"] = run_vcfbert(data, out / "vcfbert", spec.get("vcfbert", {}), a.cores)
+        outputs["vcfbert"] = out / "vcfbert/results/imputed/imputed.vcf.gz"
+        phased = out / "vcfbert/results/phase/targets.vcf.gz"
+        if phased.exists():
+            phased_input = phased
+    if "beagle" in methods:
+        timing["beagle"] = timed(["beagle", f"ref={ref}", f"gt={tgt}", f"out={out / 'beagle'}",
+                                  f"nthreads={a.cores}", "seed=1"], out / "beagle.time.log")
+        outputs["beagle"] = out / "beagle.vcf.gz"
+    if "minimac4" in methods:
+        msav = out / "reference.msav"
+        t1 = timed(["minimac4", "--compress-reference", str(ref), "-o", str(msav)],
+                   out / "minimac4.compress.log")
+        t2 = timed(["minimac4", str(msav), str(phased_input), "-o", str(out / "minimac4.vcf.gz"),
+                    "-O", "vcf.gz", "-f", "GT,DS,HDS,GP", "-t", str(a.cores)],
+                   out / "minimac4.time.log")
+        timing["minimac4"] = {"wall_s": round(t1["wall_s"] + t2["wall_s"], 1),
+                              "peak_mib": max(t1["peak_mib"], t2["peak_mib"])}
+        outputs["minimac4"] = out / "minimac4.vcf.gz"
+    for floor in ("longest_match", "window_nearest"):
+        if floor in methods:
+            extra = ["-k", "8"] if floor == "window_nearest" else []
+            timing[floor] = timed(vcfbert_cli("floor", "--method", floor, "--reference", str(ref),
+                                              "--targets", str(phased_input), "-o",
+                                              str(out / f"{floor}.vcf.gz"), *extra),
+                                  out / f"{floor}.time.log")
+            outputs[floor] = out / f"{floor}.vcf.gz"
+    frames = []
+    for method, vcf in outputs.items():
+        acc_path = out / f"{method}.accuracy.tsv"
+        subprocess.run(vcfbert_cli("evaluate", "--imputed", str(vcf), "--truth",
+                                   str(data / "truth.vcf.gz"), "--reference", str(ref),
+                                   "--targets", str(tgt), "--panel", str(data / "panel.tsv"),
+                                   "--method", method, "-o", str(acc_path)),
+                       check=True, stdout=subprocess.DEVNULL)
+        frames.append(pd.read_csv(acc_path, sep="\t"))
+    summary = pd.concat(frames, ignore_index=True)
+    summary.to_csv(out / "summary.tsv", sep="\t", index=False, float_format="%.4f")
+    tdf = pd.DataFrame([{"method": m, **t} for m, t in timing.items()])
+    tdf.to_csv(out / "timing.tsv", sep="\t", index=False)
+    table = summary[summary.group == "all"].pivot(index="method", columns="maf_bin",
+                                                  values="r2")
+    cols = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]", "overall"]
+    table = table[cols].reindex([m for m in ALL if m in table.index])
+    table = table.join(tdf.set_index("method")[["wall_s", "peak_mib"]])
+    md = table.to_markdown(floatfmt=".4f") if _has_tabulate() else table.to_string()
+    (out / "summary.md").write_text(f"scenario `{a.scenario}` — aggregate dosage r² by "
+                                    f"reference MAF (untyped sites)\n\n{md}\n")
+    print((out / "summary.md").read_text())
+    print(json.dumps(timing, indent=1))
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv"])
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""Snakemake adapter: rule phase_targets -> vcfbert.phase.phase_targets."""
+from vcfbert.phase import phase_targets
+from vcfbert.runtime import run_step
+
+with run_step(snakemake):
+    phase_targets(target_vcf=snakemake.input.targets, reference_vcf=snakemake.input.reference,
+                  out=snakemake.output.vcf, tool=snakemake.params.tool,
+                  beagle_command=snakemake.params.beagle, threads=snakemake.threads)

@@ -1,0 +1,149 @@
+"""``vcfbert`` command line: tools around the workflow (the workflow itself runs with snakemake).
+
+Subcommands:
+    simulate   write a simulated scenario (reference, targets, truth, panel)
+    floor      impute with a non-learned floor (longest_match or window_nearest)
+    evaluate   score any imputed VCF (vcfbert, Beagle, Minimac4) against a truth VCF
+
+User errors end in one line (``vcfbert <cmd>: error: ...``) and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import VcfbertError
+
+log = logging.getLogger("vcfbert")
+
+
+def _stores(reference: str, targets: str, workdir: Path, panel: str | None = None
+            ) -> list[tuple[str, str, str]]:
+    """Parse both VCFs into stores under ``workdir``: [(contig, reference.h5, targets.h5)]."""
+    from .ingest import parse_reference, parse_targets, write_contig_list
+
+    contigs = write_contig_list(reference, workdir / "contigs.tsv", target_vcf=targets)
+    out = []
+    for i, contig in enumerate(contigs):
+        r, t = workdir / f"{i}.ref.h5", workdir / f"{i}.tgt.h5"
+        parse_reference(reference, contig, r, panel=panel)
+        parse_targets(targets, r, contig, t, workdir / f"{i}.qs.tsv", workdir / f"{i}.qn.tsv")
+        out.append((contig, str(r), str(t)))
+    return out
+
+
+def cmd_simulate(a: argparse.Namespace) -> None:
+    import yaml
+
+    from .simulate import SimulatedPaths, simulate, simulation_config_from_dict
+
+    params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    if "simulation" in params:
+        params = params["simulation"]
+    out = Path(a.outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = simulate(simulation_config_from_dict(params), SimulatedPaths(
+        str(out / "reference.vcf.gz"), str(out / "targets.vcf.gz"), str(out / "truth.vcf.gz"),
+        str(out / "panel.tsv")))
+    print(json.dumps(summary))
+
+
+def cmd_floor(a: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .baselines import floor_chromosome
+    from .imputed_vcf import ChromosomeDosages, write_imputed_vcf
+    from .io.h5store import read_reference, read_targets, read_variant_table
+    from .windows import define_windows
+
+    with tempfile.TemporaryDirectory() as tmp:
+        chroms, samples = [], None
+        for contig, rpath, tpath in _stores(a.reference, a.targets, Path(tmp)):
+            ref = read_reference(rpath)
+            tgt = read_targets(tpath)
+            windows = define_windows(read_variant_table(rpath)["position"],
+                                     tgt.variant_ref_index, core_sites=a.core_sites,
+                                     flank_sites=a.flank_sites)
+            prob = floor_chromosome(a.method, ref.haplotypes, tgt.haplotypes,
+                                    tgt.variant_ref_index, windows, k=a.k, scale=a.scale)
+            cols = tgt.variant_ref_index
+            prob[:, cols] = np.where(tgt.haplotypes >= 0, tgt.haplotypes, prob[:, cols])
+            typed = np.zeros(ref.n_variants, bool)
+            typed[cols] = True
+            chroms.append(ChromosomeDosages(contig, ref.position, ref.alleles, ref.ids, prob,
+                                            typed))
+            samples = tgt.sample_id
+        write_imputed_vcf(a.output, chroms, samples,
+                          command=" ".join(["vcfbert", *sys.argv[1:]]))
+
+
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from .evaluate import evaluate, site_table, write_tables
+    from .ingest import read_panel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = _stores(a.reference, a.targets, Path(tmp))
+        sites = site_table([s[1] for s in stores], [s[2] for s in stores])
+    acc, pv = evaluate(a.imputed, a.truth, sites, populations=read_panel(a.panel),
+                       method=a.method)
+    write_tables(acc, pv, a.output, a.per_variant or str(Path(a.output).with_suffix(".pv.tsv.gz")))
+    print(acc[acc["group"] == "all"].to_string(index=False))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vcfbert", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"vcfbert {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write a simulated scenario")
+    s.add_argument("-o", "--outdir", required=True)
+    s.add_argument("--config", help="YAML with simulation keys (or a whole config file)")
+    s.set_defaults(func=cmd_simulate)
+
+    f = sub.add_parser("floor", help="impute with a non-learned floor")
+    f.add_argument("--method", choices=["longest_match", "window_nearest"], required=True)
+    f.add_argument("--reference", required=True, help="phased reference VCF/BCF")
+    f.add_argument("--targets", required=True, help="target VCF/BCF")
+    f.add_argument("-o", "--output", required=True, help="imputed .vcf.gz")
+    f.add_argument("-k", type=int, default=32, help="haplotypes copied from (default 32)")
+    f.add_argument("--scale", type=float, default=16.0,
+                   help="longest_match: run length giving weight e (default 16)")
+    f.add_argument("--core-sites", type=int, default=32)
+    f.add_argument("--flank-sites", type=int, default=16,
+                   help="window_nearest: typed sites per flank (default 16: 64-site windows)")
+    f.set_defaults(func=cmd_floor)
+
+    e = sub.add_parser("evaluate", help="score an imputed VCF against the truth")
+    e.add_argument("--imputed", required=True)
+    e.add_argument("--truth", required=True)
+    e.add_argument("--reference", required=True, help="the reference panel used (for MAF)")
+    e.add_argument("--targets", required=True, help="the targets used (typed sites)")
+    e.add_argument("--panel", help="sample/population table")
+    e.add_argument("--method", default="imputed", help="label in the table")
+    e.add_argument("-o", "--output", required=True, help="accuracy TSV")
+    e.add_argument("--per-variant", help="per-variant TSV(.gz)")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except VcfbertError as exc:
+        print(f"vcfbert {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""Window data without torch: chromosome metadata, reference arrays per window, queries.
+
+Used by the encode and index jobs (which must start fast and need no torch) and by training
+and imputation.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+import pandas as pd
+
+from .io.h5store import open_store, read_targets, read_variant_table
+from .layout import WindowLayout, make_layout
+from .tokens import MASK
+from .windows import read_windows
+
+
+@dataclasses.dataclass
+class Chromosome:
+    """Everything known about one chromosome before training or imputation."""
+
+    contig: str
+    reference_h5: str
+    targets_h5: str
+    windows: pd.DataFrame
+    position: np.ndarray  # int64 [V]
+    af: np.ndarray  # float32 [V]
+    typed_index: np.ndarray  # int64 [M] reference indices of the targets' typed sites
+    n_haplotypes: int
+    sample_id: list[str]
+
+    @classmethod
+    def load(cls, contig: str, reference_h5: str, targets_h5: str,
+             windows_tsv: str) -> Chromosome:
+        table = read_variant_table(reference_h5)
+        with open_store(reference_h5) as h5:
+            n_h = int(h5["call_haplotype"].shape[0])
+            samples = list(h5["sample_id"].asstr()[()])
+        targets = read_targets(targets_h5)
+        return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
+                   windows=read_windows(windows_tsv), position=table["position"],
+                   af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
+                   sample_id=samples)
+
+    def layout(self, window_id: str) -> WindowLayout:
+        w = self.windows.loc[self.windows["window_id"] == window_id].iloc[0]
+        return make_layout(self.position, self.typed_index, int(w.start_idx), int(w.end_idx),
+                           int(w.core_start), int(w.core_end))
+
+    def slot_mask(self, observed_typed: np.ndarray, layout: WindowLayout) -> np.ndarray:
+        """bool [m]: the window's slots observed under a chromosome-wide mask [M]."""
+        pos_in_typed = np.searchsorted(self.typed_index, layout.slot_index)
+        return observed_typed[pos_in_typed]
+
+
+@dataclasses.dataclass
+class WindowArrays:
+    """Reference alleles a window needs: at its slots and at its core sites."""
+
+    ref_slots: np.ndarray  # int8 [H, m]
+    ref_core: np.ndarray  # int8 [H, n]
+    ac_slots: np.ndarray  # int32 [m] ALT count in the panel
+    ac_core: np.ndarray  # int32 [n]
+
+
+def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayout
+                       ) -> WindowArrays:
+    """Read one contiguous block of the reference store and slice out slots and core."""
+    lo = min(layout.start, layout.core_start)
+    hi = max(layout.end, layout.core_end)
+    with open_store(reference_h5) as h5:
+        block = h5["call_haplotype"][:, lo:hi]
+    ref_slots = np.ascontiguousarray(block[:, layout.slot_index - lo])
+    ref_core = np.ascontiguousarray(block[:, layout.core_start - lo:layout.core_end - lo])
+    return WindowArrays(ref_slots, ref_core, ref_slots.sum(0, dtype=np.int32),
+                        ref_core.sum(0, dtype=np.int32))
+
+
+class WindowArrayCache:
+    """LRU cache of :class:`WindowArrays` keyed by (contig, window_id)."""
+
+    def __init__(self, capacity: int = 64) -> None:
+        self.capacity = capacity
+        self._items: collections.OrderedDict[tuple[str, str], WindowArrays] = (
+            collections.OrderedDict())
+
+    def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
+        key = (chrom.contig, window_id)
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        arrays = read_window_arrays(chrom.reference_h5, layout)
+        self._items[key] = arrays
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return arrays
+
+
+def own_sample(haps: np.ndarray) -> np.ndarray:
+    """int64 [b, 2]: both haplotypes of each haplotype's sample (h = 2*sample + p)."""
+    base = (np.asarray(haps, np.int64) // 2) * 2
+    return np.stack([base, base + 1], axis=1)
+
+
+def query_tokens(query_slots: np.ndarray, slot_observed: np.ndarray) -> np.ndarray:
+    """int64 [b, m]: 0/1 at observed, called slots; MASK elsewhere."""
+    tok = query_slots.astype(np.int64)
+    return np.where(slot_observed[None, :] & (tok >= 0), tok, MASK)
+
+
+def leave_one_out_af(ac: np.ndarray, ref_alleles: np.ndarray, haps: np.ndarray,
+                     n_haplotypes: int) -> np.ndarray:
+    """float32 [b, x]: panel ALT frequency without the query's own sample.
+
+    Args:
+        ac: int [x] ALT counts over the whole panel; ref_alleles: int8 [H, x]; haps: int [b].
+    """
+    own = own_sample(haps)
+    own_ac = ref_alleles[own[:, 0]].astype(np.int32) + ref_alleles[own[:, 1]]
+    return ((ac[None, :] - own_ac) / max(1, n_haplotypes - 2)).astype(np.float32)

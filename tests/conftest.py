@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny simulated data set (seconds) reused across tests."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def tiny_sim(tmp_path_factory):
+    """A small OutOfAfrica simulation (300 kb, 60 reference + 12 target diploids)."""
+    from vcfbert.simulate import SimulatedPaths, SimulationConfig, simulate
+
+    d = tmp_path_factory.mktemp("sim")
+    cfg = SimulationConfig(reference_samples={"YRI": 20, "CEU": 20, "CHB": 20},
+                           target_samples={"YRI": 4, "CEU": 4, "CHB": 4}, length=300_000,
+                           contig="20", seed=7)
+    paths = SimulatedPaths(str(d / "ref.vcf.gz"), str(d / "tgt.vcf.gz"), str(d / "truth.vcf.gz"),
+                           str(d / "panel.tsv"))
+    summary = simulate(cfg, paths)
+    return paths, summary, d
+
+
+@pytest.fixture(scope="session")
+def tiny_stores(tiny_sim):
+    """Reference and target stores and windows of the tiny simulation."""
+    from vcfbert.ingest import parse_reference, parse_targets
+    from vcfbert.io.h5store import read_targets, read_variant_table
+    from vcfbert.windows import define_windows, write_windows
+
+    paths, _, d = tiny_sim
+    parse_reference(paths.reference_vcf, "20", d / "ref.h5", panel=paths.panel)
+    parse_targets(paths.target_vcf, d / "ref.h5", "20", d / "tgt.h5", d / "qc_sites.tsv",
+                  d / "qc_samples.tsv")
+    table = read_variant_table(d / "ref.h5")
+    targets = read_targets(d / "tgt.h5")
+    windows = define_windows(table["position"], targets.variant_ref_index, core_sites=16,
+                             flank_sites=32)
+    write_windows(windows, d / "windows.tsv")
+    return {"ref": str(d / "ref.h5"), "tgt": str(d / "tgt.h5"), "windows": str(d / "windows.tsv"),
+            "dir": d, "paths": paths}

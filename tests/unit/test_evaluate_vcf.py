@@ -1,0 +1,110 @@
+"""The imputed VCF contract and the evaluator's metrics."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import cyvcf2
+import numpy as np
+import pandas as pd
+import pytest
+from data.vcfs import write_vcf
+
+from vcfbert.evaluate import evaluate, maf_bin, per_variant_r2, score
+from vcfbert.imputed_vcf import ChromosomeDosages, dosage_r2, write_imputed_vcf
+
+
+def _chrom(n_var=6, n_samples=4, seed=0):
+    rng = np.random.default_rng(seed)
+    pos = np.arange(1, n_var + 1) * 100
+    alleles = np.array([["A", "G"]] * n_var, dtype=object)
+    ids = np.array(["."] * n_var, dtype=object)
+    hp = rng.random((2 * n_samples, n_var)).astype(np.float32)
+    typed = np.zeros(n_var, bool)
+    typed[0] = True
+    return ChromosomeDosages("chr7", pos, alleles, ids, hp, typed)
+
+
+def test_imputed_vcf_contract(tmp_path):
+    chrom = _chrom()
+    out = tmp_path / "imputed.vcf.gz"
+    write_imputed_vcf(out, [chrom], ["s1", "s2", "s3", "s4"], command="snakemake --cores 2")
+    assert (tmp_path / "imputed.vcf.gz.tbi").exists()
+    vcf = cyvcf2.VCF(str(out))
+    header = vcf.raw_header
+    assert "##source=vcfbert" in header and "##vcfbert_command=snakemake --cores 2" in header
+    recs = list(vcf)
+    assert len(recs) == 6
+    ds = np.stack([r.format("DS")[:, 0] for r in recs])
+    expect = chrom.hap_prob[0::2] + chrom.hap_prob[1::2]
+    np.testing.assert_allclose(ds, expect.T, atol=6e-4)
+    gp = recs[1].format("GP")
+    np.testing.assert_allclose(gp.sum(1), 1.0, atol=2e-3)
+    assert recs[0].INFO.get("IMP") is None and recs[1].INFO.get("IMP") is True
+    assert 0 <= recs[1].INFO["DR2"] <= 1
+    assert all(r.genotype.array()[:, 2].all() for r in recs)  # phased GT
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None, reason="bcftools not installed")
+def test_bcftools_reads_imputed_vcf(tmp_path):
+    out = tmp_path / "imputed.vcf.gz"
+    write_imputed_vcf(out, [_chrom()], ["s1", "s2", "s3", "s4"])
+    res = subprocess.run(["bcftools", "query", "-f", "%POS\t%INFO/DR2[\t%DS]\n", str(out)],
+                         capture_output=True, text=True, check=True)
+    assert len(res.stdout.strip().splitlines()) == 6
+    res = subprocess.run(["bcftools", "view", "-H", "-r", "chr7:200-300", str(out)],
+                         capture_output=True, text=True, check=True)
+    assert len(res.stdout.strip().splitlines()) == 2
+
+
+@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed")
+def test_plink2_reads_dosages(tmp_path):
+    out = tmp_path / "imputed.vcf.gz"
+    write_imputed_vcf(out, [_chrom()], ["s1", "s2", "s3", "s4"])
+    res = subprocess.run(["plink2", "--vcf", str(out), "dosage=DS", "--make-pgen",
+                          "--out", str(tmp_path / "p")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "p.pgen").exists()
+
+
+def test_dr2_definition():
+    hp = np.array([[1, 0, 0.5], [1, 0, 0.5], [0, 1, 0.5], [0, 1, 0.5]], dtype=np.float32)
+    r2 = dosage_r2(hp)
+    assert np.isclose(r2[0], 1.0) and np.isclose(r2[1], 1.0)
+    assert np.isclose(r2[2], 0.0)  # all dosages equal: nothing is known
+
+
+def test_score_metrics():
+    truth = np.array([[0, 1, 2, 0], [0, 0, 1, 1]], dtype=np.float32)
+    res = score(truth.copy(), truth.copy(), truth)
+    assert res["r2"] == pytest.approx(1.0) and res["concordance"] == 1.0
+    assert res["nrd"] == 0.0 and res["f1"] == 1.0
+    wrong = np.zeros_like(truth)
+    res = score(wrong, wrong, truth)
+    assert res["f1"] == 0.0 and res["nrd"] == 1.0
+    assert np.isnan(per_variant_r2(wrong, truth)).all()
+
+
+def test_maf_bins():
+    assert list(maf_bin(np.array([0.0005, 0.003, 0.9995, 0.03, 0.4]))) == [
+        "[0,0.001)", "[0.001,0.005)", "[0,0.001)", "[0.01,0.05)", "[0.05,0.5]"]
+
+
+def test_evaluate_against_truth_with_swapped_alleles_and_populations(tmp_path):
+    truth = write_vcf(tmp_path / "truth.vcf", ["a", "b", "c"], [
+        (100, "A", "G", ["0|1", "1|1", "0|0"]), (200, "C", "T", ["0|0", "0|1", "0|0"]),
+        (300, "G", "T", ["1|1", "0|1", "0|0"])], contig="chr20")
+    # imputed file (other naming: "20"), site 300 written with swapped alleles
+    imputed = write_vcf(tmp_path / "imp.vcf", ["c", "a", "b"], [
+        (100, "A", "G", ["0|0", "0|1", "1|1"]), (200, "C", "T", ["0|0", "0|0", "1|0"]),
+        (300, "T", "G", ["1|1", "0|0", "1|0"])], contig="20")
+    sites = pd.DataFrame({"contig": "20", "position": [100, 200, 300], "ref": ["A", "C", "G"],
+                          "alt": ["G", "T", "T"], "ref_af": [0.3, 0.01, 0.2],
+                          "typed": [True, False, False]})
+    acc, pv = evaluate(imputed, truth, sites, populations={"a": "X", "b": "X", "c": "Y"})
+    overall = acc[(acc.group == "all") & (acc.maf_bin == "overall")].iloc[0]
+    assert overall.n_variants == 2  # the typed site is excluded
+    assert overall.concordance == 1.0 and overall.f1 == 1.0
+    assert set(acc.group) == {"all", "X", "Y"}
+    assert pv.set_index("position").loc[300, "true_r2"] == pytest.approx(1.0)

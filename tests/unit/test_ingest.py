@@ -1,0 +1,123 @@
+"""Parsing into stores and aligning targets: round trip, swaps, flips, contig names, QC."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from data.vcfs import random_panel, write_vcf
+
+from vcfbert.errors import InputError
+from vcfbert.ingest import align_targets, parse_reference, parse_targets, read_panel
+from vcfbert.io.h5store import read_reference, read_targets
+from vcfbert.io.vcf import iter_variants
+from vcfbert.io.vcf_writer import BgzipVcfWriter, base_header, column_header, genotype_strings
+
+
+def test_vcf_h5_vcf_round_trip(tmp_path):
+    samples, recs = random_panel(7, 50, seed=3)
+    src = write_vcf(tmp_path / "ref.vcf.gz", samples, recs)
+    parse_reference(src, "20", tmp_path / "ref.h5")
+    panel = read_reference(tmp_path / "ref.h5")
+    assert panel.haplotypes.shape == (14, 50)
+    assert panel.sample_id == samples
+    # write back to VCF from the store and compare record by record
+    out = tmp_path / "back.vcf.gz"
+    gts = genotype_strings(panel.haplotypes, phased=True)
+    with BgzipVcfWriter(out) as w:
+        w.write_lines(base_header([("20", None)]))
+        w.write_lines(['##FORMAT=<ID=GT,Number=1,Type=String,Description="GT">'])
+        w.write_lines([column_header(panel.sample_id)])
+        w.write_lines([f"20\t{p}\t.\t{a[0]}\t{a[1]}\t.\tPASS\t.\tGT\t" + "\t".join(g)
+                       for p, a, g in zip(panel.position, panel.alleles, gts, strict=True)])
+    a = list(iter_variants(src, "20", role="reference"))
+    b = list(iter_variants(out, "20", role="reference"))
+    assert [(v.position, v.ref, v.alt) for v in a] == [(v.position, v.ref, v.alt) for v in b]
+    assert all(np.array_equal(x.haplotypes, y.haplotypes) for x, y in zip(a, b, strict=True))
+    expected_af = np.array([[int(c) for g in r[3] for c in g.split("|")] for r in recs]).mean(1)
+    np.testing.assert_allclose(panel.af, expected_af, rtol=1e-6)
+
+
+def _ref_and_targets(tmp_path, target_records, target_contig="20"):
+    ref = write_vcf(tmp_path / "ref.vcf", ["r1", "r2"], [
+        (100, "A", "G", ["0|1", "1|1"]),   # target matches
+        (200, "C", "T", ["0|0", "0|1"]),   # target swapped
+        (300, "A", "C", ["1|0", "0|0"]),   # target strand-flipped (T/G)
+        (400, "A", "T", ["0|1", "0|0"]),   # ambiguous, target reversed -> dropped
+        (500, "G", "C", ["0|1", "1|0"]),   # ambiguous, target exact -> kept
+        (600, "A", "G", ["0|1", "0|0"]),   # target alleles unrelated -> dropped
+    ])
+    parse_reference(ref, "20", tmp_path / "ref.h5")
+    tgt = write_vcf(tmp_path / "tgt.vcf", ["t1"], target_records, contig=target_contig)
+    return tgt
+
+
+def test_alignment_outcomes(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [
+        (100, "A", "G", ["0|1"]), (200, "T", "C", ["0|1"]), (300, "T", "G", ["1|1"]),
+        (400, "T", "A", ["0|1"]), (500, "G", "C", ["1|0"]), (600, "A", "C", ["0|1"]),
+        (700, "A", "C", ["0|1"])], target_contig="chr20")
+    targets, counts, rates = align_targets(tgt, tmp_path / "ref.h5", "20")
+    assert targets.variant_ref_index.tolist() == [0, 1, 2, 4]
+    # swapped site 200: target 0|1 in T/C coding is 1|0 in C/T coding
+    assert targets.haplotypes[:, 1].tolist() == [1, 0]
+    assert targets.haplotypes[:, 2].tolist() == [1, 1]
+    assert counts == {"matched": 2, "allele_swapped": 1, "strand_flipped": 1,
+                      "dropped_strand_ambiguous": 1, "dropped_allele_mismatch": 1,
+                      "dropped_not_in_reference": 1, "target_records": 7, "sites_used": 4}
+    assert rates["call_rate"].tolist() == [1.0]
+
+
+def test_no_overlap_error(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [(50, "A", "G", ["0|1"])])
+    with pytest.raises(InputError, match=r"none of the 1 target records .* genome build"):
+        align_targets(tgt, tmp_path / "ref.h5", "20")
+
+
+def test_missing_contig_error(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [(100, "A", "G", ["0|1"])], target_contig="7")
+    with pytest.raises(InputError, match=r"no records on contig 20"):
+        align_targets(tgt, tmp_path / "ref.h5", "20")
+
+
+def test_unphased_and_missing_targets_are_recorded(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [(100, "A", "G", ["0/1"]), (200, "C", "T", ["./."])])
+    targets, _, rates = align_targets(tgt, tmp_path / "ref.h5", "20")
+    assert not targets.sample_phased[0]
+    assert rates["call_rate"].tolist() == [0.5]
+    assert targets.haplotypes[:, 1].tolist() == [-1, -1]
+
+
+def test_min_call_rate_refuses_bad_samples(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [(100, "A", "G", ["0|1"]), (200, "C", "T", ["./."])])
+    with pytest.raises(InputError, match=r"call rate below 0.9 .* t1"):
+        parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "a.tsv",
+                      tmp_path / "b.tsv", min_call_rate=0.9)
+    assert not (tmp_path / "t.h5").exists()
+
+
+def test_parse_targets_writes_store_and_qc(tmp_path):
+    tgt = _ref_and_targets(tmp_path, [(100, "A", "G", ["0|1"]), (200, "T", "C", ["1|1"])])
+    parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "sites.tsv",
+                  tmp_path / "samples.tsv")
+    t = read_targets(tmp_path / "t.h5")
+    assert t.variant_ref_index.tolist() == [0, 1]
+    qc = pd.read_csv(tmp_path / "sites.tsv", sep="\t")
+    assert dict(zip(qc.outcome, qc["count"], strict=True))["allele_swapped"] == 1
+
+
+def test_panel_file(tmp_path):
+    p = tmp_path / "panel.tsv"
+    p.write_text("sample\tpop\tsuper_pop\nA\tGBR\tEUR\nB\tYRI\tAFR\n")
+    assert read_panel(p) == {"A": "GBR", "B": "YRI"}
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("id\tgroup\nA\tX\n")
+    with pytest.raises(InputError, match=r"needs a header with columns 'sample' and 'population'"):
+        read_panel(bad)
+
+
+def test_reference_parse_failure_leaves_no_output(tmp_path):
+    ref = write_vcf(tmp_path / "r.vcf", ["a"], [(10, "A", "C", ["0|1"]), (20, "A", "C", ["0/1"])])
+    with pytest.raises(InputError):
+        parse_reference(ref, "20", tmp_path / "r.h5")
+    assert list(tmp_path.glob("*.h5*")) == [] and list(tmp_path.glob(".r.h5*")) == []

@@ -1,0 +1,115 @@
+"""Training and imputation on the tiny simulation: keys, shards, an epoch, resume, impute."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vcfbert import keyencoder
+from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint
+from vcfbert.data import Chromosome
+from vcfbert.encode import encode_window, reference_keys
+from vcfbert.impute import impute_window, ligate
+from vcfbert.index import build_index
+from vcfbert.io.h5store import read_targets, store_samples
+from vcfbert.masks import epoch_mask, read_mask, write_mask
+from vcfbert.split import split_samples, write_split
+from vcfbert.train import TrainConfig, init_model, train_epoch
+from vcfbert.windowdata import read_window_arrays
+
+MODEL = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=32, k_retrieve=24, k_keep=16)
+
+
+@pytest.fixture(scope="module")
+def prepared(tiny_stores, tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    chrom = Chromosome.load("20", tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
+    samples, pops = store_samples(tiny_stores["ref"])
+    write_split(split_samples(samples, pops, val_fraction=0.2, seed=1), d / "split.tsv")
+    n_typed = chrom.typed_index.size
+    write_mask(d / "m0.h5", epoch_mask(n_typed, 0, "20", 0.1), version="0", contig="20",
+               drop_fraction=0.1)
+    write_mask(d / "final.h5", np.ones(n_typed, bool), version="final", contig="20",
+               drop_fraction=0.0)
+    init_model(MODEL, d / "init.pt", seed=3)
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
+    indexes = {}
+    for wid in chrom.windows["window_id"]:
+        keys = encode_window(params, chrom, wid, str(d / "m0.h5"), d / f"{wid}.npy")
+        # numpy keys (index jobs) equal the model's torch keys (queries)
+        layout = chrom.layout(wid)
+        arrays = read_window_arrays(chrom.reference_h5, layout)
+        obs = chrom.slot_mask(read_mask(d / "m0.h5")[0], layout)
+        np.testing.assert_allclose(keys, reference_keys(model, layout, arrays, obs), atol=1e-5)
+        assert keys.shape == (chrom.n_haplotypes, 32)
+        assert np.allclose(np.linalg.norm(keys, axis=1), 1, atol=1e-5)
+        build_index(keys, d / f"{wid}.faiss", meta={"epoch": "0"})
+        indexes[("20", wid)] = str(d / f"{wid}.faiss")
+    return {"d": d, "chrom": chrom, "indexes": indexes}
+
+
+def _train(prepared, out, **kw):
+    d = prepared["d"]
+    cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
+                      val_max_haplotypes=8, max_sites_per_batch=64)
+    return train_epoch(epoch=0, previous_checkpoint=str(d / "init.pt"),
+                       chroms=[prepared["chrom"]], masks=[str(d / "m0.h5")],
+                       final_masks=[str(d / "final.h5")], index_paths=prepared["indexes"],
+                       split_tsv=str(d / "split.tsv"), out_checkpoint=str(out / "model.pt"),
+                       out_metrics=str(out / "metrics.json"), partial_dir=str(out) + ".partial",
+                       cfg=cfg, device="cpu", progress=False, **kw)
+
+
+def test_epoch_trains_and_reports_metrics(prepared, tmp_path):
+    metrics = _train(prepared, tmp_path / "a")
+    saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert saved["epoch"] == 0 and saved["step"] == 6 and saved["batches"] == 6
+    for key in ("train_loss", "train_f1", "val_f1", "val_rare_f1", "val_r2_overall", "lr",
+                "haplotype_windows_per_s", "wall_seconds"):
+        assert key in metrics
+    assert 0.5 < metrics["val_r2_overall"] <= 1.0
+    before = load_checkpoint(prepared["d"] / "init.pt")["model"]["tok.weight"]
+    after = load_checkpoint(tmp_path / "a" / "model.pt")["model"]["tok.weight"]
+    assert not torch.equal(before, after)  # the embedding weights changed
+
+
+def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):
+    _train(prepared, tmp_path / "full")
+    assert _train(prepared, tmp_path / "cut", stop_after_batches=3) is None
+    assert (tmp_path / "cut.partial" / "resume.pt").exists()
+    assert not (tmp_path / "cut" / "model.pt").exists()
+    _train(prepared, tmp_path / "cut")
+    a = load_checkpoint(tmp_path / "full" / "model.pt")
+    b = load_checkpoint(tmp_path / "cut" / "model.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert not (tmp_path / "cut.partial" / "resume.pt").exists()
+
+
+def test_impute_and_ligate(prepared, tiny_stores, tmp_path):
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    files = []
+    for wid in chrom.windows["window_id"]:
+        out = tmp_path / f"{wid}.h5"
+        impute_window(checkpoint=str(d / "init.pt"), method="model", contig="20",
+                      window_id=wid, reference_h5=tiny_stores["ref"],
+                      targets_h5=tiny_stores["tgt"], windows_tsv=tiny_stores["windows"],
+                      mask_h5=str(d / "final.h5"), index_path=prepared["indexes"][("20", wid)],
+                      out=str(out), batch_size=16, device="cpu")
+        files.append(str(out))
+    ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
+           windows_tsv=tiny_stores["windows"], window_files=files, out=str(tmp_path / "c.h5"))
+    import h5py
+
+    with h5py.File(tmp_path / "c.h5") as h5:
+        hp = h5["hap_prob"][()]
+        typed = h5["typed"][()]
+    targets = read_targets(tiny_stores["tgt"])
+    assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
+    assert ((hp >= 0) & (hp <= 1)).all()
+    assert np.array_equal(hp[:, typed], targets.haplotypes.astype(np.float32))

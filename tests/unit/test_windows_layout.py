@@ -1,0 +1,66 @@
+"""Windows tile the chromosome; layouts map sites to intervals between slots."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vcfbert.errors import InputError
+from vcfbert.layout import make_layout
+from vcfbert.windows import define_windows
+
+
+@settings(max_examples=60, deadline=None)
+@given(n_var=st.integers(1, 400), frac=st.floats(0.01, 1.0), core=st.integers(1, 20),
+       flank=st.integers(0, 30), seed=st.integers(0, 10_000))
+def test_every_variant_in_exactly_one_core(n_var, frac, core, flank, seed):
+    rng = np.random.default_rng(seed)
+    pos = np.cumsum(rng.integers(1, 500, n_var))
+    typed = np.flatnonzero(rng.random(n_var) < frac)
+    if typed.size == 0:
+        typed = np.array([rng.integers(n_var)])
+    df = define_windows(pos, typed, core_sites=core, flank_sites=flank)
+    counts = np.zeros(n_var, int)
+    for w in df.itertuples():
+        counts[w.core_start:w.core_end] += 1
+        assert w.start_idx <= w.core_start < w.core_end <= w.end_idx
+        # flanks hold up to `flank` typed sites on each side
+        left_typed = ((typed >= w.start_idx) & (typed < w.core_start)).sum()
+        assert left_typed <= flank + 1
+    assert (counts == 1).all()
+
+
+def test_window_counts_and_flanks():
+    pos = np.arange(1, 1001) * 10
+    typed = np.arange(0, 1000, 10)  # 100 typed sites
+    df = define_windows(pos, typed, core_sites=20, flank_sites=5)
+    assert len(df) == 5
+    mid = df.iloc[2]
+    assert mid.n_typed == 30
+    assert df.iloc[0].start_idx == 0 and df.iloc[-1].end_idx == 1000
+
+
+def test_no_typed_site_error():
+    with pytest.raises(InputError, match="no typed site"):
+        define_windows(np.arange(10), np.array([], int), core_sites=2, flank_sites=1)
+
+
+def test_layout_intervals_and_fractions():
+    pos = np.array([100, 200, 300, 400, 500, 600])
+    typed = np.array([1, 4])
+    lay = make_layout(pos, typed, 0, 6, 0, 6)
+    assert lay.slot_index.tolist() == [1, 4]
+    # sites 0..5: before slot0 -> 0; slot0 itself -> 0; between -> 1; slot1 -> 1; after -> 2
+    assert lay.site_interval.tolist() == [0, 0, 1, 1, 1, 2]
+    assert lay.site_slot.tolist() == [-1, 0, -1, -1, 1, -1]
+    np.testing.assert_allclose(lay.site_frac[2:4], [1 / 3, 2 / 3], rtol=1e-6)
+    assert lay.slot_core_dist.tolist() == [0, 0]
+
+
+def test_layout_core_distance():
+    pos = np.arange(20) * 10
+    typed = np.arange(0, 20, 2)  # 10 slots
+    lay = make_layout(pos, typed, 0, 20, 8, 12)  # core holds slots 4 and 5
+    assert lay.slot_core_dist.tolist() == [4, 3, 2, 1, 0, 0, 1, 2, 3, 4]
