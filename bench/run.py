@@ -152,7 +152,7 @@ def main() -> None:
     cols = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]", "overall"]
     table = table[cols].reindex([m for m in ALL if m in table.index])
     table = table.join(tdf.set_index("method")[["wall_s", "peak_mib"]])
-    md = table.to_markdown(floatfmt=".4f") if _has_tabulate() else table.to_string()
+    md = markdown(table)
     (out / "summary.md").write_text(f"scenario `{a.scenario}` — aggregate dosage r² by "
                                     f"reference MAF (untyped sites)\n\n{md}\n")
     print((out / "summary.md").read_text())
@@ -161,12 +161,16 @@ def main() -> None:
         subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv"])
 
 
-def _has_tabulate() -> bool:
-    try:
-        import tabulate  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def markdown(df: pd.DataFrame) -> str:
+    """A pipe table of ``df`` (floats with 4 decimals)."""
+    def cell(v):
+        return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+    head = [df.index.name or "", *map(str, df.columns)]
+    rows = [[str(i), *(cell(v) for v in r)] for i, r in zip(df.index, df.to_numpy(), strict=True)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,19 @@ def key_encoder_before(wildcards):
     return model_before(wildcards)[: -len(".pt")] + ".keys.npz"
 
 
+def index_epoch(wildcards):
+    """Epoch whose mask and shards train epoch e: e itself, or 0 with a frozen index."""
+    return "0" if config["train"]["index_refresh"] == "frozen" else wildcards.epoch
+
+
 def epoch_indexes(wildcards):
-    return [f"{RESULTS}/epochs/{wildcards.epoch}/index/{c}/{w}.faiss"
-            for c in chromosomes() for w in windows_of(c)]
+    e = index_epoch(wildcards)
+    return [f"{RESULTS}/epochs/{e}/index/{c}/{w}.faiss" for c in chromosomes() for w in windows_of(c)]
+
+
+def epoch_masks(wildcards):
+    e = index_epoch(wildcards)
+    return [f"{RESULTS}/masks/{c}/{e}.h5" for c in chromosomes()]
 
 
 def per_chrom(pattern):

@@ -61,6 +61,7 @@ rule plot_qc:
     input:
         qc_sites=per_chrom(f"{RESULTS}/qc/{{chrom}}.sites.tsv"),
         qc_samples=per_chrom(f"{RESULTS}/qc/{{chrom}}.samples.tsv"),
+        windows=per_chrom(f"{RESULTS}/windows/{{chrom}}.tsv"),
     output:
         plot=report(f"{RESULTS}/report/qc_sites.png", caption="../workflow/report/qc.rst",
                     category="Target QC"),

@@ -21,7 +21,7 @@ rule train_epoch:
     input:
         previous=model_before,
         indexes=epoch_indexes,
-        masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5"),
+        masks=epoch_masks,
         final_masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/final.h5"),
         reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
         targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),

@@ -4,6 +4,7 @@ from vcfbert.runtime import run_step
 
 with run_step(snakemake):
     steps.qc_summary(qc_sites=list(snakemake.input.qc_sites),
-                     qc_samples=list(snakemake.input.qc_samples), out=snakemake.output.table)
+                     qc_samples=list(snakemake.input.qc_samples),
+                     windows=list(snakemake.input.windows), out=snakemake.output.table)
     steps.plots(accuracy=None, per_variant=None, metrics_csv=None,
                 qc_sites=list(snakemake.input.qc_sites), outputs={"qc": snakemake.output.plot})

@@ -207,6 +207,14 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     call_rate = pd.DataFrame({"sample": samples, "call_rate": called.mean(1),
                               "phased": phased_all})
     counts["sites_used"] = len(idx)
+    # coverage of the chromosome by typed sites: long gaps impute poorly (low DR2)
+    typed_pos = ref_pos[ref_index]
+    edges = np.concatenate([[ref_pos[0]], typed_pos, [ref_pos[-1]]])
+    gaps = np.diff(edges)
+    counts["max_gap_between_typed_sites_bp"] = int(gaps.max()) if gaps.size else 0
+    big = np.flatnonzero(gaps > 1_000_000)
+    counts["reference_variants_in_gaps_over_1Mb"] = int(sum(
+        ((ref_pos > edges[i]) & (ref_pos < edges[i + 1])).sum() for i in big))
     return (TargetSet(contig=contig, variant_ref_index=ref_index, haplotypes=haps,
                       sample_id=samples, sample_phased=phased_all),
             dict(counts), call_rate)

@@ -93,6 +93,7 @@ def training_curves(metrics: pd.DataFrame, path: str) -> None:
 
 def qc_table(qc: pd.DataFrame, path: str) -> None:
     """Target-site QC outcomes (matched, swapped, flipped, dropped by reason) per contig."""
+    qc = qc[~qc["outcome"].isin(["max_gap_between_typed_sites_bp", "target_records"])]
     pivot = qc.pivot_table(index="outcome", columns="contig", values="count", aggfunc="sum",
                            fill_value=0)
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(pivot) + 1.2))

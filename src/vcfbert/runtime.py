@@ -8,6 +8,7 @@ the errors a user can fix into one line plus a non-zero exit status.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -40,6 +41,23 @@ def _importable(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
+_FIXES = {
+    errno.ENOSPC: "free disk space (or move results/ to a larger disk) and re-run",
+    errno.EDQUOT: "free space within your quota and re-run",
+    errno.EROFS: "the file system is read-only: run the workflow in a writable folder",
+    errno.EACCES: "permission denied: run the workflow in a folder you can write to",
+}
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One line for the write failures a user can fix (full disk, quota, read-only), else None."""
+    fix = _FIXES.get(exc.errno or -1)
+    if fix is None:
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}: {fix}; no partial output was kept"
+
+
 def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> None:
     """Log to ``log_path`` (appending) or to stderr, one timestamped line per message."""
     handlers: list[logging.Handler] = []
@@ -68,7 +86,7 @@ def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
     setup_logging(log_path)
     cap_threads(getattr(smk, "threads", 1))
     step = name or getattr(smk, "rule", "vcfbert")
-    terminal = sys.__stderr__
+    terminal = sys.stderr
     stderr_file = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115
     try:
         if stderr_file is not None:
@@ -77,6 +95,13 @@ def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
     except VcfbertError as exc:
         logging.getLogger(f"vcfbert.{step}").error("%s", exc)
         print(f"vcfbert {step}: error: {exc}", file=terminal)
+        sys.exit(1)
+    except OSError as exc:
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        logging.getLogger(f"vcfbert.{step}").error("%s", message)
+        print(f"vcfbert {step}: error: {message}", file=terminal)
         sys.exit(1)
     finally:
         sys.stderr = terminal

@@ -259,7 +259,8 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
-def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str) -> None:
+def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str,
+               windows: list[str] | None = None) -> None:
     """One table of the targets' QC, like the imputation servers' reports.
 
     Rows: per contig, each site outcome (matched, allele_swapped, strand_flipped, dropped by
@@ -287,5 +288,13 @@ def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str) -> None:
             {"contig": contig, "section": "samples", "metric": "samples_unphased",
              "value": int((~df["phased"].astype(bool)).sum())},
         ]
+    for path in windows or []:
+        df = pd.read_csv(path, sep="\t", dtype={"window_id": str})
+        contig = Path(path).stem
+        rows += [{"contig": contig, "section": "windows", "metric": "windows", "value": len(df)},
+                 {"contig": contig, "section": "windows", "metric": "windows_without_typed_core",
+                  "value": int((df["n_typed"] == 0).sum())},
+                 {"contig": contig, "section": "windows", "metric": "max_window_span_bp",
+                  "value": int((df["end_bp"] - df["start_bp"]).max())}]
     with atomic_path(out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)

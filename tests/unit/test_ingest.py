@@ -62,9 +62,13 @@ def test_alignment_outcomes(tmp_path):
     # swapped site 200: target 0|1 in T/C coding is 1|0 in C/T coding
     assert targets.haplotypes[:, 1].tolist() == [1, 0]
     assert targets.haplotypes[:, 2].tolist() == [1, 1]
+    gaps = {k: counts.pop(k) for k in ("max_gap_between_typed_sites_bp",
+                                       "reference_variants_in_gaps_over_1Mb")}
     assert counts == {"matched": 2, "allele_swapped": 1, "strand_flipped": 1,
                       "dropped_strand_ambiguous": 1, "dropped_allele_mismatch": 1,
                       "dropped_not_in_reference": 1, "target_records": 7, "sites_used": 4}
+    assert gaps == {"max_gap_between_typed_sites_bp": 200,
+                    "reference_variants_in_gaps_over_1Mb": 0}
     assert rates["call_rate"].tolist() == [1.0]
 
 

@@ -113,3 +113,35 @@ def test_impute_and_ligate(prepared, tiny_stores, tmp_path):
     assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
     assert ((hp >= 0) & (hp <= 1)).all()
     assert np.array_equal(hp[:, typed], targets.haplotypes.astype(np.float32))
+
+
+def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypatch):
+    """num_workers > 0 with the fork start method: workers only read arrays (no CUDA), and the
+    epoch ends with exactly the weights of the single-process run."""
+    import vcfbert.data as data_mod
+
+    seen = []
+    original = data_mod.EpochBatches.__getitem__
+
+    def spy(self, i):
+        item = original(self, i)
+        seen.append(torch.cuda.is_initialized())
+        assert all(isinstance(v, (int, str, np.ndarray)) or hasattr(v, "ref_slots")
+                   for v in item.values())
+        return item
+
+    monkeypatch.setattr(data_mod.EpochBatches, "__getitem__", spy)
+    _train(prepared, tmp_path / "w0")
+    d = prepared["d"]
+    cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
+                      val_max_haplotypes=8, max_sites_per_batch=64, num_workers=2)
+    train_epoch(epoch=0, previous_checkpoint=str(d / "init.pt"), chroms=[prepared["chrom"]],
+                masks=[str(d / "m0.h5")], final_masks=[str(d / "final.h5")],
+                index_paths=prepared["indexes"], split_tsv=str(d / "split.tsv"),
+                out_checkpoint=str(tmp_path / "w2" / "model.pt"),
+                out_metrics=str(tmp_path / "w2" / "metrics.json"),
+                partial_dir=str(tmp_path / "w2.partial"), cfg=cfg, device="cpu", progress=False)
+    assert not any(seen)
+    a = load_checkpoint(tmp_path / "w0" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "w2" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
