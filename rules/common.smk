@@ -22,6 +22,25 @@ DEMO = not config["reference_vcf"]
 RESULTS = "results"
 EPOCH_RE = r"\d+|final"
 
+# cheap steps run in the main Snakemake process, also on a cluster (no queueing latency)
+localrules:
+    all,
+    simulate,
+    list_chromosomes,
+    parse_targets,
+    define_windows,
+    split_samples,
+    refresh_mask,
+    init_model,
+    select_model,
+    ligate,
+    write_vcf,
+    evaluate,
+    plot_accuracy,
+    plot_training,
+    plot_qc,
+
+
 wildcard_constraints:
     chrom=r"[A-Za-z0-9._-]+",
     window=r"w\d+",

@@ -13,4 +13,5 @@ with run_step(snakemake):
                       masks=list(inp.masks), final_masks=list(inp.final_masks),
                       indexes=list(inp.indexes), split_tsv=inp.split,
                       out_model=snakemake.output.model, out_metrics=snakemake.output.metrics,
-                      train_config=dict(snakemake.params.train), device=snakemake.params.device)
+                      train_config=dict(snakemake.params.train), device=snakemake.params.device,
+                      processes=max(1, int(snakemake.resources.get("gpu", 0))))

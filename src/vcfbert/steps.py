@@ -22,6 +22,20 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 
 
+def inject_failure(rule: str, fields: dict[str, Any]) -> None:
+    """Testing hook: fail on purpose when ``VCFBERT_INJECT_FAILURE`` names this job.
+
+    Format: ``rule:key=value,key=value`` (e.g. ``build_index:epoch=0,window_id=w0001``); used by
+    the SLURM test to show that a failed shard is re-submitted alone. Unset in normal use.
+    """
+    spec = os.environ.get("VCFBERT_INJECT_FAILURE", "")
+    if not spec.startswith(f"{rule}:"):
+        return
+    wanted = dict(kv.split("=", 1) for kv in spec.split(":", 1)[1].split(",") if "=" in kv)
+    if all(str(fields.get(k)) == v for k, v in wanted.items()):
+        raise RuntimeError(f"failure injected on purpose ({spec})")
+
+
 def simulate(*, params: dict[str, Any], reference_vcf: str, target_vcf: str, truth_vcf: str,
              panel: str) -> None:
     from .simulate import SimulatedPaths, simulation_config_from_dict
@@ -150,6 +164,7 @@ def build_index(*, keys_npy: str, out: str, meta: dict[str, Any], key_encoder: s
     from .atomic import sha256_file
     from .index import build_index as run
 
+    inject_failure("build_index", meta)
     t0 = time.time()
     keys = np.load(keys_npy, allow_pickle=False)
     side = run(keys, out, meta={**meta, "key_encoder_sha256": sha256_file(key_encoder)})
@@ -160,23 +175,31 @@ def build_index(*, keys_npy: str, out: str, meta: dict[str, Any], key_encoder: s
 def train_epoch(*, epoch: int, previous: str, contigs: list[str], reference_h5: list[str],
                 targets_h5: list[str], windows_tsv: list[str], masks: list[str],
                 final_masks: list[str], indexes: list[str], split_tsv: str, out_model: str,
-                out_metrics: str, train_config: dict[str, Any], device: str) -> None:
+                out_metrics: str, train_config: dict[str, Any], device: str,
+                processes: int = 1, rank: int = 0, world_size: int = 1) -> None:
+    """One training epoch; with ``processes`` > 1 it relaunches itself under torchrun."""
+    if processes > 1 and world_size == 1:
+        from .ddp import launch
+
+        kwargs = {k: v for k, v in locals().items() if k not in ("processes", "rank",
+                                                                  "world_size")}
+        launch(processes, kwargs)
+        return
     from .train import TrainConfig
     from .train import train_epoch as run
 
     chroms = [_chromosome(c, r, t, w) for c, r, t, w in
               zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
     index_paths = {}
-    for path in indexes:
-        p = Path(path)
-        label = p.parent.name
-        contig = contigs[[Path(r).parent.name for r in reference_h5].index(label)]
-        index_paths[(contig, p.stem)] = path
+    for path in indexes:  # the sidecar says which (contig, window) a shard belongs to
+        side = json.loads(Path(path).with_suffix(".json").read_text())
+        index_paths[(str(side["contig"]), str(side["window_id"]))] = path
     run(epoch=epoch, previous_checkpoint=previous, chroms=chroms, masks=masks,
         final_masks=final_masks, index_paths=index_paths, split_tsv=split_tsv,
         out_checkpoint=out_model, out_metrics=out_metrics,
         partial_dir=str(Path(out_model).parent) + ".partial",
-        cfg=TrainConfig.from_dict(train_config), device=device)
+        cfg=TrainConfig.from_dict(train_config), device=device, rank=rank,
+        world_size=world_size)
 
 
 def select_model(*, models: list[str], metrics: list[str], out_model: str,

@@ -50,6 +50,7 @@ from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
+from .model.network import weighted_bce_parts
 from .predict import predict_window
 from .split import read_split
 
@@ -67,6 +68,10 @@ class TrainConfig:
     grad_clip: float = 1.0
     grad_accum_steps: int = 1
     max_sites_per_batch: int = 256
+    trainable: str = "all"
+    loss: str = "bce"
+    lr_scale_copying: float = 1.0
+    lr_scale_body: float = 1.0
     maf_weighting: str = "none"
     max_batches_per_epoch: int = 0
     val_fraction: float = 0.1
@@ -79,6 +84,43 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+_HEAD = ("out_head.", "copy_scale")
+_COPY = ("log_rate", "rate_head.", "mismatch_bias", "mismatch_head.", "emit_head.", "prior_scale",
+         "keys.")
+
+
+def trainable_parameters(model: torch.nn.Module, which: str) -> list[torch.nn.Parameter]:
+    """Parameters to optimise: ``all``, only the output ``head``, or only the ``copying``
+    layer (HMM rates, mismatch and emission terms, prior, keys). Others are frozen."""
+    if which == "all":
+        return [p for p in model.parameters() if p.requires_grad]
+    prefixes = {"head": _HEAD, "copying": _COPY}.get(which)
+    if prefixes is None:
+        raise InputError(f"train.trainable must be all, head or copying, not {which!r}")
+    chosen = []
+    for name, p in model.named_parameters():
+        keep = name.startswith(prefixes)
+        p.requires_grad_(keep)
+        if keep:
+            chosen.append(p)
+    return chosen
+
+
+def parameter_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Optimiser groups: output head at ``lr``; copying layer and body (embeddings, query
+    transformer) at ``lr`` times their scales. Frozen groups (``trainable``) are left out."""
+    chosen = {id(p) for p in trainable_parameters(model, cfg.trainable)}
+    groups: dict[str, list[torch.nn.Parameter]] = {"head": [], "copying": [], "body": []}
+    for name, p in model.named_parameters():
+        if id(p) not in chosen:
+            continue
+        part = ("head" if name.startswith(_HEAD) else
+                "copying" if name.startswith(_COPY) else "body")
+        groups[part].append(p)
+    scale = {"head": 1.0, "copying": cfg.lr_scale_copying, "body": cfg.lr_scale_body}
+    return [{"params": ps, "lr": cfg.lr * scale[k], "name": k} for k, ps in groups.items() if ps]
 
 
 def lr_lambda(warmup: int):
@@ -166,6 +208,7 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     """
     model.eval()
     doses, truths, afs = [], [], []
+    ll_sum, ll_n = 0.0, 0
     for ci, chrom in enumerate(chroms):
         haps = val_haps[ci]
         if haps.size == 0:
@@ -184,6 +227,9 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
                                    arrays.ref_slots[haps], KeySearcher(index, device),
                                    panel_haps=haps, batch_size=64, device=device)
             truth = arrays.ref_core[haps].astype(np.float32)
+            p = np.clip(probs, 1e-6, 1 - 1e-6)
+            ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
+            ll_n += truth.size
             doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
             truths.append((truth[0::2] + truth[1::2]).T)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
@@ -197,7 +243,7 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     # score only pairs whose variant the rest of the panel carries (AC_loo >= 1): the
     # analogue of imputing reference-panel variants into a target
     bins = np.where(af > 0, maf_bin(af.ravel()).reshape(af.shape), "absent")
-    out: dict[str, float] = {}
+    out: dict[str, float] = {"val_logloss": ll_sum / max(ll_n, 1)}
     r2s = []
     for label in BIN_LABELS:
         sel = bins == label
@@ -240,7 +286,8 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
     prev = load_checkpoint(previous_checkpoint)
     model = model_from_checkpoint(prev).to(device)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
     if prev.get("optimizer"):
         opt.load_state_dict(prev["optimizer"])
@@ -255,8 +302,10 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
     val_haps = [_train_haps(c, val_samples) for c in chroms]
     epoch_masks = [read_mask(p)[0] for p in masks]
     inference_masks = [read_mask(p)[0] for p in final_masks]
-    specs = epoch_batches(chroms, train_haps, batch_size=cfg.batch_size * world_size,
-                          seed=cfg.seed, epoch=epoch, max_batches=cfg.max_batches_per_epoch)
+    # batch_size is the global batch: with several processes each takes its share of the
+    # queries and gradients are summed, so the update equals the single-process one
+    specs = epoch_batches(chroms, train_haps, batch_size=cfg.batch_size, seed=cfg.seed,
+                          epoch=epoch, max_batches=cfg.max_batches_per_epoch)
     if not specs:
         raise InputError("no training batch: the reference panel has no training sample")
 
@@ -327,17 +376,25 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
         ).to(device)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                             enabled=device.startswith("cuda")):
-            logits, loss = model(batch)
-        (loss / cfg.grad_accum_steps).backward()
+            logits, _ = model(batch) if haps.size else (None, None)
+        loss_sum, weight = (weighted_bce_parts(logits.float(), batch.targets, batch.loss_mask,
+                                               batch.site_weight, cfg.loss) if haps.size else
+                            (torch.zeros((), device=device), torch.zeros((), device=device)))
+        weight = _allreduce_scalar(weight.detach(), world_size)
+        loss = loss_sum / weight.clamp_min(1e-8)
+        if haps.size:
+            (loss / cfg.grad_accum_steps).backward()
+        loss = _allreduce_scalar(loss.detach(), world_size)
         if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(specs):
             if world_size > 1:
-                _allreduce_grads(model, world_size)
+                _allreduce_grads(model)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
             global_step += 1
-        running.add(float(loss.detach()), logits.detach().float(), batch, time.time() - t0)
+        if haps.size:
+            running.add(float(loss), logits.detach().float(), batch, time.time() - t0)
         bar.update(1)
         bar.set_postfix(loss=f"{running.loss:.4f}", f1=f"{running.f1:.3f}",
                         lr=f"{sched.get_last_lr()[0]:.2e}")
@@ -379,6 +436,8 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
                                                   default=float))
         if resume_file.exists():
             resume_file.unlink()
+        if partial.exists() and not any(partial.iterdir()):
+            partial.rmdir()
         log.info("epoch %d: %s", epoch, {k: (round(v, 4) if isinstance(v, float) else v)
                                          for k, v in metrics.items()})
     return metrics
@@ -393,10 +452,21 @@ def _site_subset(n: int, limit: int, seed: int, epoch: int, batch: int) -> np.nd
     return np.sort(rng.choice(n, size=limit, replace=False))
 
 
-def _allreduce_grads(model: torch.nn.Module, world_size: int) -> None:
+def _allreduce_grads(model: torch.nn.Module) -> None:
+    """Sum gradients over processes (the loss is already normalised by the global weight)."""
     import torch.distributed as dist
 
     for p in model.parameters():
-        if p.grad is not None:
-            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-            p.grad /= world_size
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+
+def _allreduce_scalar(x: torch.Tensor, world_size: int) -> torch.Tensor:
+    if world_size == 1:
+        return x
+    import torch.distributed as dist
+
+    x = x.clone()
+    dist.all_reduce(x, op=dist.ReduceOp.SUM)
+    return x

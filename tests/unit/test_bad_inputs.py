@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from data.vcfs import write_vcf
+
 from vcfbert.errors import InputError
 from vcfbert.ingest import write_contig_list
 from vcfbert.steps import parse_reference

@@ -145,3 +145,43 @@ def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypat
     a = load_checkpoint(tmp_path / "w0" / "model.pt")["model"]
     b = load_checkpoint(tmp_path / "w2" / "model.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_process_training_equals_one_process(prepared, tmp_path):
+    """torchrun with 2 CPU processes (gloo) = one process with the same global batch."""
+    import subprocess
+    import sys
+
+    from vcfbert import steps
+
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    for (contig, wid), path in prepared["indexes"].items():  # sidecars name their window
+        side = json.loads(open(path[:-6] + ".json").read())
+        side.update(contig=contig, window_id=wid)
+        open(path[:-6] + ".json", "w").write(json.dumps(side))
+    kwargs = dict(epoch=0, previous=str(d / "init.pt"), contigs=["20"],
+                  reference_h5=[chrom.reference_h5], targets_h5=[chrom.targets_h5],
+                  windows_tsv=[str(tmp_path / "w.tsv")], masks=[str(d / "m0.h5")],
+                  final_masks=[str(d / "final.h5")], indexes=list(prepared["indexes"].values()),
+                  split_tsv=str(d / "split.tsv"),
+                  train_config=dict(batch_size=8, max_batches_per_epoch=4,
+                                    val_max_haplotypes=8, max_sites_per_batch=64),
+                  device="cpu")
+    chrom.windows.to_csv(tmp_path / "w.tsv", sep="\t", index=False)
+    steps.train_epoch(**kwargs, out_model=str(tmp_path / "one/model.pt"),
+                      out_metrics=str(tmp_path / "one/metrics.json"))
+    args = {**kwargs, "out_model": str(tmp_path / "two/model.pt"),
+            "out_metrics": str(tmp_path / "two/metrics.json")}
+    (tmp_path / "two").mkdir()
+    (tmp_path / "args.json").write_text(json.dumps(args))
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-m", "vcfbert.ddp", str(tmp_path / "args.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    a = load_checkpoint(tmp_path / "one/model.pt")["model"]
+    b = load_checkpoint(tmp_path / "two/model.pt")["model"]
+    for k in a:
+        # Adam turns float-rounding differences of near-zero gradients into ~lr-sized steps
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)
+    assert not torch.equal(a["tok.weight"], load_checkpoint(d / "init.pt")["model"]["tok.weight"])

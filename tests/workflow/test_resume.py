@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT, SNAKEFILE, TINY, merge, snakemake
 
 pytestmark = pytest.mark.slow

@@ -225,14 +225,35 @@ class VcfBert(nn.Module):
         return logits, loss
 
 
+def weighted_bce_parts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
+                       weight: torch.Tensor | None, kind: str = "bce"
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weighted sum of per-site losses, sum of weights) over ``mask`` (all [b, n]).
+
+    ``kind``: ``bce`` (cross-entropy), ``brier`` (squared error of the ALT probability, which
+    is what dosage r² rewards), or ``bce+brier`` (their sum, Brier scaled by 10).
+    """
+    w = torch.ones_like(logits) if weight is None else weight.to(logits.dtype)
+    if mask is not None:
+        w = w * mask.to(logits.dtype)
+    y = targets.to(logits.dtype)
+    if kind == "bce":
+        per = F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+    elif kind == "brier":
+        per = (torch.sigmoid(logits) - y) ** 2
+    elif kind == "bce+brier":
+        per = (F.binary_cross_entropy_with_logits(logits, y, reduction="none")
+               + 10.0 * (torch.sigmoid(logits) - y) ** 2)
+    else:
+        raise ValueError(f"unknown loss {kind!r} (use bce, brier or bce+brier)")
+    return (per * w).sum(), w.sum()
+
+
 def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
                  weight: torch.Tensor | None) -> torch.Tensor:
     """Mean binary cross-entropy over ``mask`` with per-site ``weight`` (all [b, n])."""
-    w = torch.ones_like(logits) if weight is None else weight
-    if mask is not None:
-        w = w * mask.float()
-    bce = F.binary_cross_entropy_with_logits(logits, targets.float(), reduction="none")
-    return (bce * w).sum() / w.sum().clamp_min(1e-8)
+    total, w = weighted_bce_parts(logits, targets, mask, weight)
+    return total / w.clamp_min(1e-8)
 
 
 def maf_weight(af: torch.Tensor, scheme: str) -> torch.Tensor:
