@@ -3,6 +3,7 @@
 
 rule encode:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         key_encoder=key_encoder_before,
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",

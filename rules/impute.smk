@@ -3,6 +3,7 @@
 
 rule impute_window:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         model=f"{RESULTS}/train/model.pt",
         index=f"{RESULTS}/epochs/final/index/{{chrom}}/{{window}}.faiss",
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
@@ -31,6 +32,7 @@ rule impute_window:
 
 rule ligate:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         windows_files=chrom_windows(f"{RESULTS}/impute/{{chrom}}/{{window}}.h5"),
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",

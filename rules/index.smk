@@ -3,6 +3,7 @@
 
 rule build_index:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         key_file=f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy",
         key_encoder=key_encoder_before,
     output:

@@ -66,6 +66,7 @@ rule phase_targets:
 
 rule parse_targets:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         vcf=f"{RESULTS}/phase/targets.vcf.gz",
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
     output:

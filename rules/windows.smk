@@ -40,6 +40,7 @@ rule split_samples:
 
 rule refresh_mask:
     input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
     output:
         f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5",

@@ -58,13 +58,20 @@ def _mem_mb() -> int:
 class LocalSlurm:
     """A one-node cluster: munged + slurmctld + slurmd, everything under ``root``."""
 
+    # snakemake-executor-plugin-slurm-jobstep 0.6.1 removes SLURM_CONF from the environment of
+    # the srun it starts inside each job, so the configuration must sit where SLURM looks by
+    # default; the test writes it there (only if that is free) and removes it afterwards
+    ETC = Path("/etc/slurm")
+
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.conf = root / "slurm.conf"
+        self.conf = self.ETC / "slurm.conf"
         self.pids: list[Path] = []
+        self.created: list[Path] = []
 
     def write_config(self) -> None:
         r = self.root
+        self.ETC.mkdir(parents=True, exist_ok=True)
         for d in ("state", "spool"):
             (r / d).mkdir(parents=True, exist_ok=True)
         cpus = os.cpu_count() or 2
@@ -96,8 +103,9 @@ GresTypes=gpu
 NodeName=localhost CPUs={cpus} RealMemory={_mem_mb()} Gres=gpu:1 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """)
-        (self.root / "gres.conf").write_text("AutoDetect=off\nNodeName=localhost Name=gpu "
-                                             "File=/dev/null\n")
+        (self.ETC / "gres.conf").write_text("AutoDetect=off\nNodeName=localhost Name=gpu "
+                                            "File=/dev/null\n")
+        self.created += [self.conf, self.ETC / "gres.conf"]
 
     def start(self) -> None:
         self.write_config()
@@ -135,6 +143,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
                 os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
             except (OSError, ValueError):
                 pass
+        for path in self.created:
+            path.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +154,9 @@ def cluster(tmp_path_factory):
     plugins = tmp_path_factory.mktemp("plugins")
     if not _install_plugin(plugins):
         pytest.skip("cannot install snakemake-executor-plugin-slurm (no PyPI access)")
+    if LocalSlurm.ETC.joinpath("slurm.conf").exists():
+        pytest.skip("/etc/slurm/slurm.conf exists: a real cluster is configured here; the test "
+                    "will not overwrite it")
     c = LocalSlurm(tmp_path_factory.mktemp("slurm"))
     c.start()
     yield c, plugins
@@ -157,9 +170,17 @@ def run_profile(workdir: Path, cluster, plugins: Path, config: dict, extra_env=N
     env = {**cluster.env(), **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(plugins), env.get("PYTHONPATH", "")])
     # the users' exact command, from the repository root (./slurm -> profiles/slurm)
+    cpus, mem = min(2, os.cpu_count() or 1), min(8000, _mem_mb() // 2)
+    # the profile's requests (8 CPUs, 32 GB for training) exceed this one small node: shrink
+    # them (this replaces the profile's set-resources/threads, keeping everything else)
+    fit = [f"{rule}:{key}={val}" for rule in ("parse_reference", "train_epoch",
+                                              "impute_window", "phase_targets")
+           for key, val in (("cpus_per_task", cpus), ("mem_mb", mem))]
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "-s", str(SNAKEFILE),
            "-d", str(workdir), "--configfile", str(workdir / "test-config.yaml"),
-           "--slurm-init-seconds-before-status-checks", "2", "--retries", "0"]
+           "--slurm-init-seconds-before-status-checks", "2", "--retries", "0",
+           "--set-resources", *fit, "train_epoch:gpu=1", "impute_window:gpu=1",
+           "--set-threads", f"train_epoch={cpus}", f"phase_targets={cpus}"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     if check and res.returncode != 0:
         raise AssertionError(f"{res.stdout[-3000:]}\n{res.stderr[-5000:]}")
