@@ -8,7 +8,7 @@ from snakemake.utils import validate
 
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from vcfbert.integrity import purge_corrupted_shards  # noqa: E402
+from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
 from vcfbert.runtime import export_for_jobs  # noqa: E402
 
 export_for_jobs(
@@ -73,12 +73,6 @@ def first_reference(wildcards):
     return f"{RESULTS}/ingest/{chromosomes()[0]}/reference.h5"
 
 
-def contig_name(wildcards):
-    out = checkpoints.list_chromosomes.get().output[0]
-    df = pd.read_csv(out, sep="\t", dtype=str)
-    return df.loc[df["wildcard"] == wildcards.chrom, "contig"].iloc[0]
-
-
 def windows_of(chrom):
     out = checkpoints.define_windows.get(chrom=chrom).output[0]
     return pd.read_csv(out, sep="\t", dtype=str)["window_id"].tolist()
@@ -127,6 +121,21 @@ def chrom_windows(pattern):
     return inner
 
 
+def repair_targets():
+    """Deleted (or purged) shards whose consumers exist: Snakemake would not rebuild them on
+    its own (a missing intermediate does not trigger a re-run), so ``all`` asks for them."""
+    if not workflow.is_main_process:
+        return []
+    used = ["0"] if config["train"]["index_refresh"] == "frozen" else [str(e) for e in range(EPOCHS)]
+    found = [str(p) for p in missing_shards(RESULTS, [*used, "final"])]
+    for p in found:
+        print(f"vcfbert: {p} is missing; rebuilding it and what depends on it", file=sys.stderr)
+    return found
+
+
+REPAIR = repair_targets()
+
+
 def final_outputs(wildcards):
     out = [f"{RESULTS}/imputed/imputed.vcf.gz", f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
            f"{RESULTS}/train/metrics.csv", f"{RESULTS}/report/training_curves.png",
@@ -134,4 +143,4 @@ def final_outputs(wildcards):
     if TRUTH_VCF:
         out += [f"{RESULTS}/evaluation/accuracy.tsv", f"{RESULTS}/report/r2_by_maf.png",
                 f"{RESULTS}/report/dr2_calibration.png"]
-    return out
+    return out + REPAIR

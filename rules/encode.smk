@@ -11,8 +11,6 @@ rule encode:
         mask=f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5",
     output:
         temp(f"{RESULTS}/epochs/{{epoch}}/keys/{{chrom}}/{{window}}.npy"),
-    params:
-        contig=contig_name,
     log:
         "logs/epochs/{epoch}/encode/{chrom}.{window}.log",
     benchmark:

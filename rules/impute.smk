@@ -13,7 +13,6 @@ rule impute_window:
     output:
         f"{RESULTS}/impute/{{chrom}}/{{window}}.h5",
     params:
-        contig=contig_name,
         batch_size=config["impute"]["batch_size"],
         device=config["device"],
     log:
@@ -39,8 +38,6 @@ rule ligate:
         windows=f"{RESULTS}/windows/{{chrom}}.tsv",
     output:
         f"{RESULTS}/impute/{{chrom}}.h5",
-    params:
-        contig=contig_name,
     log:
         "logs/impute/{chrom}.ligate.log",
     benchmark:

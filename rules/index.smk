@@ -9,8 +9,6 @@ rule build_index:
     output:
         index=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.faiss",
         sidecar=f"{RESULTS}/epochs/{{epoch}}/index/{{chrom}}/{{window}}.json",
-    params:
-        contig=contig_name,
     log:
         "logs/epochs/{epoch}/index/{chrom}.{window}.log",
     benchmark:

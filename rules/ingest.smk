@@ -27,7 +27,6 @@ rule parse_reference:
     output:
         f"{RESULTS}/ingest/{{chrom}}/reference.h5",
     params:
-        contig=contig_name,
         multiallelic=config["ingest"]["multiallelic"],
         overlap=config["ingest"]["overlapping_samples"],
     log:
@@ -74,7 +73,6 @@ rule parse_targets:
         qc_sites=f"{RESULTS}/qc/{{chrom}}.sites.tsv",
         qc_samples=f"{RESULTS}/qc/{{chrom}}.samples.tsv",
     params:
-        contig=contig_name,
         multiallelic=config["ingest"]["multiallelic"],
         min_call_rate=config["ingest"]["min_call_rate"],
     log:

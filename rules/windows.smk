@@ -45,7 +45,6 @@ rule refresh_mask:
     output:
         f"{RESULTS}/masks/{{chrom}}/{{epoch}}.h5",
     params:
-        contig=contig_name,
         drop_fraction=config["mask"]["drop_fraction"],
     log:
         "logs/masks/{chrom}.{epoch}.log",

@@ -3,8 +3,9 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
+    contig = steps.contig_of(snakemake.input.chromosomes, snakemake.wildcards.chrom)
     steps.impute_window(checkpoint=snakemake.input.model, method="model",
-                        contig=snakemake.params.contig, window_id=snakemake.wildcards.window,
+                        contig=contig, window_id=snakemake.wildcards.window,
                         reference_h5=snakemake.input.reference,
                         targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
                         mask_h5=snakemake.input.mask, index=snakemake.input.index,

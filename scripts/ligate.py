@@ -3,6 +3,7 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
-    steps.ligate(contig=snakemake.params.contig, reference_h5=snakemake.input.reference,
+    contig = steps.contig_of(snakemake.input.chromosomes, snakemake.wildcards.chrom)
+    steps.ligate(contig=contig, reference_h5=snakemake.input.reference,
                  targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
                  window_files=list(snakemake.input.windows_files), out=snakemake.output[0])

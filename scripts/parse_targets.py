@@ -3,8 +3,9 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
+    contig = steps.contig_of(snakemake.input.chromosomes, snakemake.wildcards.chrom)
     steps.parse_targets(target_vcf=snakemake.input.vcf, reference_h5=snakemake.input.reference,
-                        contig=snakemake.params.contig,
+                        contig=contig,
                         multiallelic=snakemake.params.multiallelic,
                         min_call_rate=float(snakemake.params.min_call_rate),
                         out=snakemake.output.targets, qc_sites=snakemake.output.qc_sites,

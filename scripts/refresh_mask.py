@@ -3,7 +3,8 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
-    steps.refresh_mask(targets_h5=snakemake.input.targets, contig=snakemake.params.contig,
+    contig = steps.contig_of(snakemake.input.chromosomes, snakemake.wildcards.chrom)
+    steps.refresh_mask(targets_h5=snakemake.input.targets, contig=contig,
                        epoch=snakemake.wildcards.epoch,
                        drop_fraction=float(snakemake.params.drop_fraction),
                        out=snakemake.output[0])

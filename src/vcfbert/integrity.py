@@ -4,12 +4,19 @@ Snakemake decides what to rebuild from file existence and modification times; it
 that a shard is half-written or corrupted (and jobs that entered the DAG through a checkpoint
 escape its incomplete-output check when it is killed). Every shard carries its checksum in a
 sidecar, so a shard that fails :func:`vcfbert.index.verify_shard` is deleted here, before the
-DAG is built: the workflow then rebuilds exactly that shard and what depends on it.
+DAG is built.
+
+Snakemake (since 7.x, by design) does not rebuild a *missing intermediate* file when everything
+downstream of it is present and up to date. Users expect a deleted shard to come back, so
+:func:`missing_shards` lists the per-window files that are gone although what consumed them
+exists; the workflow asks for them as extra targets of ``rule all``, and Snakemake then rebuilds
+exactly those shards and re-runs what depends on them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import sys
 from pathlib import Path
 
@@ -44,3 +51,43 @@ def purge_corrupted_shards(root: str | Path, *, dry_run: bool = False) -> list[P
                     p.unlink()
         removed.append(shard)
     return removed
+
+
+def _read_column(path: Path, column: str) -> list[str]:
+    with open(path, newline="") as fh:
+        return [row[column] for row in csv.DictReader(fh, delimiter="\t")]
+
+
+def missing_shards(results: str | Path, epochs: list[str]) -> list[Path]:
+    """Per-window outputs that are missing although the step that consumed them has finished.
+
+    ``epochs`` are the epoch labels whose index shards the configuration uses (``"0"``, ``"1"``,
+    …, ``"final"``). A shard of training epoch ``e`` counts as missing when
+    ``train/epoch_<e>/model.pt`` exists; a shard of the final index, and an imputed window,
+    when the chromosome's ligated ``impute/<chrom>.h5`` exists. Chromosomes and windows are read
+    from the tables of the previous run (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``);
+    without them nothing has been built yet and nothing is reported.
+    """
+    base = Path(results)
+    table = base / "ingest" / "chromosomes.tsv"
+    if not table.exists():
+        return []
+    missing: list[Path] = []
+    for chrom in _read_column(table, "wildcard"):
+        windows_tsv = base / "windows" / f"{chrom}.tsv"
+        if not windows_tsv.exists():
+            continue
+        windows = _read_column(windows_tsv, "window_id")
+        ligated = base / "impute" / f"{chrom}.h5"
+        for epoch in epochs:
+            consumer = ligated if epoch == "final" else base / "train" / f"epoch_{epoch}" / "model.pt"
+            if not consumer.exists():
+                continue
+            for w in windows:
+                shard = base / "epochs" / epoch / "index" / chrom / f"{w}.faiss"
+                if not (shard.exists() and sidecar_path(shard).exists()):
+                    missing.append(shard)
+        if ligated.exists():
+            missing += [base / "impute" / chrom / f"{w}.h5" for w in windows
+                        if not (base / "impute" / chrom / f"{w}.h5").exists()]
+    return missing

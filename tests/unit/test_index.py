@@ -9,7 +9,7 @@ import pytest
 
 from vcfbert.errors import IntegrityError
 from vcfbert.index import KeySearcher, build_index, load_index, verify_shard
-from vcfbert.integrity import purge_corrupted_shards
+from vcfbert.integrity import missing_shards, purge_corrupted_shards
 
 
 def _keys(n=300, d=16, seed=0):
@@ -70,3 +70,39 @@ def test_count_mismatch_refused(tmp_path):
         load_index(tmp_path / "w.faiss", expect_count=40)
     meta = json.loads((tmp_path / "w.json").read_text())
     assert meta["format"] == "vcfbert-index"
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+
+
+def test_missing_shards_only_where_the_consumer_exists(tmp_path):
+    r = tmp_path / "results"
+    (r / "ingest").mkdir(parents=True)
+    (r / "ingest/chromosomes.tsv").write_text("contig\twildcard\nchr20\tchr20\n")
+    (r / "windows").mkdir()
+    (r / "windows/chr20.tsv").write_text("window_id\tstart\nw0000\t0\nw0001\t1\n")
+    for epoch in ("0", "1", "final"):
+        for w in ("w0000", "w0001"):
+            for ext in ("faiss", "json"):
+                _touch(r / f"epochs/{epoch}/index/chr20/{w}.{ext}")
+    for w in ("w0000", "w0001"):
+        _touch(r / f"impute/chr20/{w}.h5")
+    epochs = ["0", "1", "final"]
+    assert missing_shards(r, epochs) == []  # nothing consumed yet: nothing to repair
+    (r / "epochs/0/index/chr20/w0001.faiss").unlink()
+    (r / "epochs/1/index/chr20/w0000.json").unlink()
+    (r / "impute/chr20/w0000.h5").unlink()
+    # epoch 0 trained, epoch 1 not yet (its missing sidecar is the normal DAG's business)
+    _touch(r / "train/epoch_0/model.pt")
+    assert missing_shards(r, epochs) == [r / "epochs/0/index/chr20/w0001.faiss"]
+    _touch(r / "train/epoch_1/model.pt")
+    _touch(r / "impute/chr20.h5")
+    assert missing_shards(r, epochs) == [r / "epochs/0/index/chr20/w0001.faiss",
+                                         r / "epochs/1/index/chr20/w0000.faiss",
+                                         r / "impute/chr20/w0000.h5"]
+    # a frozen index uses epoch 0's shards only
+    assert missing_shards(r, ["0", "final"]) == [r / "epochs/0/index/chr20/w0001.faiss",
+                                                r / "impute/chr20/w0000.h5"]
+    assert missing_shards(tmp_path / "nothing", epochs) == []

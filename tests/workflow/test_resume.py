@@ -29,7 +29,9 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def vcf_text(path: Path) -> str:
-    return gzip.open(path, "rt").read()
+    """The VCF's text without the command-line header (it names the run's own folder)."""
+    lines = gzip.open(path, "rt").read().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("##vcfbert_command="))
 
 
 def jobs_run(stdout: str) -> list[tuple[str, str]]:
@@ -50,8 +52,13 @@ def start_background(workdir: Path, config: dict) -> subprocess.Popen:
     (workdir / "test-config.yaml").write_text(yaml.safe_dump(merge(base, config)))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
            "--configfile", str(workdir / "test-config.yaml"), "--cores", "2"]
-    return subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = open(workdir / "background.log", "ab")  # noqa: SIM115 (closed with the process)
+    return subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def background_log(workdir: Path) -> str:
+    return (workdir / "background.log").read_text(errors="replace")[-3000:]
 
 
 def kill_when(proc: subprocess.Popen, path_glob: str, root: Path, timeout: float = 300) -> bool:
@@ -80,11 +87,17 @@ def reference_run(tmp_path_factory):
 def test_kill_minus_nine_then_resume_gives_identical_outputs(reference_run, tmp_path):
     # first kill: while the first epoch's index shards are being written
     proc = start_background(tmp_path, TINY)
-    assert kill_when(proc, "results/epochs/0/index/*/*.json", tmp_path)
+    assert kill_when(proc, "results/epochs/0/index/*/*.json", tmp_path), background_log(tmp_path)
+    # a SIGKILLed Snakemake leaves its lock behind; it says so and asks for --unlock
+    snakemake(tmp_path, "--unlock", config=TINY)
     # second kill: in the middle of epoch 0's training (after its first resume state)
     proc = start_background(tmp_path, TINY)
-    assert kill_when(proc, "results/train/epoch_0.partial/resume.pt", tmp_path)
+    assert kill_when(proc, "results/train/epoch_0.partial/resume.pt", tmp_path), \
+        background_log(tmp_path)
     assert not (tmp_path / "results/train/epoch_0/model.pt").exists()
+    locked = snakemake(tmp_path, "--cores", "2", config=TINY, check=False)
+    assert locked.returncode != 0 and "--unlock" in locked.stderr
+    snakemake(tmp_path, "--unlock", config=TINY)
     snakemake(tmp_path, "--cores", "2", config=TINY)
     log = (tmp_path / "logs/train/epoch_0.log").read_text()
     assert "resuming epoch 0 at batch" in log
@@ -124,9 +137,26 @@ def test_deleted_shard_reruns_alone(reference_run, tmp_path):
     (tmp_path / "results/epochs/0/index/20/w0000.faiss").unlink()
     res = snakemake(tmp_path, "--cores", "2", config=TINY)
     ran = jobs_run(res.stdout + res.stderr)
-    built = {w for r, w in ran if r == "build_index" and "epoch=final" not in w}
-    assert built == {"epoch=0, chrom=20, window=w0000"}
+    built = {w for r, w in ran if r == "build_index"}
+    # of epoch 0 only the deleted shard; epoch 1's shards are keyed with epoch 0's weights,
+    # which are re-trained, so they are dependents and are rebuilt
+    assert {w for w in built if "epoch=0" in w} == {"epoch=0, chrom=20, window=w0000"}
     assert {w for r, w in ran if r == "train_epoch"} == {"epoch=0", "epoch=1"}
+    assert "results/epochs/0/index/20/w0000.faiss is missing" in res.stderr
+    for e in (0, 1):  # deterministic: the re-trained epochs equal the uninterrupted run's
+        assert same_weights(reference_run / f"results/train/epoch_{e}/model.pt",
+                            tmp_path / f"results/train/epoch_{e}/model.pt")
+
+
+def test_deleted_imputed_window_reimputes_without_training(reference_run, tmp_path):
+    _copy_run(reference_run, tmp_path)
+    (tmp_path / "results/impute/20/w0002.h5").unlink()
+    res = snakemake(tmp_path, "--cores", "2", config=TINY)
+    ran = jobs_run(res.stdout + res.stderr)
+    assert {w for r, w in ran if r == "impute_window"} == {"chrom=20, window=w0002"}
+    assert not any(r in ("train_epoch", "build_index", "encode", "define_windows") for r, _ in ran)
+    assert vcf_text(reference_run / "results/imputed/imputed.vcf.gz") == \
+        vcf_text(tmp_path / "results/imputed/imputed.vcf.gz")
 
 
 def test_more_epochs_train_only_the_new_ones(reference_run, tmp_path):

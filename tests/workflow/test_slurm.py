@@ -115,17 +115,26 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
         if not Path("/etc/munge/munge.key").exists():
             subprocess.run(["mungekey", "--create"], check=True)
             shutil.chown("/etc/munge/munge.key", "munge", "munge")
-        munge_pid = run / "munged.pid"
-        if not munge_pid.exists():
-            subprocess.run(["runuser", "-u", "munge", "--", "munged"], check=True)
-            self.pids.append(munge_pid)
+        if not self.munge_works():
+            # a pid file or socket left by a dead munged (e.g. from the package's postinst in a
+            # container) makes slurmctld's authentication fail with "connection refused"
+            for stale in (run / "munged.pid", run / "munge.socket.2", run / "munge.socket.2.lock"):
+                stale.unlink(missing_ok=True)
+            subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True)
+            self.pids.append(run / "munged.pid")
+            t0 = time.time()
+            while not self.munge_works():
+                if time.time() - t0 > 30:
+                    raise RuntimeError("munged does not answer (munge -n | unmunge fails)")
+                time.sleep(0.5)
         env = self.env()
         subprocess.run(["slurmctld", "-f", str(self.conf)], check=True, env=env)
         self.pids.append(self.root / "slurmctld.pid")
         subprocess.run(["slurmd", "-f", str(self.conf)], check=True, env=env)
         self.pids.append(self.root / "slurmd.pid")
         t0 = time.time()
-        while time.time() - t0 < 60:
+        out = ""
+        while time.time() - t0 < 120:
             out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True,
                                  env=env).stdout.strip()
             if out == "idle":
@@ -133,6 +142,14 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
             time.sleep(0.5)
         raise RuntimeError(f"SLURM node did not become idle: {out!r}\n"
                            f"{(self.root / 'slurmctld.log').read_text()[-2000:]}")
+
+    @staticmethod
+    def munge_works() -> bool:
+        """Whether a munged answers: a credential made by ``munge -n`` decodes with unmunge."""
+        cred = subprocess.run(["munge", "-n"], capture_output=True)
+        if cred.returncode != 0:
+            return False
+        return subprocess.run(["unmunge"], input=cred.stdout, capture_output=True).returncode == 0
 
     def env(self) -> dict[str, str]:
         return {**os.environ, "SLURM_CONF": str(self.conf)}
