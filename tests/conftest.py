@@ -49,3 +49,18 @@ def tiny_stores(tiny_sim):
     write_windows(windows, d / "windows.tsv")
     return {"ref": str(d / "ref.h5"), "tgt": str(d / "tgt.h5"), "windows": str(d / "windows.tsv"),
             "dir": d, "paths": paths}
+
+
+# Longest files first, so that with pytest-xdist (`-n 2 --dist loadfile`, see pyproject.toml)
+# the SLURM test, which mostly waits on the scheduler, overlaps the CPU-bound workflow runs
+# instead of running alone at the end.
+FIRST = ("tests/workflow/test_slurm.py", "tests/workflow/test_end_to_end.py",
+         "tests/workflow/test_resume.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return FIRST.index(path) if path in FIRST else len(FIRST)
+
+    items.sort(key=rank)  # stable: the order inside each file is kept

@@ -125,3 +125,21 @@ def test_reference_parse_failure_leaves_no_output(tmp_path):
     with pytest.raises(InputError):
         parse_reference(ref, "20", tmp_path / "r.h5")
     assert list(tmp_path.glob("*.h5*")) == [] and list(tmp_path.glob(".r.h5*")) == []
+
+
+def test_qc_reports_regions_without_typed_sites(tmp_path):
+    """A region without typed sites is imputed (windows still tile it) and reported in QC."""
+    from vcfbert.windows import define_windows
+
+    recs = [(p, "A", "G", ["0|1", "1|0"]) for p in
+            [1_000, 2_000, 3_000, 1_500_000, 1_600_000, 2_800_000, 2_900_000, 3_000_000]]
+    ref = write_vcf(tmp_path / "ref.vcf", ["r1", "r2"], recs)
+    parse_reference(ref, "20", tmp_path / "ref.h5")
+    tgt = write_vcf(tmp_path / "tgt.vcf", ["t1"], [(1_000, "A", "G", ["0|1"]),
+                                                   (3_000_000, "A", "G", ["1|1"])])
+    targets, counts, _ = align_targets(tgt, tmp_path / "ref.h5", "20")
+    assert counts["max_gap_between_typed_sites_bp"] == 2_999_000
+    assert counts["reference_variants_in_gaps_over_1Mb"] == 6
+    w = define_windows(np.array([r[0] for r in recs]), targets.variant_ref_index,
+                       core_sites=1, flank_sites=1)
+    assert w["n_core"].sum() == len(recs) and (w["n_typed"] > 0).all()

@@ -37,9 +37,9 @@ class ModelConfig:
     max_core_dist: int = 256
     d_key: int = 128
     key_decay: float = 0.97
-    k_retrieve: int = 160
-    k_keep: int = 128
-    ne_init: float = 20000.0
+    k_retrieve: int = 320
+    k_keep: int = 256
+    ne_init: float = 40000.0
     err_init: float = 1e-3
     cm_per_mb: float = 1.0
 
