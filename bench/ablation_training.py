@@ -8,7 +8,8 @@ compare validation r² per epoch and the targets' accuracy.
 Each variant runs in ``bench/out/<scenario>/ablation/<name>/`` with the scenario's ``vcfbert``
 overrides plus the variant's; the data come from ``bench/run.py <scenario>`` (simulated there
 first). Writes ``bench/out/<scenario>/ablation_training.tsv`` (one row per variant and epoch,
-plus the targets' r² per MAF bin of the selected model).
+plus the targets' r² per MAF bin of the selected model); rows of variants run before by another
+invocation are kept.
 """
 
 from __future__ import annotations
@@ -66,7 +67,11 @@ def main() -> None:
                          "train_job_s": timing["train_job_s"]})
         print(name, json.dumps({k: round(v, 4) for k, v in test.items()}), flush=True)
     df = pd.DataFrame(rows)
-    df.to_csv(out / "ablation_training.tsv", sep="\t", index=False, float_format="%.4f")
+    table = out / "ablation_training.tsv"
+    if table.exists():  # keep the rows of variants run by earlier invocations
+        old = pd.read_csv(table, sep="\t")
+        df = pd.concat([old[~old.variant.isin(df.variant)], df], ignore_index=True)
+    df.to_csv(table, sep="\t", index=False, float_format="%.4f")
     print(df.to_string(index=False))
 
 

@@ -1,0 +1,63 @@
+"""DR2 calibration of every method of a benchmark scenario, side by side.
+
+Reads the per-variant tables that ``bench/run.py`` wrote (``<method>.accuracy.pv.tsv.gz``: the
+method's INFO/DR2 or R2 and the true per-variant r² over the targets), bins the untyped
+variants by estimated DR2 and reports the mean true r² per bin, as a table and a figure.
+
+    python bench/calibration.py ooa_phased
+
+Writes ``bench/out/<scenario>/calibration.tsv`` and ``calibration.png``. Note: the true r² of a
+variant exists only where the targets carry both alleles, which selects rare variants whose
+carriers were found; at low DR2 every method's curve therefore lies above the diagonal.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenario")
+    a = ap.parse_args()
+    out = ROOT / "bench/out" / a.scenario
+    rows = []
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    for path in sorted(out.glob("*.accuracy.pv.tsv.gz")):
+        method = path.name.split(".")[0]
+        pv = pd.read_csv(path, sep="\t")
+        sub = pv[(~pv["typed"].astype(bool)) & pv["true_r2"].notna() & pv["dr2"].notna()]
+        if sub.empty:
+            continue
+        b = np.clip((sub["dr2"] * 10).astype(int), 0, 9)
+        g = sub.groupby(b).agg(dr2=("dr2", "mean"), true_r2=("true_r2", "mean"),
+                               n=("dr2", "size")).reset_index(names="bin")
+        g.insert(0, "method", method)
+        rows.append(g)
+        ax.plot(g["dr2"], g["true_r2"], "-o", ms=3, label=method)
+        err = float(np.average(np.abs(g["dr2"] - g["true_r2"]), weights=g["n"]))
+        print(f"{method:15s} mean |DR2 - true r²| (variant-weighted over bins): {err:.3f}")
+    ax.set_xlabel("estimated DR2 (binned)")
+    ax.set_ylabel("mean true r² per variant")
+    ax.set_title(f"DR2 calibration — {a.scenario}")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.savefig(out / "calibration.png", dpi=110, bbox_inches="tight")
+    df = pd.concat(rows, ignore_index=True)
+    df.to_csv(out / "calibration.tsv", sep="\t", index=False, float_format="%.3f")
+    print(df.pivot(index="bin", columns="method", values="true_r2").round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
