@@ -25,14 +25,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from run import run_vcfbert  # noqa: E402
-
-
-def merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) else v
-    return out
+from run import merged, run_vcfbert  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +46,7 @@ def main() -> None:
     rows = []
     for item in a.variant:
         name, js = item.split("=", 1)
-        overrides = merge(spec.get("vcfbert", {}), json.loads(js))
+        overrides = merged(spec.get("vcfbert", {}), json.loads(js))
         run_dir = out / "ablation" / name
         timing = run_vcfbert(data, run_dir, overrides, a.cores)
         metrics = pd.read_csv(run_dir / "results/train/metrics.csv")

@@ -19,6 +19,7 @@ of Minimac4 would do.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from snakemake.utils import update_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL = ["vcfbert", "beagle", "minimac4", "longest_match", "window_nearest"]
@@ -53,15 +55,16 @@ def vcfbert_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vcfbert.cli", *args]
 
 
+def merged(base: dict, overrides: dict) -> dict:
+    """A copy of ``base`` with ``overrides`` merged in recursively (Snakemake's own
+    ``update_config``, the merge it applies to ``--config``)."""
+    out = copy.deepcopy(base)
+    update_config(out, overrides)
+    return out
+
+
 def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict:
-    cfg = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) else v
-        return a
-
-    cfg = merge(cfg, overrides)
+    cfg = merged(yaml.safe_load((ROOT / "config/config.yaml").read_text()), overrides)
     cfg.update(reference_vcf=str(data / "reference.vcf.gz"),
                target_vcf=str(data / "targets.vcf.gz"), truth_vcf=str(data / "truth.vcf.gz"),
                panel=str(data / "panel.tsv"))

@@ -91,9 +91,14 @@ def key_encoder_before(wildcards):
     return model_before(wildcards)[: -len(".pt")] + ".keys.npz"
 
 
+# a frozen index: every epoch trains on epoch 0's mask and shards
+FROZEN_INDEX = config["train"]["index_refresh"] == "frozen"
+TRAINING_INDEX_EPOCHS = ["0"] if FROZEN_INDEX else [str(e) for e in range(EPOCHS)]
+
+
 def index_epoch(wildcards):
     """Epoch whose mask and shards train epoch e: e itself, or 0 with a frozen index."""
-    return "0" if config["train"]["index_refresh"] == "frozen" else wildcards.epoch
+    return "0" if FROZEN_INDEX else wildcards.epoch
 
 
 def epoch_indexes(wildcards):
@@ -126,8 +131,7 @@ def repair_targets():
     its own (a missing intermediate does not trigger a re-run), so ``all`` asks for them."""
     if not workflow.is_main_process:
         return []
-    used = ["0"] if config["train"]["index_refresh"] == "frozen" else [str(e) for e in range(EPOCHS)]
-    found = [str(p) for p in missing_shards(RESULTS, [*used, "final"])]
+    found = [str(p) for p in missing_shards(RESULTS, [*TRAINING_INDEX_EPOCHS, "final"])]
     for p in found:
         print(f"vcfbert: {p} is missing; rebuilding it and what depends on it", file=sys.stderr)
     return found

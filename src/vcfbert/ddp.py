@@ -47,7 +47,7 @@ def main() -> None:
     kwargs = json.loads(Path(sys.argv[1]).read_text())
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    setup_logging(None if rank == 0 else None)
+    setup_logging(None)
     cuda = torch.cuda.is_available() and kwargs.get("device", "auto") != "cpu"
     if cuda:
         torch.cuda.set_device(local)

@@ -16,9 +16,10 @@ exactly those shards and re-runs what depends on them.
 from __future__ import annotations
 
 import contextlib
-import csv
 import sys
 from pathlib import Path
+
+import pandas as pd
 
 from .index import sidecar_path, verify_shard
 
@@ -53,11 +54,6 @@ def purge_corrupted_shards(root: str | Path, *, dry_run: bool = False) -> list[P
     return removed
 
 
-def _read_column(path: Path, column: str) -> list[str]:
-    with open(path, newline="") as fh:
-        return [row[column] for row in csv.DictReader(fh, delimiter="\t")]
-
-
 def missing_shards(results: str | Path, epochs: list[str]) -> list[Path]:
     """Per-window outputs that are missing although the step that consumed them has finished.
 
@@ -73,21 +69,18 @@ def missing_shards(results: str | Path, epochs: list[str]) -> list[Path]:
     if not table.exists():
         return []
     missing: list[Path] = []
-    for chrom in _read_column(table, "wildcard"):
+    for chrom in pd.read_csv(table, sep="\t", dtype=str)["wildcard"]:
         windows_tsv = base / "windows" / f"{chrom}.tsv"
         if not windows_tsv.exists():
             continue
-        windows = _read_column(windows_tsv, "window_id")
+        windows = pd.read_csv(windows_tsv, sep="\t", dtype=str)["window_id"].tolist()
         ligated = base / "impute" / f"{chrom}.h5"
         for epoch in epochs:
             consumer = ligated if epoch == "final" else base / "train" / f"epoch_{epoch}" / "model.pt"
-            if not consumer.exists():
-                continue
-            for w in windows:
-                shard = base / "epochs" / epoch / "index" / chrom / f"{w}.faiss"
-                if not (shard.exists() and sidecar_path(shard).exists()):
-                    missing.append(shard)
+            if consumer.exists():
+                shards = [base / "epochs" / epoch / "index" / chrom / f"{w}.faiss" for w in windows]
+                missing += [s for s in shards if not (s.exists() and sidecar_path(s).exists())]
         if ligated.exists():
-            missing += [base / "impute" / chrom / f"{w}.h5" for w in windows
-                        if not (base / "impute" / chrom / f"{w}.h5").exists()]
+            imputed = [base / "impute" / chrom / f"{w}.h5" for w in windows]
+            missing += [p for p in imputed if not p.exists()]
     return missing

@@ -50,7 +50,7 @@ from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
-from .model.network import weighted_bce_parts
+from .model.network import weighted_loss_parts
 from .predict import predict_window
 from .split import read_split
 
@@ -376,8 +376,8 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
         ).to(device)
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                             enabled=device.startswith("cuda")):
-            logits, _ = model(batch) if haps.size else (None, None)
-        loss_sum, weight = (weighted_bce_parts(logits.float(), batch.targets, batch.loss_mask,
+            logits, _ = model(batch, with_loss=False) if haps.size else (None, None)
+        loss_sum, weight = (weighted_loss_parts(logits.float(), batch.targets, batch.loss_mask,
                                                batch.site_weight, cfg.loss) if haps.size else
                             (torch.zeros((), device=device), torch.zeros((), device=device)))
         weight = _allreduce_scalar(weight.detach(), world_size)

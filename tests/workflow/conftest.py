@@ -32,12 +32,18 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
-              timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the workflow from ``workdir`` with ``config`` merged over config/config.yaml."""
+def write_config(workdir: Path, config: dict | None) -> Path:
+    """``workdir/test-config.yaml``: ``config`` merged over config/config.yaml."""
     base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg_path = workdir / "test-config.yaml"
     cfg_path.write_text(yaml.safe_dump(merge(base, config or {})))
+    return cfg_path
+
+
+def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
+              timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the workflow from ``workdir`` with ``config`` merged over config/config.yaml."""
+    cfg_path = write_config(workdir, config)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
            "--configfile", str(cfg_path), *args]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)

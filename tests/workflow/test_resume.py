@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT, SNAKEFILE, TINY, merge, snakemake
+from conftest import SNAKEFILE, TINY, merge, snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -48,10 +47,8 @@ def jobs_run(stdout: str) -> list[tuple[str, str]]:
 
 
 def start_background(workdir: Path, config: dict) -> subprocess.Popen:
-    base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    (workdir / "test-config.yaml").write_text(yaml.safe_dump(merge(base, config)))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
-           "--configfile", str(workdir / "test-config.yaml"), "--cores", "2"]
+           "--configfile", str(write_config(workdir, config)), "--cores", "2"]
     log = open(workdir / "background.log", "ab")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

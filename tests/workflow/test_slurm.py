@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import ROOT, SNAKEFILE, TINY, merge
+from conftest import ROOT, SNAKEFILE, TINY, merge, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -182,8 +181,7 @@ def cluster(tmp_path_factory):
 
 def run_profile(workdir: Path, cluster, plugins: Path, config: dict, extra_env=None,
                 check: bool = True) -> subprocess.CompletedProcess:
-    base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    (workdir / "test-config.yaml").write_text(yaml.safe_dump(merge(base, config)))
+    cfg_path = write_config(workdir, config)
     env = {**cluster.env(), **(extra_env or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(plugins), env.get("PYTHONPATH", "")])
     # the users' exact command, from the repository root (./slurm -> profiles/slurm)
@@ -194,7 +192,7 @@ def run_profile(workdir: Path, cluster, plugins: Path, config: dict, extra_env=N
                                               "impute_window", "phase_targets")
            for key, val in (("cpus_per_task", cpus), ("mem_mb", mem))]
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "-s", str(SNAKEFILE),
-           "-d", str(workdir), "--configfile", str(workdir / "test-config.yaml"),
+           "-d", str(workdir), "--configfile", str(cfg_path),
            "--slurm-init-seconds-before-status-checks", "2", "--retries", "0",
            "--set-resources", *fit, "train_epoch:gpu=1", "impute_window:gpu=1",
            "--set-threads", f"train_epoch={cpus}", f"phase_targets={cpus}"]

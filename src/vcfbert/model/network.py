@@ -169,8 +169,10 @@ class VcfBert(nn.Module):
         return sim.gather(1, keep), keep
 
     # -- forward -------------------------------------------------------------------------
-    def forward(self, batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits of ALT at the core sites, float [b, n], and the loss when targets are given."""
+    def forward(self, batch: WindowBatch, *, with_loss: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits of ALT at the core sites, float [b, n], and the mean weighted BCE when targets
+        are given and ``with_loss`` (training computes its configured loss itself)."""
         cfg = self.cfg
         q_ctx = self.encode_query(batch)  # [b, m, d]
         sim, keep = self.rescore(batch)  # [b, k]
@@ -220,12 +222,12 @@ class VcfBert(nn.Module):
                              (logit_copy / 10.0)[..., None], carriers], -1)
         logits = self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
         loss = None
-        if batch.targets is not None:
+        if with_loss and batch.targets is not None:
             loss = weighted_bce(logits, batch.targets, batch.loss_mask, batch.site_weight)
         return logits, loss
 
 
-def weighted_bce_parts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
+def weighted_loss_parts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
                        weight: torch.Tensor | None, kind: str = "bce"
                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weighted sum of per-site losses, sum of weights) over ``mask`` (all [b, n]).
@@ -252,7 +254,7 @@ def weighted_bce_parts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.
 def weighted_bce(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
                  weight: torch.Tensor | None) -> torch.Tensor:
     """Mean binary cross-entropy over ``mask`` with per-site ``weight`` (all [b, n])."""
-    total, w = weighted_bce_parts(logits, targets, mask, weight)
+    total, w = weighted_loss_parts(logits, targets, mask, weight)
     return total / w.clamp_min(1e-8)
 
 
