@@ -51,7 +51,8 @@ def impute_window(*, checkpoint: str | None, method: str, contig: str, window_id
     index, _ = load_index(index_path, expect_count=chrom.n_haplotypes,
                           expect_dim=model.cfg.d_key)
     probs = predict_window(model, layout, arrays, slot_obs, chrom.position, query_slots,
-                           KeySearcher(index, dev), batch_size=batch_size, device=dev)
+                           KeySearcher(index, dev), batch_size=batch_size, device=dev,
+                           progress=f"impute {contig}:{window_id}")
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("hap_prob", data=probs.astype(np.float32))
         h5.attrs.update({"window_id": window_id, "contig": contig,

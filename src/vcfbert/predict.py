@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data import WindowArrays, assemble_batch, leave_one_out_af, own_sample
 from .encode import query_keys
@@ -26,17 +29,22 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = None,
-                   batch_size: int = 32, device: str = "cpu") -> np.ndarray:
+                   batch_size: int = 32, device: str = "cpu",
+                   progress: str | None = None) -> np.ndarray:
     """ALT probabilities float32 [q, n] at the window's core sites.
 
     Args:
         query_slots: int8 [q, m] query alleles at the slots (-1 missing).
         panel_haps: int [q] when the queries are reference haplotypes (validation): their own
             sample is excluded from retrieval and frequencies are leave-one-out.
+        progress: label of a progress bar over the queries (on stderr, i.e. the rule's log);
+            None for no bar.
     """
     model.eval()
     n_h = arrays.ref_slots.shape[0]
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
+    bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
+               disable=progress is None, mininterval=5)
     for lo in range(0, query_slots.shape[0], batch_size):
         qs = query_slots[lo:lo + batch_size]
         ph = panel_haps[lo:lo + batch_size] if panel_haps is not None else None
@@ -50,4 +58,6 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                             enabled=device.startswith("cuda")):
             logits, _ = model(batch)
         out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
+        bar.update(qs.shape[0])
+    bar.close()
     return out

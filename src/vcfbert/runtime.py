@@ -25,7 +25,9 @@ def cap_threads(threads: int) -> None:
     threads = max(1, int(threads))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    if "faiss" in sys.modules or _importable("faiss"):
+    # FAISS's OpenMP pool reads OMP_NUM_THREADS when faiss is first imported; only a faiss
+    # that is already loaded needs telling (importing it here would load it into every job)
+    if "faiss" in sys.modules:
         import faiss
 
         faiss.omp_set_num_threads(threads)
@@ -33,12 +35,6 @@ def cap_threads(threads: int) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def _importable(name: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(name) is not None
 
 
 _FIXES = {
@@ -72,6 +68,8 @@ def setup_logging(log_path: str | None = None, level: int = logging.INFO) -> Non
         handlers=handlers,
         force=True,
     )
+    # faiss reports which CPU build it loaded at INFO: noise in every log that imports it
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 @contextlib.contextmanager

@@ -206,6 +206,8 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     sites); reference keys are recomputed with the current weights and searched exactly,
     the queries' own samples excluded.
     """
+    import faiss
+
     model.eval()
     doses, truths, afs = [], [], []
     ll_sum, ll_n = 0.0, 0
@@ -214,13 +216,12 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
         if haps.size == 0:
             continue
         haps = haps[: max_haplotypes - (max_haplotypes % 2)] if max_haplotypes else haps
-        for wid in chrom.windows["window_id"]:
+        for wid in tqdm(chrom.windows["window_id"], desc=f"EP_Val:{chrom.contig}", unit="window",
+                        file=sys.stderr, mininterval=5):
             layout = chrom.layout(wid)
             arrays = cache.get(chrom, wid, layout)
             obs = chrom.slot_mask(final_masks[ci], layout)
             keys = reference_keys(model, layout, arrays, obs, device=device)
-            import faiss
-
             index = faiss.IndexFlatIP(keys.shape[1])
             index.add(keys)
             probs = predict_window(model, layout, arrays, obs, chrom.position,
