@@ -78,7 +78,8 @@ def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
 
     Redirects logging and stderr to ``snakemake.log[0]``, caps threads to
     ``snakemake.threads``, and converts :class:`VcfbertError` into one error line (in the
-    log and on the terminal) and exit status 1.
+    log and on the terminal) and exit status 1; any other exception is logged with its
+    traceback and re-raised.
     """
     log_path = smk.log[0] if len(smk.log) else None
     setup_logging(log_path)
@@ -101,6 +102,11 @@ def run_step(smk: Any, name: str | None = None) -> Iterator[logging.Logger]:
         logging.getLogger(f"vcfbert.{step}").error("%s", message)
         print(f"vcfbert {step}: error: {message}", file=terminal)
         sys.exit(1)
+    except Exception:
+        # a bug, not a user error: keep the traceback in the rule's log too (it would only
+        # reach the job's terminal, e.g. the SLURM log, after stderr is restored)
+        logging.getLogger(f"vcfbert.{step}").exception("unexpected error")
+        raise
     finally:
         sys.stderr = terminal
         if stderr_file is not None:
