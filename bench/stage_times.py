@@ -27,7 +27,7 @@ def stage_of(rel: str) -> str:
         return f"train_epoch (epoch {m.group(1)})"
     if rel.startswith("impute/"):
         return "ligate" if rel.endswith(".ligate") else (
-            "impute_window" if re.search(r"\.w\d+$", rel) else rel.split("/", 1)[1])
+            "impute_chunk" if re.search(r"\.c\d+$", rel) else rel.split("/", 1)[1])
     if rel.startswith("ingest/"):
         name = rel.split("/", 1)[1]
         return name.split(".", 1)[1] if "." in name else name

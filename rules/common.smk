@@ -10,6 +10,7 @@ from snakemake.utils import validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
 from vcfbert.runtime import export_for_jobs  # noqa: E402
+from vcfbert.windows import impute_chunks  # noqa: E402
 
 export_for_jobs(
     src=os.path.join(workflow.basedir, "src"),
@@ -44,6 +45,7 @@ localrules:
 wildcard_constraints:
     chrom=r"[A-Za-z0-9._-]+",
     window=r"w\d+",
+    chunk=r"c\d+",
     epoch=EPOCH_RE,
 
 # an index shard whose checksum does not match its sidecar is removed here, so that the
@@ -126,12 +128,23 @@ def chrom_windows(pattern):
     return inner
 
 
+def chrom_chunks(pattern):
+    """The chromosome's imputation chunks (consecutive windows, impute.windows_per_job each)."""
+
+    def inner(wildcards):
+        chunks = impute_chunks(windows_of(wildcards.chrom), int(config["impute"]["windows_per_job"]))
+        return [pattern.format(chrom=wildcards.chrom, chunk=c) for c in chunks]
+
+    return inner
+
+
 def repair_targets():
     """Deleted (or purged) shards whose consumers exist: Snakemake would not rebuild them on
     its own (a missing intermediate does not trigger a re-run), so ``all`` asks for them."""
     if not workflow.is_main_process:
         return []
-    found = [str(p) for p in missing_shards(RESULTS, [*TRAINING_INDEX_EPOCHS, "final"])]
+    found = [str(p) for p in missing_shards(RESULTS, TRAINING_INDEX_EPOCHS,
+                                            int(config["impute"]["windows_per_job"]))]
     for p in found:
         print(f"vcfbert: {p} is missing; rebuilding it and what depends on it", file=sys.stderr)
     return found

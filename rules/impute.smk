@@ -1,24 +1,26 @@
-# Imputation of the targets: per window, ligated per chromosome, one indexed VCF.
+# Imputation of the targets: per chunk of consecutive windows, ligated per chromosome, one
+# indexed VCF.
 
 
-rule impute_window:
+rule impute_chunk:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         model=f"{RESULTS}/train/model.pt",
-        index=f"{RESULTS}/epochs/final/index/{{chrom}}/{{window}}.faiss",
+        key_encoder=f"{RESULTS}/train/model.keys.npz",
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=f"{RESULTS}/windows/{{chrom}}.tsv",
         mask=f"{RESULTS}/masks/{{chrom}}/final.h5",
     output:
-        f"{RESULTS}/impute/{{chrom}}/{{window}}.h5",
+        f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5",
     params:
         batch_size=config["impute"]["batch_size"],
+        windows_per_job=config["impute"]["windows_per_job"],
         device=config["device"],
     log:
-        "logs/impute/{chrom}.{window}.log",
+        "logs/impute/{chrom}.{chunk}.log",
     benchmark:
-        "benchmarks/impute/{chrom}.{window}.tsv"
+        "benchmarks/impute/{chrom}.{chunk}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -26,13 +28,13 @@ rule impute_window:
     conda:
         "../envs/vcfbert.yaml"
     script:
-        "../scripts/impute_window.py"
+        "../scripts/impute_chunk.py"
 
 
 rule ligate:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
-        windows_files=chrom_windows(f"{RESULTS}/impute/{{chrom}}/{{window}}.h5"),
+        chunk_files=chrom_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5"),
         reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=f"{RESULTS}/windows/{{chrom}}.tsv",
@@ -60,7 +62,7 @@ rule write_vcf:
         "logs/impute/write_vcf.log",
     benchmark:
         "benchmarks/impute/write_vcf.tsv"
-    threads: 1
+    threads: 4  # BGZF compression threads (capped at --cores)
     conda:
         "../envs/vcfbert.yaml"
     script:

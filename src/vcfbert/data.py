@@ -26,6 +26,37 @@ from .windowdata import (  # noqa: F401 - re-exported for callers of the batch c
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class WindowGeometry:
+    """The per-window tensors of a :class:`WindowBatch` that do not depend on the queries
+    (``m`` slots, ``n`` selected core sites)."""
+
+    slot_index: torch.Tensor  # long [m] 0..m-1
+    slot_core_dist: torch.Tensor  # long [m]
+    slot_gap_bp: torch.Tensor  # float [m] bp from the previous slot (0 for the first)
+    site_interval: torch.Tensor  # long [n]
+    site_left: torch.Tensor  # long [n] slot left of each site (clipped to 0..m-1)
+    site_right: torch.Tensor  # long [n] slot right of each site (clipped)
+    site_frac: torch.Tensor  # float [n]
+
+    @classmethod
+    def of(cls, layout: WindowLayout, position: np.ndarray,
+           sites: np.ndarray | None = None) -> WindowGeometry:
+        """Geometry of ``layout`` for the core sites ``sites`` (positions 0..n-1; all: None)."""
+        m = layout.n_slots
+        sel = np.arange(layout.n_sites) if sites is None else np.asarray(sites, np.int64)
+        slot_pos = position[layout.slot_index].astype(np.float64)
+        gap = np.diff(slot_pos, prepend=slot_pos[:1]).astype(np.float32)
+        interval = layout.site_interval[sel].astype(np.int64)
+        return cls(slot_index=torch.arange(m),
+                   slot_core_dist=torch.from_numpy(layout.slot_core_dist),
+                   slot_gap_bp=torch.from_numpy(gap),
+                   site_interval=torch.from_numpy(interval),
+                   site_left=torch.from_numpy(np.clip(interval - 1, 0, max(m - 1, 0))),
+                   site_right=torch.from_numpy(np.clip(interval, 0, max(m - 1, 0))),
+                   site_frac=torch.from_numpy(layout.site_frac[sel].astype(np.float32)))
+
+
 def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np.ndarray,
                    position: np.ndarray, query_slots: np.ndarray, cand_ids: np.ndarray, *,
                    slot_af: np.ndarray, site_af: np.ndarray,
@@ -44,33 +75,28 @@ def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np
         sites: int [n'] subset of core sites (positions 0..n-1) to predict; ``site_af``,
             ``query_core`` and ``panel_af_core`` are given for all n sites and sliced here.
     """
-    m = layout.n_slots
     valid = cand_ids >= 0
     safe = np.where(valid, cand_ids, 0)
     cand_tokens = arrays.ref_slots[safe].astype(np.int64)  # [b, K, m]
     sel = np.arange(layout.n_sites) if sites is None else np.asarray(sites, np.int64)
     core = arrays.ref_core if sites is None else arrays.ref_core[:, sel]
     cand_sites = core[safe].astype(np.float32)  # [b, K, n]
-    slot_pos = position[layout.slot_index].astype(np.float64)
-    gap = np.diff(slot_pos, prepend=slot_pos[:1]).astype(np.float32)
-    interval = layout.site_interval[sel]
-    left = np.clip(interval - 1, 0, max(m - 1, 0))
-    right = np.clip(interval, 0, max(m - 1, 0))
+    geo = WindowGeometry.of(layout, position, sel)
     site_af = np.asarray(site_af)[:, sel]
     batch = WindowBatch(
         query_tokens=torch.from_numpy(query_tokens(query_slots, slot_observed)),
         slot_observed=torch.from_numpy(slot_observed.astype(bool)),
-        slot_index=torch.arange(m),
-        slot_core_dist=torch.from_numpy(layout.slot_core_dist),
-        slot_gap_bp=torch.from_numpy(gap),
+        slot_index=geo.slot_index,
+        slot_core_dist=geo.slot_core_dist,
+        slot_gap_bp=geo.slot_gap_bp,
         slot_af=torch.from_numpy(np.asarray(slot_af, np.float32)),
         cand_tokens=torch.from_numpy(cand_tokens),
         cand_sites=torch.from_numpy(cand_sites),
         cand_valid=torch.from_numpy(valid),
-        site_interval=torch.from_numpy(interval.astype(np.int64)),
-        site_left=torch.from_numpy(left.astype(np.int64)),
-        site_right=torch.from_numpy(right.astype(np.int64)),
-        site_frac=torch.from_numpy(layout.site_frac[sel].astype(np.float32)),
+        site_interval=geo.site_interval,
+        site_left=geo.site_left,
+        site_right=geo.site_right,
+        site_frac=geo.site_frac,
         site_af=torch.from_numpy(np.asarray(site_af, np.float32)),
     )
     if query_core is not None:

@@ -22,100 +22,125 @@ from .errors import InputError, IntegrityError
 log = logging.getLogger(__name__)
 
 
-def impute_window(*, checkpoint: str | None, method: str, contig: str, window_id: str,
-                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
-                  index_path: str | None, out: str, batch_size: int = 64,
-                  device: str = "auto") -> None:
-    """Impute the core sites of one window for every target haplotype."""
+def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],
+                 reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str, out: str,
+                 batch_size: int = 64, device: str = "auto") -> None:
+    """Impute the core sites of consecutive windows for every target haplotype.
+
+    Per window: the reference haplotypes' retrieval keys under the targets' typed sites are
+    computed with the final model's key encoder (numpy, ~10 ms) and searched exactly
+    (``IndexFlatIP``, built in memory: the index a ``final`` shard job would write), then the
+    model predicts the core sites (:func:`vcfbert.predict.predict_window`). Results are
+    written window by window into one dataset ``hap_prob`` float32 [2T, n] covering the
+    chunk's contiguous cores, so memory holds one window's output at a time.
+    """
     from .checkpoint import load_checkpoint, model_from_checkpoint
-    from .data import Chromosome, read_window_arrays
-    from .index import KeySearcher, load_index
+    from .data import Chromosome, query_tokens, read_window_arrays
+    from .index import KeySearcher, flat_index
     from .io.h5store import read_targets
+    from .keyencoder import encode_keys
+    from .keyencoder import load as load_key_encoder
     from .masks import read_mask
     from .predict import predict_window
     from .train import pick_device
 
-    if method != "model":
-        raise InputError(f"impute.method {method!r} is not known (use 'model')")
     t0 = time.time()
     dev = pick_device(device)
     chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
-    layout = chrom.layout(window_id)
-    arrays = read_window_arrays(reference_h5, layout)
+    layouts = [chrom.layout(w) for w in window_ids]
+    for a, b in zip(layouts, layouts[1:], strict=False):
+        if a.core_end != b.core_start:
+            raise InputError(f"windows {window_ids} of {contig} are not consecutive")
     targets = read_targets(targets_h5)
     observed, _ = read_mask(mask_h5)
-    slot_obs = chrom.slot_mask(observed, layout)
-    cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
-    query_slots = targets.haplotypes[:, cols]
     model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
-    index, _ = load_index(index_path, expect_count=chrom.n_haplotypes,
-                          expect_dim=model.cfg.d_key)
-    probs = predict_window(model, layout, arrays, slot_obs, chrom.position, query_slots,
-                           KeySearcher(index, dev), batch_size=batch_size, device=dev,
-                           progress=f"impute {contig}:{window_id}")
+    params = load_key_encoder(key_encoder)
+    lo, hi = layouts[0].core_start, layouts[-1].core_end
+    n_h = targets.haplotypes.shape[0]
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("hap_prob", data=probs.astype(np.float32))
-        h5.attrs.update({"window_id": window_id, "contig": contig,
-                         "core_start": layout.core_start, "core_end": layout.core_end,
-                         "format": "vcfbert-window-imputation"})
-    log.info("%s %s: %d haplotypes x %d sites in %.2f s on %s", contig, window_id,
-             probs.shape[0], probs.shape[1], time.time() - t0, dev)
+        ds = h5.create_dataset("hap_prob", shape=(n_h, hi - lo), dtype=np.float32)
+        for wid, layout in zip(window_ids, layouts, strict=True):
+            arrays = read_window_arrays(reference_h5, layout)
+            slot_obs = chrom.slot_mask(observed, layout)
+            keys = encode_keys(params, query_tokens(arrays.ref_slots, slot_obs),
+                               layout.slot_core_dist)
+            cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+            probs = predict_window(model, layout, arrays, slot_obs, chrom.position,
+                                   targets.haplotypes[:, cols],
+                                   KeySearcher(flat_index(keys), dev), batch_size=batch_size,
+                                   device=dev, index_is_current=True,
+                                   progress=f"impute {contig}:{wid}")
+            ds[:, layout.core_start - lo:layout.core_end - lo] = probs
+        h5.attrs.update({"window_ids": ",".join(window_ids), "contig": contig,
+                         "core_start": lo, "core_end": hi,
+                         "format": "vcfbert-chunk-imputation"})
+    log.info("%s %s..%s: %d haplotypes x %d sites in %.2f s on %s", contig, window_ids[0],
+             window_ids[-1], n_h, hi - lo, time.time() - t0, dev)
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           window_files: list[str], out: str) -> None:
-    """Concatenate the windows' cores of one chromosome and restore observed typed alleles."""
+           chunk_files: list[str], out: str) -> None:
+    """Concatenate the imputed chunks of one chromosome and restore observed typed alleles.
+
+    Streams one chunk at a time into a chunked dataset, so memory holds one chunk's cores
+    (2T x its core sites), never all targets x all variants.
+    """
     from .io.h5store import read_targets, read_variant_table
     from .windows import read_windows
 
-    table = read_variant_table(reference_h5)
-    n_var = table["position"].size
+    n_var = read_variant_table(reference_h5)["position"].size
     targets = read_targets(targets_h5)
     windows = read_windows(windows_tsv)
-    by_id = {}
-    for path in window_files:
-        with h5py.File(path, "r") as h5:
-            by_id[str(h5.attrs["window_id"])] = path
     n_h = targets.haplotypes.shape[0]
-    hap_prob = np.full((n_h, n_var), np.nan, np.float32)
-    for w in windows.itertuples():
-        if w.window_id not in by_id:
-            raise IntegrityError(f"window {w.window_id} of {contig} has no imputation file")
-        with h5py.File(by_id[w.window_id], "r") as h5:
-            if (int(h5.attrs["core_start"]), int(h5.attrs["core_end"])) != (w.core_start,
-                                                                             w.core_end):
-                raise IntegrityError(f"{by_id[w.window_id]}: core does not match the windows "
-                                     "table; delete results/impute and re-run")
-            hap_prob[:, w.core_start:w.core_end] = h5["hap_prob"][()]
-    if np.isnan(hap_prob).any():
-        raise IntegrityError(f"{contig}: some variants were not imputed (window cores do not "
-                             "cover the chromosome)")
+    cols = targets.variant_ref_index  # [M] sorted reference indices of typed sites
     typed = np.zeros(n_var, bool)
-    typed[targets.variant_ref_index] = True
-    obs = targets.haplotypes
-    cols = targets.variant_ref_index
-    hap_prob[:, cols] = np.where(obs >= 0, obs.astype(np.float32), hap_prob[:, cols])
+    typed[cols] = True
+    covered = np.zeros(n_var, np.int32)
+    bounds = dict(zip(windows["window_id"], zip(windows["core_start"], windows["core_end"],
+                                                strict=True), strict=True))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
-        h5.create_dataset("hap_prob", data=hap_prob, compression="gzip", compression_opts=1)
+        ds = h5.create_dataset("hap_prob", shape=(n_h, n_var), dtype=np.float32,
+                               chunks=(min(n_h, 1024), max(1, min(n_var, 256))))
+        for path in chunk_files:
+            with h5py.File(path, "r") as ch:
+                lo, hi = int(ch.attrs["core_start"]), int(ch.attrs["core_end"])
+                wids = str(ch.attrs["window_ids"]).split(",")
+                if any(w not in bounds for w in wids) or (bounds[wids[0]][0], bounds[wids[-1]][1]) != (lo, hi):
+                    raise IntegrityError(f"{path}: cores do not match the windows table; "
+                                         "delete results/impute and re-run")
+                block = ch["hap_prob"][()]
+            a, b = np.searchsorted(cols, [lo, hi])
+            obs = targets.haplotypes[:, a:b]
+            at = cols[a:b] - lo
+            block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
+            ds[:, lo:hi] = block
+            covered[lo:hi] += 1
+        if (covered != 1).any():
+            raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "
+                                 "exactly once; delete results/impute and re-run")
         h5.create_dataset("typed", data=typed)
         h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
                           dtype=h5py.string_dtype("utf-8"))
         h5.attrs.update({"contig": contig, "format": "vcfbert-chromosome-imputation"})
-    log.info("%s: ligated %d windows, %d variants, %d typed", contig, len(windows), n_var,
-             typed.sum())
+    log.info("%s: ligated %d chunks (%d windows), %d variants, %d typed", contig,
+             len(chunk_files), len(windows), n_var, typed.sum())
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
-              command: str) -> None:
-    """Write ``imputed.vcf.gz`` (+ ``.tbi``) for all chromosomes, in the reference's order."""
+              command: str, threads: int = 1) -> None:
+    """Write ``imputed.vcf.gz`` (+ ``.tbi``) for all chromosomes, in the reference's order,
+    reading the ligated probabilities a block of variants at a time."""
+    import contextlib
+
     from .imputed_vcf import ChromosomeDosages, write_imputed_vcf
     from .io.h5store import read_variant_table
 
     chroms = []
     samples: list[str] | None = None
-    for cpath, rpath in zip(chromosome_files, reference_h5, strict=True):
-        table = read_variant_table(rpath)
-        with h5py.File(cpath, "r") as h5:
+    with contextlib.ExitStack() as stack:
+        for cpath, rpath in zip(chromosome_files, reference_h5, strict=True):
+            table = read_variant_table(rpath)
+            h5 = stack.enter_context(h5py.File(cpath, "r"))
             these = list(h5["sample_id"].asstr()[()])
             if samples is not None and these != samples:
                 raise InputError("the target samples differ between chromosomes; give one "
@@ -123,10 +148,11 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
             samples = these
             chroms.append(ChromosomeDosages(
                 contig=str(h5.attrs["contig"]), position=table["position"],
-                alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"][()],
+                alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"],
                 typed=h5["typed"][()]))
-    assert samples is not None
-    write_imputed_vcf(out, chroms, samples, command=command)
+        assert samples is not None
+        write_imputed_vcf(out, chroms, samples, command=command, threads=threads,
+                          progress=True)
     log.info("wrote %s: %d chromosomes, %d variants, %d samples", out, len(chroms),
              sum(c.position.size for c in chroms), len(samples))
 

@@ -36,9 +36,8 @@ def sidecar_path(index_path: str | os.PathLike[str]) -> Path:
     return Path(index_path).with_suffix(".json")
 
 
-def build_index(keys: np.ndarray, index_path: str | os.PathLike[str], *,
-                meta: dict[str, Any]) -> dict[str, Any]:
-    """Write an exact inner-product index of ``keys`` (float32 [H, d]) and its sidecar."""
+def flat_index(keys: np.ndarray):
+    """An exact inner-product FAISS index (``IndexFlatIP``) of keys float32 [H, d]."""
     import faiss
 
     keys = np.ascontiguousarray(keys, dtype=np.float32)
@@ -48,6 +47,15 @@ def build_index(keys: np.ndarray, index_path: str | os.PathLike[str], *,
         raise ValueError("keys contain NaN or infinite values")
     index = faiss.IndexFlatIP(keys.shape[1])
     index.add(keys)
+    return index
+
+
+def build_index(keys: np.ndarray, index_path: str | os.PathLike[str], *,
+                meta: dict[str, Any]) -> dict[str, Any]:
+    """Write an exact inner-product index of ``keys`` (float32 [H, d]) and its sidecar."""
+    import faiss
+
+    index = flat_index(keys)
     with atomic_path(index_path) as tmp:
         faiss.write_index(index, str(tmp))
     size = os.path.getsize(index_path)
@@ -138,23 +146,35 @@ class KeySearcher:
             exclude: int [b, e] ids never to return for each query (-1 entries ignored), e.g.
                 both haplotypes of the query's own sample.
         """
-        b = queries.shape[0]
+        return self.search_scored(queries, k, exclude)[0]
+
+    def search_scored(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [b, k], inner products float32 [b, k]) of the best matches, best first;
+        -1 and -inf where fewer exist. ``exclude`` as in :meth:`search`."""
         e = 0 if exclude is None else exclude.shape[1]
         want = min(self.ntotal, k + e)
         if self._gpu_keys is not None:
             import torch
 
             q = torch.from_numpy(np.ascontiguousarray(queries, np.float32)).to(self.device)
-            scores = q @ self._gpu_keys.T
-            ids = scores.topk(want, dim=1).indices.cpu().numpy().astype(np.int64)
+            top = (q @ self._gpu_keys.T).topk(want, dim=1)
+            scores = top.values.float().cpu().numpy()
+            ids = top.indices.cpu().numpy().astype(np.int64)
         else:
-            _, ids = self.index.search(np.ascontiguousarray(queries, np.float32), want)
-        out = np.full((b, k), -1, np.int64)
-        for i in range(b):
-            row = ids[i]
-            row = row[row >= 0]
-            if e:
-                row = row[~np.isin(row, exclude[i])]
-            row = row[:k]
-            out[i, : row.size] = row
-        return out
+            scores, ids = self.index.search(np.ascontiguousarray(queries, np.float32), want)
+            ids = ids.astype(np.int64)
+        bad = ids < 0
+        if e:
+            bad |= (ids[:, :, None] == np.asarray(exclude)[:, None, :]).any(-1)
+        order = np.argsort(bad, axis=1, kind="stable")[:, :k]  # kept ids first, in rank order
+        ids = np.take_along_axis(ids, order, 1)
+        scores = np.take_along_axis(scores, order, 1).astype(np.float32)
+        gone = np.take_along_axis(bad, order, 1)
+        ids[gone] = -1
+        scores[gone] = -np.inf
+        if ids.shape[1] < k:
+            pad = k - ids.shape[1]
+            ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
+            scores = np.pad(scores, ((0, 0), (0, pad)), constant_values=-np.inf)
+        return ids, scores

@@ -54,16 +54,20 @@ def purge_corrupted_shards(root: str | Path, *, dry_run: bool = False) -> list[P
     return removed
 
 
-def missing_shards(results: str | Path, epochs: list[str]) -> list[Path]:
-    """Per-window outputs that are missing although the step that consumed them has finished.
+def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int) -> list[Path]:
+    """Per-window and per-chunk outputs that are missing although the step that consumed them
+    has finished.
 
-    ``epochs`` are the epoch labels whose index shards the configuration uses (``"0"``, ``"1"``,
-    …, ``"final"``). A shard of training epoch ``e`` counts as missing when
-    ``train/epoch_<e>/model.pt`` exists; a shard of the final index, and an imputed window,
-    when the chromosome's ligated ``impute/<chrom>.h5`` exists. Chromosomes and windows are read
-    from the tables of the previous run (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``);
-    without them nothing has been built yet and nothing is reported.
+    ``epochs`` are the training epoch labels whose index shards the configuration uses (``"0"``,
+    ``"1"``, …). A shard of training epoch ``e`` counts as missing when
+    ``train/epoch_<e>/model.pt`` exists; an imputed chunk (``impute/<chrom>/c*.h5``, windows
+    grouped ``windows_per_job`` at a time) when the chromosome's ligated ``impute/<chrom>.h5``
+    exists. Chromosomes and windows are read from the tables of the previous run
+    (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``); without them nothing has been built
+    yet and nothing is reported.
     """
+    from .windows import impute_chunks
+
     base = Path(results)
     table = base / "ingest" / "chromosomes.tsv"
     if not table.exists():
@@ -74,13 +78,11 @@ def missing_shards(results: str | Path, epochs: list[str]) -> list[Path]:
         if not windows_tsv.exists():
             continue
         windows = pd.read_csv(windows_tsv, sep="\t", dtype=str)["window_id"].tolist()
-        ligated = base / "impute" / f"{chrom}.h5"
         for epoch in epochs:
-            consumer = ligated if epoch == "final" else base / "train" / f"epoch_{epoch}" / "model.pt"
-            if consumer.exists():
+            if (base / "train" / f"epoch_{epoch}" / "model.pt").exists():
                 shards = [base / "epochs" / epoch / "index" / chrom / f"{w}.faiss" for w in windows]
                 missing += [s for s in shards if not (s.exists() and sidecar_path(s).exists())]
-        if ligated.exists():
-            imputed = [base / "impute" / chrom / f"{w}.h5" for w in windows]
-            missing += [p for p in imputed if not p.exists()]
+        if (base / "impute" / f"{chrom}.h5").exists():
+            chunks = impute_chunks(windows, windows_per_job)
+            missing += [p for c in chunks if not (p := base / "impute" / chrom / f"{c}.h5").exists()]
     return missing

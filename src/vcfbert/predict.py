@@ -8,7 +8,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import WindowArrays, assemble_batch, leave_one_out_af, own_sample
+from .data import (
+    WindowArrays,
+    WindowGeometry,
+    assemble_batch,
+    leave_one_out_af,
+    own_sample,
+    query_tokens,
+)
 from .encode import query_keys
 from .index import KeySearcher
 from .layout import WindowLayout
@@ -26,22 +33,73 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 
 
 @torch.no_grad()
+def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
+                tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
+                cand_ids: np.ndarray, cand_sim: np.ndarray) -> torch.Tensor:
+    """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors.
+
+    The same function as :meth:`VcfBert.forward` when the candidates are already the kept
+    ones (no re-scoring): the query encoder and the heads run in torch, the copying HMM, the
+    match runs and the per-site sums over candidates in the fused kernel of
+    :mod:`vcfbert.model.copy_kernel`.
+
+    Args:
+        tokens: int [b, m] query tokens (0 REF, 1 ALT, 2 MASK).
+        slot_af / site_af: float [b, m] / [b, n] allele frequencies.
+        cand_ids: int [b, k] copying states (-1: none), e.g. the index's top k.
+        cand_sim: float [b, k] their key similarity to the query (the index's inner products).
+    """
+    from .model.copy_kernel import copy_features
+
+    tok = torch.from_numpy(np.asarray(tokens, np.int64))
+    q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist,
+                                torch.from_numpy(np.asarray(slot_af, np.float32)))
+    valid = torch.from_numpy(cand_ids >= 0)
+    sim = torch.from_numpy(np.where(cand_ids >= 0, cand_sim, 0.0).astype(np.float32))
+    prior = model.switch_prior(sim, valid)
+    mu, s, rho = model.copy_parameters(q_ctx, torch.from_numpy(np.asarray(slot_af, np.float32)),
+                                       geo.slot_gap_bp)
+    p_copy, carriers = copy_features(
+        query_tokens=tokens, cand_ids=cand_ids, ref_slots=arrays.ref_slots,
+        ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
+        rho=rho.float().numpy(), prior=prior.float().numpy(),
+        site_left=geo.site_left.numpy(), site_right=geo.site_right.numpy(),
+        site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy())
+    return model.output_logits(q_ctx, geo.site_left, geo.site_right,
+                               torch.from_numpy(np.asarray(site_af, np.float32)),
+                               geo.site_frac, torch.from_numpy(p_copy),
+                               torch.from_numpy(carriers))
+
+
+@torch.no_grad()
 def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = None,
-                   batch_size: int = 32, device: str = "cpu",
-                   progress: str | None = None) -> np.ndarray:
+                   batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
+                   fast: bool | None = None, progress: str | None = None) -> np.ndarray:
     """ALT probabilities float32 [q, n] at the window's core sites.
 
     Args:
         query_slots: int8 [q, m] query alleles at the slots (-1 missing).
         panel_haps: int [q] when the queries are reference haplotypes (validation): their own
             sample is excluded from retrieval and frequencies are leave-one-out.
+        index_is_current: the index holds keys made with this model's weights under
+            ``slot_observed`` (the final index at imputation, the validation index): its top
+            ``k_keep`` and their inner products are then the kept candidates and their
+            similarities, which re-scoring would compute again. Otherwise the ``k_retrieve``
+            hits are re-scored with the current weights (:meth:`VcfBert.rescore`).
+
+        fast: run :func:`fast_logits` (no ``[b, k, n]`` tensors) rather than
+            :meth:`VcfBert.forward`; default: on a CPU yes, on a GPU (which handles the large
+            tensors well) no.
         progress: label of a progress bar over the queries (on stderr, i.e. the rule's log);
             None for no bar.
     """
     model.eval()
     n_h = arrays.ref_slots.shape[0]
+    if fast is None:
+        fast = not device.startswith("cuda")
+    geo = WindowGeometry.of(layout, position) if fast else None
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
@@ -50,13 +108,26 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
         ph = panel_haps[lo:lo + batch_size] if panel_haps is not None else None
         keys = query_keys(model, layout, qs, slot_observed, device=device)
         exclude = own_sample(ph) if ph is not None else None
-        cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
         slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
-        batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
-                               slot_af=slot_af, site_af=site_af).to(device)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                            enabled=device.startswith("cuda")):
-            logits, _ = model(batch)
+        if geo is not None and index_is_current:
+            cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
+        else:
+            cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
+        if geo is not None:
+            if not index_is_current:  # re-score with the current weights, as forward does
+                light = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
+                                       slot_af=slot_af, site_af=site_af,
+                                       sites=np.empty(0, np.int64))
+                sim_t, keep = model.rescore(light)
+                cand, sim = np.take_along_axis(cand, keep.numpy(), 1), sim_t.numpy()
+            logits = fast_logits(model, geo, arrays, tokens=query_tokens(qs, slot_observed),
+                                 slot_af=slot_af, site_af=site_af, cand_ids=cand, cand_sim=sim)
+        else:
+            batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
+                                   slot_af=slot_af, site_af=site_af).to(device)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                enabled=device.startswith("cuda")):
+                logits, _ = model(batch)
         out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
         bar.update(qs.shape[0])
     bar.close()

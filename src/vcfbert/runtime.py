@@ -23,7 +23,7 @@ log = logging.getLogger("vcfbert")
 def cap_threads(threads: int) -> None:
     """Limit every thread pool we use to ``threads`` (BLAS, OpenMP/FAISS, torch)."""
     threads = max(1, int(threads))
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(threads)
     # FAISS's OpenMP pool reads OMP_NUM_THREADS when faiss is first imported; only a faiss
     # that is already loaded needs telling (importing it here would load it into every job)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .errors import InputError
-from .io.vcf_writer import BgzipVcfWriter, base_header, column_header, genotype_strings
+from .io.vcf_writer import BgzipVcfWriter, base_header, column_header, genotype_cells
 
 log = logging.getLogger(__name__)
 
@@ -108,21 +108,22 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         return out_names
 
     ref_names, tgt_names = names(ref_ind, "R"), names(tgt_ind, "T")
-    ref_nodes = np.array([n for _, i in ref_ind for n in ts.individual(i).nodes])
-    tgt_nodes = np.array([n for _, i in tgt_ind for n in ts.individual(i).nodes])
+    ref_nodes = np.array([n for _, i in ref_ind for n in ts.individual(i).nodes], np.int32)
+    tgt_nodes = np.array([n for _, i in tgt_ind for n in ts.individual(i).nodes], np.int32)
 
-    G = ts.genotype_matrix()  # int [sites, sample nodes], node order = ts.samples()
-    node_col = {int(n): j for j, n in enumerate(ts.samples())}
-    ref_cols = np.array([node_col[int(n)] for n in ref_nodes])
-    tgt_cols = np.array([node_col[int(n)] for n in tgt_nodes])
     positions = (ts.tables.sites.position.astype(np.int64) + 1)
-    alleles = [v.alleles for v in ts.variants()] if G.shape[0] else []
-    n_alleles = np.array([len([a for a in al if a is not None]) for al in alleles])
-    ref_g = G[:, ref_cols]
+    # pass 1: per-site allele counts in the reference panel (no genotype matrix is held)
+    n_sites = ts.num_sites
+    n_alleles = np.zeros(n_sites, np.int64)
+    ref_ac = np.zeros(n_sites, np.int64)
+    alleles: list[tuple[str, ...]] = []
+    for var in ts.variants(samples=ref_nodes, copy=False):
+        n_alleles[var.site.id] = len([a for a in var.alleles if a is not None])
+        ref_ac[var.site.id] = int(np.count_nonzero(var.genotypes == 1))
+        alleles.append(var.alleles)
     keep = (n_alleles == 2)
     # keep sites polymorphic in the reference panel, de-duplicated by position
-    ref_ac = ref_g.sum(1)
-    keep &= (ref_ac > 0) & (ref_ac < ref_g.shape[1])
+    keep &= (ref_ac > 0) & (ref_ac < ref_nodes.size)
     _, first = np.unique(positions, return_index=True)
     uniq = np.zeros_like(keep)
     uniq[first] = True
@@ -130,7 +131,7 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     sites = np.flatnonzero(keep)
     if sites.size == 0:
         raise InputError("simulation produced no polymorphic site; increase simulation.length")
-    ref_af = ref_g[sites].mean(1)
+    ref_af = ref_ac[sites] / ref_nodes.size
     maf = np.minimum(ref_af, 1 - ref_af)
 
     # array sites: common variants thinned to one per array_spacing bp (random within a bin)
@@ -148,42 +149,75 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     contigs = [(cfg.contig, cfg.length + 1)]
     fmt = ['##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">']
 
-    def write(path: str, site_idx: np.ndarray, cols: np.ndarray, samples: list[str], *,
-              phased: bool, error: float = 0.0, missing: float = 0.0) -> None:
-        hap = G[site_idx][:, cols].T.astype(np.int8)  # [2S, V]
-        if error > 0:
-            flip = rng.random(hap.shape) < error / 2  # a hap flip ~ half a genotype error
-            hap = np.where(flip, 1 - hap, hap).astype(np.int8)
-        if not phased:
-            # unphased: orientation within a genotype carries no information
-            swap = rng.random((hap.shape[0] // 2, hap.shape[1])) < 0.5
-            a, b = hap[0::2].copy(), hap[1::2].copy()
-            hap[0::2] = np.where(swap, b, a)
-            hap[1::2] = np.where(swap, a, b)
-        if missing > 0:
-            miss = rng.random((hap.shape[0] // 2, hap.shape[1])) < missing
-            hap[0::2][miss] = -1
-            hap[1::2][miss] = -1
-        gts = genotype_strings(hap, phased)
-        with BgzipVcfWriter(path) as w:
-            w.write_lines(base_header(contigs, source="vcfbert simulate (msprime/stdpopsim "
-                                                       f"{cfg.model}, seed {cfg.seed})"))
-            w.write_lines(fmt)
-            w.write_lines([column_header(samples)])
-            lines = []
-            for k, s in enumerate(site_idx):
-                ref, alt = alleles[s][0], alleles[s][1]
-                lines.append(f"{cfg.contig}\t{positions[s]}\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t"
-                             + "\t".join(gts[k]))
-                if len(lines) >= 2000:
-                    w.write_lines(lines)
-                    lines = []
-            w.write_lines(lines)
+    def open_vcf(path: str, samples: list[str]) -> BgzipVcfWriter:
+        w = BgzipVcfWriter(path)
+        w.write_lines(base_header(contigs, source="vcfbert simulate (msprime/stdpopsim "
+                                                   f"{cfg.model}, seed {cfg.seed})"))
+        w.write_lines(fmt)
+        w.write_lines([column_header(samples)])
+        return w
 
-    write(out.reference_vcf, sites, ref_cols, ref_names, phased=True)
-    write(out.truth_vcf, sites, tgt_cols, tgt_names, phased=True)
-    write(out.target_vcf, array_sites, tgt_cols, tgt_names, phased=cfg.target_phased,
-          error=cfg.genotype_error, missing=cfg.missing_rate)
+    def write_records(w: BgzipVcfWriter, site_idx: np.ndarray, hap: np.ndarray, *,
+                      phased: bool) -> None:
+        """Records of ``site_idx`` from int8 haplotypes [2S, len(site_idx)]."""
+        rows = genotype_cells(hap, phased)
+        w.write_bytes(b"".join(
+            f"{cfg.contig}\t{positions[s]}\t.\t{alleles[s][0]}\t{alleles[s][1]}\t.\tPASS\t.\t"
+            f"GT\t".encode("ascii") + rows[k].tobytes() for k, s in enumerate(site_idx)))
+
+    # pass 2: reference and truth files a block of sites at a time; the targets' array sites
+    # (a small matrix) are kept for the target file
+    nodes = np.concatenate([ref_nodes, tgt_nodes])
+    n_ref = ref_nodes.size
+    is_kept = np.zeros(n_sites, bool)
+    is_kept[sites] = True
+    array_col = {int(s): k for k, s in enumerate(array_sites)}
+    tgt_array = np.zeros((tgt_nodes.size, array_sites.size), np.int8)
+    block_ids: list[int] = []
+    block_rows: list[np.ndarray] = []
+    block = max(1, 20_000_000 // max(1, nodes.size))
+
+    def flush(ref_w: BgzipVcfWriter, truth_w: BgzipVcfWriter) -> None:
+        if block_ids:
+            g = np.stack(block_rows, axis=1)  # [nodes, sites]
+            ids = np.array(block_ids)
+            write_records(ref_w, ids, g[:n_ref], phased=True)
+            write_records(truth_w, ids, g[n_ref:], phased=True)
+            block_ids.clear()
+            block_rows.clear()
+
+    ref_w = open_vcf(out.reference_vcf, ref_names)
+    truth_w = open_vcf(out.truth_vcf, tgt_names)
+    with ref_w, truth_w:
+        for var in ts.variants(samples=nodes, copy=False):
+            sid = var.site.id
+            if not is_kept[sid]:
+                continue
+            g = var.genotypes.astype(np.int8)
+            block_ids.append(sid)
+            block_rows.append(g)
+            if sid in array_col:
+                tgt_array[:, array_col[sid]] = g[n_ref:]
+            if len(block_ids) >= block:
+                flush(ref_w, truth_w)
+        flush(ref_w, truth_w)
+
+    hap = tgt_array  # [2S, A]
+    if cfg.genotype_error > 0:
+        flip = rng.random(hap.shape) < cfg.genotype_error / 2  # a hap flip ~ half an error
+        hap = np.where(flip, 1 - hap, hap).astype(np.int8)
+    if not cfg.target_phased:
+        # unphased: orientation within a genotype carries no information
+        swap = rng.random((hap.shape[0] // 2, hap.shape[1])) < 0.5
+        a, b = hap[0::2].copy(), hap[1::2].copy()
+        hap[0::2] = np.where(swap, b, a)
+        hap[1::2] = np.where(swap, a, b)
+    if cfg.missing_rate > 0:
+        miss = rng.random((hap.shape[0] // 2, hap.shape[1])) < cfg.missing_rate
+        hap[0::2][miss] = -1
+        hap[1::2][miss] = -1
+    with open_vcf(out.target_vcf, tgt_names) as w:
+        write_records(w, array_sites, hap, phased=cfg.target_phased)
     panel = pd.DataFrame({
         "sample": ref_names + tgt_names,
         "population": [p for p, _ in ref_ind] + [p for p, _ in tgt_ind],

@@ -225,29 +225,35 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
     log.info("selected epoch %d by %s", best, criterion)
 
 
-def impute_window(*, checkpoint: str | None, method: str, contig: str, window_id: str,
-                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
-                  index: str | None, out: str, batch_size: int, device: str) -> None:
-    from .impute import impute_window as run
+def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
+                 windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
+                 mask_h5: str, out: str, batch_size: int, device: str) -> None:
+    from .impute import impute_chunk as run
+    from .windows import impute_chunks, read_windows
 
-    run(checkpoint=checkpoint, method=method, contig=contig, window_id=window_id,
-        reference_h5=reference_h5, targets_h5=targets_h5, windows_tsv=windows_tsv,
-        mask_h5=mask_h5, index_path=index, out=out, batch_size=batch_size, device=device)
+    chunks = impute_chunks(read_windows(windows_tsv)["window_id"].tolist(), windows_per_job)
+    if chunk not in chunks:
+        raise InputError(f"chunk {chunk} is not among the {len(chunks)} chunks of {contig}")
+    run(checkpoint=checkpoint, key_encoder=key_encoder, contig=contig,
+        window_ids=chunks[chunk], reference_h5=reference_h5, targets_h5=targets_h5,
+        windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
+        device=device)
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           window_files: list[str], out: str) -> None:
+           chunk_files: list[str], out: str) -> None:
     from .impute import ligate as run
 
     run(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
-        windows_tsv=windows_tsv, window_files=window_files, out=out)
+        windows_tsv=windows_tsv, chunk_files=chunk_files, out=out)
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
-              command: str) -> None:
+              command: str, threads: int = 1) -> None:
     from .impute import write_vcf as run
 
-    run(chromosome_files=chromosome_files, reference_h5=reference_h5, out=out, command=command)
+    run(chromosome_files=chromosome_files, reference_h5=reference_h5, out=out, command=command,
+        threads=threads)
 
 
 def evaluate(*, imputed_vcf: str, truth_vcf: str, reference_h5: list[str],

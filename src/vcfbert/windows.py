@@ -93,3 +93,18 @@ def window_row(df: pd.DataFrame, window_id: str) -> pd.Series:
     if hit.empty:
         raise InputError(f"window {window_id} is not in the windows table")
     return hit.iloc[0]
+
+
+def impute_chunks(window_ids: list[str], windows_per_job: int) -> dict[str, list[str]]:
+    """Consecutive windows imputed by one job: ``{"c0000": ["w0000", ...], ...}``.
+
+    ``ceil(W / windows_per_job)`` chunks of as-equal-as-possible size, so that a job's start-up
+    (Python, torch, the model) is paid once per chunk rather than once per window, and the
+    chunks' cores are contiguous (each chunk's output covers one range of variants).
+    """
+    if windows_per_job < 1:
+        raise InputError("impute.windows_per_job must be >= 1")
+    n = len(window_ids)
+    n_chunks = max(1, -(-n // windows_per_job))
+    bounds = np.linspace(0, n, n_chunks + 1).round().astype(int)
+    return {f"c{k:04d}": list(window_ids[bounds[k]:bounds[k + 1]]) for k in range(n_chunks)}

@@ -10,15 +10,18 @@ import torch
 
 from vcfbert import keyencoder
 from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint
-from vcfbert.data import Chromosome
+from vcfbert.data import Chromosome, query_tokens
 from vcfbert.encode import encode_window, reference_keys
-from vcfbert.impute import impute_window, ligate
-from vcfbert.index import build_index
+from vcfbert.errors import IntegrityError
+from vcfbert.impute import impute_chunk, ligate
+from vcfbert.index import KeySearcher, build_index, flat_index
 from vcfbert.io.h5store import read_targets, store_samples
 from vcfbert.masks import epoch_mask, read_mask, write_mask
+from vcfbert.predict import predict_window
 from vcfbert.split import split_samples, write_split
 from vcfbert.train import TrainConfig, init_model, train_epoch
 from vcfbert.windowdata import read_window_arrays
+from vcfbert.windows import impute_chunks
 
 MODEL = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=32, k_retrieve=24, k_keep=16)
 
@@ -90,20 +93,23 @@ def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):
     assert not (tmp_path / "cut.partial" / "resume.pt").exists()
 
 
-def test_impute_and_ligate(prepared, tiny_stores, tmp_path):
+def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
     d = prepared["d"]
     chrom = prepared["chrom"]
+    wids = chrom.windows["window_id"].tolist()
+    chunks = impute_chunks(wids, 2)
+    assert len(chunks) == -(-len(wids) // 2) and sum(map(len, chunks.values())) == len(wids)
     files = []
-    for wid in chrom.windows["window_id"]:
-        out = tmp_path / f"{wid}.h5"
-        impute_window(checkpoint=str(d / "init.pt"), method="model", contig="20",
-                      window_id=wid, reference_h5=tiny_stores["ref"],
-                      targets_h5=tiny_stores["tgt"], windows_tsv=tiny_stores["windows"],
-                      mask_h5=str(d / "final.h5"), index_path=prepared["indexes"][("20", wid)],
-                      out=str(out), batch_size=16, device="cpu")
+    for cid, members in chunks.items():
+        out = tmp_path / f"{cid}.h5"
+        impute_chunk(checkpoint=str(d / "init.pt"),
+                     key_encoder=keyencoder.companion_path(d / "init.pt"), contig="20",
+                     window_ids=members, reference_h5=tiny_stores["ref"],
+                     targets_h5=tiny_stores["tgt"], windows_tsv=tiny_stores["windows"],
+                     mask_h5=str(d / "final.h5"), out=str(out), batch_size=16, device="cpu")
         files.append(str(out))
     ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
-           windows_tsv=tiny_stores["windows"], window_files=files, out=str(tmp_path / "c.h5"))
+           windows_tsv=tiny_stores["windows"], chunk_files=files, out=str(tmp_path / "c.h5"))
     import h5py
 
     with h5py.File(tmp_path / "c.h5") as h5:
@@ -113,6 +119,50 @@ def test_impute_and_ligate(prepared, tiny_stores, tmp_path):
     assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
     assert ((hp >= 0) & (hp <= 1)).all()
     assert np.array_equal(hp[:, typed], targets.haplotypes.astype(np.float32))
+    with pytest.raises(IntegrityError, match="cover every variant"):
+        ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
+               windows_tsv=tiny_stores["windows"], chunk_files=files[1:],
+               out=str(tmp_path / "bad.h5"))
+
+
+@pytest.mark.parametrize("k_retrieve", [None, 24])
+def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, k_retrieve):
+    """The fused CPU path gives the model's own probabilities: for targets (k_retrieve ==
+    k_keep: the same hits, scored by the index or re-scored), and for validation queries (own
+    sample excluded, leave-one-out frequencies, k_retrieve > k_keep) re-scored with the
+    current weights. (With k_retrieve > k_keep the index's top k_keep can differ from the
+    re-scored one among candidates tied at the boundary: identical keys, either is right.)"""
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    with torch.no_grad():  # activate the zero-initialised heads
+        gen = torch.Generator().manual_seed(0)
+        for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
+            head[-1].weight.copy_(torch.randn(head[-1].weight.shape, generator=gen) * 0.3)
+    model.cfg.k_retrieve = k_retrieve or model.cfg.k_keep
+    params = keyencoder.from_model(model)
+    targets = read_targets(tiny_stores["tgt"])
+    observed = read_mask(d / "final.h5")[0]
+    panel_haps = np.arange(0, 20) if k_retrieve else None
+    for wid in chrom.windows["window_id"][:2]:
+        layout = chrom.layout(wid)
+        arrays = read_window_arrays(chrom.reference_h5, layout)
+        obs = chrom.slot_mask(observed, layout)
+        keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
+                                      layout.slot_core_dist)
+        searcher = KeySearcher(flat_index(keys))
+        if panel_haps is None:
+            qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index,
+                                                       layout.slot_index)]
+        else:
+            qs = arrays.ref_slots[panel_haps]
+        slow = predict_window(model, layout, arrays, obs, chrom.position, qs, searcher,
+                              panel_haps=panel_haps, batch_size=8, fast=False)
+        for current in ((False,) if k_retrieve else (True, False)):
+            fast = predict_window(model, layout, arrays, obs, chrom.position, qs, searcher,
+                                  panel_haps=panel_haps, batch_size=8, fast=True,
+                                  index_is_current=current)
+            np.testing.assert_allclose(fast, slow, atol=2e-5)
 
 
 def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ TINY = {
     "simulation": {"reference_samples": {"YRI": 30, "CEU": 30, "CHB": 30},
                    "target_samples": {"YRI": 5, "CEU": 5, "CHB": 5}, "length": 300_000},
     "windows": {"core_sites": 24, "flank_sites": 48},
+    "impute": {"windows_per_job": 2},
     "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "d_key": 32,
               "k_retrieve": 48, "k_keep": 32},
     "train": {"batch_size": 8, "max_batches_per_epoch": 10, "val_max_haplotypes": 24,

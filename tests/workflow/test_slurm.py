@@ -189,12 +189,12 @@ def run_profile(workdir: Path, cluster, plugins: Path, config: dict, extra_env=N
     # the profile's requests (8 CPUs, 32 GB for training) exceed this one small node: shrink
     # them (this replaces the profile's set-resources/threads, keeping everything else)
     fit = [f"{rule}:{key}={val}" for rule in ("parse_reference", "train_epoch",
-                                              "impute_window", "phase_targets")
+                                              "impute_chunk", "phase_targets")
            for key, val in (("cpus_per_task", cpus), ("mem_mb", mem))]
     cmd = [sys.executable, "-m", "snakemake", "--profile", "slurm", "-s", str(SNAKEFILE),
            "-d", str(workdir), "--configfile", str(cfg_path),
            "--slurm-init-seconds-before-status-checks", "2", "--retries", "0",
-           "--set-resources", *fit, "train_epoch:gpu=1", "impute_window:gpu=1",
+           "--set-resources", *fit, "train_epoch:gpu=1", "impute_chunk:gpu=1",
            "--set-threads", f"train_epoch={cpus}", f"phase_targets={cpus}"]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
     if check and res.returncode != 0:

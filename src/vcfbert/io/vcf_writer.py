@@ -53,7 +53,7 @@ class BgzipVcfWriter:
     """
 
     def __init__(self, path: str | os.PathLike[str], *, index: bool = True,
-                 compress: bool = True) -> None:
+                 compress: bool = True, threads: int = 1, level: int = 6) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.index = index and compress
@@ -61,9 +61,9 @@ class BgzipVcfWriter:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.gz"
                                        if compress else f".{self.path.name}.tmp-{os.getpid()}")
         if compress:
-            from pysam.libcbgzf import BGZFile
+            from .bgzf import BgzfWriter
 
-            self._fh = BGZFile(str(self.tmp), "wb")
+            self._fh = BgzfWriter(self.tmp, threads=threads, level=level)
         else:
             self._fh = open(self.tmp, "wb")  # noqa: SIM115
 
@@ -71,6 +71,11 @@ class BgzipVcfWriter:
         buf = "".join(line + "\n" for line in lines)
         if buf:
             self._fh.write(buf.encode("ascii"))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Append already formatted records (ASCII, each ending in a newline)."""
+        if data:
+            self._fh.write(data)
 
     def close(self) -> None:
         self._fh.close()
@@ -83,7 +88,7 @@ class BgzipVcfWriter:
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
-            self._fh.close()
+            (self._fh.abort if hasattr(self._fh, "abort") else self._fh.close)()
         for p in (self.tmp, Path(f"{self.tmp}.tbi")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
@@ -112,3 +117,17 @@ def genotype_strings(haps: np.ndarray, phased: bool) -> np.ndarray:
     sa = np.where(a < 0, ".", a.astype(str))
     sb = np.where(b < 0, ".", b.astype(str))
     return np.char.add(np.char.add(sa, sep), sb)
+
+
+def genotype_cells(haps: np.ndarray, phased: bool) -> np.ndarray:
+    """GT text of int8 haplotypes [2S, V] as uint8 [V, 4 S]: ``a|b`` (``.`` missing) and a tab
+    after each cell, a newline after the last one — the byte twin of :func:`genotype_strings`,
+    one row per record, for files of thousands of samples."""
+    a, b = haps[0::2].T, haps[1::2].T  # [V, S]
+    cells = np.empty(a.shape + (4,), np.uint8)
+    cells[..., 0] = np.where(a < 0, ord("."), ord("0") + a)
+    cells[..., 1] = ord("|" if phased else "/")
+    cells[..., 2] = np.where(b < 0, ord("."), ord("0") + b)
+    cells[..., 3] = ord("\t")
+    cells[:, -1, 3] = ord("\n")
+    return cells.reshape(a.shape[0], -1)

@@ -140,11 +140,17 @@ class VcfBert(nn.Module):
     # -- parts ---------------------------------------------------------------------------
     def encode_query(self, batch: WindowBatch) -> torch.Tensor:
         """Query context ``q_ctx`` float [b, m, d]."""
+        return self.encode_tokens(batch.query_tokens, batch.slot_index, batch.slot_core_dist,
+                                  batch.slot_af)
+
+    def encode_tokens(self, query_tokens: torch.Tensor, slot_index: torch.Tensor,
+                      slot_core_dist: torch.Tensor, slot_af: torch.Tensor) -> torch.Tensor:
+        """Query context float [b, m, d] of tokens long [b, m] (see :class:`WindowBatch`)."""
         cfg = self.cfg
-        x = (self.tok(batch.query_tokens)
-             + self.slot_pos(batch.slot_index.clamp_max(cfg.max_slots - 1))[None]
-             + self.core_dist(batch.slot_core_dist.clamp_max(cfg.max_core_dist))[None]
-             + self.af_proj(af_features(batch.slot_af)))
+        x = (self.tok(query_tokens)
+             + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
+             + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
+             + self.af_proj(af_features(slot_af)))
         return self.out_norm(self.encoder(self.in_norm(x)))
 
     def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
@@ -168,12 +174,55 @@ class VcfBert(nn.Module):
         keep = masked.topk(k, dim=1).indices.sort(dim=1).values
         return sim.gather(1, keep), keep
 
+    # -- copying-layer parameters (shared by the training path and the fast inference path) --
+    def switch_prior(self, sim: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Switch-target distribution float [b, k] from key similarities [b, k]."""
+        return torch.softmax((self.prior_scale * 10.0 * sim).masked_fill(~valid, -1e4), dim=1)
+
+    def copy_parameters(self, q_ctx: torch.Tensor, slot_af: torch.Tensor,
+                        slot_gap_bp: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-slot HMM parameters from the query context.
+
+        Returns:
+            (mu float [b, m] mismatch penalty, s float [b, m, 2] emission term of a candidate
+            carrying REF / ALT, rho float [b, m] switch probability into each slot).
+        """
+        cfg = self.cfg
+        b, m = q_ctx.shape[:2]
+        slot_feat = af_features(slot_af)  # [b, m, 3]
+        mu = F.softplus(self.mismatch_bias + self.mismatch_head(
+            torch.cat([q_ctx, slot_feat], -1)).squeeze(-1))  # [b, m]
+        # per-candidate emission term: the candidates' tokens re-embedded with the shared
+        # embedding, read against the query context (gradients reach self.tok here)
+        tok01 = self.tok.weight[:2]  # [2, d]
+        pair = torch.cat([q_ctx[:, :, None, :].expand(-1, -1, 2, -1),
+                          tok01[None, None].expand(b, m, -1, -1)], -1)
+        s = self.emit_head(pair).squeeze(-1)  # [b, m, 2]
+        prev = torch.cat([q_ctx[:, :1], q_ctx[:, :-1]], 1)
+        log_rate = self.log_rate + self.rate_head(torch.cat([prev, q_ctx], -1)).squeeze(-1)
+        gap = slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
+        rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
+        return mu, s, rho
+
+    def output_logits(self, q_ctx: torch.Tensor, site_left: torch.Tensor,
+                      site_right: torch.Tensor, site_af: torch.Tensor, site_frac: torch.Tensor,
+                      p_copy: torch.Tensor, carriers: torch.Tensor) -> torch.Tensor:
+        """ALT logits float [b, n] from the copied probability p_copy [b, n] (clamped to
+        [1e-5, 1 - 1e-5]), the carrier features [b, n, 5] and the query context."""
+        logit_copy = torch.log(p_copy) - torch.log1p(-p_copy)
+        head_in = torch.cat([q_ctx.index_select(1, site_left),
+                             q_ctx.index_select(1, site_right),
+                             af_features(site_af),
+                             site_frac[None, :, None].expand(q_ctx.shape[0], -1, 1),
+                             (logit_copy / 10.0)[..., None], carriers], -1)
+        return self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
+
     # -- forward -------------------------------------------------------------------------
     def forward(self, batch: WindowBatch, *, with_loss: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits of ALT at the core sites, float [b, n], and the mean weighted BCE when targets
         are given and ``with_loss`` (training computes its configured loss itself)."""
-        cfg = self.cfg
         q_ctx = self.encode_query(batch)  # [b, m, d]
         sim, keep = self.rescore(batch)  # [b, k]
         valid = batch.cand_valid.gather(1, keep)
@@ -182,27 +231,13 @@ class VcfBert(nn.Module):
         n = batch.cand_sites.shape[2]
         c_sites = batch.cand_sites.gather(1, keep[:, :, None].expand(-1, -1, n))  # [b, k, n]
 
-        prior = torch.softmax((self.prior_scale * 10.0 * sim).masked_fill(~valid, -1e4), dim=1)
-
+        prior = self.switch_prior(sim, valid)
+        mu, s, rho = self.copy_parameters(q_ctx, batch.slot_af, batch.slot_gap_bp)
         q_obs = batch.query_tokens != MASK  # [b, m]
         mismatch = (c_tok != batch.query_tokens[:, None, :]) & q_obs[:, None, :]
-        slot_feat = af_features(batch.slot_af)  # [b, m, 3]
-        mu = F.softplus(self.mismatch_bias + self.mismatch_head(
-            torch.cat([q_ctx, slot_feat], -1)).squeeze(-1))  # [b, m]
-        # per-candidate emission term: the candidates' tokens re-embedded with the shared
-        # embedding, read against the query context (gradients reach self.tok here)
-        tok01 = self.tok.weight[:2]  # [2, d]
-        pair = torch.cat([q_ctx[:, :, None, :].expand(-1, -1, 2, -1),
-                          tok01[None, None].expand(q_ctx.shape[0], m, -1, -1)], -1)
-        s = self.emit_head(pair).squeeze(-1)  # [b, m, 2]
         s_c = torch.gather(s[:, None].expand(-1, c_tok.shape[1], -1, -1), 3,
                            c_tok[..., None]).squeeze(-1)  # [b, k, m]
         log_emit = -mu[:, None, :] * mismatch.float() + s_c
-
-        prev = torch.cat([q_ctx[:, :1], q_ctx[:, :-1]], 1)
-        log_rate = self.log_rate + self.rate_head(torch.cat([prev, q_ctx], -1)).squeeze(-1)
-        gap = batch.slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
-        rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
 
         with torch.autocast(device_type=log_emit.device.type, enabled=False):
             gamma = forward_backward(log_emit.float(), rho.float(), prior.float(), valid)
@@ -210,17 +245,12 @@ class VcfBert(nn.Module):
         g_site = (gamma.index_select(2, batch.site_left) * (1 - f)
                   + gamma.index_select(2, batch.site_right) * f)
         p_copy = (g_site * c_sites).sum(1).clamp(1e-5, 1 - 1e-5)  # [b, n]
-        logit_copy = torch.log(p_copy) - torch.log1p(-p_copy)
 
         left_run, right_run = interval_runs(mismatch, q_obs)  # [b, k, m + 1]
         run_total = (left_run + right_run).index_select(2, batch.site_interval).float()
         carriers = carrier_features(run_total, c_sites, g_site, valid)  # [b, n, 5]
-        head_in = torch.cat([q_ctx.index_select(1, batch.site_left),
-                             q_ctx.index_select(1, batch.site_right),
-                             af_features(batch.site_af),
-                             batch.site_frac[None, :, None].expand(q_ctx.shape[0], -1, 1),
-                             (logit_copy / 10.0)[..., None], carriers], -1)
-        logits = self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
+        logits = self.output_logits(q_ctx, batch.site_left, batch.site_right, batch.site_af,
+                                    batch.site_frac, p_copy, carriers)
         loss = None
         if with_loss and batch.targets is not None:
             loss = weighted_bce(logits, batch.targets, batch.loss_mask, batch.site_weight)

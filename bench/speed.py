@@ -1,0 +1,157 @@
+"""Speed side by side, in one run on the same files and cores: Beagle 5.4, Minimac4, vcfbert.
+
+For one scenario (``bench/scenarios/<name>.yaml``) this script simulates the data (once), then
+times, one after the other on the same machine:
+
+* ``beagle`` — Beagle 5.4 (``nthreads`` = cores), reference VCF as given;
+* ``minimac4`` — Minimac4: ``--compress-reference`` + imputation (the two summed);
+* ``vcfbert_workflow`` — the whole vcfbert workflow (``snakemake --cores N``: parsing,
+  windows, the default training, imputation, VCF, evaluation, report plots);
+* ``vcfbert_impute`` — vcfbert's imputation given the trained model: the imputation outputs
+  of that run are deleted and Snakemake re-makes them (retrieval keys and exact index per
+  window, imputation, ligation, the VCF); Snakemake's own start-up is included.
+
+Each row gets its wall time, the ratio to Beagle's wall time measured in this run, the peak
+resident memory (RSS; for vcfbert the largest job's, from Snakemake's ``benchmarks/`` tables),
+and the dosage r² of the targets by reference MAF (vcfbert's evaluator, untyped sites).
+
+    python bench/speed.py ooa_speed [--cores 2] [--methods beagle,minimac4,vcfbert]
+
+Writes ``bench/out/<scenario>/speed.tsv`` and ``speed.md``. Absolute times on a shared machine
+are noisy: the ratios, measured in one run, are the figures to quote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import ROOT, markdown, merged, timed, vcfbert_cli  # noqa: E402
+
+BINS = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]", "overall"]
+IMPUTATION_OUTPUTS = ["results/impute", "results/imputed", "results/evaluation"]
+
+
+def simulate(spec: dict, out: Path) -> Path:
+    data = out / "data"
+    if not (data / "truth.vcf.gz").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scenario.yaml").write_text(yaml.safe_dump({"simulation": spec["simulation"]}))
+        subprocess.run(vcfbert_cli("simulate", "-o", str(data), "--config",
+                                   str(out / "scenario.yaml")), check=True)
+    return data
+
+
+def largest_job(run_dir: Path, since: float = 0.0) -> tuple[float, str]:
+    """(peak RSS in MiB, rule label) of the largest job whose benchmark table was written
+    after ``since`` (Snakemake's ``benchmarks/`` tables)."""
+    best = (0.0, "")
+    for tsv in (run_dir / "benchmarks").rglob("*.tsv"):
+        if tsv.stat().st_mtime < since:
+            continue
+        rss = float(pd.read_csv(tsv, sep="\t")["max_rss"].iloc[-1])
+        if rss > best[0]:
+            best = (rss, str(tsv.relative_to(run_dir / "benchmarks"))[: -len(".tsv")])
+    return best
+
+
+def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict[str, dict]:
+    """Time the whole workflow, then the imputation alone on the trained model."""
+    cfg = merged(yaml.safe_load((ROOT / "config/config.yaml").read_text()), overrides)
+    cfg.update(reference_vcf=str(data / "reference.vcf.gz"),
+               target_vcf=str(data / "targets.vcf.gz"), truth_vcf=str(data / "truth.vcf.gz"),
+               panel=str(data / "panel.tsv"))
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    smk = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(out),
+           "--configfile", str(out / "config.yaml"), "--cores", str(cores)]
+    rows = {}
+    t0 = time.time()
+    t = timed(smk, out / "workflow.time.log")
+    rss, job = largest_job(out, t0)
+    rows["vcfbert_workflow"] = {**t, "peak_mib": round(rss), "largest_job": job,
+                                "vcf": out / "results/imputed/imputed.vcf.gz"}
+    kept = out / "imputed.first.vcf.gz"
+    shutil.copyfile(out / "results/imputed/imputed.vcf.gz", kept)
+    for rel in IMPUTATION_OUTPUTS:
+        shutil.rmtree(out / rel, ignore_errors=True)
+    t0 = time.time()
+    t = timed([*smk, f"{out}/results/imputed/imputed.vcf.gz"], out / "impute.time.log")
+    rss, job = largest_job(out, t0)
+    ran = (out / "impute.time.log").read_text()
+    for rule in ("train_epoch", "rule encode", "build_index"):
+        if rule in ran:
+            raise SystemExit(f"the imputation-only run re-ran {rule}: see {out}/impute.time.log")
+    rows["vcfbert_impute"] = {**t, "peak_mib": round(rss), "largest_job": job,
+                              "vcf": out / "results/imputed/imputed.vcf.gz"}
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("scenario", help="name of bench/scenarios/<name>.yaml")
+    ap.add_argument("--methods", default="beagle,minimac4,vcfbert")
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--outdir", default=None)
+    a = ap.parse_args()
+    spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
+    out = Path(a.outdir or ROOT / "bench/out" / a.scenario).resolve()
+    data = simulate(spec, out)
+    ref, tgt = data / "reference.vcf.gz", data / "targets.vcf.gz"
+    methods = a.methods.split(",")
+    rows: dict[str, dict] = {}
+    if "beagle" in methods:
+        t = timed(["beagle", f"ref={ref}", f"gt={tgt}", f"out={out / 'speed.beagle'}",
+                   f"nthreads={a.cores}", "seed=1"], out / "speed.beagle.time.log")
+        rows["beagle"] = {**t, "vcf": out / "speed.beagle.vcf.gz"}
+    if "minimac4" in methods:
+        msav = out / "speed.reference.msav"
+        t1 = timed(["minimac4", "--compress-reference", str(ref), "-o", str(msav)],
+                   out / "speed.minimac4.compress.log")
+        t2 = timed(["minimac4", str(msav), str(tgt), "-o", str(out / "speed.minimac4.vcf.gz"),
+                    "-O", "vcf.gz", "-f", "GT,DS,HDS,GP", "-t", str(a.cores)],
+                   out / "speed.minimac4.time.log")
+        rows["minimac4"] = {"wall_s": round(t1["wall_s"] + t2["wall_s"], 1),
+                            "peak_mib": max(t1["peak_mib"], t2["peak_mib"]),
+                            "vcf": out / "speed.minimac4.vcf.gz"}
+    if "vcfbert" in methods:
+        rows.update(run_vcfbert(data, out / "speed.vcfbert", spec.get("vcfbert", {}), a.cores))
+    records = []
+    for method, r in rows.items():
+        acc = out / f"speed.{method}.accuracy.tsv"
+        subprocess.run(vcfbert_cli("evaluate", "--imputed", str(r["vcf"]), "--truth",
+                                   str(data / "truth.vcf.gz"), "--reference", str(ref),
+                                   "--targets", str(tgt), "--method", method, "-o", str(acc)),
+                       check=True, stdout=subprocess.DEVNULL)
+        df = pd.read_csv(acc, sep="\t")
+        r2 = df[df.group == "all"].set_index("maf_bin")["r2"]
+        records.append({"method": method, "wall_s": r["wall_s"], "peak_mib": r["peak_mib"],
+                        "largest_job": r.get("largest_job", ""),
+                        **{b: float(r2.get(b, float("nan"))) for b in BINS}})
+    table = pd.DataFrame(records).set_index("method")
+    if "beagle" in table.index:
+        table.insert(1, "x_beagle", (table["wall_s"] / table.loc["beagle", "wall_s"]).round(2))
+    table.to_csv(out / "speed.tsv", sep="\t", float_format="%.4f")
+    sim = spec["simulation"]
+    n_ref = 2 * sum(sim["reference_samples"].values())
+    n_tgt = sum(sim["target_samples"].values())
+    head = (f"scenario `{a.scenario}`: {n_ref} reference haplotypes, {n_tgt} targets, "
+            f"{sim['length'] / 1e6:g} Mb, {a.cores} cores; wall s, x Beagle 5.4 (same run), "
+            "peak RSS MiB, dosage r² by reference MAF (untyped sites)")
+    (out / "speed.md").write_text(f"{head}\n\n{markdown(table)}\n")
+    print((out / "speed.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

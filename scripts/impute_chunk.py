@@ -1,0 +1,14 @@
+"""Snakemake adapter: rule impute_chunk -> vcfbert.steps.impute_chunk."""
+from vcfbert import steps
+from vcfbert.runtime import run_step
+
+with run_step(snakemake):
+    contig = steps.contig_of(snakemake.input.chromosomes, snakemake.wildcards.chrom)
+    steps.impute_chunk(checkpoint=snakemake.input.model, key_encoder=snakemake.input.key_encoder,
+                       contig=contig, chunk=snakemake.wildcards.chunk,
+                       windows_per_job=int(snakemake.params.windows_per_job),
+                       reference_h5=snakemake.input.reference,
+                       targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
+                       mask_h5=snakemake.input.mask, out=snakemake.output[0],
+                       batch_size=int(snakemake.params.batch_size),
+                       device=snakemake.params.device)

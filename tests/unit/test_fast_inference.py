@@ -1,0 +1,90 @@
+"""The fast CPU inference path against the torch model it replaces (random inputs), and the
+index search it relies on (ranks and inner products against brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vcfbert.data import WindowArrays, WindowGeometry, assemble_batch, query_tokens
+from vcfbert.index import KeySearcher
+from vcfbert.layout import make_layout
+from vcfbert.model import ModelConfig, VcfBert
+from vcfbert.predict import fast_logits
+
+
+def active_model(k: int, seed: int) -> VcfBert:
+    """A small model whose zero-initialised heads are randomised, so every input matters."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
+                      k_keep=k, max_slots=64, max_core_dist=16)
+    model = VcfBert(cfg).eval()
+    with torch.no_grad():
+        for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
+            torch.nn.init.normal_(head[-1].weight, std=0.3)
+            torch.nn.init.normal_(head[-1].bias, std=0.3)
+        model.prior_scale.fill_(0.5)
+    return model
+
+
+def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
+    position = np.sort(rng.choice(np.arange(1, 200_000), n_var, replace=False))
+    typed = np.sort(rng.choice(n_var, n_typed, replace=False))
+    layout = make_layout(position, typed, 0, n_var, n_var // 4, 3 * n_var // 4)
+    haps = (rng.random((n_h, n_var)) < rng.random(n_var) * 0.5).astype(np.int8)
+    ref_slots = np.ascontiguousarray(haps[:, layout.slot_index])
+    ref_core = np.ascontiguousarray(haps[:, layout.core_start:layout.core_end])
+    arrays = WindowArrays(ref_slots, ref_core, ref_slots.sum(0, dtype=np.int32),
+                          ref_core.sum(0, dtype=np.int32))
+    return position, layout, arrays
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_logits_match_the_model_forward(seed):
+    rng = np.random.default_rng(seed)
+    k, b, n_h = 12, 5, 40
+    model = active_model(k, seed)
+    position, layout, arrays = random_window(rng, n_var=120, n_typed=30, n_h=n_h)
+    m = layout.n_slots
+    slot_observed = rng.random(m) < 0.8
+    qs = (rng.random((b, m)) < 0.3).astype(np.int8)
+    qs[rng.random((b, m)) < 0.1] = -1  # missing genotypes
+    cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
+    cand[0, -3:] = -1  # fewer candidates than k for one query
+    slot_af = rng.random((b, m)).astype(np.float32) * 0.5
+    site_af = rng.random((b, layout.n_sites)).astype(np.float32) * 0.5
+    batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
+                           slot_af=slot_af, site_af=site_af)
+    with torch.no_grad():
+        slow, _ = model(batch, with_loss=False)
+        sim, keep = model.rescore(batch)
+    assert torch.equal(keep, torch.arange(k).expand(b, -1))  # K == k: every candidate kept
+    fast = fast_logits(model, WindowGeometry.of(layout, position), arrays,
+                       tokens=query_tokens(qs, slot_observed), slot_af=slot_af, site_af=site_af,
+                       cand_ids=cand, cand_sim=sim.numpy())
+    assert fast.shape == slow.shape == (b, layout.n_sites)
+    assert slow.abs().max() > 1.0  # the heads are active: a meaningful comparison
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(torch.sigmoid(fast).numpy(), torch.sigmoid(slow).numpy(),
+                               atol=2e-5)
+
+
+def test_search_scored_matches_brute_force_and_excludes():
+    import faiss
+
+    rng = np.random.default_rng(0)
+    keys = rng.normal(size=(50, 8)).astype(np.float32)
+    keys /= np.linalg.norm(keys, axis=1, keepdims=True)
+    index = faiss.IndexFlatIP(8)
+    index.add(keys)
+    q = keys[[3, 10]] + 0.01
+    ids, scores = KeySearcher(index).search_scored(q, 5)
+    brute = q @ keys.T
+    np.testing.assert_array_equal(ids, np.argsort(-brute, axis=1)[:, :5])
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, ids, 1), rtol=1e-5)
+    ids_x = KeySearcher(index).search(q, 5, exclude=np.array([[2, 3], [10, 11]]))
+    assert 3 not in ids_x[0] and 2 not in ids_x[0] and 10 not in ids_x[1]
+    assert (ids_x >= 0).all()
+    ids_all, sc_all = KeySearcher(index).search_scored(q, 60)
+    assert (ids_all[:, 50:] == -1).all() and np.isneginf(sc_all[:, 50:]).all()
