@@ -16,6 +16,7 @@ resident memory (RSS; for vcfbert the largest job's, from Snakemake's ``benchmar
 and the dosage r² of the targets by reference MAF (vcfbert's evaluator, untyped sites).
 
     python bench/speed.py ooa_speed [--cores 2] [--methods beagle,minimac4,vcfbert]
+    python bench/speed.py ooa_speed --device cuda --methods vcfbert     # on a GPU machine
 
 Writes ``bench/out/<scenario>/speed.tsv`` and ``speed.md``. Absolute times on a shared machine
 are noisy: the ratios, measured in one run, are the figures to quote.
@@ -104,6 +105,8 @@ def main() -> None:
     ap.add_argument("--methods", default="beagle,minimac4,vcfbert")
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--outdir", default=None)
+    ap.add_argument("--device", default=None, help="vcfbert's device (auto, cpu, cuda); "
+                    "default: the scenario's or the config's")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
     out = Path(a.outdir or ROOT / "bench/out" / a.scenario).resolve()
@@ -126,7 +129,10 @@ def main() -> None:
                             "peak_mib": max(t1["peak_mib"], t2["peak_mib"]),
                             "vcf": out / "speed.minimac4.vcf.gz"}
     if "vcfbert" in methods:
-        rows.update(run_vcfbert(data, out / "speed.vcfbert", spec.get("vcfbert", {}), a.cores))
+        overrides = dict(spec.get("vcfbert") or {})
+        if a.device:
+            overrides["device"] = a.device
+        rows.update(run_vcfbert(data, out / "speed.vcfbert", overrides, a.cores))
     records = []
     for method, r in rows.items():
         acc = out / f"speed.{method}.accuracy.tsv"

@@ -20,6 +20,7 @@ from .encode import query_keys
 from .index import KeySearcher
 from .layout import WindowLayout
 from .model import VcfBert
+from .model.copy_kernel import alt_sites, copy_features
 
 
 def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray | None,
@@ -35,7 +36,8 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 @torch.no_grad()
 def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
                 tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
-                cand_ids: np.ndarray, cand_sim: np.ndarray) -> torch.Tensor:
+                cand_ids: np.ndarray, cand_sim: np.ndarray,
+                core_alt: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
     """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors.
 
     The same function as :meth:`VcfBert.forward` when the candidates are already the kept
@@ -48,9 +50,9 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         slot_af / site_af: float [b, m] / [b, n] allele frequencies.
         cand_ids: int [b, k] copying states (-1: none), e.g. the index's top k.
         cand_sim: float [b, k] their key similarity to the query (the index's inner products).
+        core_alt: :func:`vcfbert.model.copy_kernel.alt_sites` of ``arrays.ref_core``, computed
+            once per window by the caller (else per call).
     """
-    from .model.copy_kernel import copy_features
-
     tok = torch.from_numpy(np.asarray(tokens, np.int64))
     q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist,
                                 torch.from_numpy(np.asarray(slot_af, np.float32)))
@@ -64,7 +66,8 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
         site_left=geo.site_left.numpy(), site_right=geo.site_right.numpy(),
-        site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy())
+        site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
+        core_alt=core_alt)
     return model.output_logits(q_ctx, geo.site_left, geo.site_right,
                                torch.from_numpy(np.asarray(site_af, np.float32)),
                                geo.site_frac, torch.from_numpy(p_copy),
@@ -100,6 +103,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     if fast is None:
         fast = not device.startswith("cuda")
     geo = WindowGeometry.of(layout, position) if fast else None
+    core_alt = alt_sites(arrays.ref_core) if fast else None
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
@@ -121,7 +125,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                 sim_t, keep = model.rescore(light)
                 cand, sim = np.take_along_axis(cand, keep.numpy(), 1), sim_t.numpy()
             logits = fast_logits(model, geo, arrays, tokens=query_tokens(qs, slot_observed),
-                                 slot_af=slot_af, site_af=site_af, cand_ids=cand, cand_sim=sim)
+                                 slot_af=slot_af, site_af=site_af, cand_ids=cand, cand_sim=sim,
+                                 core_alt=core_alt)
         else:
             batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                                    slot_af=slot_af, site_af=site_af).to(device)

@@ -56,8 +56,9 @@ def test_fast_logits_match_the_model_forward(seed):
     site_af = rng.random((b, layout.n_sites)).astype(np.float32) * 0.5
     batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                            slot_af=slot_af, site_af=site_af)
+    with torch.enable_grad():  # the training path: the transformer module itself
+        slow = model(batch, with_loss=False)[0].detach()
     with torch.no_grad():
-        slow, _ = model(batch, with_loss=False)
         sim, keep = model.rescore(batch)
     assert torch.equal(keep, torch.arange(k).expand(b, -1))  # K == k: every candidate kept
     fast = fast_logits(model, WindowGeometry.of(layout, position), arrays,
@@ -65,7 +66,9 @@ def test_fast_logits_match_the_model_forward(seed):
                        cand_ids=cand, cand_sim=sim.numpy())
     assert fast.shape == slow.shape == (b, layout.n_sites)
     assert slow.abs().max() > 1.0  # the heads are active: a meaningful comparison
-    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=1e-4, atol=1e-4)
+    # logits near the copy clamp (p ~ 1 - 1e-5) are ill-conditioned in float32: the
+    # probabilities are the tight check
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(torch.sigmoid(fast).numpy(), torch.sigmoid(slow).numpy(),
                                atol=2e-5)
 
@@ -88,3 +91,23 @@ def test_search_scored_matches_brute_force_and_excludes():
     assert (ids_x >= 0).all()
     ids_all, sc_all = KeySearcher(index).search_scored(q, 60)
     assert (ids_all[:, 50:] == -1).all() and np.isneginf(sc_all[:, 50:]).all()
+
+
+def test_inference_encoder_and_head_equal_the_training_path():
+    rng = np.random.default_rng(5)
+    model = active_model(12, 5)
+    position, layout, arrays = random_window(rng, n_var=90, n_typed=40, n_h=30)
+    b, m = 4, layout.n_slots
+    qs = (rng.random((b, m)) < 0.3).astype(np.int8)
+    cand = np.stack([rng.permutation(30)[:12] for _ in range(b)])
+    batch = assemble_batch(layout, arrays, np.ones(m, bool), position, qs, cand,
+                           slot_af=rng.random((b, m)) * 0.5,
+                           site_af=rng.random((b, layout.n_sites)) * 0.5)
+    with torch.enable_grad():
+        ctx_module = model.encode_query(batch).detach()
+        logits_module = model(batch, with_loss=False)[0].detach()
+    with torch.no_grad():
+        ctx_fast = model.encode_query(batch)
+        logits_fast = model(batch, with_loss=False)[0]
+    torch.testing.assert_close(ctx_fast, ctx_module, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits_fast, logits_module, atol=1e-4, rtol=1e-4)

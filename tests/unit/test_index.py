@@ -82,27 +82,29 @@ def test_missing_shards_only_where_the_consumer_exists(tmp_path):
     (r / "ingest").mkdir(parents=True)
     (r / "ingest/chromosomes.tsv").write_text("contig\twildcard\nchr20\tchr20\n")
     (r / "windows").mkdir()
-    (r / "windows/chr20.tsv").write_text("window_id\tstart\nw0000\t0\nw0001\t1\n")
-    for epoch in ("0", "1", "final"):
-        for w in ("w0000", "w0001"):
+    (r / "windows/chr20.tsv").write_text("window_id\tstart\nw0000\t0\nw0001\t1\nw0002\t2\n")
+    for epoch in ("0", "1"):
+        for w in ("w0000", "w0001", "w0002"):
             for ext in ("faiss", "json"):
                 _touch(r / f"epochs/{epoch}/index/chr20/{w}.{ext}")
-    for w in ("w0000", "w0001"):
-        _touch(r / f"impute/chr20/{w}.h5")
-    epochs = ["0", "1", "final"]
-    assert missing_shards(r, epochs) == []  # nothing consumed yet: nothing to repair
+    for c in ("c0000", "c0001"):  # 3 windows, 2 per job: chunks c0000 (2) and c0001 (1)
+        _touch(r / f"impute/chr20/{c}.h5")
+    epochs = ["0", "1"]
+    assert missing_shards(r, epochs, 2) == []  # nothing consumed yet: nothing to repair
     (r / "epochs/0/index/chr20/w0001.faiss").unlink()
     (r / "epochs/1/index/chr20/w0000.json").unlink()
-    (r / "impute/chr20/w0000.h5").unlink()
+    (r / "impute/chr20/c0001.h5").unlink()
     # epoch 0 trained, epoch 1 not yet (its missing sidecar is the normal DAG's business)
     _touch(r / "train/epoch_0/model.pt")
-    assert missing_shards(r, epochs) == [r / "epochs/0/index/chr20/w0001.faiss"]
+    assert missing_shards(r, epochs, 2) == [r / "epochs/0/index/chr20/w0001.faiss"]
     _touch(r / "train/epoch_1/model.pt")
     _touch(r / "impute/chr20.h5")
-    assert missing_shards(r, epochs) == [r / "epochs/0/index/chr20/w0001.faiss",
-                                         r / "epochs/1/index/chr20/w0000.faiss",
-                                         r / "impute/chr20/w0000.h5"]
+    assert missing_shards(r, epochs, 2) == [r / "epochs/0/index/chr20/w0001.faiss",
+                                            r / "epochs/1/index/chr20/w0000.faiss",
+                                            r / "impute/chr20/c0001.h5"]
     # a frozen index uses epoch 0's shards only
-    assert missing_shards(r, ["0", "final"]) == [r / "epochs/0/index/chr20/w0001.faiss",
-                                                r / "impute/chr20/w0000.h5"]
-    assert missing_shards(tmp_path / "nothing", epochs) == []
+    assert missing_shards(r, ["0"], 2) == [r / "epochs/0/index/chr20/w0001.faiss",
+                                           r / "impute/chr20/c0001.h5"]
+    # with 3 windows per job the one chunk c0000 exists: nothing imputed is missing
+    assert missing_shards(r, ["0"], 3) == [r / "epochs/0/index/chr20/w0001.faiss"]
+    assert missing_shards(tmp_path / "nothing", epochs, 2) == []

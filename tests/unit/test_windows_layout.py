@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from vcfbert.errors import InputError
 from vcfbert.layout import make_layout
-from vcfbert.windows import define_windows
+from vcfbert.windows import define_windows, impute_chunks
 
 
 @settings(max_examples=60, deadline=None)
@@ -64,3 +64,15 @@ def test_layout_core_distance():
     typed = np.arange(0, 20, 2)  # 10 slots
     lay = make_layout(pos, typed, 0, 20, 8, 12)  # core holds slots 4 and 5
     assert lay.slot_core_dist.tolist() == [4, 3, 2, 1, 0, 0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("n,per_job", [(1, 8), (10, 8), (16, 8), (17, 8), (51, 8), (5, 1)])
+def test_impute_chunks_cover_the_windows_in_order(n, per_job):
+    ids = [f"w{i:04d}" for i in range(n)]
+    chunks = impute_chunks(ids, per_job)
+    assert [w for c in chunks.values() for w in c] == ids
+    assert len(chunks) == -(-n // per_job)
+    sizes = [len(c) for c in chunks.values()]
+    assert max(sizes) <= per_job and max(sizes) - min(sizes) <= 1
+    with pytest.raises(InputError, match="windows_per_job"):
+        impute_chunks(ids, 0)

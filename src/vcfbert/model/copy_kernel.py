@@ -26,6 +26,16 @@ import numba
 import numpy as np
 
 MASK_TOKEN = 2
+LEVELS = 4  # distinct run lengths tracked per interval for the best REF carrier
+
+
+def alt_sites(ref_core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ALT alleles of a window's core as compressed rows: haplotype ``h`` carries ALT at
+    core sites ``site[ptr[h]:ptr[h + 1]]`` (sorted). (ptr int64 [H + 1], site int32 [nnz])."""
+    hap, site = np.nonzero(ref_core == 1)
+    ptr = np.zeros(ref_core.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(hap, minlength=ref_core.shape[0]), out=ptr[1:])
+    return ptr, site.astype(np.int32)
 
 
 # reassociation lets LLVM vectorise the sums over candidates; no flag that assumes finite
@@ -34,8 +44,8 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
-def _one_query(qtok, cand, valid, ref_slots, ref_core, mu, s, rho, prior, site_frac,
-               interval_start, p_out, feat_out):
+def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
+               site_frac, site_interval, interval_start, p_out, feat_out):
     k = cand.shape[0]
     m = qtok.shape[0]
     n = site_frac.shape[0]
@@ -124,83 +134,124 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, mu, s, rho, prior, site_f
         inv = f32(1.0) / max(tot, f32(1e-30))
         for c in range(k):
             gamma[i, c] *= inv
-    # per candidate (rows of the transposed posterior and alleles): match runs per interval,
-    # then its contribution to every core site; the sites of one interval are contiguous and
-    # share the flanking slots and the run
-    gamma_c = gamma.T.copy()  # [k, m]
+    # match runs: run[c, I] = left run ending at slot I-1 + right run starting at slot I
     allele_c = allele.T.copy()  # [k, m]
-    log_run = np.empty(2 * m + 2, f32)  # log1p(run) / 6 for every possible run length
-    for r in range(2 * m + 2):
-        log_run[r] = f32(math.log1p(r) / 6.0)
-    p = np.zeros(n, f32)
-    best_alt = np.zeros(n, f32)
-    best_ref = np.zeros(n, f32)
-    n_alt = np.zeros(n, f32)
-    w_alt = np.zeros(n, f32)
-    w_alt_lr = np.zeros(n, f32)
-    run_left = np.empty(m + 1, np.int32)  # run_left[i + 1]: inclusive left run at slot i
-    g_site = np.empty(n, f32)
-    v_site = np.empty(n, f32)
+    run = np.zeros((k, m + 1), np.int32)
     for c in range(k):
         if not valid[c]:
             continue
         ac = allele_c[c]
-        gc = gamma_c[c]
-        run = 0
-        run_left[0] = 0
+        r = 0
         for i in range(m):
             q = qtok[i]
             if q != MASK_TOKEN:
-                run = 0 if ac[i] != q else run + 1
-            run_left[i + 1] = run
-        run = 0
-        for interval in range(m, -1, -1):
-            if interval < m:
-                q = qtok[interval]
-                if q != MASK_TOKEN:
-                    run = 0 if ac[interval] != q else run + 1
-            lo = interval_start[interval]
-            hi = interval_start[interval + 1]
-            if lo == hi:
+                r = 0 if ac[i] != q else r + 1
+            run[c, i + 1] = r
+        r = 0
+        for i in range(m - 1, -1, -1):
+            q = qtok[i]
+            if q != MASK_TOKEN:
+                r = 0 if ac[i] != q else r + 1
+            run[c, i] += r
+    log_run = np.empty(2 * m + 2, f32)  # log1p(run) / 6 for every possible run length
+    for r in range(2 * m + 2):
+        log_run[r] = f32(math.log1p(r) / 6.0)
+    # per interval with sites: the LEVELS largest distinct runs and how many candidates have
+    # each (the best REF carrier at a site is found among them, see below)
+    level = np.full((m + 1, LEVELS), -1, np.int32)
+    level_n = np.zeros((m + 1, LEVELS), np.int32)
+    n_valid = 0
+    for c in range(k):
+        if not valid[c]:
+            continue
+        n_valid += 1
+        for interval in range(m + 1):
+            if interval_start[interval] == interval_start[interval + 1]:
                 continue
-            v = log_run[run_left[interval] + run]
+            r = run[c, interval]
+            for t in range(LEVELS):
+                if level[interval, t] == r:
+                    level_n[interval, t] += 1
+                    break
+                if r > level[interval, t]:  # insert, shifting the lower levels down
+                    for u in range(LEVELS - 1, t, -1):
+                        level[interval, u] = level[interval, u - 1]
+                        level_n[interval, u] = level_n[interval, u - 1]
+                    level[interval, t] = r
+                    level_n[interval, t] = 1
+                    break
+    # ALT carriers only (a few % of candidate x site pairs): copied probability, ALT features,
+    # and how many ALT carriers sit on each top level
+    gamma_c = gamma.T.copy()  # [k, m]
+    p = np.zeros(n, f32)
+    best_alt = np.zeros(n, f32)
+    n_alt = np.zeros(n, np.int32)
+    w_alt = np.zeros(n, f32)
+    w_alt_lr = np.zeros(n, f32)
+    alt_on_level = np.zeros((n, LEVELS), np.int32)
+    for c in range(k):
+        if not valid[c]:
+            continue
+        h = cand[c]
+        gc = gamma_c[c]
+        for e in range(alt_ptr[h], alt_ptr[h + 1]):
+            j = alt_site[e]
+            interval = site_interval[j]
+            r = run[c, interval]
+            v = log_run[r]
             gl = gc[max(interval - 1, 0)]
-            d = gc[min(interval, m - 1)] - gl
-            for j in range(lo, hi):
-                g_site[j] = gl + d * site_frac[j]
-                v_site[j] = v
-        row = ref_core[cand[c]]
-        for j in range(n):
-            a = f32(row[j])
-            v = v_site[j]
-            ag = a * g_site[j]
-            p[j] += ag
-            n_alt[j] += a
-            w_alt[j] += ag
-            w_alt_lr[j] += ag * v
-            best_alt[j] = max(best_alt[j], a * v)
-            best_ref[j] = max(best_ref[j], (f32(1.0) - a) * v)
+            g = gl + (gc[min(interval, m - 1)] - gl) * site_frac[j]
+            p[j] += g
+            n_alt[j] += 1
+            w_alt[j] += g
+            w_alt_lr[j] += g * v
+            best_alt[j] = max(best_alt[j], v)
+            for t in range(LEVELS):
+                if level[interval, t] == r:
+                    alt_on_level[j, t] += 1
+                    break
+    # best REF carrier: the top level that not only ALT carriers occupy; when ALT carriers fill
+    # every tracked level (rare), a scan of the candidates
+    best_ref = np.zeros(n, f32)
+    for j in range(n):
+        if n_alt[j] == n_valid:
+            continue  # no REF carrier: 0
+        interval = site_interval[j]
+        found = False
+        for t in range(LEVELS):
+            if level[interval, t] < 0:
+                break
+            if level_n[interval, t] > alt_on_level[j, t]:
+                best_ref[j] = log_run[level[interval, t]]
+                found = True
+                break
+        if not found:
+            for c in range(k):
+                if valid[c] and ref_core[cand[c], j] == 0:
+                    best_ref[j] = max(best_ref[j], log_run[run[c, interval]])
     for j in range(n):
         p_out[j] = min(max(p[j], f32(1e-5)), f32(1.0 - 1e-5))
         feat_out[j, 0] = best_alt[j]
         feat_out[j, 1] = best_ref[j]
-        feat_out[j, 2] = f32(math.log1p(n_alt[j]) / 5.0)
+        feat_out[j, 2] = f32(math.log1p(f32(n_alt[j])) / 5.0)
         feat_out[j, 3] = f32(1.0) if n_alt[j] > 0 else f32(0.0)
         feat_out[j, 4] = w_alt_lr[j] / max(w_alt[j], f32(1e-6))
 
 
 @numba.njit(cache=True, nogil=True)
-def _all_queries(qtok, cand, valid, ref_slots, ref_core, mu, s, rho, prior, site_frac,
-                 interval_start, p_out, feat_out):
+def _all_queries(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
+                 site_frac, site_interval, interval_start, p_out, feat_out):
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], ref_slots, ref_core, mu[b], s[b], rho[b],
-                   prior[b], site_frac, interval_start, p_out[b], feat_out[b])
+        _one_query(qtok[b], cand[b], valid[b], ref_slots, ref_core, alt_ptr, alt_site, mu[b],
+                   s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b],
+                   feat_out[b])
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                   prior: np.ndarray, site_left: np.ndarray, site_right: np.ndarray,
-                  site_interval: np.ndarray, site_frac: np.ndarray
+                  site_interval: np.ndarray, site_frac: np.ndarray,
+                  core_alt: tuple[np.ndarray, np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Copied ALT probability and carrier features at the core sites of ``b`` queries.
 
@@ -214,6 +265,8 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         prior: float [b, k] switch-target distribution (0 for invalid candidates).
         site_left / site_right / site_interval: int [n] flanking slots and interval per site.
         site_frac: float [n] position between the left (0) and right (1) slot.
+        core_alt: :func:`alt_sites` of ``ref_core`` (computed when not given; pass it to reuse
+            it across the batches of a window).
 
     Returns:
         (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5]).
@@ -234,10 +287,13 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
     # sites of interval I are site_index[interval_start[I]:interval_start[I + 1]]
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0
+    ptr, site = core_alt if core_alt is not None else alt_sites(ref_core)
     _all_queries(np.ascontiguousarray(query_tokens, np.int8),
                  np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
                  np.ascontiguousarray(ref_slots, np.int8), np.ascontiguousarray(ref_core, np.int8),
+                 ptr, site,
                  np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
                  np.ascontiguousarray(rho, np.float32), np.ascontiguousarray(prior, np.float32),
-                 np.ascontiguousarray(site_frac, np.float32), interval_start, p_out, feat_out)
+                 np.ascontiguousarray(site_frac, np.float32), interval, interval_start, p_out,
+                 feat_out)
     return p_out, feat_out

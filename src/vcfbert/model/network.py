@@ -102,6 +102,23 @@ class KeyEncoder(nn.Module):
         return F.normalize((phi * w) @ vec, dim=-1)
 
 
+def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
+    """``encoder(x)`` for x float [b, m, d] without dropout or gradients, its attention through
+    ``scaled_dot_product_attention`` (PyTorch's fused kernels; about twice as fast on a CPU as
+    the module's own inference path at m ~ 300). Pre-norm layers with GELU, as built in
+    :class:`VcfBert`; tested against the module."""
+    b, m, d = x.shape
+    for layer in encoder.layers:
+        attn = layer.self_attn
+        h = attn.num_heads
+        qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
+        q, k, v = qkv.view(b, m, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, m, d)
+        x = x + attn.out_proj(a)
+        x = x + layer.linear2(F.gelu(layer.linear1(layer.norm2(x))))
+    return x
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     last = nn.Linear(d_hidden, d_out)
     nn.init.zeros_(last.weight)
@@ -151,7 +168,9 @@ class VcfBert(nn.Module):
              + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
              + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
              + self.af_proj(af_features(slot_af)))
-        return self.out_norm(self.encoder(self.in_norm(x)))
+        if self.training or torch.is_grad_enabled():
+            return self.out_norm(self.encoder(self.in_norm(x)))
+        return self.out_norm(encoder_inference(self.encoder, self.in_norm(x)))
 
     def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
             slot_core_dist: torch.Tensor) -> torch.Tensor:
@@ -211,12 +230,20 @@ class VcfBert(nn.Module):
         """ALT logits float [b, n] from the copied probability p_copy [b, n] (clamped to
         [1e-5, 1 - 1e-5]), the carrier features [b, n, 5] and the query context."""
         logit_copy = torch.log(p_copy) - torch.log1p(-p_copy)
-        head_in = torch.cat([q_ctx.index_select(1, site_left),
-                             q_ctx.index_select(1, site_right),
-                             af_features(site_af),
-                             site_frac[None, :, None].expand(q_ctx.shape[0], -1, 1),
-                             (logit_copy / 10.0)[..., None], carriers], -1)
-        return self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
+        site_in = [af_features(site_af), site_frac[None, :, None].expand(q_ctx.shape[0], -1, 1),
+                   (logit_copy / 10.0)[..., None], carriers]  # [b, n, 10] together
+        if self.training or torch.is_grad_enabled():
+            head_in = torch.cat([q_ctx.index_select(1, site_left),
+                                 q_ctx.index_select(1, site_right), *site_in], -1)
+            return self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
+        # inference: the first layer is linear, so the two context parts are projected once
+        # per slot ([b, m, 2d]) and added at the sites in place (same function, ~1.5x faster)
+        first, act, last = self.out_head
+        d = q_ctx.shape[-1]
+        hidden = F.linear(torch.cat(site_in, -1), first.weight[:, 2 * d:], first.bias)
+        hidden += F.linear(q_ctx, first.weight[:, :d]).index_select(1, site_left)
+        hidden += F.linear(q_ctx, first.weight[:, d:2 * d]).index_select(1, site_right)
+        return self.copy_scale * logit_copy + last(act(hidden)).squeeze(-1)
 
     # -- forward -------------------------------------------------------------------------
     def forward(self, batch: WindowBatch, *, with_loss: bool = True
