@@ -1,0 +1,59 @@
+"""cProfile of one imputation job (``impute_chunk``) of a finished workflow run, one thread.
+
+    python bench/profile_impute.py bench/out/ooa_speed/speed.vcfbert --windows w0010 [--top 15]
+
+Runs the job's function on the given windows twice (the first run compiles or loads the numba
+kernel from its cache, as every job but the first does), profiles the second and prints the
+top entries by own time, with the seconds per target haplotype-window. The run directory must
+hold ``results/train/model.pt`` and the ingest, windows and mask files of a finished run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--chrom", default="20")
+    ap.add_argument("--windows", default="w0010", help="comma-separated consecutive windows")
+    ap.add_argument("--top", type=int, default=15)
+    a = ap.parse_args()
+    from vcfbert.runtime import cap_threads
+
+    cap_threads(1)
+    from vcfbert.impute import impute_chunk
+    from vcfbert.io.h5store import read_targets
+
+    r = a.run_dir / "results"
+    windows = a.windows.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = dict(checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
+                  contig=a.chrom, window_ids=windows,
+                  reference_h5=str(r / f"ingest/{a.chrom}/reference.h5"),
+                  targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
+                  windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
+                  mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.h5",
+                  batch_size=32, device="cpu")
+        impute_chunk(**kw)
+        prof = cProfile.Profile()
+        t0 = time.perf_counter()
+        prof.runcall(impute_chunk, **kw)
+        wall = time.perf_counter() - t0
+    n_h = read_targets(str(r / f"ingest/{a.chrom}/targets.h5")).haplotypes.shape[0]
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(a.top)
+    print(out.getvalue())
+    print(f"{len(windows)} window(s) x {n_h} target haplotypes: {wall:.2f} s, "
+          f"{1e3 * wall / (len(windows) * n_h):.2f} ms per haplotype-window (1 thread)")
+
+
+if __name__ == "__main__":
+    main()
