@@ -1,4 +1,4 @@
-"""Time and memory of vcfbert's imputation jobs from 100 to 10,000 target samples.
+"""Time and memory of vcfbert's imputation jobs as the number of target samples grows.
 
 Simulates the scenario (``bench/scenarios/<name>.yaml``; its target pool is the largest
 count), trains vcfbert once with the workflow on ``--train-targets`` of the targets (the
@@ -8,7 +8,7 @@ write_vcf), each job as its own process under ``/usr/bin/time -v``, ``--cores`` 
 time — what ``snakemake --cores N`` runs after training. Every target set uses the same array,
 so the windows and the model of the training run apply unchanged.
 
-    python bench/scaling.py ooa_scaling --sizes 100,1000,10000
+    python bench/scaling.py ooa_scaling --sizes 100,1000,3000
 
 Writes ``bench/out/<scenario>/scaling.tsv`` (one row per job) and ``scaling.md``: wall time,
 time per target sample and the largest job's peak RSS, per target count.
@@ -136,7 +136,7 @@ def impute_set(run_dir: Path, data: Path, out: Path, n: int, cores: int,
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("scenario", help="name of bench/scenarios/<name>.yaml")
-    ap.add_argument("--sizes", default="100,1000,10000")
+    ap.add_argument("--sizes", default="100,1000,3000")
     ap.add_argument("--train-targets", type=int, default=100)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--outdir", default=None)

@@ -160,7 +160,11 @@ def main() -> None:
     head = (f"scenario `{a.scenario}`: {n_ref} reference haplotypes, {n_tgt} targets, "
             f"{sim['length'] / 1e6:g} Mb, {a.cores} cores; wall s, x Beagle 5.4 (same run), "
             "peak RSS MiB, dosage r² by reference MAF (untyped sites)")
-    (out / "speed.md").write_text(f"{head}\n\n{markdown(table)}\n")
+    shown = table.copy()
+    shown["wall_s"] = shown["wall_s"].map(lambda v: f"{v:.1f}")
+    if "x_beagle" in shown:
+        shown["x_beagle"] = shown["x_beagle"].map(lambda v: f"{v:.2f}")
+    (out / "speed.md").write_text(f"{head}\n\n{markdown(shown)}\n")
     print((out / "speed.md").read_text())
 
 
