@@ -51,6 +51,25 @@ def timed(cmd: list[str], log: Path, env: dict | None = None) -> dict:
     return {"wall_s": round(wall, 1), "peak_mib": round(int(m.group(1)) / 1024) if m else None}
 
 
+def run_beagle(ref: Path, targets: Path, prefix: Path, cores: int) -> dict:
+    """Beagle 5.4 on ``targets`` (``prefix``.vcf.gz); wall s and peak MiB."""
+    return timed(["beagle", f"ref={ref}", f"gt={targets}", f"out={prefix}", f"nthreads={cores}",
+                  "seed=1"], prefix.with_name(prefix.name + ".time.log"))
+
+
+def run_minimac4(ref: Path, targets: Path, prefix: Path, cores: int) -> dict:
+    """Minimac4: compress the reference (``prefix``.msav), impute (``prefix``.vcf.gz); the two
+    steps' wall times summed and the larger peak."""
+    msav = prefix.with_name(prefix.name + ".msav")
+    t1 = timed(["minimac4", "--compress-reference", str(ref), "-o", str(msav)],
+               prefix.with_name(prefix.name + ".compress.log"))
+    t2 = timed(["minimac4", str(msav), str(targets), "-o", f"{prefix}.vcf.gz", "-O", "vcf.gz",
+                "-f", "GT,DS,HDS,GP", "-t", str(cores)],
+               prefix.with_name(prefix.name + ".time.log"))
+    return {"wall_s": round(t1["wall_s"] + t2["wall_s"], 1),
+            "peak_mib": max(t1["peak_mib"], t2["peak_mib"])}
+
+
 def vcfbert_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vcfbert.cli", *args]
 
@@ -116,18 +135,10 @@ def main() -> None:
         if phased.exists():
             phased_input = phased
     if "beagle" in methods:
-        timing["beagle"] = timed(["beagle", f"ref={ref}", f"gt={tgt}", f"out={out / 'beagle'}",
-                                  f"nthreads={a.cores}", "seed=1"], out / "beagle.time.log")
+        timing["beagle"] = run_beagle(ref, tgt, out / "beagle", a.cores)
         outputs["beagle"] = out / "beagle.vcf.gz"
     if "minimac4" in methods:
-        msav = out / "reference.msav"
-        t1 = timed(["minimac4", "--compress-reference", str(ref), "-o", str(msav)],
-                   out / "minimac4.compress.log")
-        t2 = timed(["minimac4", str(msav), str(phased_input), "-o", str(out / "minimac4.vcf.gz"),
-                    "-O", "vcf.gz", "-f", "GT,DS,HDS,GP", "-t", str(a.cores)],
-                   out / "minimac4.time.log")
-        timing["minimac4"] = {"wall_s": round(t1["wall_s"] + t2["wall_s"], 1),
-                              "peak_mib": max(t1["peak_mib"], t2["peak_mib"])}
+        timing["minimac4"] = run_minimac4(ref, phased_input, out / "minimac4", a.cores)
         outputs["minimac4"] = out / "minimac4.vcf.gz"
     for floor in ("longest_match", "window_nearest"):
         if floor in methods:

@@ -37,7 +37,15 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, markdown, merged, timed, vcfbert_cli  # noqa: E402
+from run import (  # noqa: E402
+    ROOT,
+    markdown,
+    merged,
+    run_beagle,
+    run_minimac4,
+    timed,
+    vcfbert_cli,
+)
 
 BINS = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]", "overall"]
 IMPUTATION_OUTPUTS = ["results/impute", "results/imputed", "results/evaluation"]
@@ -120,18 +128,10 @@ def main() -> None:
     methods = a.methods.split(",")
     rows: dict[str, dict] = {}
     if "beagle" in methods:
-        t = timed(["beagle", f"ref={ref}", f"gt={tgt}", f"out={out / 'speed.beagle'}",
-                   f"nthreads={a.cores}", "seed=1"], out / "speed.beagle.time.log")
-        rows["beagle"] = {**t, "vcf": out / "speed.beagle.vcf.gz"}
+        rows["beagle"] = {**run_beagle(ref, tgt, out / "speed.beagle", a.cores),
+                          "vcf": out / "speed.beagle.vcf.gz"}
     if "minimac4" in methods:
-        msav = out / "speed.reference.msav"
-        t1 = timed(["minimac4", "--compress-reference", str(ref), "-o", str(msav)],
-                   out / "speed.minimac4.compress.log")
-        t2 = timed(["minimac4", str(msav), str(tgt), "-o", str(out / "speed.minimac4.vcf.gz"),
-                    "-O", "vcf.gz", "-f", "GT,DS,HDS,GP", "-t", str(a.cores)],
-                   out / "speed.minimac4.time.log")
-        rows["minimac4"] = {"wall_s": round(t1["wall_s"] + t2["wall_s"], 1),
-                            "peak_mib": max(t1["peak_mib"], t2["peak_mib"]),
+        rows["minimac4"] = {**run_minimac4(ref, tgt, out / "speed.minimac4", a.cores),
                             "vcf": out / "speed.minimac4.vcf.gz"}
     if "vcfbert" in methods:
         overrides = merged(spec.get("vcfbert") or {}, json.loads(a.vcfbert_config))
