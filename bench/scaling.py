@@ -127,7 +127,7 @@ def impute_set(run_dir: Path, data: Path, out: Path, n: int, cores: int,
         "command": "bench/scaling.py", "threads": cores}, work / "write_vcf.log"))
     for r in rows:
         r["targets"] = n
-    for p in work.glob("c*.h5"):  # large intermediates: keep the logs and the VCF only
+    for p in work.glob("c[0-9]*.h5"):  # large intermediates: keep the logs and the VCF only
         p.unlink()
     (work / "chrom.h5").unlink()
     return rows
