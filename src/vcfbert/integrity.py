@@ -8,7 +8,7 @@ DAG is built.
 
 Snakemake (since 7.x, by design) does not rebuild a *missing intermediate* file when everything
 downstream of it is present and up to date. Users expect a deleted shard to come back, so
-:func:`missing_shards` lists the per-window files that are gone although what consumed them
+:func:`missing_shards` lists the index shards and imputed chunks that are gone although what consumed them
 exists; the workflow asks for them as extra targets of ``rule all``, and Snakemake then rebuilds
 exactly those shards and re-runs what depends on them.
 """
