@@ -54,18 +54,16 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
             once per window by the caller (else per call).
     """
     tok = torch.from_numpy(np.asarray(tokens, np.int64))
-    q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist,
-                                torch.from_numpy(np.asarray(slot_af, np.float32)))
+    slot_af_t = torch.from_numpy(np.asarray(slot_af, np.float32))
+    q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist, slot_af_t)
     valid = torch.from_numpy(cand_ids >= 0)
     sim = torch.from_numpy(np.where(cand_ids >= 0, cand_sim, 0.0).astype(np.float32))
     prior = model.switch_prior(sim, valid)
-    mu, s, rho = model.copy_parameters(q_ctx, torch.from_numpy(np.asarray(slot_af, np.float32)),
-                                       geo.slot_gap_bp)
+    mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
     p_copy, carriers = copy_features(
         query_tokens=tokens, cand_ids=cand_ids, ref_slots=arrays.ref_slots,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
-        site_left=geo.site_left.numpy(), site_right=geo.site_right.numpy(),
         site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
         core_alt=core_alt)
     return model.output_logits(q_ctx, geo.site_left, geo.site_right,

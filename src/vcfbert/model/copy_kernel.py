@@ -249,8 +249,7 @@ def _all_queries(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
-                  prior: np.ndarray, site_left: np.ndarray, site_right: np.ndarray,
-                  site_interval: np.ndarray, site_frac: np.ndarray,
+                  prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
                   core_alt: tuple[np.ndarray, np.ndarray] | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Copied ALT probability and carrier features at the core sites of ``b`` queries.
@@ -263,7 +262,8 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         emit_bonus: float [b, m, 2] emission term by candidate allele (REF, ALT).
         rho: float [b, m] switch probability into slot i (``rho[:, 0]`` unused).
         prior: float [b, k] switch-target distribution (0 for invalid candidates).
-        site_left / site_right / site_interval: int [n] flanking slots and interval per site.
+        site_interval: int [n] interval (0..m) of each site, non-decreasing; the flanking
+            slots are interval - 1 and interval, clipped to 0..m-1.
         site_frac: float [n] position between the left (0) and right (1) slot.
         core_alt: :func:`alt_sites` of ``ref_core`` (computed when not given; pass it to reuse
             it across the batches of a window).
@@ -272,7 +272,7 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5]).
     """
     b, k = cand_ids.shape
-    n = site_left.shape[0]
+    n = site_interval.shape[0]
     m = query_tokens.shape[1]
     p_out = np.empty((b, n), np.float32)
     feat_out = np.empty((b, n, 5), np.float32)
@@ -281,9 +281,6 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
     interval = np.asarray(site_interval, np.int64)
     if m == 0 or (np.diff(interval) < 0).any():
         raise ValueError("copy_features needs m >= 1 slots and sites sorted by interval")
-    if not (np.array_equal(site_left, np.clip(interval - 1, 0, m - 1))
-            and np.array_equal(site_right, np.clip(interval, 0, m - 1))):
-        raise ValueError("site_left / site_right must be the slots flanking site_interval")
     # sites of interval I are site_index[interval_start[I]:interval_start[I + 1]]
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0

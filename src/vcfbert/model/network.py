@@ -104,9 +104,9 @@ class KeyEncoder(nn.Module):
 
 def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
     """``encoder(x)`` for x float [b, m, d] without dropout or gradients, its attention through
-    ``scaled_dot_product_attention`` (PyTorch's fused kernels; about twice as fast on a CPU as
-    the module's own inference path at m ~ 300). Pre-norm layers with GELU, as built in
-    :class:`VcfBert`; tested against the module."""
+    ``scaled_dot_product_attention`` (PyTorch's fused kernels; faster on a CPU than the
+    module's own inference path at m ~ 300, see docs/model.md). Pre-norm layers with GELU, as
+    built in :class:`VcfBert`; tested against the module."""
     b, m, d = x.shape
     for layer in encoder.layers:
         attn = layer.self_attn
