@@ -25,6 +25,7 @@ include: "rules/index.smk"
 include: "rules/train.smk"
 include: "rules/impute.smk"
 include: "rules/evaluate.smk"
+include: "rules/panel.smk"
 
 
 rule all:

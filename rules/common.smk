@@ -10,6 +10,8 @@ from snakemake.utils import validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
 from vcfbert.runtime import export_for_jobs  # noqa: E402
+from vcfbert.simulate import batch_path  # noqa: E402
+from vcfbert.trained_panel import read_manifest  # noqa: E402
 from vcfbert.windows import impute_chunks  # noqa: E402
 
 export_for_jobs(
@@ -19,7 +21,9 @@ export_for_jobs(
 
 validate(config, schema="../workflow/schemas/config.schema.yaml")
 
-DEMO = not config["reference_vcf"]
+# a trained panel (config `trained_panel`) replaces the reference and everything trained
+TRAINED_PANEL = config.get("trained_panel", "").rstrip("/")
+DEMO = not config["reference_vcf"] and not TRAINED_PANEL
 RESULTS = "results"
 EPOCH_RE = r"\d+|final"
 
@@ -58,11 +62,37 @@ def demo_or(key, demo_path):
     return f"{RESULTS}/simulate/{demo_path}" if DEMO else config[key]
 
 
-REFERENCE_VCF = demo_or("reference_vcf", "reference.vcf.gz")
+REFERENCE_VCF = "" if TRAINED_PANEL else demo_or("reference_vcf", "reference.vcf.gz")
+if TRAINED_PANEL and config["reference_vcf"]:
+    REFERENCE_VCF = config["reference_vcf"]  # optional: checked against the panel, phases
+if TRAINED_PANEL and not config["target_vcf"]:
+    raise ValueError("trained_panel is set but target_vcf is empty: give the targets to impute "
+                     "(--config target_vcf=batch.vcf.gz)")
 TARGET_VCF = demo_or("target_vcf", "targets.vcf.gz")
 TRUTH_VCF = demo_or("truth_vcf", "truth.vcf.gz") if (DEMO or config["truth_vcf"]) else ""
 PANEL = demo_or("panel", "panel.tsv") if (DEMO or config["panel"]) else ""
 EPOCHS = int(config["epochs"])
+SIMULATED_BATCHES = range(2, int(config["simulation"].get("target_batches", 1)) + 1)
+
+
+if TRAINED_PANEL:  # the panel's files stand in for the training run's
+    PANEL_CONTIGS = [c["contig"] for c in read_manifest(TRAINED_PANEL)["contigs"]]
+    REFERENCE_H5 = f"{TRAINED_PANEL}/{{chrom}}/reference.h5"
+    WINDOWS_TSV = f"{TRAINED_PANEL}/{{chrom}}/windows.tsv"
+    ARRAY_SITES = f"{TRAINED_PANEL}/{{chrom}}/array_sites.tsv"
+    MODEL = f"{TRAINED_PANEL}/model.pt"
+    KEY_ENCODER = f"{TRAINED_PANEL}/model.keys.npz"
+    TRAINING_METRICS = f"{TRAINED_PANEL}/metrics.csv"
+    PANEL_VERIFIED = f"{RESULTS}/trained_panel.verified.json"
+else:
+    PANEL_CONTIGS = []
+    REFERENCE_H5 = f"{RESULTS}/ingest/{{chrom}}/reference.h5"
+    WINDOWS_TSV = f"{RESULTS}/windows/{{chrom}}.tsv"
+    ARRAY_SITES = ""
+    MODEL = f"{RESULTS}/train/model.pt"
+    KEY_ENCODER = f"{RESULTS}/train/model.keys.npz"
+    TRAINING_METRICS = f"{RESULTS}/train/metrics.csv"
+    PANEL_VERIFIED = ""
 
 
 def chromosomes():
@@ -76,7 +106,10 @@ def first_reference(wildcards):
 
 
 def windows_of(chrom):
-    out = checkpoints.define_windows.get(chrom=chrom).output[0]
+    if TRAINED_PANEL:
+        out = WINDOWS_TSV.format(chrom=chrom)
+    else:
+        out = checkpoints.define_windows.get(chrom=chrom).output[0]
     return pd.read_csv(out, sep="\t", dtype=str)["window_id"].tolist()
 
 
@@ -143,8 +176,9 @@ def repair_targets():
     its own (a missing intermediate does not trigger a re-run), so ``all`` asks for them."""
     if not workflow.is_main_process:
         return []
-    found = [str(p) for p in missing_shards(RESULTS, TRAINING_INDEX_EPOCHS,
-                                            int(config["impute"]["windows_per_job"]))]
+    found = [str(p) for p in missing_shards(RESULTS, [] if TRAINED_PANEL else TRAINING_INDEX_EPOCHS,
+                                            int(config["impute"]["windows_per_job"]),
+                                            windows_tsv=WINDOWS_TSV)]
     for p in found:
         print(f"vcfbert: {p} is missing; rebuilding it and what depends on it", file=sys.stderr)
     return found
@@ -155,7 +189,7 @@ REPAIR = repair_targets()
 
 def final_outputs(wildcards):
     out = [f"{RESULTS}/imputed/imputed.vcf.gz", f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
-           f"{RESULTS}/train/metrics.csv", f"{RESULTS}/report/training_curves.png",
+           TRAINING_METRICS, f"{RESULTS}/report/training_curves.png",
            f"{RESULTS}/report/qc_sites.png"]
     if TRUTH_VCF:
         out += [f"{RESULTS}/evaluation/accuracy.tsv", f"{RESULTS}/report/r2_by_maf.png",

@@ -5,7 +5,7 @@ rule evaluate:
     input:
         imputed=f"{RESULTS}/imputed/imputed.vcf.gz",
         truth=TRUTH_VCF or [],
-        reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
+        reference=per_chrom(REFERENCE_H5),
         targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),
         panel=PANEL or [],
     output:
@@ -44,7 +44,7 @@ rule plot_accuracy:
 
 rule plot_training:
     input:
-        metrics=f"{RESULTS}/train/metrics.csv",
+        metrics=TRAINING_METRICS,
     output:
         report(f"{RESULTS}/report/training_curves.png",
                caption="../workflow/report/training_curves.rst", category="Training"),
@@ -61,7 +61,7 @@ rule plot_qc:
     input:
         qc_sites=per_chrom(f"{RESULTS}/qc/{{chrom}}.sites.tsv"),
         qc_samples=per_chrom(f"{RESULTS}/qc/{{chrom}}.samples.tsv"),
-        windows=per_chrom(f"{RESULTS}/windows/{{chrom}}.tsv"),
+        windows=per_chrom(WINDOWS_TSV),
     output:
         plot=report(f"{RESULTS}/report/qc_sites.png", caption="../workflow/report/qc.rst",
                     category="Target QC"),

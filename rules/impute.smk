@@ -5,11 +5,11 @@
 rule impute_chunk:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
-        model=f"{RESULTS}/train/model.pt",
-        key_encoder=f"{RESULTS}/train/model.keys.npz",
-        reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+        model=MODEL,
+        key_encoder=KEY_ENCODER,
+        reference=REFERENCE_H5,
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
-        windows=f"{RESULTS}/windows/{{chrom}}.tsv",
+        windows=WINDOWS_TSV,
         mask=f"{RESULTS}/masks/{{chrom}}/final.h5",
     output:
         f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5",
@@ -35,9 +35,9 @@ rule ligate:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         chunk_files=chrom_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5"),
-        reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+        reference=REFERENCE_H5,
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
-        windows=f"{RESULTS}/windows/{{chrom}}.tsv",
+        windows=WINDOWS_TSV,
     output:
         f"{RESULTS}/impute/{{chrom}}.h5",
     log:
@@ -54,7 +54,7 @@ rule ligate:
 rule write_vcf:
     input:
         chromosomes=per_chrom(f"{RESULTS}/impute/{{chrom}}.h5"),
-        reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
+        reference=per_chrom(REFERENCE_H5),
     output:
         vcf=f"{RESULTS}/imputed/imputed.vcf.gz",
         tbi=f"{RESULTS}/imputed/imputed.vcf.gz.tbi",

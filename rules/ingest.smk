@@ -3,10 +3,13 @@
 
 checkpoint list_chromosomes:
     input:
-        reference=REFERENCE_VCF,
+        reference=REFERENCE_VCF or [],
         targets=TARGET_VCF,
+        trained_panel=PANEL_VERIFIED or [],
     output:
         f"{RESULTS}/ingest/chromosomes.tsv",
+    params:
+        trained_panel=TRAINED_PANEL,
     log:
         "logs/ingest/list_chromosomes.log",
     benchmark:
@@ -20,7 +23,7 @@ checkpoint list_chromosomes:
 
 rule parse_reference:
     input:
-        vcf=REFERENCE_VCF,
+        vcf=REFERENCE_VCF or [],
         targets=TARGET_VCF,
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         panel=PANEL or [],
@@ -43,11 +46,12 @@ rule parse_reference:
 rule phase_targets:
     input:
         targets=TARGET_VCF,
-        reference=REFERENCE_VCF,
+        reference=REFERENCE_VCF or [],
     output:
         vcf=f"{RESULTS}/phase/targets.vcf.gz",
         tbi=f"{RESULTS}/phase/targets.vcf.gz.tbi",
     params:
+        reference_contigs=PANEL_CONTIGS,
         tool=config["phasing"]["tool"],
         beagle=config["phasing"]["beagle_command"],
     log:
@@ -67,7 +71,8 @@ rule parse_targets:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         vcf=f"{RESULTS}/phase/targets.vcf.gz",
-        reference=f"{RESULTS}/ingest/{{chrom}}/reference.h5",
+        reference=REFERENCE_H5,
+        array=ARRAY_SITES or [],  # with a trained panel: its array
     output:
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         qc_sites=f"{RESULTS}/qc/{{chrom}}.sites.tsv",
@@ -75,6 +80,7 @@ rule parse_targets:
     params:
         multiallelic=config["ingest"]["multiallelic"],
         min_call_rate=config["ingest"]["min_call_rate"],
+        max_missing=config["impute"].get("max_missing_array_fraction", 0.2),
     log:
         "logs/ingest/{chrom}.parse_targets.log",
     benchmark:

@@ -10,6 +10,9 @@ rule simulate:
         truth=f"{RESULTS}/simulate/truth.vcf.gz",
         truth_tbi=f"{RESULTS}/simulate/truth.vcf.gz.tbi",
         panel=f"{RESULTS}/simulate/panel.tsv",
+        # further batches of targets on the same array (simulation.target_batches > 1)
+        batches=[batch_path(f"{RESULTS}/simulate/{name}", b) + ext for b in SIMULATED_BATCHES
+                 for name in ("targets.vcf.gz", "truth.vcf.gz") for ext in ("", ".tbi")],
     params:
         simulation=config["simulation"],
     log:

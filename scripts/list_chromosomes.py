@@ -3,5 +3,6 @@ from vcfbert import steps
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
-    steps.list_chromosomes(reference_vcf=snakemake.input.reference,
-                           target_vcf=snakemake.input.targets, out=snakemake.output[0])
+    steps.list_chromosomes(reference_vcf=snakemake.input.get("reference", ""),
+                           target_vcf=snakemake.input.targets, out=snakemake.output[0],
+                           trained_panel=snakemake.params.trained_panel)

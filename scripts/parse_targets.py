@@ -9,4 +9,6 @@ with run_step(snakemake):
                         multiallelic=snakemake.params.multiallelic,
                         min_call_rate=float(snakemake.params.min_call_rate),
                         out=snakemake.output.targets, qc_sites=snakemake.output.qc_sites,
-                        qc_samples=snakemake.output.qc_samples)
+                        qc_samples=snakemake.output.qc_samples,
+                        array_sites=snakemake.input.get("array", ""),
+                        max_missing_array_fraction=float(snakemake.params.max_missing))

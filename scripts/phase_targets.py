@@ -3,6 +3,8 @@ from vcfbert.phase import phase_targets
 from vcfbert.runtime import run_step
 
 with run_step(snakemake):
-    phase_targets(target_vcf=snakemake.input.targets, reference_vcf=snakemake.input.reference,
+    phase_targets(target_vcf=snakemake.input.targets,
+                  reference_vcf=snakemake.input.get("reference", ""),
                   out=snakemake.output.vcf, tool=snakemake.params.tool,
-                  beagle_command=snakemake.params.beagle, threads=snakemake.threads)
+                  beagle_command=snakemake.params.beagle, threads=snakemake.threads,
+                  reference_contigs=list(snakemake.params.reference_contigs))

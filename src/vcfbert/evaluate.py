@@ -236,7 +236,7 @@ def site_table(reference_h5: list[str], targets_h5: list[str]) -> pd.DataFrame:
         table = read_variant_table(rpath)
         targets = read_targets(tpath)
         typed = np.zeros(table["position"].size, bool)
-        typed[targets.variant_ref_index] = True
+        typed[targets.variant_ref_index] = targets.site_called
         frames.append(pd.DataFrame({
             "contig": targets.contig, "position": table["position"],
             "ref": table["alleles"][:, 0], "alt": table["alleles"][:, 1],

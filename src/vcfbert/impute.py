@@ -94,7 +94,7 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
     n_h = targets.haplotypes.shape[0]
     cols = targets.variant_ref_index  # [M] sorted reference indices of typed sites
     typed = np.zeros(n_var, bool)
-    typed[cols] = True
+    typed[cols] = targets.site_called
     covered = np.zeros(n_var, np.int32)
     bounds = dict(zip(windows["window_id"], zip(windows["core_start"], windows["core_end"],
                                                 strict=True), strict=True))

@@ -8,6 +8,7 @@ Every count goes to the QC tables.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections import Counter
@@ -223,10 +224,28 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
 def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],
                   contig: str, out_h5: str | os.PathLike[str],
                   qc_sites_tsv: str | os.PathLike[str], qc_samples_tsv: str | os.PathLike[str],
-                  *, multiallelic: str = "split", min_call_rate: float = 0.0) -> dict[str, int]:
-    """Align targets to the reference and write the target store and the QC tables."""
+                  *, multiallelic: str = "split", min_call_rate: float = 0.0,
+                  array_index: np.ndarray | None = None,
+                  max_missing_array_fraction: float = 0.2) -> dict[str, int]:
+    """Align targets to the reference and write the target store and the QC tables.
+
+    With ``array_index`` (a trained panel's array: int [M] sorted reference indices), the
+    targets are put on that array: sites off the array are counted and ignored, array sites
+    the targets lack become missing genotypes (imputed), and more than
+    ``max_missing_array_fraction`` of them missing is an error.
+    """
     targets, counts, rates = align_targets(target_vcf, reference_h5, contig,
                                            multiallelic=multiallelic)
+    if array_index is not None:
+        from .trained_panel import check_array_coverage, project_to_array
+
+        haps, extra = project_to_array(targets.haplotypes, targets.variant_ref_index,
+                                       array_index)
+        counts.update(extra)
+        counts["sites_used"] -= extra["dropped_not_on_panel_array"]
+        check_array_coverage(counts, array_index.size, max_missing=max_missing_array_fraction,
+                             target_vcf=str(target_vcf), contig=contig)
+        targets = dataclasses.replace(targets, variant_ref_index=array_index, haplotypes=haps)
     low = rates.loc[rates["call_rate"] < min_call_rate, "sample"].tolist()
     if low:
         raise InputError(

@@ -54,7 +54,8 @@ def purge_corrupted_shards(root: str | Path, *, dry_run: bool = False) -> list[P
     return removed
 
 
-def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int) -> list[Path]:
+def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int, *,
+                   windows_tsv: str = "") -> list[Path]:
     """Per-window and per-chunk outputs that are missing although the step that consumed them
     has finished.
 
@@ -64,7 +65,8 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int)
     grouped ``windows_per_job`` at a time) when the chromosome's ligated ``impute/<chrom>.h5``
     exists. Chromosomes and windows are read from the tables of the previous run
     (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``); without them nothing has been built
-    yet and nothing is reported.
+    yet and nothing is reported. ``windows_tsv`` (a pattern with ``{chrom}``) points at the
+    windows tables elsewhere (a trained panel's); default ``<results>/windows/{chrom}.tsv``.
     """
     from .windows import impute_chunks
 
@@ -74,10 +76,11 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int)
         return []
     missing: list[Path] = []
     for chrom in pd.read_csv(table, sep="\t", dtype=str)["wildcard"]:
-        windows_tsv = base / "windows" / f"{chrom}.tsv"
-        if not windows_tsv.exists():
+        table_path = (Path(windows_tsv.format(chrom=chrom)) if windows_tsv
+                      else base / "windows" / f"{chrom}.tsv")
+        if not table_path.exists():
             continue
-        windows = pd.read_csv(windows_tsv, sep="\t", dtype=str)["window_id"].tolist()
+        windows = pd.read_csv(table_path, sep="\t", dtype=str)["window_id"].tolist()
         for epoch in epochs:
             if (base / "train" / f"epoch_{epoch}" / "model.pt").exists():
                 shards = [base / "epochs" / epoch / "index" / chrom / f"{w}.faiss" for w in windows]

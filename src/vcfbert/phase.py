@@ -72,15 +72,26 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 
 def phase_targets(*, target_vcf: str, reference_vcf: str, out: str, tool: str,
-                  beagle_command: str = "beagle", threads: int = 1, seed: int = 1) -> bool:
-    """Write phased targets to ``out``; return True when phasing was needed and done."""
-    ref_names = {normalize_contig(c): c for c in list_contigs(reference_vcf)}
+                  beagle_command: str = "beagle", threads: int = 1, seed: int = 1,
+                  reference_contigs: list[str] | None = None) -> bool:
+    """Write phased targets to ``out``; return True when phasing was needed and done.
+
+    ``reference_vcf`` may be empty with a trained panel (``reference_contigs`` then gives the
+    contig names to follow); unphased targets then cannot be phased here.
+    """
+    contigs = list_contigs(reference_vcf) if reference_vcf else list(reference_contigs or [])
+    ref_names = {normalize_contig(c): c for c in contigs}
     rename = {c: ref_names.get(normalize_contig(c), c) for c in list_contigs(target_vcf)}
     n_bad, n = unphased_samples(target_vcf)
     if n_bad == 0:
         write_renamed(target_vcf, out, rename)
         log.info("targets are phased (%d samples): passed through", n)
         return False
+    if not reference_vcf and tool != "none":
+        raise InputError(f"{target_vcf}: {n_bad} of {n} target samples have unphased "
+                         "heterozygous genotypes, and a trained panel holds no VCF to phase "
+                         "them against: give the panel's reference as reference_vcf=... (Beagle "
+                         "phases against it), or phase the targets first (SHAPEIT5, Eagle)")
     if tool == "none":
         raise InputError(f"{target_vcf}: {n_bad} of {n} target samples have unphased "
                          "heterozygous genotypes; set `phasing.tool: beagle` (needs Beagle 5.4: "

@@ -2,12 +2,16 @@
 
 Writes what a user would bring: a phased reference VCF, a target VCF at "array" sites
 (common variants thinned to about one per ``array_spacing`` bp), the targets' truth VCF at every
-reference variant, and a panel TSV (sample, population, role). Everything follows from the
-seed: the same parameters give byte-identical files.
+reference variant, and a panel TSV (sample, population, role, batch). With ``target_batches``
+> 1, further batches of targets on the same array (other individuals of the same simulation)
+go to ``targets.batch<b>.vcf.gz`` / ``truth.batch<b>.vcf.gz`` beside the first: new samples
+for a trained panel. Everything follows from the seed: the same parameters give
+byte-identical files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -40,6 +44,7 @@ class SimulationConfig:
     target_phased: bool = True
     genotype_error: float = 0.0
     missing_rate: float = 0.0
+    target_batches: int = 1
 
     def __post_init__(self) -> None:
         if self.length < 10_000:
@@ -48,6 +53,8 @@ class SimulationConfig:
                         ("target_samples", self.target_samples)):
             if not d or any(int(n) < 0 for n in d.values()):
                 raise InputError(f"simulation.{role} must map populations to sample counts")
+        if int(self.target_batches) < 1:
+            raise InputError("simulation.target_batches must be at least 1")
 
 
 @dataclasses.dataclass
@@ -56,6 +63,17 @@ class SimulatedPaths:
     target_vcf: str
     truth_vcf: str
     panel: str
+
+
+def batch_path(path: str, batch: int) -> str:
+    """File of target batch ``batch`` (1-based): ``targets.vcf.gz`` for the first,
+    ``targets.batch2.vcf.gz`` for the second, and so on."""
+    if batch == 1:
+        return path
+    for ext in (".vcf.gz", ".vcf", ".bcf"):
+        if path.endswith(ext):
+            return f"{path[:-len(ext)]}.batch{batch}{ext}"
+    return f"{path}.batch{batch}"
 
 
 def _simulate_ts(cfg: SimulationConfig):
@@ -73,8 +91,8 @@ def _simulate_ts(cfg: SimulationConfig):
         raise InputError(f"simulation: populations {unknown} are not in {cfg.model} "
                          f"(it has {sorted(known)})")
     contig = species.get_contig(length=cfg.length, mutation_rate=model.mutation_rate)
-    samples = {p: int(cfg.reference_samples.get(p, 0)) + int(cfg.target_samples.get(p, 0))
-               for p in pops}
+    samples = {p: int(cfg.reference_samples.get(p, 0))
+               + int(cfg.target_samples.get(p, 0)) * int(cfg.target_batches) for p in pops}
     engine = stdpopsim.get_engine("msprime")
     return engine.simulate(model, contig, {p: n for p, n in samples.items() if n > 0},
                            seed=cfg.seed)
@@ -88,6 +106,7 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     # Individuals by population, split into reference and targets at random.
     ref_ind: list[tuple[str, int]] = []
     tgt_ind: list[tuple[str, int]] = []
+    tgt_batch: list[int] = []
     by_pop: dict[str, list[int]] = {}
     for ind in ts.individuals():
         pop = pop_names[ts.node(ind.nodes[0]).population]
@@ -96,8 +115,10 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         ids = np.array(by_pop[pop])
         rng.shuffle(ids)
         n_ref = int(cfg.reference_samples.get(pop, 0))
+        n_tgt = int(cfg.target_samples.get(pop, 0))
         ref_ind += [(pop, int(i)) for i in ids[:n_ref]]
         tgt_ind += [(pop, int(i)) for i in ids[n_ref:]]
+        tgt_batch += [1 + k // max(1, n_tgt) for k in range(ids.size - n_ref)]
 
     def names(rows: list[tuple[str, int]], tag: str) -> list[str]:
         counters: dict[str, int] = {}
@@ -108,6 +129,13 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         return out_names
 
     ref_names, tgt_names = names(ref_ind, "R"), names(tgt_ind, "T")
+    # targets ordered by batch (batch 1 first), so that each batch is one block of nodes
+    order = np.argsort(np.asarray(tgt_batch, np.int64), kind="stable")
+    tgt_ind = [tgt_ind[i] for i in order]
+    tgt_names = [tgt_names[i] for i in order]
+    tgt_batch = [tgt_batch[i] for i in order]
+    hap_batch = np.repeat(np.asarray(tgt_batch, np.int64), 2)  # [2 * targets]
+    batches = range(1, int(cfg.target_batches) + 1)
     ref_nodes = np.array([n for _, i in ref_ind for n in ts.individual(i).nodes], np.int32)
     tgt_nodes = np.array([n for _, i in tgt_ind for n in ts.individual(i).nodes], np.int32)
 
@@ -177,18 +205,24 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     block_rows: list[np.ndarray] = []
     block = max(1, 20_000_000 // max(1, nodes.size))
 
-    def flush(ref_w: BgzipVcfWriter, truth_w: BgzipVcfWriter) -> None:
+    def flush(ref_w: BgzipVcfWriter, truth_ws: list[BgzipVcfWriter]) -> None:
         if block_ids:
             g = np.stack(block_rows, axis=1)  # [nodes, sites]
             ids = np.array(block_ids)
             write_records(ref_w, ids, g[:n_ref], phased=True)
-            write_records(truth_w, ids, g[n_ref:], phased=True)
+            for b, truth_w in zip(batches, truth_ws, strict=True):
+                write_records(truth_w, ids, g[n_ref:][hap_batch == b], phased=True)
             block_ids.clear()
             block_rows.clear()
 
+    def batch_names(b: int) -> list[str]:
+        return [n for n, nb in zip(tgt_names, tgt_batch, strict=True) if nb == b]
+
     ref_w = open_vcf(out.reference_vcf, ref_names)
-    truth_w = open_vcf(out.truth_vcf, tgt_names)
-    with ref_w, truth_w:
+    truth_ws = [open_vcf(batch_path(out.truth_vcf, b), batch_names(b)) for b in batches]
+    with ref_w, contextlib.ExitStack() as stack:
+        for w in truth_ws:
+            stack.enter_context(w)
         for var in ts.variants(samples=nodes, copy=False):
             sid = var.site.id
             if not is_kept[sid]:
@@ -199,8 +233,8 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
             if sid in array_col:
                 tgt_array[:, array_col[sid]] = g[n_ref:]
             if len(block_ids) >= block:
-                flush(ref_w, truth_w)
-        flush(ref_w, truth_w)
+                flush(ref_w, truth_ws)
+        flush(ref_w, truth_ws)
 
     hap = tgt_array  # [2S, A]
     if cfg.genotype_error > 0:
@@ -216,17 +250,20 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         miss = rng.random((hap.shape[0] // 2, hap.shape[1])) < cfg.missing_rate
         hap[0::2][miss] = -1
         hap[1::2][miss] = -1
-    with open_vcf(out.target_vcf, tgt_names) as w:
-        write_records(w, array_sites, hap, phased=cfg.target_phased)
+    for b in batches:
+        with open_vcf(batch_path(out.target_vcf, b), batch_names(b)) as w:
+            write_records(w, array_sites, hap[hap_batch == b], phased=cfg.target_phased)
     panel = pd.DataFrame({
         "sample": ref_names + tgt_names,
         "population": [p for p, _ in ref_ind] + [p for p, _ in tgt_ind],
         "role": ["reference"] * len(ref_names) + ["target"] * len(tgt_names),
+        "batch": [0] * len(ref_names) + tgt_batch,
     })
     Path(out.panel).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.panel) as tmp:
         panel.to_csv(tmp, sep="\t", index=False)
     summary = {"reference_samples": len(ref_names), "target_samples": len(tgt_names),
+               "target_batches": int(cfg.target_batches),
                "reference_variants": int(sites.size), "array_sites": int(array_sites.size),
                "dropped_multiallelic_or_duplicate": int((~keep & (n_alleles != 2)).sum())}
     log.info("simulated %s: %s", cfg.model, summary)

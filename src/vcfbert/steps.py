@@ -45,11 +45,44 @@ def simulate(*, params: dict[str, Any], reference_vcf: str, target_vcf: str, tru
         SimulatedPaths(reference_vcf, target_vcf, truth_vcf, panel))
 
 
-def list_chromosomes(*, reference_vcf: str, target_vcf: str, out: str) -> None:
+def list_chromosomes(*, reference_vcf: str, target_vcf: str, out: str,
+                     trained_panel: str = "") -> None:
+    """The chromosomes to impute: the reference's (or the trained panel's) that the targets
+    have. With a trained panel, ``reference_vcf`` is optional and checked against it."""
+    if trained_panel:
+        from . import trained_panel as tp
+
+        rows = tp.panel_chromosomes(tp.read_manifest(trained_panel), target_vcf=target_vcf,
+                                    panel_dir=trained_panel, reference_vcf=reference_vcf)
+        with atomic_path(out) as tmp:
+            pd.DataFrame(rows, columns=["contig", "wildcard"]).to_csv(tmp, sep="\t",
+                                                                      index=False)
+        log.info("chromosomes to impute with the trained panel %s: %s", trained_panel,
+                 [r["contig"] for r in rows])
+        return
     from .ingest import write_contig_list
 
     contigs = write_contig_list(reference_vcf, out, target_vcf=target_vcf)
     log.info("chromosomes to impute: %s", contigs)
+
+
+def verify_trained_panel(*, panel_dir: str, out: str) -> None:
+    from .trained_panel import write_verified
+
+    write_verified(panel_dir, out)
+
+
+def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str],
+                  targets_h5: list[str], windows_tsv: list[str], model: str, key_encoder: str,
+                  metrics_csv: str, reference_vcf: str, config: dict[str, Any],
+                  command: str) -> None:
+    from .trained_panel import build
+
+    table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str)
+    build(out_dir=out_dir, contigs=table["contig"].tolist(), labels=table["wildcard"].tolist(),
+          reference_h5=reference_h5, targets_h5=targets_h5, windows_tsv=windows_tsv,
+          model=model, key_encoder=key_encoder, metrics_csv=metrics_csv,
+          reference_vcf=reference_vcf, config=config, command=command)
 
 
 def contig_of(chromosomes_tsv: str, label: str) -> str:
@@ -88,11 +121,20 @@ def parse_reference(*, reference_vcf: str, target_vcf: str, contig: str, panel: 
 
 
 def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallelic: str,
-                  min_call_rate: float, out: str, qc_sites: str, qc_samples: str) -> None:
+                  min_call_rate: float, out: str, qc_sites: str, qc_samples: str,
+                  array_sites: str = "", max_missing_array_fraction: float = 0.2) -> None:
+    """Align the targets to the reference; with ``array_sites`` (a trained panel's
+    ``array_sites.tsv``) put them on that array."""
     from .ingest import parse_targets as run
 
+    array = None
+    if array_sites:
+        from .trained_panel import read_array
+
+        array = read_array(array_sites)
     run(target_vcf, reference_h5, contig, out, qc_sites, qc_samples, multiallelic=multiallelic,
-        min_call_rate=min_call_rate)
+        min_call_rate=min_call_rate, array_index=array,
+        max_missing_array_fraction=max_missing_array_fraction)
 
 
 def define_windows(*, reference_h5: str, targets_h5: str, core_sites: int, flank_sites: int,
@@ -126,9 +168,12 @@ def refresh_mask(*, targets_h5: str, contig: str, epoch: str, drop_fraction: flo
     from .io.h5store import read_targets
     from .masks import epoch_mask, write_mask
 
-    n = read_targets(targets_h5).variant_ref_index.size
-    if epoch == "final":
-        observed, frac = np.ones(n, bool), 0.0
+    targets = read_targets(targets_h5)
+    n = targets.variant_ref_index.size
+    if epoch == "final":  # the targets' sites: those at least one target has a call at
+        observed, frac = targets.site_called, 0.0
+        if not observed.any():
+            raise InputError(f"{targets_h5}: no target has a called genotype on {contig}")
     else:
         observed, frac = epoch_mask(n, int(epoch), contig, drop_fraction), drop_fraction
     write_mask(out, observed, version=epoch, contig=contig, drop_fraction=frac)
@@ -317,9 +362,10 @@ def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str,
             {"contig": contig, "section": "samples", "metric": "samples_unphased",
              "value": int((~df["phased"].astype(bool)).sum())},
         ]
-    for path in windows or []:
+    site_contigs = [str(pd.read_csv(p, sep="\t", dtype={"contig": str})["contig"].iloc[0])
+                    for p in qc_sites]
+    for path, contig in zip(windows or [], site_contigs, strict=False):  # both per chromosome
         df = pd.read_csv(path, sep="\t", dtype={"window_id": str})
-        contig = Path(path).stem
         rows += [{"contig": contig, "section": "windows", "metric": "windows", "value": len(df)},
                  {"contig": contig, "section": "windows", "metric": "windows_without_typed_core",
                   "value": int((df["n_typed"] == 0).sum())},

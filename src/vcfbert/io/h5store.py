@@ -235,6 +235,12 @@ class TargetSet:
     sample_id: list[str]
     sample_phased: np.ndarray  # bool [T]
 
+    @property
+    def site_called(self) -> np.ndarray:
+        """bool [M]: sites with at least one called allele. A site no target has (an array
+        site a batch lacks, with a trained panel) is imputed like an untyped one."""
+        return (self.haplotypes >= 0).any(axis=0)
+
 
 def write_targets(path: str | os.PathLike[str], targets: TargetSet,
                   provenance: dict[str, Any] | None = None) -> None:

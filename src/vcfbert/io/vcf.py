@@ -103,6 +103,25 @@ def sample_ids(path: str | os.PathLike[str]) -> list[str]:
         vcf.close()
 
 
+def contig_lengths(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Contig -> length from the header's ``##contig=<ID=...,length=...>`` lines (contigs
+    declared without a length are left out)."""
+    vcf = _open(path)
+    try:
+        lines = vcf.raw_header.splitlines()
+    finally:
+        vcf.close()
+    out: dict[str, int] = {}
+    for line in lines:
+        if not line.startswith("##contig=<"):
+            continue
+        fields = dict(kv.split("=", 1) for kv in line[len("##contig=<"):].rstrip(">").split(",")
+                      if "=" in kv)
+        if "ID" in fields and fields.get("length", "").isdigit():
+            out[fields["ID"]] = int(fields["length"])
+    return out
+
+
 def _has_index(path: str | os.PathLike[str]) -> bool:
     p = str(path)
     return any(os.path.exists(p + ext) for ext in (".tbi", ".csi"))

@@ -1,0 +1,82 @@
+"""Train once, impute many: a trained panel imputes new batches without any training job (slow)."""
+
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+
+import pandas as pd
+import pytest
+from conftest import TINY, merge, snakemake
+
+pytestmark = pytest.mark.slow
+
+# what a batch imputed with a trained panel may run: nothing that trains, encodes or indexes
+PANEL_RULES = {"verify_trained_panel", "list_chromosomes", "phase_targets", "parse_targets",
+               "refresh_mask", "impute_chunk", "ligate", "write_vcf", "evaluate",
+               "plot_accuracy", "plot_training", "plot_qc", "all"}
+
+
+def rules_run(log: str) -> set[str]:
+    return set(re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M))
+
+
+def records(path) -> list[str]:
+    with gzip.open(path, "rt") as fh:
+        return [line for line in fh if not line.startswith("##")]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny demo with two target batches: the panel and the first batch imputed."""
+    work = tmp_path_factory.mktemp("train")
+    cfg = merge(TINY, {"simulation": {"target_batches": 2}})
+    snakemake(work, "--cores", "2", "trained_panel", "all", config=cfg)
+    return work, cfg
+
+
+def impute_with_panel(tmp_path, trained, batch: str, *extra: str, panel=None, check=True):
+    work, cfg = trained
+    sim = work / "results" / "simulate"
+    return snakemake(tmp_path, "--cores", "2", "--config",
+                     f"trained_panel={panel or work / 'results' / 'trained_panel'}",
+                     f"target_vcf={sim / f'targets{batch}.vcf.gz'}",
+                     f"truth_vcf={sim / f'truth{batch}.vcf.gz'}", *extra, config=cfg,
+                     check=check)
+
+
+def test_second_batch_is_imputed_without_training(trained, tmp_path):
+    res = impute_with_panel(tmp_path, trained, ".batch2")
+    ran = rules_run(res.stdout + res.stderr)
+    assert ran <= PANEL_RULES, ran - PANEL_RULES
+    assert {"impute_chunk", "write_vcf", "evaluate"} <= ran
+    acc = pd.read_csv(tmp_path / "results" / "evaluation" / "accuracy.tsv", sep="\t")
+    overall = acc[(acc["group"] == "all") & (acc["maf_bin"] == "overall")]["r2"].iloc[0]
+    assert overall > 0.8
+    batch1 = set(records(trained[0] / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
+    batch2 = set(records(tmp_path / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
+    assert batch2 and not batch1 & batch2
+    qc = pd.read_csv(tmp_path / "results" / "qc" / "summary.tsv", sep="\t")
+    assert qc.loc[qc["metric"] == "panel_array_sites_missing", "value"].tolist() == [0]
+
+
+def test_same_targets_give_the_training_runs_result(trained, tmp_path):
+    impute_with_panel(tmp_path, trained, "")
+    assert records(tmp_path / "results" / "imputed" / "imputed.vcf.gz") == \
+        records(trained[0] / "results" / "imputed" / "imputed.vcf.gz")
+
+
+def test_a_damaged_panel_stops_with_one_line(trained, tmp_path):
+    panel = tmp_path / "panel"
+    shutil.copytree(trained[0] / "results" / "trained_panel", panel)
+    with open(panel / "model.pt", "r+b") as fh:
+        fh.seek(200)
+        fh.write(b"\0" * 16)
+    (tmp_path / "run").mkdir()
+    res = impute_with_panel(tmp_path / "run", trained, ".batch2", panel=panel, check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "vcfbert verify_trained_panel: error: " in out
+    assert "model.pt: does not match the checksum in the panel's manifest" in out
+    assert "impute_chunk" not in rules_run(out)
