@@ -7,7 +7,7 @@ same run (start-up included).
 
     python bench/refresh.py results            # a run's results/ folder (default: ./results)
 
-Writes ``<results>/../bench_refresh.json`` and prints a summary.
+Prints a summary and writes it to ``--out`` (default ``bench/out/refresh.json``, untracked).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from vcfbert.windowdata import Chromosome
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", nargs="?", default="results")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "refresh.json"))
     a = ap.parse_args()
     res = Path(a.results)
     chroms = pd.read_csv(res / "ingest/chromosomes.tsv", sep="\t", dtype=str)
@@ -68,7 +69,8 @@ def main() -> None:
         "job_wall_s_mean_index": round(float(jdf[jdf.kind == "index"].s.mean()), 2)
         if len(jdf) else None,
     }
-    (res.parent / "bench_refresh.json").write_text(json.dumps(summary, indent=1))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
 

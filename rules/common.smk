@@ -8,6 +8,7 @@ from snakemake.utils import validate
 
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from vcfbert import cluster  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
 from vcfbert.runtime import export_for_jobs  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
@@ -185,6 +186,76 @@ def repair_targets():
 
 
 REPAIR = repair_targets()
+
+
+# --- cluster requests sized to the data (formulas and measurements: vcfbert/cluster.py,
+# docs/cluster.md); each memory request grows with `attempt` (a retry after an OOM kill)
+
+
+def mem_request(rule, data_mb):
+    """Resource callable: ``rule``'s memory (MB) for ``data_mb(wildcards, input)`` MB of data,
+    checked against the SLURM partition's largest node before submission."""
+
+    def mem_mb(wildcards, input, attempt):
+        request = cluster.request_mb(rule, data_mb(wildcards, input), attempt)
+        return cluster.check_memory(rule, request, workflow, cluster.default_partition(workflow))
+
+    return mem_mb
+
+
+def thread_request(threads_of):
+    """Threads callable: ``threads_of(wildcards, input)``, capped at the partition's CPUs."""
+
+    def threads(wildcards, input):
+        return cluster.fit_threads(threads_of(wildcards, input), workflow,
+                                   cluster.default_partition(workflow))
+
+    return threads
+
+
+def reference_block_data(wildcards, input):
+    return cluster.reference_block_mb(input.vcf)
+
+
+def window_data(wildcards, input):
+    return cluster.genotype_mb([input.reference]) / cluster.windows_count(input.windows)
+
+
+def key_data(wildcards, input):
+    return cluster.file_mb([input.key_file])
+
+
+def training_data(wildcards, input):
+    return cluster.genotype_mb(input.reference)
+
+
+def chunk_data(wildcards, input):
+    return cluster.chunk_data_mb(input.reference, input.targets, input.windows,
+                                 int(config["impute"]["windows_per_job"]))
+
+
+def phasing_mem(wildcards, input, attempt):
+    """Pass-through for phased targets; Beagle's memory when they need phasing."""
+    if input.reference and cluster.needs_phasing(input.targets):
+        mb = cluster.beagle_mb(input.reference, input.targets, attempt)
+    else:
+        mb = cluster.request_mb("phase_targets", 0, attempt)
+    return cluster.check_memory("phase_targets", mb, workflow, cluster.default_partition(workflow))
+
+
+def phasing_threads(wildcards, input):
+    return 4 if input.reference and cluster.needs_phasing(input.targets) else 1
+
+
+def training_threads(wildcards, input):
+    return cluster.training_threads(input.reference)
+
+
+onstart:
+    # on SLURM: stop with one line when a job pends for a reason SLURM never lifts
+    if cluster.on_slurm(workflow):
+        cluster.PendingWatch({r.name for r in workflow.rules},
+                             interval_s=float(os.environ.get("VCFBERT_PENDING_CHECK_S", 30))).start()
 
 
 def final_outputs(wildcards):

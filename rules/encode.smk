@@ -17,7 +17,7 @@ rule encode:
         "benchmarks/epochs/{epoch}/encode/{chrom}.{window}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
+        mem_mb=mem_request("encode", window_data),
     conda:
         "../envs/vcfbert.yaml"
     script:

@@ -23,7 +23,8 @@ rule impute_chunk:
         "benchmarks/impute/{chrom}.{chunk}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
+        mem_mb=mem_request("impute_chunk", chunk_data),
+        runtime=60,
         gpu=config["resources"]["impute_gpus"],
     conda:
         "../envs/vcfbert.yaml"

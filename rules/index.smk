@@ -15,7 +15,7 @@ rule build_index:
         "benchmarks/epochs/{epoch}/index/{chrom}.{window}.tsv"
     threads: 1
     resources:
-        mem_mb=1000,
+        mem_mb=mem_request("build_index", key_data),
     conda:
         "../envs/vcfbert.yaml"
     script:

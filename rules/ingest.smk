@@ -37,6 +37,9 @@ rule parse_reference:
     benchmark:
         "benchmarks/ingest/{chrom}.parse_reference.tsv"
     threads: 1
+    resources:
+        mem_mb=mem_request("parse_reference", reference_block_data),
+        runtime=120,
     conda:
         "../envs/vcfbert.yaml"
     script:
@@ -58,9 +61,10 @@ rule phase_targets:
         "logs/phase/phase_targets.log",
     benchmark:
         "benchmarks/phase/phase_targets.tsv"
-    threads: 2
+    threads: thread_request(phasing_threads)
     resources:
-        mem_mb=4000,
+        mem_mb=phasing_mem,
+        runtime=240,
     conda:
         "../envs/vcfbert.yaml"
     script:

@@ -41,9 +41,10 @@ rule train_epoch:
         "logs/train/epoch_{epoch}.log",
     benchmark:
         "benchmarks/train/epoch_{epoch}.tsv"
-    threads: 8
+    threads: thread_request(training_threads)
     resources:
-        mem_mb=8000,
+        mem_mb=mem_request("train_epoch", training_data),
+        runtime=720,
         gpu=config["resources"]["train_gpus"],
     conda:
         "../envs/vcfbert.yaml"

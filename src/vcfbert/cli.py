@@ -4,6 +4,7 @@ Subcommands:
     simulate   write a simulated scenario (reference, targets, truth, panel)
     floor      impute with a non-learned floor (longest_match or window_nearest)
     evaluate   score any imputed VCF (vcfbert, Beagle, Minimac4) against a truth VCF
+    panel      check a trained panel's files against its manifest and summarise it
 
 User errors end in one line (``vcfbert <cmd>: error: ...``) and exit status 1.
 """
@@ -96,6 +97,21 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(acc[acc["group"] == "all"].to_string(index=False))
 
 
+def cmd_panel(a: argparse.Namespace) -> None:
+    from .trained_panel import verify
+
+    m = verify(a.panel_dir)
+    total = sum(f["bytes"] for f in m["files"].values())
+    print(f"{a.panel_dir}: vcfbert trained panel (format {m['format_version']}, built by "
+          f"vcfbert {m['vcfbert_version']}); {len(m['files'])} files, {total / 1e6:.1f} MB, "
+          "all match the manifest")
+    print(f"reference {m['reference']['vcf']}: {m['reference']['samples']} samples; array: "
+          f"{m['array']['sites']} sites")
+    for c in m["contigs"]:
+        print(f"  {c['contig']}: {c['variants']} variants, {c['array_sites']} array sites, "
+              f"{c['windows']} windows, length {c['length'] or 'unknown'}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vcfbert", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"vcfbert {__version__}")
@@ -130,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="accuracy TSV")
     e.add_argument("--per-variant", help="per-variant TSV(.gz)")
     e.set_defaults(func=cmd_evaluate)
+
+    t = sub.add_parser("panel", help="check a trained panel against its manifest, summarise it")
+    t.add_argument("panel_dir", help="the trained panel directory (results/trained_panel)")
+    t.set_defaults(func=cmd_panel)
     return p
 
 

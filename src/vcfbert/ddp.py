@@ -2,7 +2,9 @@
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m vcfbert.ddp ARGS.json
 
-``ARGS.json`` holds the keyword arguments of :func:`vcfbert.steps.train_epoch`. Each process
+``ARGS.json`` holds the keyword arguments of :func:`vcfbert.steps.train_epoch`; the rule's
+adapter calls :func:`train_epoch` here, which runs it in-process or under torchrun. This module
+imports ``steps``, never the reverse. Each process
 joins the group (NCCL on GPUs, gloo on CPU), takes its share of every batch's queries and sums
 gradients with the others, so an epoch on N processes computes the same updates as one process
 with the same global batch (up to float rounding). Rank 0 validates and writes the outputs.
@@ -20,6 +22,17 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def train_epoch(*, processes: int, **kwargs: Any) -> None:
+    """One training epoch (``steps.train_epoch`` keyword arguments) on ``processes``
+    processes: in this process when 1, else under torchrun."""
+    from .steps import train_epoch as one_process
+
+    if processes > 1:
+        launch(processes, kwargs)
+    else:
+        one_process(**kwargs)
 
 
 def launch(n_procs: int, kwargs: dict[str, Any]) -> None:

@@ -133,13 +133,17 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
     import contextlib
 
     from .imputed_vcf import ChromosomeDosages, write_imputed_vcf
-    from .io.h5store import read_variant_table
+    from .io.h5store import open_store, read_variant_table
 
     chroms = []
+    lengths: dict[str, int] = {}
     samples: list[str] | None = None
     with contextlib.ExitStack() as stack:
         for cpath, rpath in zip(chromosome_files, reference_h5, strict=True):
             table = read_variant_table(rpath)
+            with open_store(rpath) as store:
+                if "contig_length" in store.attrs:
+                    lengths[str(store.attrs["contig"])] = int(store.attrs["contig_length"])
             h5 = stack.enter_context(h5py.File(cpath, "r"))
             these = list(h5["sample_id"].asstr()[()])
             if samples is not None and these != samples:
@@ -151,8 +155,8 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
                 alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"],
                 typed=h5["typed"][()]))
         assert samples is not None
-        write_imputed_vcf(out, chroms, samples, command=command, threads=threads,
-                          progress=True)
+        write_imputed_vcf(out, chroms, samples, contig_lengths=lengths, command=command,
+                          threads=threads, progress=True)
     log.info("wrote %s: %d chromosomes, %d variants, %d samples", out, len(chroms),
              sum(c.position.size for c in chroms), len(samples))
 

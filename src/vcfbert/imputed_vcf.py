@@ -20,6 +20,8 @@ INFO_HEADER = [
     '##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated squared '
     'correlation between estimated ALT dose and true ALT dose">',
     '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (untyped in the targets)">',
+    '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed marker (genotyped in the targets; '
+    'their calls are kept)">',
 ]
 FORMAT_HEADER = [
     '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
@@ -85,7 +87,7 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int) -> list[str]:
 
 
 def _info(af: float, dr2: float, typed: bool) -> str:
-    return f"AF={af:.4f};DR2={dr2:.3f}" + ("" if typed else ";IMP")
+    return f"AF={af:.4f};DR2={dr2:.3f}" + (";TYPED" if typed else ";IMP")
 
 
 def _decimal_table(top: int) -> np.ndarray:

@@ -21,7 +21,14 @@ from . import __version__
 from .atomic import atomic_path
 from .errors import InputError
 from .io.h5store import ReferenceWriter, TargetSet, read_variant_table, write_targets
-from .io.vcf import ReadStats, iter_variants, list_contigs, normalize_contig, sample_ids
+from .io.vcf import (
+    ReadStats,
+    contig_lengths,
+    iter_variants,
+    list_contigs,
+    normalize_contig,
+    sample_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +116,8 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
             "multiallelic": multiallelic}
     with ReferenceWriter(out_h5, contig=contig, samples=samples,
                          populations=[pops.get(s, "") for s in samples],
-                         provenance=prov) as writer:
+                         provenance=prov,
+                         contig_length=contig_lengths(vcf_path).get(contig)) as writer:
         for v in iter_variants(vcf_path, contig, role="reference", multiallelic=multiallelic,
                                samples=samples, stats=stats):
             writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io.vcf import _open, list_contigs, normalize_contig
+from .io.vcf import _open, genotypes, list_contigs, normalize_contig, require_gt
 from .io.vcf_writer import BgzipVcfWriter
 
 log = logging.getLogger(__name__)
@@ -26,12 +26,13 @@ log = logging.getLogger(__name__)
 
 def unphased_samples(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(samples with at least one unphased heterozygous genotype, samples)."""
+    require_gt(path, "target")
     vcf = _open(path)
     try:
         n = len(vcf.samples)
         bad = np.zeros(n, bool)
         for rec in vcf:
-            gt = rec.genotype.array()
+            gt = genotypes(rec, path)
             if gt.shape[1] < 3:
                 continue
             het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])

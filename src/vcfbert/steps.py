@@ -221,15 +221,9 @@ def train_epoch(*, epoch: int, previous: str, contigs: list[str], reference_h5: 
                 targets_h5: list[str], windows_tsv: list[str], masks: list[str],
                 final_masks: list[str], indexes: list[str], split_tsv: str, out_model: str,
                 out_metrics: str, train_config: dict[str, Any], device: str,
-                processes: int = 1, rank: int = 0, world_size: int = 1) -> None:
-    """One training epoch; with ``processes`` > 1 it relaunches itself under torchrun."""
-    if processes > 1 and world_size == 1:
-        from .ddp import launch
-
-        kwargs = {k: v for k, v in locals().items() if k not in ("processes", "rank",
-                                                                  "world_size")}
-        launch(processes, kwargs)
-        return
+                rank: int = 0, world_size: int = 1) -> None:
+    """One training epoch in this process (rank ``rank`` of ``world_size`` under torchrun:
+    :func:`vcfbert.ddp.train_epoch` starts several)."""
     from .train import TrainConfig
     from .train import train_epoch as run
 

@@ -271,6 +271,179 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     return out
 
 
+@dataclasses.dataclass
+class _EpochState:
+    """What an epoch carries from batch to batch, and what a resume state restores."""
+
+    model: VcfBert
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    global_step: int
+    running: _Running
+    next_batch: int = 0
+
+
+@dataclasses.dataclass
+class _EpochData:
+    """The epoch's inputs: haplotypes per split, masks, and the batches (specs)."""
+
+    train_haps: list[np.ndarray]
+    val_haps: list[np.ndarray]
+    masks: list[np.ndarray]
+    final_masks: list[np.ndarray]
+    specs: list[Any]
+
+
+def _start_state(previous_checkpoint: str, cfg: TrainConfig, device: str,
+                 epoch: int) -> _EpochState:
+    """Model, optimiser and scheduler as the previous epoch left them; the epoch's seed."""
+    prev = load_checkpoint(previous_checkpoint)
+    model = model_from_checkpoint(prev).to(device)
+    model.train()
+    opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
+    if prev.get("optimizer"):
+        opt.load_state_dict(prev["optimizer"])
+        sched.load_state_dict(prev["scheduler"])
+    torch.manual_seed(cfg.seed * 1000 + epoch)
+    return _EpochState(model, opt, sched, int(prev.get("step", 0)), _Running())
+
+
+def _epoch_data(chroms: list[Chromosome], split_tsv: str, masks: list[str],
+                final_masks: list[str], cfg: TrainConfig, epoch: int) -> _EpochData:
+    split = read_split(split_tsv)
+    train_samples = set(split.loc[split["split"] == "train", "sample"])
+    val_samples = set(split.loc[split["split"] == "val", "sample"])
+    train_haps = [_train_haps(c, train_samples) for c in chroms]
+    # batch_size is the global batch: with several processes each takes its share of the
+    # queries and gradients are summed, so the update equals the single-process one
+    specs = epoch_batches(chroms, train_haps, batch_size=cfg.batch_size, seed=cfg.seed,
+                          epoch=epoch, max_batches=cfg.max_batches_per_epoch)
+    if not specs:
+        raise InputError("no training batch: the reference panel has no training sample")
+    return _EpochData(train_haps=train_haps, val_haps=[_train_haps(c, val_samples) for c in chroms],
+                      masks=[read_mask(p)[0] for p in masks],
+                      final_masks=[read_mask(p)[0] for p in final_masks], specs=specs)
+
+
+def _resume(state: _EpochState, resume_file: Path, fingerprint: str, epoch: int,
+            n_batches: int) -> None:
+    """Continue from a resume state of this same epoch and inputs, if there is one."""
+    if not resume_file.exists():
+        return
+    saved = load_checkpoint(resume_file)
+    if saved["extra"].get("fingerprint") != fingerprint:
+        log.info("ignoring a resume state of other inputs: %s", resume_file)
+        return
+    state.model.load_state_dict(saved["model"])
+    state.opt.load_state_dict(saved["optimizer"])
+    state.sched.load_state_dict(saved["scheduler"])
+    set_rng_state(saved["rng"])
+    state.next_batch = int(saved["extra"]["next_batch"])
+    state.global_step = int(saved["step"])
+    state.running = _Running(saved["extra"]["running"])
+    log.info("resuming epoch %d at batch %d of %d", epoch, state.next_batch, n_batches)
+
+
+def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, layout: Any,
+                searcher: KeySearcher, cfg: TrainConfig, device: str, epoch: int, rank: int,
+                world_size: int) -> tuple[torch.Tensor, torch.Tensor | None, Any, int]:
+    """Forward and backward pass of this process's share of one batch.
+
+    Returns (loss averaged over every process, logits float [b, n] or None, the batch,
+    number of query haplotypes here).
+    """
+    model = state.model
+    arrays, obs, haps = item["arrays"], item["slot_observed"], item["haps"]
+    if world_size > 1:
+        haps = np.array_split(haps, world_size)[rank]
+    qslots = arrays.ref_slots[haps]
+    keys = query_keys(model, layout, qslots, obs, device=device)
+    cand = searcher.search(keys, model.cfg.k_retrieve, own_sample(haps))
+    n_h = chrom.n_haplotypes
+    batch = assemble_batch(
+        layout, arrays, obs, chrom.position, qslots, cand,
+        slot_af=leave_one_out_af(arrays.ac_slots, arrays.ref_slots, haps, n_h),
+        site_af=leave_one_out_af(arrays.ac_core, arrays.ref_core, haps, n_h),
+        query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
+        panel_af_core=chrom.af[layout.core_start:layout.core_end],
+        sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch, cfg.seed, epoch,
+                           item["index"])
+    ).to(device)
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                        enabled=device.startswith("cuda")):
+        logits, _ = model(batch, with_loss=False) if haps.size else (None, None)
+    loss_sum, weight = (weighted_loss_parts(logits.float(), batch.targets, batch.loss_mask,
+                                            batch.site_weight, cfg.loss) if haps.size else
+                        (torch.zeros((), device=device), torch.zeros((), device=device)))
+    weight = _allreduce_scalar(weight.detach(), world_size)
+    loss = loss_sum / weight.clamp_min(1e-8)
+    if haps.size:
+        (loss / cfg.grad_accum_steps).backward()
+    return _allreduce_scalar(loss.detach(), world_size), logits, batch, int(haps.size)
+
+
+def _optimiser_step(state: _EpochState, cfg: TrainConfig, world_size: int) -> None:
+    if world_size > 1:
+        _allreduce_grads(state.model)
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.opt.step()
+    state.sched.step()
+    state.opt.zero_grad(set_to_none=True)
+    state.global_step += 1
+
+
+def _save_resume(state: _EpochState, resume_file: Path, epoch: int, fingerprint: str,
+                 done: int) -> None:
+    save_checkpoint(resume_file, state.model, epoch=epoch, step=state.global_step,
+                    optimizer=state.opt, scheduler=state.sched, rng=rng_state(),
+                    extra={"fingerprint": fingerprint, "next_batch": done,
+                           "running": state.running.s})
+
+
+def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[Chromosome],
+                  data: _EpochData, cfg: TrainConfig, device: str, epoch: int,
+                  out_checkpoint: str, out_metrics: str, partial: Path, t_start: float) -> None:
+    """Validate (rank 0), write the checkpoint, key encoder and metrics, drop the resume state."""
+    t_val = time.time()
+    metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
+                            max_haplotypes=cfg.val_max_haplotypes, device=device,
+                            cache=WindowArrayCache(capacity=256)))
+    metrics["val_seconds"] = round(time.time() - t_val, 2)
+    metrics["wall_seconds"] = round(time.time() - t_start, 2)
+    save_checkpoint(out_checkpoint, state.model, epoch=epoch, step=state.global_step,
+                    optimizer=state.opt, scheduler=state.sched,
+                    train_config=dataclasses.asdict(cfg), metrics=metrics, rng=rng_state())
+    keyencoder.save(keyencoder.from_model(state.model),
+                    keyencoder.companion_path(out_checkpoint))
+    write_text_atomic(out_metrics, json.dumps(metrics, indent=1, sort_keys=True, default=float))
+    resume_file = partial / "resume.pt"
+    if resume_file.exists():
+        resume_file.unlink()
+    if partial.exists() and not any(partial.iterdir()):
+        partial.rmdir()
+    log.info("epoch %d: %s", epoch, {k: (round(v, 4) if isinstance(v, float) else v)
+                                     for k, v in metrics.items()})
+
+
+class _ShardSearchers:
+    """The epoch's index shards, loaded on first use: ``(chromosome i, window) -> searcher``."""
+
+    def __init__(self, chroms: list[Chromosome], index_paths: dict[tuple[str, str], str],
+                 d_key: int, device: str) -> None:
+        self.chroms, self.paths, self.d_key, self.device = chroms, index_paths, d_key, device
+        self.loaded: dict[tuple[str, str], KeySearcher] = {}
+
+    def __call__(self, ci: int, wid: str) -> KeySearcher:
+        key = (self.chroms[ci].contig, wid)
+        if key not in self.loaded:
+            index, _ = load_index(self.paths[key], expect_count=self.chroms[ci].n_haplotypes,
+                                  expect_dim=self.d_key)
+            self.loaded[key] = KeySearcher(index, self.device)
+        return self.loaded[key]
+
+
 def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome],
                 masks: list[str], final_masks: list[str], index_paths: dict[tuple[str, str], str],
                 split_tsv: str, out_checkpoint: str, out_metrics: str, partial_dir: str,
@@ -284,163 +457,62 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
     """
     device = pick_device(device)
     t_start = time.time()
-    prev = load_checkpoint(previous_checkpoint)
-    model = model_from_checkpoint(prev).to(device)
-    model.train()
-    opt = torch.optim.AdamW(parameter_groups(model, cfg), lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps))
-    if prev.get("optimizer"):
-        opt.load_state_dict(prev["optimizer"])
-        sched.load_state_dict(prev["scheduler"])
-    global_step = int(prev.get("step", 0))
-    torch.manual_seed(cfg.seed * 1000 + epoch)
-
-    split = read_split(split_tsv)
-    train_samples = set(split.loc[split["split"] == "train", "sample"])
-    val_samples = set(split.loc[split["split"] == "val", "sample"])
-    train_haps = [_train_haps(c, train_samples) for c in chroms]
-    val_haps = [_train_haps(c, val_samples) for c in chroms]
-    epoch_masks = [read_mask(p)[0] for p in masks]
-    inference_masks = [read_mask(p)[0] for p in final_masks]
-    # batch_size is the global batch: with several processes each takes its share of the
-    # queries and gradients are summed, so the update equals the single-process one
-    specs = epoch_batches(chroms, train_haps, batch_size=cfg.batch_size, seed=cfg.seed,
-                          epoch=epoch, max_batches=cfg.max_batches_per_epoch)
-    if not specs:
-        raise InputError("no training batch: the reference panel has no training sample")
-
-    # resume state from an interrupted run of this same epoch
+    state = _start_state(previous_checkpoint, cfg, device, epoch)
+    data = _epoch_data(chroms, split_tsv, masks, final_masks, cfg, epoch)
+    n_batches = len(data.specs)
     partial = Path(partial_dir)
     resume_file = partial / "resume.pt"
     fingerprint = _fingerprint([previous_checkpoint, *masks, split_tsv, *index_paths.values()],
                                {"epoch": epoch, "cfg": dataclasses.asdict(cfg),
                                 "world_size": world_size})
-    start = 0
-    running = _Running()
-    if resume_file.exists():
-        state = load_checkpoint(resume_file)
-        if state["extra"].get("fingerprint") == fingerprint:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            set_rng_state(state["rng"])
-            start = int(state["extra"]["next_batch"])
-            global_step = int(state["step"])
-            running = _Running(state["extra"]["running"])
-            log.info("resuming epoch %d at batch %d of %d", epoch, start, len(specs))
-        else:
-            log.info("ignoring a resume state of other inputs: %s", resume_file)
-
-    dataset = EpochBatches(chroms, specs, epoch_masks)
+    _resume(state, resume_file, fingerprint, epoch, n_batches)
+    start = state.next_batch
+    dataset = EpochBatches(chroms, data.specs, data.masks)
     loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, range(start, len(specs))), batch_size=1,
+        torch.utils.data.Subset(dataset, range(start, n_batches)), batch_size=1,
         shuffle=False, num_workers=cfg.num_workers, collate_fn=identity_collate,
         multiprocessing_context="fork" if cfg.num_workers > 0 else None,
         persistent_workers=False)
-    searchers: dict[tuple[str, str], KeySearcher] = {}
-
-    def searcher(ci: int, wid: str) -> KeySearcher:
-        key = (chroms[ci].contig, wid)
-        if key not in searchers:
-            index, _ = load_index(index_paths[key], expect_count=chroms[ci].n_haplotypes,
-                                  expect_dim=model.cfg.d_key)
-            searchers[key] = KeySearcher(index, device)
-        return searchers[key]
-
-    bar = tqdm(total=len(specs), initial=start, desc=f"EP_Train:{epoch}", file=sys.stderr,
+    searcher = _ShardSearchers(chroms, index_paths, state.model.cfg.d_key, device)
+    bar = tqdm(total=n_batches, initial=start, desc=f"EP_Train:{epoch}", file=sys.stderr,
                disable=not progress, mininterval=1.0 if sys.stderr.isatty() else 15.0,
                dynamic_ncols=True)
-    opt.zero_grad(set_to_none=True)
+    state.opt.zero_grad(set_to_none=True)
     for item in loader:
         t0 = time.time()
-        i = item["index"]
-        ci = item["chrom"]
-        chrom = chroms[ci]
-        layout = dataset.layout(ci, item["window_id"])
-        arrays = item["arrays"]
-        obs = item["slot_observed"]
-        haps = item["haps"]
-        if world_size > 1:
-            haps = np.array_split(haps, world_size)[rank]
-        qslots = arrays.ref_slots[haps]
-        keys = query_keys(model, layout, qslots, obs, device=device)
-        cand = searcher(ci, item["window_id"]).search(keys, model.cfg.k_retrieve, own_sample(haps))
-        n_h = chrom.n_haplotypes
-        batch = assemble_batch(
-            layout, arrays, obs, chrom.position, qslots, cand,
-            slot_af=leave_one_out_af(arrays.ac_slots, arrays.ref_slots, haps, n_h),
-            site_af=leave_one_out_af(arrays.ac_core, arrays.ref_core, haps, n_h),
-            query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
-            panel_af_core=chrom.af[layout.core_start:layout.core_end],
-            sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch, cfg.seed, epoch, i)
-        ).to(device)
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                            enabled=device.startswith("cuda")):
-            logits, _ = model(batch, with_loss=False) if haps.size else (None, None)
-        loss_sum, weight = (weighted_loss_parts(logits.float(), batch.targets, batch.loss_mask,
-                                               batch.site_weight, cfg.loss) if haps.size else
-                            (torch.zeros((), device=device), torch.zeros((), device=device)))
-        weight = _allreduce_scalar(weight.detach(), world_size)
-        loss = loss_sum / weight.clamp_min(1e-8)
-        if haps.size:
-            (loss / cfg.grad_accum_steps).backward()
-        loss = _allreduce_scalar(loss.detach(), world_size)
-        if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == len(specs):
-            if world_size > 1:
-                _allreduce_grads(model)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            global_step += 1
-        if haps.size:
-            running.add(float(loss), logits.detach().float(), batch, time.time() - t0)
+        i, ci = item["index"], item["chrom"]
+        loss, logits, batch, n_q = _batch_loss(
+            state, item, chroms[ci], dataset.layout(ci, item["window_id"]),
+            searcher(ci, item["window_id"]), cfg, device, epoch, rank, world_size)
+        if (i + 1) % cfg.grad_accum_steps == 0 or i + 1 == n_batches:
+            _optimiser_step(state, cfg, world_size)
+        if n_q:
+            state.running.add(float(loss), logits.detach().float(), batch, time.time() - t0)
         bar.update(1)
-        bar.set_postfix(loss=f"{running.loss:.4f}", f1=f"{running.f1:.3f}",
-                        lr=f"{sched.get_last_lr()[0]:.2e}")
+        bar.set_postfix(loss=f"{state.running.loss:.4f}", f1=f"{state.running.f1:.3f}",
+                        lr=f"{state.sched.get_last_lr()[0]:.2e}")
         done = i + 1
         pause = bool(stop_after_batches) and done - start >= stop_after_batches
         if ((pause or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0))
-                and done < len(specs) and rank == 0):
-            save_checkpoint(resume_file, model, epoch=epoch, step=global_step, optimizer=opt,
-                            scheduler=sched, rng=rng_state(),
-                            extra={"fingerprint": fingerprint, "next_batch": done,
-                                   "running": running.s})
-        if pause and done < len(specs):
+                and done < n_batches and rank == 0):
+            _save_resume(state, resume_file, epoch, fingerprint, done)
+        if pause and done < n_batches:
             bar.close()
-            log.info("paused epoch %d after batch %d of %d", epoch, done, len(specs))
+            log.info("paused epoch %d after batch %d of %d", epoch, done, n_batches)
             return None
     bar.close()
-    train_seconds = time.time() - t_start
-    cache = WindowArrayCache(capacity=256)
     metrics: dict[str, Any] = {
-        "epoch": epoch, "step": global_step, "train_loss": running.loss,
-        "train_f1": running.f1, "lr": sched.get_last_lr()[0],
-        "haplotype_windows_per_s": running.s["windows"] / max(running.s["seconds"], 1e-9)
-        * world_size,
-        "train_seconds": round(train_seconds, 2), "device": device, "batches": len(specs),
+        "epoch": epoch, "step": state.global_step, "train_loss": state.running.loss,
+        "train_f1": state.running.f1, "lr": state.sched.get_last_lr()[0],
+        "haplotype_windows_per_s": state.running.s["windows"]
+        / max(state.running.s["seconds"], 1e-9) * world_size,
+        "train_seconds": round(time.time() - t_start, 2), "device": device,
+        "batches": n_batches,
     }
     if rank == 0:
-        t_val = time.time()
-        metrics.update(validate(model, chroms, val_haps,
-                                [read_mask(p)[0] for p in final_masks] if final_masks
-                                else inference_masks, max_haplotypes=cfg.val_max_haplotypes,
-                                device=device, cache=cache))
-        metrics["val_seconds"] = round(time.time() - t_val, 2)
-        metrics["wall_seconds"] = round(time.time() - t_start, 2)
-        save_checkpoint(out_checkpoint, model, epoch=epoch, step=global_step, optimizer=opt,
-                        scheduler=sched, train_config=dataclasses.asdict(cfg), metrics=metrics,
-                        rng=rng_state())
-        keyencoder.save(keyencoder.from_model(model), keyencoder.companion_path(out_checkpoint))
-        write_text_atomic(out_metrics, json.dumps(metrics, indent=1, sort_keys=True,
-                                                  default=float))
-        if resume_file.exists():
-            resume_file.unlink()
-        if partial.exists() and not any(partial.iterdir()):
-            partial.rmdir()
-        log.info("epoch %d: %s", epoch, {k: (round(v, 4) if isinstance(v, float) else v)
-                                         for k, v in metrics.items()})
+        _finish_epoch(state, metrics, chroms=chroms, data=data, cfg=cfg, device=device,
+                      epoch=epoch, out_checkpoint=out_checkpoint, out_metrics=out_metrics,
+                      partial=partial, t_start=t_start)
     return metrics
 
 

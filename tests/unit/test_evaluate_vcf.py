@@ -29,7 +29,8 @@ def _chrom(n_var=6, n_samples=4, seed=0):
 def test_imputed_vcf_contract(tmp_path):
     chrom = _chrom()
     out = tmp_path / "imputed.vcf.gz"
-    write_imputed_vcf(out, [chrom], ["s1", "s2", "s3", "s4"], command="snakemake --cores 2")
+    write_imputed_vcf(out, [chrom], ["s1", "s2", "s3", "s4"], command="snakemake --cores 2",
+                      contig_lengths={"chr7": 159345973})
     assert (tmp_path / "imputed.vcf.gz.tbi").exists()
     vcf = cyvcf2.VCF(str(out))
     header = vcf.raw_header
@@ -42,6 +43,8 @@ def test_imputed_vcf_contract(tmp_path):
     gp = recs[1].format("GP")
     np.testing.assert_allclose(gp.sum(1), 1.0, atol=2e-3)
     assert recs[0].INFO.get("IMP") is None and recs[1].INFO.get("IMP") is True
+    assert recs[0].INFO.get("TYPED") is True and recs[1].INFO.get("TYPED") is None
+    assert "##contig=<ID=chr7,length=159345973>" in header
     assert 0 <= recs[1].INFO["DR2"] <= 1
     assert all(r.genotype.array()[:, 2].all() for r in recs)  # phased GT
 

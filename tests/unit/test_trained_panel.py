@@ -166,3 +166,16 @@ def test_another_contig_set_or_build_or_reference_is_refused(panel, tiny_stores,
                              reference_vcf=paths.truth_vcf)
     tp.panel_chromosomes(manifest, target_vcf=paths.target_vcf, panel_dir=str(out),
                          reference_vcf=paths.reference_vcf)
+
+
+def test_cli_checks_and_summarises_a_panel(panel, tmp_path, capsys):
+    from vcfbert.cli import main
+
+    assert main(["panel", str(panel[0])]) == 0
+    out = capsys.readouterr().out
+    assert "all match the manifest" in out and "20: " in out and "array sites" in out
+    copy = tmp_path / "copy"
+    shutil.copytree(panel[0], copy)
+    (copy / "metrics.csv").write_text("epoch\n9\n")
+    assert main(["panel", str(copy)]) == 1
+    assert "metrics.csv: does not match the checksum" in capsys.readouterr().err

@@ -20,7 +20,8 @@ def check_imputed_vcf(path, n_variants: int, samples: set[str]) -> None:
     assert set(vcf.samples) == samples
     header = vcf.raw_header
     assert "##source=vcfbert " in header and "##vcfbert_command=snakemake" in header
-    for field in ("ID=AF,", "ID=DR2,Number=A", "ID=IMP,Number=0", "ID=DS,", "ID=GP,"):
+    for field in ("ID=AF,", "ID=DR2,Number=A", "ID=IMP,Number=0", "ID=TYPED,Number=0", "ID=DS,",
+                  "ID=GP,"):
         assert field in header
     n = n_imp = 0
     for rec in vcf:
@@ -44,6 +45,9 @@ def test_demo_end_to_end(workdir):
                 if not line.startswith("#"))
     targets = set(cyvcf2.VCF(str(res / "simulate/targets.vcf.gz")).samples)
     check_imputed_vcf(res / "imputed/imputed.vcf.gz", n_ref, targets)
+    # the reference's contig line, with its length, is copied to the imputed VCF
+    assert "##contig=<ID=20,length=1000001>" in cyvcf2.VCF(
+        str(res / "imputed/imputed.vcf.gz")).raw_header
     acc = pd.read_csv(res / "evaluation/accuracy.tsv", sep="\t")
     assert set(acc.group) == {"all", "YRI", "CEU", "CHB"}
     assert list(acc[acc.group == "all"].maf_bin) == [

@@ -80,7 +80,8 @@ class ReferenceWriter:
 
     def __init__(self, path: str | os.PathLike[str], *, contig: str, samples: list[str],
                  populations: list[str] | None = None, role: str = "reference",
-                 provenance: dict[str, Any] | None = None) -> None:
+                 provenance: dict[str, Any] | None = None,
+                 contig_length: int | None = None) -> None:
         self.path = path
         self._ctx = atomic_path(path)
         tmp = self._ctx.__enter__()
@@ -91,6 +92,8 @@ class ReferenceWriter:
         h5.attrs.update({"contig": contig, "format": FORMAT, "format_version": FORMAT_VERSION,
                          "source": f"vcfbert {__version__}", "role": role,
                          "provenance": json.dumps(provenance or {}, sort_keys=True)})
+        if contig_length:  # from the VCF's ##contig line: copied to the imputed VCF's header
+            h5.attrs["contig_length"] = int(contig_length)
         h5.create_dataset("sample_id", data=np.array(samples, dtype=object), dtype=_STR)
         pops = populations if populations is not None else [""] * len(samples)
         h5.create_dataset("sample_population", data=np.array(pops, dtype=object), dtype=_STR)

@@ -81,10 +81,77 @@ def check_readable_vcf(path: str | os.PathLike[str]) -> None:
                          "give a VCF, a bgzipped VCF or a BCF file")
 
 
+def header_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The header's lines (``##...`` and ``#CHROM...``) read as text, without htslib, so that a
+    header htslib refuses can still be explained. Plain, bgzipped VCF and BCF."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    opener = gzip.open if magic == b"\x1f\x8b" else open
+    lines: list[str] = []
+    with opener(path, "rb") as fh:
+        head = fh.read(5)
+        if head.startswith(b"BCF"):
+            size = int.from_bytes(fh.read(4), "little")
+            return fh.read(size).rstrip(b"\0").decode("utf-8", "replace").splitlines()
+        buf = head
+        for raw in fh:
+            line = (buf + raw).decode("utf-8", "replace").rstrip("\r\n")
+            buf = b""
+            if not line.startswith("#"):
+                break
+            lines.append(line)
+            if line.startswith("#CHROM"):
+                break
+    return lines
+
+
+def check_header(path: str | os.PathLike[str]) -> list[str]:
+    """Raise :class:`InputError` for header problems htslib reports unhelpfully (no ``#CHROM``
+    line, duplicated sample names); return the sample names."""
+    lines = header_lines(path)
+    chrom = [x for x in lines if x.startswith("#CHROM")]
+    if not chrom:
+        raise InputError(f"{path}: the header has no '#CHROM POS ID REF ALT ...' line; it is "
+                         "not a complete VCF header")
+    samples = chrom[0].split("\t")[9:]
+    dup = sorted({s for s in samples if samples.count(s) > 1})
+    if dup:
+        raise InputError(f"{path}: sample name {dup[0]} appears {samples.count(dup[0])} times in "
+                         f"the header ({len(dup)} duplicated name(s)); give every sample a unique "
+                         "name (bcftools reheader -s)")
+    return samples
+
+
+def require_gt(path: str | os.PathLike[str], role: str) -> None:
+    """Raise :class:`InputError` when a file with samples declares no ``FORMAT/GT``."""
+    lines = header_lines(path)
+    chrom = [x for x in lines if x.startswith("#CHROM")]
+    if not chrom or len(chrom[0].split("\t")) <= 9:
+        return
+    formats = [x[len("##FORMAT=<ID="):].split(",")[0] for x in lines
+               if x.startswith("##FORMAT=<ID=")]
+    if "GT" not in formats:
+        what = ", ".join(formats) or "none"
+        raise InputError(f"{path}: the {role} VCF has no genotypes (FORMAT GT; it has: {what}); "
+                         f"{role}s need GT calls - a dosage-only file, e.g. the output of another "
+                         "imputation, cannot be used: give the genotyped (array) VCF")
+
+
+def genotypes(rec, path: str | os.PathLike[str]) -> np.ndarray:
+    """int16 [n_samples, ploidy + 1] genotypes of a record (last column: phased), or one
+    :class:`InputError` line when the record carries no GT."""
+    try:
+        return rec.genotype.array()
+    except Exception as exc:  # noqa: BLE001 - cyvcf2 raises a bare Exception
+        raise InputError(f"{path}: record {rec.CHROM}:{rec.POS} has no genotypes (FORMAT "
+                         f"{':'.join(rec.FORMAT)}; GT is needed)") from exc
+
+
 def _open(path: str | os.PathLike[str], samples: list[str] | None = None):
     import cyvcf2
 
     check_readable_vcf(path)
+    check_header(path)
     try:
         vcf = cyvcf2.VCF(str(path), gts012=False, strict_gt=False, lazy=True, threads=1)
     except (OSError, Exception) as exc:  # cyvcf2 raises plain Exception on parse failures
@@ -198,6 +265,7 @@ def iter_variants(
     if multiallelic not in ("split", "drop"):
         raise InputError(f"multiallelic must be 'split' or 'drop', not {multiallelic!r}")
     stats = stats if stats is not None else ReadStats()
+    require_gt(path, role)
     vcf = _open(path, samples)
     names = list(vcf.samples)
     if not names:
@@ -225,7 +293,7 @@ def iter_variants(
                     stats.dropped["multiallelic"] += 1
                     continue
                 stats.split_multiallelic += 1
-            gt = rec.genotype.array()  # int16 [n_samples, ploidy + 1], last column: phased
+            gt = genotypes(rec, path)  # int16 [n_samples, ploidy + 1], last column: phased
             if gt.shape[1] != 3 or (gt[:, 1] == -2).any():
                 bad = int(np.flatnonzero((gt[:, 1] == -2) if gt.shape[1] == 3 else
                                          np.ones(len(names), bool))[0])
