@@ -51,10 +51,19 @@ def timed(cmd: list[str], log: Path, env: dict | None = None) -> dict:
     return {"wall_s": round(wall, 1), "peak_mib": round(int(m.group(1)) / 1024) if m else None}
 
 
-def run_beagle(ref: Path, targets: Path, prefix: Path, cores: int) -> dict:
-    """Beagle 5.4 on ``targets`` (``prefix``.vcf.gz); wall s and peak MiB."""
+def run_beagle(ref: Path, targets: Path, prefix: Path, cores: int,
+               genetic_map: Path | None = None) -> dict:
+    """Beagle 5.4 on ``targets`` (``prefix``.vcf.gz), with the PLINK ``genetic_map`` when the
+    scenario has one; wall s and peak MiB."""
+    extra = [f"map={genetic_map}"] if genetic_map else []
     return timed(["beagle", f"ref={ref}", f"gt={targets}", f"out={prefix}", f"nthreads={cores}",
-                  "seed=1"], prefix.with_name(prefix.name + ".time.log"))
+                  "seed=1", *extra], prefix.with_name(prefix.name + ".time.log"))
+
+
+def scenario_map(data: Path) -> Path | None:
+    """The simulated region's genetic map (PLINK), for scenarios simulated with a real map."""
+    path = data / "genetic_map.map"
+    return path if path.exists() else None
 
 
 def run_minimac4(ref: Path, targets: Path, prefix: Path, cores: int) -> dict:
@@ -87,6 +96,8 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict:
     cfg.update(reference_vcf=str(data / "reference.vcf.gz"),
                target_vcf=str(data / "targets.vcf.gz"), truth_vcf=str(data / "truth.vcf.gz"),
                panel=str(data / "panel.tsv"))
+    if scenario_map(data):
+        cfg["genetic_map"] = str(scenario_map(data))
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
     t = timed([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(out),
@@ -135,7 +146,7 @@ def main() -> None:
         if phased.exists():
             phased_input = phased
     if "beagle" in methods:
-        timing["beagle"] = run_beagle(ref, tgt, out / "beagle", a.cores)
+        timing["beagle"] = run_beagle(ref, tgt, out / "beagle", a.cores, scenario_map(data))
         outputs["beagle"] = out / "beagle.vcf.gz"
     if "minimac4" in methods:
         timing["minimac4"] = run_minimac4(ref, phased_input, out / "minimac4", a.cores)

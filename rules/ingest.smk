@@ -27,6 +27,7 @@ rule parse_reference:
         targets=TARGET_VCF,
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         panel=PANEL or [],
+        genetic_map=config.get("genetic_map") or [],
     output:
         f"{RESULTS}/ingest/{{chrom}}/reference.h5",
     params:

@@ -7,4 +7,5 @@ with run_step(snakemake):
     steps.parse_reference(reference_vcf=snakemake.input.vcf, target_vcf=snakemake.input.targets,
                           contig=contig, panel=snakemake.input.panel or None,
                           multiallelic=snakemake.params.multiallelic,
-                          overlap=snakemake.params.overlap, out=snakemake.output[0])
+                          overlap=snakemake.params.overlap, out=snakemake.output[0],
+                          genetic_map=snakemake.input.genetic_map or None)

@@ -94,9 +94,13 @@ def contig_wildcard(contig: str) -> str:
 
 def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
                     out_h5: str | os.PathLike[str], *, panel: str | None = None,
-                    multiallelic: str = "split", exclude_samples: list[str] | None = None
-                    ) -> ReadStats:
+                    multiallelic: str = "split", exclude_samples: list[str] | None = None,
+                    genetic_map: str | None = None) -> ReadStats:
     """Parse one contig of a phased reference VCF into a reference store.
+
+    With ``genetic_map`` (PLINK or HapMap, see :mod:`vcfbert.genetic_map`) the store also
+    holds ``variant_cm``, every variant's genetic position, which the model's switch rates
+    then follow; without one, the model uses a constant rate (``model.cm_per_mb``).
 
     Raises:
         InputError: when the panel is unphased, has missing genotypes, is not diploid, is
@@ -123,6 +127,15 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
             writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
         if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
+        if genetic_map:
+            from .genetic_map import read_genetic_map
+
+            gmap = read_genetic_map(genetic_map, contig)
+            writer.add_variant_column("variant_cm", gmap.centimorgans)
+            writer.set_attr("genetic_map", os.path.basename(str(genetic_map)))
+        else:
+            log.info("no genetic map: the model uses a constant recombination rate "
+                     "(model.cm_per_mb, 1 cM/Mb by default)")
     log.info("reference %s: %s", contig, stats.as_dict())
     return stats
 

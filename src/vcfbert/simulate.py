@@ -6,7 +6,9 @@ reference variant, and a panel TSV (sample, population, role, batch). With ``tar
 > 1, further batches of targets on the same array (other individuals of the same simulation)
 go to ``targets.batch<b>.vcf.gz`` / ``truth.batch<b>.vcf.gz`` beside the first: new samples
 for a trained panel. Everything follows from the seed: the same parameters give
-byte-identical files.
+byte-identical files. With ``genetic_map`` (a real PLINK or HapMap map; the scenarios of
+``bench/`` only) recombination follows that map over ``[map_start, map_start + length)``, and
+the region's map is written beside the VCFs as ``genetic_map.map`` (PLINK, VCF coordinates).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class SimulationConfig:
     genotype_error: float = 0.0
     missing_rate: float = 0.0
     target_batches: int = 1
+    genetic_map: str = ""      # a real map (PLINK or HapMap) to simulate with, "" = uniform
+    map_contig: str = ""       # its contig
+    map_start: int = 0         # the simulated region is [map_start, map_start + length)
 
     def __post_init__(self) -> None:
         if self.length < 10_000:
@@ -90,12 +95,49 @@ def _simulate_ts(cfg: SimulationConfig):
     if unknown:
         raise InputError(f"simulation: populations {unknown} are not in {cfg.model} "
                          f"(it has {sorted(known)})")
-    contig = species.get_contig(length=cfg.length, mutation_rate=model.mutation_rate)
+    if cfg.genetic_map:
+        import stdpopsim as sp
+
+        contig = sp.Contig(recombination_map=region_rate_map(cfg),
+                           mutation_rate=model.mutation_rate)
+    else:
+        contig = species.get_contig(length=cfg.length, mutation_rate=model.mutation_rate)
     samples = {p: int(cfg.reference_samples.get(p, 0))
                + int(cfg.target_samples.get(p, 0)) * int(cfg.target_batches) for p in pops}
     engine = stdpopsim.get_engine("msprime")
     return engine.simulate(model, contig, {p: n for p, n in samples.items() if n > 0},
                            seed=cfg.seed)
+
+
+def region_map_points(cfg: SimulationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(bp [P] from 0 to ``length``, cM [P] from 0) of the map over the simulated region:
+    the map's points inside it plus its two ends (interpolated)."""
+    from .genetic_map import read_genetic_map
+
+    gmap = read_genetic_map(cfg.genetic_map, cfg.map_contig or cfg.contig)
+    lo, hi = float(cfg.map_start), float(cfg.map_start + cfg.length)
+    inside = gmap.bp[(gmap.bp > lo) & (gmap.bp < hi)]
+    bp = np.concatenate([[lo], inside, [hi]])
+    cm = gmap.centimorgans(bp)
+    return bp - lo, cm - cm[0]
+
+
+def region_rate_map(cfg: SimulationConfig):
+    """msprime RateMap (per bp per generation) of the simulated region from the real map."""
+    import msprime
+
+    bp, cm = region_map_points(cfg)
+    rate = np.diff(cm) / 100.0 / np.diff(bp)  # cM -> Morgans, per bp
+    return msprime.RateMap(position=bp, rate=rate)
+
+
+def write_plink_map(cfg: SimulationConfig, path: str) -> None:
+    """The simulated region's map in PLINK format (chrom id cM bp), on the VCFs' coordinates
+    (bp + 1), for Beagle's ``map=`` and vcfbert's ``genetic_map``."""
+    bp, cm = region_map_points(cfg)
+    lines = [f"{cfg.contig}\t.\t{c:.8f}\t{int(b) + 1}" for b, c in zip(bp, cm, strict=True)]
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
 
 
 def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
@@ -262,6 +304,8 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     Path(out.panel).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.panel) as tmp:
         panel.to_csv(tmp, sep="\t", index=False)
+    if cfg.genetic_map:
+        write_plink_map(cfg, str(Path(out.reference_vcf).parent / "genetic_map.map"))
     summary = {"reference_samples": len(ref_names), "target_samples": len(tgt_names),
                "target_batches": int(cfg.target_batches),
                "reference_variants": int(sites.size), "array_sites": int(array_sites.size),

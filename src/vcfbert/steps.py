@@ -102,7 +102,8 @@ def overlapping_samples(reference_vcf: str, target_vcf: str) -> list[str]:
 
 
 def parse_reference(*, reference_vcf: str, target_vcf: str, contig: str, panel: str | None,
-                    multiallelic: str, overlap: str, out: str) -> None:
+                    multiallelic: str, overlap: str, out: str,
+                    genetic_map: str | None = None) -> None:
     from .ingest import parse_reference as run
 
     shared = overlapping_samples(reference_vcf, target_vcf)
@@ -117,7 +118,7 @@ def parse_reference(*, reference_vcf: str, target_vcf: str, contig: str, panel: 
         log.warning("excluding %d samples present in both files from the reference",
                     len(shared))
     run(reference_vcf, contig, out, panel=panel or None, multiallelic=multiallelic,
-        exclude_samples=exclude)
+        exclude_samples=exclude, genetic_map=genetic_map or None)
 
 
 def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallelic: str,

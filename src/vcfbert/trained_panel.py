@@ -10,7 +10,8 @@ directory holds::
     model.keys.npz           its retrieval-key encoder (numpy arrays)
     metrics.csv              per-epoch training metrics (the run that trained the model)
     chromosomes.tsv          contig -> label used in paths
-    <chrom>/reference.h5     the reference store (haplotypes, variants, allele frequencies)
+    <chrom>/reference.h5     the reference store (haplotypes, variants, allele frequencies,
+                             and each variant's cM when a genetic map was given)
     <chrom>/windows.tsv      the window layout the model was trained on
     <chrom>/array_sites.tsv  the array: typed sites (reference index, position, REF, ALT)
 
@@ -192,7 +193,7 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
             "array": {"fingerprint": _fingerprint(array_parts),
                       "sites": sum(r["array_sites"] for r in contig_rows)},
             "contigs": contig_rows,
-            "genetic_map": None,
+            "genetic_map": _genetic_maps(contigs, reference_h5),
             "training": {"selected_epoch_metrics": metrics,
                          "epochs": pd.read_csv(metrics_csv).to_dict(orient="records")},
         }
@@ -211,6 +212,18 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
              len(manifest["files"]),
              sum(f["bytes"] for f in manifest["files"].values()) / 1e6)
     return manifest
+
+
+def _genetic_maps(contigs: list[str], reference_h5: list[str]) -> dict[str, str] | None:
+    """Contig -> the genetic map its store's cM come from (in the store), or None."""
+    import h5py
+
+    maps = {}
+    for contig, path in zip(contigs, reference_h5, strict=True):
+        with h5py.File(path, "r") as h5:
+            if "variant_cm" in h5:
+                maps[contig] = str(h5.attrs.get("genetic_map", "?"))
+    return maps or None
 
 
 def _variant_count(reference_h5: str) -> int:

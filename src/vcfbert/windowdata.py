@@ -27,7 +27,7 @@ class Chromosome:
     reference_h5: str
     targets_h5: str
     windows: pd.DataFrame
-    position: np.ndarray  # int64 [V]
+    position: np.ndarray  # [V] the model's coordinate: bp, or cM x 1e6 with a genetic map
     af: np.ndarray  # float32 [V]
     typed_index: np.ndarray  # int64 [M] reference indices of the targets' typed sites
     n_haplotypes: int
@@ -40,9 +40,13 @@ class Chromosome:
         with open_store(reference_h5) as h5:
             n_h = int(h5["call_haplotype"].shape[0])
             samples = list(h5["sample_id"].asstr()[()])
+            # with a genetic map, the model's distances are genetic: cM x 1e6 is the position
+            # a constant 1 cM/Mb would give, so switch rates follow the map
+            position = (h5["variant_cm"][()] * 1e6 if "variant_cm" in h5
+                        else table["position"])
         targets = read_targets(targets_h5)
         return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
-                   windows=read_windows(windows_tsv), position=table["position"],
+                   windows=read_windows(windows_tsv), position=position,
                    af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
                    sample_id=samples)
 

@@ -120,6 +120,18 @@ class ReferenceWriter:
         if len(self._buf) >= BLOCK:
             self._flush()
 
+    def add_variant_column(self, name: str, values_of_positions) -> None:
+        """Add a per-variant float64 dataset ``name`` = ``values_of_positions(positions)`` once
+        every variant is added (e.g. ``variant_cm`` from a genetic map)."""
+        self._flush()
+        values = np.asarray(values_of_positions(self._h5["variant_position"][()]), np.float64)
+        if values.shape != (self.n_variants,):
+            raise ValueError(f"{name}: expected {self.n_variants} values, got {values.shape}")
+        self._h5.create_dataset(name, data=values)
+
+    def set_attr(self, name: str, value: Any) -> None:
+        self._h5.attrs[name] = value
+
     @property
     def count(self) -> int:
         """Variants added so far (written or buffered)."""
