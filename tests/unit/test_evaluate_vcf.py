@@ -111,3 +111,19 @@ def test_evaluate_against_truth_with_swapped_alleles_and_populations(tmp_path):
     assert overall.concordance == 1.0 and overall.f1 == 1.0
     assert set(acc.group) == {"all", "X", "Y"}
     assert pv.set_index("position").loc[300, "true_r2"] == pytest.approx(1.0)
+
+
+@pytest.mark.skipif(shutil.which("bcftools") is None or shutil.which("plink2") is None,
+                    reason="bcftools or plink2 not installed")
+def test_fill_tags_and_plink2_read_it_without_a_warning(tmp_path):
+    out = tmp_path / "imputed.vcf.gz"
+    write_imputed_vcf(out, [_chrom()], ["s1", "s2", "s3", "s4"],
+                      contig_lengths={"chr7": 159345973})
+    res = subprocess.run(["bcftools", "+fill-tags", str(out), "-Ov", "--", "-t", "AF,MAF"],
+                         capture_output=True, text=True, check=True)
+    assert "[W::" not in res.stderr and res.stdout.count("MAF=") == 6
+    res = subprocess.run(["plink2", "--vcf", str(out), "dosage=DS", "--make-pgen", "--out",
+                          str(tmp_path / "pg")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    log = (tmp_path / "pg.log").read_text()
+    assert "Warning" not in log and "6 variants" in log

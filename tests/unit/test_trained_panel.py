@@ -146,20 +146,16 @@ def test_another_contig_set_or_build_or_reference_is_refused(panel, tiny_stores,
     paths = tiny_stores["paths"]
     rows = tp.panel_chromosomes(manifest, target_vcf=paths.target_vcf, panel_dir=str(out))
     assert rows == [{"contig": "20", "wildcard": "20"}]
-    other = tmp_path / "chr21.vcf"
-    _write_vcf_subset(paths.target_vcf, other, lambda k, _: True,
-                      contig_line="##contig=<ID=21,length=300001>")
-    other.write_text(other.read_text().replace("\n20\t", "\n21\t"))
-    with pytest.raises(InputError, match="no contig in common with the trained panel.*another "
-                                         "contig set"):
-        tp.panel_chromosomes(manifest, target_vcf=str(other), panel_dir=str(out))
-    build = tmp_path / "build.vcf"
-    _write_vcf_subset(paths.target_vcf, build, lambda k, _: True,
-                      contig_line="##contig=<ID=chr20,length=64444167>")
-    build.write_text(build.read_text().replace("\n20\t", "\nchr20\t"))
-    with pytest.raises(InputError, match="length 64444167 in its header but 300001 in the "
-                                         "trained panel's reference.*another genome build"):
-        tp.panel_chromosomes(manifest, target_vcf=str(build), panel_dir=str(out))
+    for contig, length, message in (
+            ("21", 300001, "no contig in common with the trained panel.*another contig set"),
+            ("chr20", 64444167, "length 64444167 in its header but 300001 in the trained "
+                                "panel's reference.*another genome build")):
+        other = tmp_path / f"{contig}.vcf"
+        _write_vcf_subset(paths.target_vcf, other, lambda k, _: True,
+                          contig_line=f"##contig=<ID={contig},length={length}>")
+        other.write_text(other.read_text().replace("\n20\t", f"\n{contig}\t"))
+        with pytest.raises(InputError, match=message):
+            tp.panel_chromosomes(manifest, target_vcf=str(other), panel_dir=str(out))
     with pytest.raises(InputError, match="samples, but the trained panel .* was built from a "
                                          "reference of 60"):
         tp.panel_chromosomes(manifest, target_vcf=paths.target_vcf, panel_dir=str(out),
