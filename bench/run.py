@@ -125,10 +125,23 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(ALL))
     ap.add_argument("--outdir", default=None)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--no-map", action="store_true", help="a scenario simulated with a genetic "
+                    "map, run without it (Beagle and vcfbert): writes bench/out/<scenario>_nomap/"
+                    " and reuses the scenario's data")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
     out = Path(a.outdir or ROOT / "bench/out" / a.scenario)
     data = out / "data"
+    if a.no_map:
+        if not (data / "truth.vcf.gz").exists():
+            raise SystemExit(f"run `python bench/run.py {a.scenario}` first (it simulates the data)")
+        out = out.with_name(out.name + "_nomap")
+        nomap = out / "data"
+        nomap.mkdir(parents=True, exist_ok=True)
+        for f in data.iterdir():  # the same files, without the map
+            if f.name != "genetic_map.map" and not (nomap / f.name).exists():
+                (nomap / f.name).symlink_to(f.resolve())
+        data = nomap
     methods = a.methods.split(",")
     out.mkdir(parents=True, exist_ok=True)
     if not (data / "truth.vcf.gz").exists():
