@@ -77,23 +77,21 @@ def request_mb(rule: str, data_mb: float, attempt: int = 1) -> int:
     return round_up((f.floor_mb + f.per_data_mb * max(0.0, data_mb)) * max(1, int(attempt)))
 
 
-def _exists(paths: Iterable[str]) -> list[str]:
-    return [str(p) for p in paths if p and os.path.exists(str(p))]
+def _exists(paths: Iterable[str] | str) -> list[str]:
+    """The paths that are existing files (Snakemake passes not-yet-known inputs of checkpoint
+    rules as placeholder strings, and one path as a plain string)."""
+    if isinstance(paths, str):
+        paths = [paths]
+    return [str(p) for p in paths if p and os.path.isfile(str(p))]
 
 
 def genotype_mb(stores: Iterable[str]) -> float:
     """MB of the int8 haplotype matrices ``[2S, V]`` of the stores that exist (0 for the others:
     Snakemake also evaluates requests before the inputs are made)."""
-    import h5py
-
     total = 0.0
     for path in _exists(stores):
-        try:
-            with h5py.File(path, "r") as h5:
-                shape = h5["call_haplotype"].shape
-        except (OSError, KeyError):
-            continue
-        total += shape[0] * shape[1] / MB
+        n_h, n_v = _shape(path)
+        total += n_h * n_v / MB
     return total
 
 
@@ -102,7 +100,7 @@ def file_mb(paths: Iterable[str]) -> float:
 
 
 def windows_count(windows_tsv: str) -> int:
-    if not os.path.exists(windows_tsv):
+    if not _exists(windows_tsv):
         return 1
     with open(windows_tsv) as fh:
         return max(1, sum(1 for _ in fh) - 1)
@@ -112,19 +110,25 @@ def chunk_data_mb(reference_h5: str, targets_h5: str, windows_tsv: str,
                   windows_per_job: int) -> float:
     """An imputation chunk's share of the reference matrix plus its float32 probabilities
     ``[2T, chunk variants]`` (about windows_per_job / W of the chromosome's variants)."""
-    import h5py
 
     share = min(1.0, windows_per_job / windows_count(windows_tsv))
     ref = genotype_mb([reference_h5])
-    n_targets = 0
-    if os.path.exists(targets_h5):
-        with h5py.File(targets_h5, "r") as h5:
-            n_targets = int(h5["call_haplotype"].shape[0])
-    n_var = 0
-    if os.path.exists(reference_h5):
-        with h5py.File(reference_h5, "r") as h5:
-            n_var = int(h5["call_haplotype"].shape[1])
+    n_targets = _shape(targets_h5)[0]
+    n_var = _shape(reference_h5)[1]
     return share * (ref + n_targets * n_var * 4 / MB)
+
+
+def _shape(store: str) -> tuple[int, int]:
+    """Shape of a store's ``call_haplotype`` (0, 0 when it is not there yet)."""
+    import h5py
+
+    for path in _exists(store):
+        try:
+            with h5py.File(path, "r") as h5:
+                return tuple(int(n) for n in h5["call_haplotype"].shape)
+        except (OSError, KeyError):
+            break
+    return 0, 0
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,7 +136,7 @@ def needs_phasing(target_vcf: str, max_records: int = 2000) -> bool:
     """Whether the targets have unphased heterozygous calls (in their first records)."""
     from .io.vcf import _open
 
-    if not os.path.exists(target_vcf):
+    if not _exists(target_vcf):
         return False
     vcf = _open(target_vcf)
     try:
@@ -160,7 +164,7 @@ def reference_block_mb(reference_vcf: str) -> float:
     """MB of one block of 4,096 variants of the reference (int8, 2 haplotypes per sample)."""
     from .io.vcf import sample_ids
 
-    if not reference_vcf or not os.path.exists(reference_vcf):
+    if not _exists(reference_vcf):
         return 0.0
     return 2 * len(sample_ids(reference_vcf)) * 4096 / MB
 
@@ -171,8 +175,11 @@ def training_threads(reference_h5: Iterable[str]) -> int:
 
     n_h = 0
     for path in _exists(reference_h5):
-        with h5py.File(path, "r") as h5:
-            n_h = max(n_h, int(h5["call_haplotype"].shape[0]))
+        try:
+            with h5py.File(path, "r") as h5:
+                n_h = max(n_h, int(h5["call_haplotype"].shape[0]))
+        except (OSError, KeyError):
+            continue
     return max(2, min(8, n_h // 750))
 
 

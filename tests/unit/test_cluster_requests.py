@@ -82,3 +82,12 @@ def test_the_watch_reports_the_first_stuck_poll(monkeypatch):
     watch.thread.join(timeout=5)
     assert not watch.thread.is_alive()
     assert [j.job_id for j in seen[0]] == ["7"]
+
+
+def test_inputs_not_made_yet_give_the_floor():
+    """Snakemake evaluates requests before checkpoint inputs exist: placeholders and folders
+    (a placeholder's characters include '/') must not be opened."""
+    assert cluster.genotype_mb("<TBD>") == 0 and cluster.genotype_mb(["/", "<TBD>"]) == 0
+    assert cluster.training_threads("<TBD>") == 2
+    assert cluster.chunk_data_mb("<TBD>", "/", "<TBD>", 8) == 0
+    assert not cluster.needs_phasing("/")
