@@ -59,6 +59,8 @@ rule write_vcf:
     output:
         vcf=f"{RESULTS}/imputed/imputed.vcf.gz",
         tbi=f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
+    params:
+        format_fields=config.get("output", {}).get("format_fields", []),
     log:
         "logs/impute/write_vcf.log",
     benchmark:

@@ -127,7 +127,7 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
-              command: str, threads: int = 1) -> None:
+              command: str, threads: int = 1, format_fields: list[str] | None = None) -> None:
     """Write ``imputed.vcf.gz`` (+ ``.tbi``) for all chromosomes, in the reference's order,
     reading the ligated probabilities a block of variants at a time."""
     import contextlib
@@ -156,7 +156,7 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
                 typed=h5["typed"][()]))
         assert samples is not None
         write_imputed_vcf(out, chroms, samples, contig_lengths=lengths, command=command,
-                          threads=threads, progress=True)
+                          threads=threads, progress=True, format_fields=format_fields or [])
     log.info("wrote %s: %d chromosomes, %d variants, %d samples", out, len(chroms),
              sum(c.position.size for c in chroms), len(samples))
 

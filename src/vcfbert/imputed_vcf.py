@@ -1,4 +1,8 @@
-"""The imputed VCF: FORMAT GT:DS:GP, INFO AF/DR2/IMP (DESIGN §1 contract).
+"""The imputed VCF: FORMAT GT:DS:GP, INFO AF/DR2/IMP/TYPED (DESIGN §1 contract).
+
+Optional FORMAT fields (``output.format_fields``), for phase-aware downstream tools: ``HDS``
+(haploid ALT dosages, Minimac4's convention: ``p1,p2``), ``AP1`` and ``AP2`` (Beagle's ALT
+probabilities of the first and second haplotype).
 
 Input per chromosome: ALT probabilities per target haplotype for every reference variant
 (float [2T, V]) and which variants are typed. Genotype probabilities assume the two haplotypes
@@ -28,6 +32,23 @@ FORMAT_HEADER = [
     '##FORMAT=<ID=DS,Number=A,Type=Float,Description="Estimated ALT dose [P(RA) + 2*P(AA)]">',
     '##FORMAT=<ID=GP,Number=G,Type=Float,Description="Estimated genotype probabilities">',
 ]
+OPTIONAL_FORMAT_HEADER = {
+    "HDS": '##FORMAT=<ID=HDS,Number=.,Type=Float,Description="Estimated haploid ALT dosages '
+           '(one per haplotype)">',
+    "AP1": '##FORMAT=<ID=AP1,Number=A,Type=Float,Description="Estimated ALT allele probability '
+           'of the first haplotype">',
+    "AP2": '##FORMAT=<ID=AP2,Number=A,Type=Float,Description="Estimated ALT allele probability '
+           'of the second haplotype">',
+}
+
+
+def check_format_fields(fields: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The optional FORMAT fields in a fixed order (HDS, AP1, AP2); ValueError for others."""
+    unknown = [f for f in fields if f not in OPTIONAL_FORMAT_HEADER]
+    if unknown:
+        raise ValueError(f"output.format_fields: unknown {unknown}; choose among "
+                         f"{list(OPTIONAL_FORMAT_HEADER)}")
+    return tuple(f for f in OPTIONAL_FORMAT_HEADER if f in fields)
 
 
 @dataclasses.dataclass
@@ -65,7 +86,8 @@ def dosage_r2(hap_prob: np.ndarray) -> np.ndarray:
     return np.clip(r2, 0.0, 1.0)
 
 
-def records_reference(chrom: ChromosomeDosages, lo: int, hi: int) -> list[str]:
+def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
+                      extra: tuple[str, ...] = ()) -> list[str]:
     """Record lines of variants ``lo:hi``, formatted one string at a time (slow,
     obviously-correct twin of :func:`format_records`; tests only)."""
     hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)
@@ -76,13 +98,20 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int) -> list[str]:
     lines = []
     for j in range(hi - lo):
         v = lo + j
-        cells = [f"{int(hp[2 * t, j] > 0.5)}|{int(hp[2 * t + 1, j] > 0.5)}:"
-                 f"{np.round(ds[t, j], 3) + 0.0:.3f}:"
-                 + ",".join(f"{np.round(gp[g, t, j], 3) + 0.0:.3f}" for g in range(3))
-                 for t in range(ds.shape[0])]
+        def fmt(x: float) -> str:
+            return f"{np.round(x, 3) + 0.0:.3f}"
+
+        cells = []
+        for t in range(ds.shape[0]):
+            p1, p2 = hp[2 * t, j], hp[2 * t + 1, j]
+            cell = (f"{int(p1 > 0.5)}|{int(p2 > 0.5)}:{fmt(ds[t, j])}:"
+                    + ",".join(fmt(gp[g, t, j]) for g in range(3)))
+            optional = {"HDS": f"{fmt(p1)},{fmt(p2)}", "AP1": fmt(p1), "AP2": fmt(p2)}
+            cells.append(cell + "".join(f":{optional[f]}" for f in extra))
         lines.append("\t".join([chrom.contig, str(chrom.position[v]), str(chrom.ids[v]),
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
-                                _info(af[j], dr2[j], bool(chrom.typed[v])), "GT:DS:GP", *cells]))
+                                _info(af[j], dr2[j], bool(chrom.typed[v])),
+                                ":".join(["GT", "DS", "GP", *extra]), *cells]))
     return lines
 
 
@@ -99,19 +128,23 @@ def _decimal_table(top: int) -> np.ndarray:
 _DS_TEXT = _decimal_table(2)  # DS in [0, 2]
 _GP_TEXT = _decimal_table(1)  # GP in [0, 1]
 CELL_BYTES = 28  # "0|1:1.234:0.123,0.456,0.789" + tab or newline
+EXTRA_BYTES = {"HDS": 12, "AP1": 6, "AP2": 6}  # ":0.123,0.456", ":0.123", ":0.123"
 
 
-def format_records(chrom: ChromosomeDosages, lo: int, hi: int) -> bytes:
+def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
+                   extra: tuple[str, ...] = ()) -> bytes:
     """Record lines of variants ``lo:hi`` as ASCII bytes, built with array operations.
 
     Every sample's ``GT:DS:GP`` cell has a fixed width (27 characters: values rounded to 3
     decimals lie in [0, 2]), so the cells of a block are one uint8 array [v, T, 28] filled by
-    table look-ups; only the 9 fixed columns are formatted per variant.
+    table look-ups; only the 9 fixed columns are formatted per variant. The ``extra`` fields
+    (HDS, AP1, AP2; :func:`check_format_fields` order) add fixed-width parts to every cell.
     """
     hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)  # [2T, v]
     p1, p2 = hp[0::2].T, hp[1::2].T  # [v, T]
     v, t = p1.shape
-    cells = np.empty((v, t, CELL_BYTES), np.uint8)
+    width = CELL_BYTES + sum(EXTRA_BYTES[f] for f in extra)
+    cells = np.empty((v, t, width), np.uint8)
     cells[:, :, 0] = ord("0") + (p1 > 0.5)
     cells[:, :, 1] = ord("|")
     cells[:, :, 2] = ord("0") + (p2 > 0.5)
@@ -123,16 +156,29 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int) -> bytes:
         at = 10 + 6 * g
         cells[:, :, at:at + 5] = _GP_TEXT[np.round(prob * 1000).astype(np.int64)]
         cells[:, :, at + 5] = ord(",")
-    cells[:, :, CELL_BYTES - 1] = ord("\t")
-    cells[:, -1, CELL_BYTES - 1] = ord("\n")
+    at = CELL_BYTES - 1  # where the GP's last comma stood: the next part starts here
+    q1 = _GP_TEXT[np.round(p1 * 1000).astype(np.int64)] if extra else None
+    q2 = _GP_TEXT[np.round(p2 * 1000).astype(np.int64)] if extra else None
+    for f in extra:
+        cells[:, :, at] = ord(":")
+        if f == "HDS":
+            cells[:, :, at + 1:at + 6] = q1
+            cells[:, :, at + 6] = ord(",")
+            cells[:, :, at + 7:at + 12] = q2
+        else:
+            cells[:, :, at + 1:at + 6] = q1 if f == "AP1" else q2
+        at += EXTRA_BYTES[f]
+    cells[:, :, width - 1] = ord("\t")
+    cells[:, -1, width - 1] = ord("\n")
     af = hp.mean(0)
     dr2 = dosage_r2(hp)
+    form = ":".join(["GT", "DS", "GP", *extra])
     out: list[bytes] = []
     for j in range(v):
         x = lo + j
         fixed = (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
                  f"{chrom.alleles[x, 1]}\t.\tPASS\t{_info(af[j], dr2[j], bool(chrom.typed[x]))}"
-                 "\tGT:DS:GP\t")
+                 f"\t{form}\t")
         out += [fixed.encode("ascii"), cells[j].tobytes()]
     return b"".join(out)
 
@@ -140,7 +186,8 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int) -> bytes:
 def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[ChromosomeDosages],
                       samples: list[str], *, contig_lengths: dict[str, int] | None = None,
                       command: str | None = None, threads: int = 1,
-                      cells_per_block: int = 4_000_000, progress: bool = False) -> None:
+                      cells_per_block: int = 4_000_000, progress: bool = False,
+                      format_fields: tuple[str, ...] | list[str] = ()) -> None:
     """Write the bgzipped, tabix-indexed imputed VCF (atomically).
 
     Memory is bounded by the block: ``cells_per_block`` sample x variant cells are read from
@@ -152,7 +199,9 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
     lengths = contig_lengths or {}
     header = base_header([(c.contig, lengths.get(c.contig)) for c in chromosomes],
                          command=command or command_line())
-    header += INFO_HEADER + FORMAT_HEADER + [column_header(samples)]
+    extra = check_format_fields(list(format_fields))
+    header += INFO_HEADER + FORMAT_HEADER + [OPTIONAL_FORMAT_HEADER[f] for f in extra]
+    header += [column_header(samples)]
     block = max(1, cells_per_block // max(1, len(samples)))
     total = sum(int(c.position.shape[0]) for c in chromosomes)
     with BgzipVcfWriter(path, threads=threads) as w, \
@@ -163,5 +212,5 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
             n = chrom.position.shape[0]
             for lo in range(0, n, block):
                 hi = min(n, lo + block)
-                w.write_bytes(format_records(chrom, lo, hi))
+                w.write_bytes(format_records(chrom, lo, hi, extra))
                 bar.update(hi - lo)

@@ -289,11 +289,11 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
-              command: str, threads: int = 1) -> None:
+              command: str, threads: int = 1, format_fields: list[str] | None = None) -> None:
     from .impute import write_vcf as run
 
     run(chromosome_files=chromosome_files, reference_h5=reference_h5, out=out, command=command,
-        threads=threads)
+        threads=threads, format_fields=format_fields)
 
 
 def evaluate(*, imputed_vcf: str, truth_vcf: str, reference_h5: list[str],

@@ -69,3 +69,24 @@ def test_written_vcf_is_read_by_htslib_with_index(tmp_path):
         x = 199  # position 20,000 is variant index 199; fetch is 0-based half-open
         p = np.clip(chrom.hap_prob[0:2, x + 1].astype(np.float64), 0, 1)
         assert ds[0] == pytest.approx(p.sum(), abs=6e-4)
+
+
+@pytest.mark.parametrize("extra", [("HDS",), ("AP1", "AP2"), ("HDS", "AP1", "AP2")])
+def test_optional_format_fields_match_reference_and_read_back(tmp_path, extra):
+    import cyvcf2
+
+    chrom = random_chrom(np.random.default_rng(5), n_var=30, n_samples=3)
+    fast = format_records(chrom, 0, 30, extra).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, 30, extra))
+    assert fast == slow
+    out = tmp_path / "x.vcf.gz"
+    write_imputed_vcf(out, [chrom], ["a", "b", "c"], format_fields=list(extra))
+    rec = next(iter(cyvcf2.VCF(str(out))))
+    p = np.round(chrom.hap_prob[:, 0].astype(np.float64), 3)
+    if "HDS" in extra:
+        np.testing.assert_allclose(rec.format("HDS").reshape(-1), p, atol=1e-6)
+    if "AP1" in extra:
+        np.testing.assert_allclose(rec.format("AP1")[:, 0], p[0::2], atol=1e-6)
+        np.testing.assert_allclose(rec.format("AP2")[:, 0], p[1::2], atol=1e-6)
+    with pytest.raises(ValueError, match="unknown"):
+        write_imputed_vcf(tmp_path / "y.vcf.gz", [chrom], ["a", "b", "c"], format_fields=["XX"])

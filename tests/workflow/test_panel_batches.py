@@ -36,8 +36,10 @@ def trained(tmp_path_factory):
     return work, cfg
 
 
-def impute_with_panel(tmp_path, trained, batch: str, *extra: str, panel=None, check=True):
+def impute_with_panel(tmp_path, trained, batch: str, *extra: str, panel=None, check=True,
+                      config: dict | None = None):
     work, cfg = trained
+    cfg = merge(cfg, config or {})
     sim = work / "results" / "simulate"
     return snakemake(tmp_path, "--cores", "2", "--config",
                      f"trained_panel={panel or work / 'results' / 'trained_panel'}",
@@ -47,7 +49,8 @@ def impute_with_panel(tmp_path, trained, batch: str, *extra: str, panel=None, ch
 
 
 def test_second_batch_is_imputed_without_training(trained, tmp_path):
-    res = impute_with_panel(tmp_path, trained, ".batch2")
+    res = impute_with_panel(tmp_path, trained, ".batch2",
+                            config={"output": {"format_fields": ["HDS", "AP1", "AP2"]}})
     ran = rules_run(res.stdout + res.stderr)
     assert ran <= PANEL_RULES, ran - PANEL_RULES
     assert {"impute_chunk", "write_vcf", "evaluate"} <= ran
@@ -57,6 +60,8 @@ def test_second_batch_is_imputed_without_training(trained, tmp_path):
     batch1 = set(records(trained[0] / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
     batch2 = set(records(tmp_path / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
     assert batch2 and not batch1 & batch2
+    first = records(tmp_path / "results" / "imputed" / "imputed.vcf.gz")[1].split("\t")
+    assert first[8] == "GT:DS:GP:HDS:AP1:AP2" and len(first[9].split(":")) == 6
     qc = pd.read_csv(tmp_path / "results" / "qc" / "summary.tsv", sep="\t")
     assert qc.loc[qc["metric"] == "panel_array_sites_missing", "value"].tolist() == [0]
 
