@@ -75,7 +75,9 @@ def read_imputed(path: str | os.PathLike[str]) -> GenotypeMatrix:
     has_gt = vcf.contains("GT")
     if not (has_ds or has_gt):
         raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
-    for rec in vcf:
+    from .io.vcf import parsed_records
+
+    for rec in parsed_records(vcf, path):
         if len(rec.ALT) != 1:
             continue  # multi-allelic output records are not scored
         ds = rec.format("DS") if has_ds else None

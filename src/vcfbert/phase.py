@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .io.vcf import _open, genotypes, list_contigs, normalize_contig, require_gt
+from .io.vcf import (
+    _open,
+    genotypes,
+    list_contigs,
+    normalize_contig,
+    parsed_records,
+    require_gt,
+)
 from .io.vcf_writer import BgzipVcfWriter
 
 log = logging.getLogger(__name__)
@@ -31,7 +38,7 @@ def unphased_samples(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         n = len(vcf.samples)
         bad = np.zeros(n, bool)
-        for rec in vcf:
+        for rec in parsed_records(vcf, path):
             gt = genotypes(rec, path)
             if gt.shape[1] < 3:
                 continue
@@ -60,7 +67,7 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         with BgzipVcfWriter(dst) as w:
             w.write_lines(header)
             block = []
-            for rec in vcf:
+            for rec in parsed_records(vcf, src):
                 line = str(rec).rstrip("\n")
                 chrom, rest = line.split("\t", 1)
                 block.append(f"{rename.get(chrom, chrom)}\t{rest}")

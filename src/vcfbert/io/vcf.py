@@ -14,7 +14,7 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -211,7 +211,7 @@ def list_contigs(path: str | os.PathLike[str]) -> list[str]:
             return found
         seen: list[str] = []
         current = None
-        for rec in vcf:
+        for rec in parsed_records(vcf, path):
             if rec.CHROM != current:
                 current = rec.CHROM
                 if current in seen:
@@ -225,15 +225,41 @@ def list_contigs(path: str | os.PathLike[str]) -> list[str]:
         vcf.close()
 
 
+def parsed_records(records: Iterable, path: str | os.PathLike[str]) -> Iterator:
+    """The records of a cyvcf2 iterator; a record htslib cannot parse (wrong number of sample
+    columns or FORMAT values, a broken header line) ends in one :class:`InputError` line
+    naming the last good record, not in cyvcf2's bare exception."""
+    it = iter(records)
+    last = None
+    while True:
+        try:
+            rec = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - cyvcf2 raises a bare Exception
+            where = f"after record {last}" if last else "at its first record"
+            raise InputError(
+                f"{path}: htslib cannot parse the file {where} ({exc}): a record with more or "
+                "fewer sample columns or FORMAT values than the header says, or a malformed "
+                "header line; check it with `bcftools view`") from exc
+        last = f"{rec.CHROM}:{rec.POS}"
+        yield rec
+
+
 def _records(vcf, path: str, contig: str) -> Iterator:
     """Records of ``contig`` (region query when indexed, else a filtering stream)."""
     if _has_index(path):
+        region = iter(vcf(contig))
         try:
-            yield from vcf(contig)
+            first = next(region, None)
+        except Exception:  # noqa: BLE001 - the region query failed: stream the file instead
+            first, region = None, None
+        if region is not None:
+            if first is not None:
+                yield first
+                yield from parsed_records(region, path)
             return
-        except Exception:  # noqa: BLE001 - fall back to streaming when the region query fails
-            pass
-    for rec in vcf:
+    for rec in parsed_records(vcf, path):
         if rec.CHROM == contig:
             yield rec
 
