@@ -9,6 +9,7 @@ that is dropped or repaired is counted in :class:`ReadStats`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import logging
 import os
@@ -83,7 +84,18 @@ def check_readable_vcf(path: str | os.PathLike[str]) -> None:
 
 def header_lines(path: str | os.PathLike[str]) -> list[str]:
     """The header's lines (``##...`` and ``#CHROM...``) read as text, without htslib, so that a
-    header htslib refuses can still be explained. Plain, bgzipped VCF and BCF."""
+    header htslib refuses can still be explained. Plain, bgzipped VCF and BCF. Read once per
+    file version (every open checks the header)."""
+    st = os.stat(path)
+    return list(_header_lines(str(path), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _header_lines(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    return tuple(_read_header_lines(path))
+
+
+def _read_header_lines(path: str) -> list[str]:
     with open(path, "rb") as fh:
         magic = fh.read(2)
     opener = gzip.open if magic == b"\x1f\x8b" else open
