@@ -133,25 +133,17 @@ def _shape(store: str) -> tuple[int, int]:
 
 @functools.lru_cache(maxsize=8)
 def needs_phasing(target_vcf: str, max_records: int = 2000) -> bool:
-    """Whether the targets have unphased heterozygous calls (in their first records)."""
-    from .io.vcf import _open
+    """Whether the targets have unphased heterozygous calls (in their first records); a file
+    that cannot be read counts as phased here (phase_targets reports it in one line)."""
+    from .errors import VcfbertError
+    from .phase import unphased_samples
 
     if not _exists(target_vcf):
         return False
-    vcf = _open(target_vcf)
     try:
-        for k, rec in enumerate(vcf):
-            if k >= max_records:
-                break
-            gt = rec.genotype.array()
-            if gt.shape[1] < 3:
-                continue
-            het = (gt[:, 0] >= 0) & (gt[:, 1] >= 0) & (gt[:, 0] != gt[:, 1])
-            if (het & (gt[:, 2] == 0)).any():
-                return True
+        return unphased_samples(target_vcf, max_records=max_records)[0] > 0
+    except VcfbertError:
         return False
-    finally:
-        vcf.close()
 
 
 def beagle_mb(reference_vcf: str, target_vcf: str, attempt: int = 1) -> int:
@@ -171,15 +163,7 @@ def reference_block_mb(reference_vcf: str) -> float:
 
 def training_threads(reference_h5: Iterable[str]) -> int:
     """Threads a training epoch uses well: one per ~750 reference haplotypes, 2 to 8."""
-    import h5py
-
-    n_h = 0
-    for path in _exists(reference_h5):
-        try:
-            with h5py.File(path, "r") as h5:
-                n_h = max(n_h, int(h5["call_haplotype"].shape[0]))
-        except (OSError, KeyError):
-            continue
+    n_h = max((_shape(path)[0] for path in _exists(reference_h5)), default=0)
     return max(2, min(8, n_h // 750))
 
 

@@ -31,14 +31,18 @@ from .io.vcf_writer import BgzipVcfWriter
 log = logging.getLogger(__name__)
 
 
-def unphased_samples(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """(samples with at least one unphased heterozygous genotype, samples)."""
+def unphased_samples(path: str | os.PathLike[str],
+                     max_records: int | None = None) -> tuple[int, int]:
+    """(samples with at least one unphased heterozygous genotype, samples), over every record
+    or the first ``max_records``."""
     require_gt(path, "target")
     vcf = _open(path)
     try:
         n = len(vcf.samples)
         bad = np.zeros(n, bool)
-        for rec in parsed_records(vcf, path):
+        for k, rec in enumerate(parsed_records(vcf, path)):
+            if max_records is not None and k >= max_records:
+                break
             gt = genotypes(rec, path)
             if gt.shape[1] < 3:
                 continue

@@ -69,24 +69,20 @@ def _sites_bytes(contig: str, position: np.ndarray, alleles: np.ndarray) -> list
             "\t".join(f"{r}>{a}" for r, a in np.asarray(alleles)).encode()]
 
 
-def reference_fingerprint(contigs: list[str], reference_h5: list[str]) -> str:
-    """SHA-256 over each contig's reference samples and variants (position, REF, ALT)."""
-    from .io.h5store import read_variant_table, store_samples
-
+def reference_fingerprint(contigs: list[str], tables: list[dict[str, np.ndarray]],
+                          samples: list[list[str]]) -> str:
+    """SHA-256 over each contig's reference samples and variants (position, REF, ALT), from
+    the stores' variant tables (:func:`vcfbert.io.h5store.read_variant_table`)."""
     parts: list[bytes] = []
-    for contig, path in zip(contigs, reference_h5, strict=True):
-        table = read_variant_table(path)
-        samples, _ = store_samples(path)
+    for contig, table, names in zip(contigs, tables, samples, strict=True):
         parts += _sites_bytes(contig, table["position"], table["alleles"])
-        parts.append("\t".join(samples).encode())
+        parts.append("\t".join(names).encode())
     return _fingerprint(parts)
 
 
-def array_table(reference_h5: str, variant_ref_index: np.ndarray) -> pd.DataFrame:
-    """The array's sites: ``variant_index`` (into the reference store), position, REF, ALT."""
-    from .io.h5store import read_variant_table
-
-    table = read_variant_table(reference_h5)
+def array_table(table: dict[str, np.ndarray], variant_ref_index: np.ndarray) -> pd.DataFrame:
+    """The array's sites: ``variant_index`` (into the reference store), position, REF, ALT,
+    from the store's variant table."""
     idx = np.asarray(variant_ref_index, np.int64)
     return pd.DataFrame({"variant_index": idx, "position": table["position"][idx],
                          "ref": table["alleles"][idx, 0], "alt": table["alleles"][idx, 1]})
@@ -154,7 +150,7 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
     The directory is assembled under a temporary name and renamed into place, so a killed job
     never leaves something that looks like a finished panel.
     """
-    from .io.h5store import read_targets, store_samples
+    from .io.h5store import read_targets, read_variant_table, store_samples
     from .io.vcf import contig_lengths
     from .windows import read_windows
 
@@ -170,26 +166,28 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
             tmp / "chromosomes.tsv", sep="\t", index=False)
         lengths = contig_lengths(reference_vcf) if reference_vcf else {}
         contig_rows, array_parts = [], []
-        for contig, label, ref, tgt, win in zip(contigs, labels, reference_h5, targets_h5,
-                                                windows_tsv, strict=True):
+        tables = [read_variant_table(ref) for ref in reference_h5]
+        samples = [store_samples(ref)[0] for ref in reference_h5]
+        for contig, label, ref, tgt, win, table in zip(contigs, labels, reference_h5,
+                                                       targets_h5, windows_tsv, tables,
+                                                       strict=True):
             _link_or_copy(ref, tmp / chrom_file(label, "reference.h5"))
             _link_or_copy(win, tmp / chrom_file(label, "windows.tsv"))
-            array = array_table(ref, read_targets(tgt).variant_ref_index)
+            array = array_table(table, read_targets(tgt).variant_ref_index)
             array.to_csv(tmp / chrom_file(label, "array_sites.tsv"), sep="\t", index=False)
             array_parts += _sites_bytes(contig, array["position"].to_numpy(),
                                         array[["ref", "alt"]].to_numpy())
             contig_rows.append({"contig": contig, "wildcard": label,
                                 "length": lengths.get(contig),
-                                "variants": _variant_count(ref),
+                                "variants": int(table["position"].size),
                                 "array_sites": len(array), "windows": len(read_windows(win))})
-        samples, _ = store_samples(reference_h5[0])
         manifest = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "vcfbert_version": __version__,
             "command": command,
             "config": {k: config[k] for k in ("epochs", "windows", "mask", "model", "train")
                        if k in config},
-            "reference": {"vcf": os.path.basename(reference_vcf), "samples": len(samples),
-                          "fingerprint": reference_fingerprint(contigs, reference_h5)},
+            "reference": {"vcf": os.path.basename(reference_vcf), "samples": len(samples[0]),
+                          "fingerprint": reference_fingerprint(contigs, tables, samples)},
             "array": {"fingerprint": _fingerprint(array_parts),
                       "sites": sum(r["array_sites"] for r in contig_rows)},
             "contigs": contig_rows,
@@ -224,13 +222,6 @@ def _genetic_maps(contigs: list[str], reference_h5: list[str]) -> dict[str, str]
             if "variant_cm" in h5:
                 maps[contig] = str(h5.attrs.get("genetic_map", "?"))
     return maps or None
-
-
-def _variant_count(reference_h5: str) -> int:
-    """Number of variants in a reference store."""
-    from .io.h5store import read_variant_table
-
-    return int(read_variant_table(reference_h5)["position"].size)
 
 
 def read_manifest(panel_dir: str | os.PathLike[str]) -> dict[str, Any]:
