@@ -85,14 +85,15 @@ def cmd_floor(a: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
-    from .evaluate import evaluate, site_table, write_tables
+    from .evaluate import site_table, write_tables
+    from .evaluate_stream import evaluate
     from .ingest import read_panel
 
     with tempfile.TemporaryDirectory() as tmp:
         stores = _stores(a.reference, a.targets, Path(tmp))
         sites = site_table([s[1] for s in stores], [s[2] for s in stores])
     acc, pv = evaluate(a.imputed, a.truth, sites, populations=read_panel(a.panel),
-                       method=a.method)
+                       method=a.method, tmp_dir=Path(a.output).resolve().parent)
     write_tables(acc, pv, a.output, a.per_variant or str(Path(a.output).with_suffix(".pv.tsv.gz")))
     print(acc[acc["group"] == "all"].to_string(index=False))
 

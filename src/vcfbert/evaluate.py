@@ -178,10 +178,13 @@ def per_variant_r2(dose: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.clip(r2, 0, 1)
 
 
-def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[str],
-             sites: pd.DataFrame, *, populations: dict[str, str] | None = None,
-             method: str = "vcfbert") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Score an imputed VCF.
+def evaluate_dense(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[str],
+                   sites: pd.DataFrame, *, populations: dict[str, str] | None = None,
+                   method: str = "vcfbert") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score an imputed VCF holding both files as full ``[V, S]`` matrices.
+
+    The obviously correct reference of :func:`vcfbert.evaluate_stream.evaluate`, which
+    gives the same tables in bounded memory; kept for the tests and small benchmarks.
 
     Args:
         sites: reference-panel variants with columns contig, position, ref, alt, ref_af,

@@ -299,12 +299,13 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
 def evaluate(*, imputed_vcf: str, truth_vcf: str, reference_h5: list[str],
              targets_h5: list[str], panel: str | None, out_accuracy: str,
              out_per_variant: str) -> None:
-    from .evaluate import evaluate as run
     from .evaluate import site_table, write_tables
+    from .evaluate_stream import evaluate as run
     from .ingest import read_panel
 
     acc, pv = run(imputed_vcf, truth_vcf, site_table(reference_h5, targets_h5),
-                  populations=read_panel(panel) if panel else None)
+                  populations=read_panel(panel) if panel else None,
+                  tmp_dir=os.path.dirname(os.path.abspath(out_accuracy)))
     write_tables(acc, pv, out_accuracy, out_per_variant)
     overall = acc[(acc["group"] == "all")]
     log.info("accuracy:\n%s", overall.to_string(index=False))

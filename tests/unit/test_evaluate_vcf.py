@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from data.vcfs import write_vcf
 
-from vcfbert.evaluate import evaluate, maf_bin, per_variant_r2, score
+from vcfbert.evaluate import evaluate_dense, maf_bin, per_variant_r2, score
+from vcfbert.evaluate_stream import evaluate
 from vcfbert.imputed_vcf import ChromosomeDosages, dosage_r2, write_imputed_vcf
 
 
@@ -111,6 +112,51 @@ def test_evaluate_against_truth_with_swapped_alleles_and_populations(tmp_path):
     assert overall.concordance == 1.0 and overall.f1 == 1.0
     assert set(acc.group) == {"all", "X", "Y"}
     assert pv.set_index("position").loc[300, "true_r2"] == pytest.approx(1.0)
+
+
+def test_streamed_evaluation_equals_the_dense_one(tmp_path):
+    """Blocks of 7 records over two contigs, the truth in another sample and contig order with
+    missing calls, swapped alleles, absent sites, a typed site and an off-panel record."""
+    rng = np.random.default_rng(3)
+    samples = [f"s{i}" for i in range(12)]
+    chroms, truth_recs, rows = [], [], []
+    for contig in ("chr2", "chr1"):  # the imputed file: chr2 first
+        n = 40
+        pos = np.arange(1, n + 1) * 100
+        haps = (rng.random((24, n)) < rng.uniform(0.01, 0.5, n)).astype(np.int64)
+        prob = np.clip(haps + rng.normal(0, 0.3, haps.shape), 0, 1).astype(np.float32)
+        keep = np.ones(n, bool)
+        keep[[5, 17]] = False  # absent from the imputed VCF
+        alleles = np.array([["A", "G"]] * n, dtype=object)
+        chroms.append(ChromosomeDosages(contig, pos[keep], alleles[keep],
+                                        np.array(["."] * keep.sum(), dtype=object),
+                                        prob[:, keep], np.arange(keep.sum()) == 0))
+        for v in range(n):
+            gts = [f"{haps[2 * i, v]}|{haps[2 * i + 1, v]}" for i in range(12)]
+            if v % 9 == 0:
+                gts[v % 12] = ".|."
+            truth_recs.append((contig, int(pos[v]), "A", "G", gts))
+            swapped = v % 11 == 3  # the panel lists these sites with REF and ALT swapped
+            rows.append((contig.removeprefix("chr"), int(pos[v]), "G" if swapped else "A",
+                         "A" if swapped else "G", float(haps[:, v].mean()), v == 0))
+    imputed = tmp_path / "imputed.vcf.gz"
+    write_imputed_vcf(imputed, chroms, samples)
+    order = list(rng.permutation(12))
+    truth_recs.append(("chr1", 99999, "C", "T", ["0|1"] * 12))  # not a panel site
+    truth_recs.sort(key=lambda r: (r[0], r[1]))  # chr1 first in the truth
+    truth = write_vcf(tmp_path / "truth.vcf.gz", [samples[i] for i in order],
+                      [(c, p, r, a, [g[i] for i in order]) for c, p, r, a, g in truth_recs],
+                      contigs=["chr1", "chr2"])
+    sites = pd.DataFrame(rows, columns=["contig", "position", "ref", "alt", "ref_af", "typed"])
+    pops = {s: "X" if i % 3 else "Y" for i, s in enumerate(samples)}
+    dense_acc, dense_pv = evaluate_dense(imputed, truth, sites, populations=pops)
+    acc, pv = evaluate(imputed, truth, sites, populations=pops, block_variants=7,
+                       tmp_dir=tmp_path)
+    assert len(acc) == len(dense_acc) == 3 * 6
+    pd.testing.assert_frame_equal(acc, dense_acc, check_exact=False, rtol=1e-6, atol=1e-9)
+    pd.testing.assert_frame_equal(pv.reset_index(drop=True), dense_pv.reset_index(drop=True),
+                                  check_exact=False, check_dtype=False, rtol=1e-6, atol=1e-9)
+    assert not list(tmp_path.glob("vcfbert-eval-*"))  # the truth store is removed
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None or shutil.which("plink2") is None,

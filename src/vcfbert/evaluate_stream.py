@@ -1,0 +1,303 @@
+"""Accuracy of an imputed VCF in bounded memory: both files are read in blocks of variants.
+
+Gives the same tables as :func:`vcfbert.evaluate.evaluate_dense` (which holds the truth and
+the imputed doses as full ``[V, S]`` matrices: 5-8 GB for 100,000 variants x 1,000 samples)
+with memory that does not grow with the number of variants:
+
+1. the truth VCF is read once, its ALT counts stored as ``int8`` (-1 missing) in a temporary
+   HDF5 file, one row per reference-panel site it holds, in file order;
+2. the imputed VCF is read in blocks of ``block_variants`` records; each block's truth rows are
+   read back, and the sufficient statistics of every metric are added up per (sample group,
+   MAF bin) — r² from the sums of d, t, d², t², d·t — and per variant.
+
+Peak memory is about ``block_variants x samples x 12`` bytes (float32 doses and best guesses,
+float64 while scoring) plus the site table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .evaluate import BIN_LABELS, maf_bin, per_variant_r2
+from .io.vcf import iter_variants, list_contigs, normalize_contig, parsed_records, sample_ids
+
+log = logging.getLogger(__name__)
+
+BLOCK_VARIANTS = 2048
+_SUMS = ("n", "sd", "st", "sdd", "stt", "sdt", "equal", "nonref", "nonref_equal", "tp", "fp",
+         "fn", "carriers")
+
+
+@dataclasses.dataclass
+class _TruthStore:
+    """Where each site's truth row lies in the temporary store, and its ALT counts."""
+
+    h5: h5py.Dataset  # int8 [rows, S]: true ALT count, -1 missing
+    row: np.ndarray  # int64 [n_sites]: row in ``h5``, -1 when the truth lacks the site
+    flip: np.ndarray  # bool [n_sites]: the truth has REF and ALT swapped
+    alt_count: np.ndarray  # float64 [n_sites]: true ALT count summed over the samples
+
+    def doses(self, sites: np.ndarray) -> np.ndarray:
+        """float32 [len(sites), S] true ALT counts of ``sites`` (all held), NaN missing."""
+        rows = self.row[sites]
+        order = np.argsort(rows, kind="stable")
+        sorted_rows = rows[order]
+        lo, hi = int(sorted_rows[0]), int(sorted_rows[-1]) + 1
+        if hi - lo <= 4 * len(rows) + 64:
+            block = self.h5[lo:hi][sorted_rows - lo]
+        else:  # the files are in different orders: read the rows one by one (still bounded)
+            uniq, inv = np.unique(sorted_rows, return_inverse=True)
+            block = self.h5[uniq.tolist()][inv]
+        out = np.empty((len(rows), block.shape[1]), np.float32)
+        out[order] = block
+        out[out < 0] = np.nan
+        flip = self.flip[sites]
+        out[flip] = 2 - out[flip]
+        return out
+
+
+class _Accumulator:
+    """Sufficient statistics of :func:`vcfbert.evaluate.score` per (group, MAF bin)."""
+
+    def __init__(self, groups: list[tuple[str, np.ndarray]]) -> None:
+        self.groups = groups
+        self.sums = {name: np.zeros((len(BIN_LABELS), len(_SUMS))) for name, _ in groups}
+
+    def add(self, dose: np.ndarray, hard: np.ndarray, truth: np.ndarray,
+            bins: np.ndarray) -> None:
+        """Add a block of variants (rows) with their MAF bin index ``bins`` [b]."""
+        for name, smask in self.groups:
+            d = dose[:, smask].astype(np.float64)
+            t = truth[:, smask].astype(np.float64)
+            h = hard[:, smask].astype(np.float64)
+            ok = ~np.isnan(t) & ~np.isnan(d)
+            h = np.where(np.isnan(h), np.round(d), h)
+            d, t, h = np.where(ok, d, 0.0), np.where(ok, t, 0.0), np.where(ok, h, 0.0)
+            nonref = ok & ((h > 0) | (t > 0))
+            cols = [ok.sum(1), d.sum(1), t.sum(1), (d * d).sum(1), (t * t).sum(1),
+                    (d * t).sum(1), (ok & (h == t)).sum(1), nonref.sum(1),
+                    (nonref & (h == t)).sum(1), (ok & (h >= 1) & (t >= 1)).sum(1),
+                    (ok & (h >= 1) & (t < 1)).sum(1), (ok & (h < 1) & (t >= 1)).sum(1),
+                    (ok & (t >= 1)).sum(1)]
+            per_variant = np.stack(cols, 1).astype(np.float64)
+            np.add.at(self.sums[name], bins, per_variant)
+
+    @staticmethod
+    def metrics(s: np.ndarray) -> dict[str, float]:
+        """The metrics of :func:`vcfbert.evaluate.score` from one row of sums."""
+        v = dict(zip(_SUMS, s, strict=True))
+        n = v["n"]
+        out: dict[str, float] = {"n_genotypes": int(n)}
+        r2 = float("nan")
+        if n > 1:
+            md, mt = v["sd"] / n, v["st"] / n
+            vd, vt = v["sdd"] / n - md * md, v["stt"] / n - mt * mt
+            if vd > 1e-12 and vt > 1e-12:
+                r2 = float(min(1.0, (v["sdt"] / n - md * mt) ** 2 / (vd * vt)))
+        out["r2"] = r2
+        out["concordance"] = float(v["equal"] / n) if n else float("nan")
+        out["nrd"] = float(1 - v["nonref_equal"] / v["nonref"]) if v["nonref"] else float("nan")
+        denom = 2 * v["tp"] + v["fp"] + v["fn"]
+        out["f1"] = float(2 * v["tp"] / denom) if denom else float("nan")
+        out["true_alt_carriers"] = int(v["carriers"])
+        return out
+
+
+def _site_index(sites: pd.DataFrame) -> dict[tuple[str, int, str, str], int]:
+    return {(c, int(p), r, a): j for j, (c, p, r, a) in enumerate(
+        zip(sites.contig, sites.position, sites.ref, sites.alt, strict=True))}
+
+
+def _lookup(index: dict, contig: str, pos: int, ref: str, alt: str) -> tuple[int, bool]:
+    """Site row of a record (-1 if not a site) and whether its alleles are swapped."""
+    j = index.get((contig, pos, ref, alt))
+    if j is not None:
+        return j, False
+    j = index.get((contig, pos, alt, ref))
+    return (j, True) if j is not None else (-1, False)
+
+
+def _store_truth(path: str | os.PathLike[str], index: dict, n_sites: int,
+                 samples: list[str], h5: h5py.File, block: int) -> _TruthStore:
+    """Read the truth VCF once into ``h5`` (int8 ALT counts of the samples, in this order)."""
+    have = {s: i for i, s in enumerate(sample_ids(path))}
+    missing = [s for s in samples if s not in have]
+    if missing:
+        raise InputError(f"sample {missing[0]} (and {len(missing) - 1} more) is missing from "
+                         "the truth VCF; the truth and imputed VCFs must hold the same target "
+                         "samples")
+    cols = np.array([have[s] for s in samples])
+    data = h5.create_dataset("truth", shape=(0, len(samples)), maxshape=(None, len(samples)),
+                             dtype=np.int8, chunks=(min(block, 256), len(samples)))
+    row = np.full(n_sites, -1, np.int64)
+    flip = np.zeros(n_sites, bool)
+    alt_count = np.zeros(n_sites)
+    buf: list[np.ndarray] = []
+
+    def flush() -> None:
+        if buf:
+            start = data.shape[0]
+            data.resize(start + len(buf), axis=0)
+            data[start:] = np.stack(buf)
+            buf.clear()
+
+    for contig in list_contigs(path):
+        name = normalize_contig(contig)
+        for v in iter_variants(path, contig, role="target"):
+            j, swapped = _lookup(index, name, v.position, v.ref, v.alt)
+            if j < 0:
+                continue
+            h = v.haplotypes.reshape(-1, 2)[cols]
+            missing_call = (h < 0).any(1)
+            dose = np.where(missing_call, -1, h.sum(1)).astype(np.int8)
+            row[j], flip[j] = data.shape[0] + len(buf), swapped
+            called = dose[~missing_call].astype(np.float64)
+            alt_count[j] = (2 - called).sum() if swapped else called.sum()
+            buf.append(dose)
+            if len(buf) >= block:
+                flush()
+    flush()
+    if not (row >= 0).any():
+        raise InputError(f"{path}: the truth VCF holds none of the reference panel's variants")
+    return _TruthStore(data, row, flip, alt_count)
+
+
+def _imputed_blocks(path: str | os.PathLike[str], index: dict, block: int):
+    """Yield ``(sites [b], dose [b, S], hard [b, S], dr2 [b])`` blocks of the imputed VCF's
+    bi-allelic records that are reference sites (doses flipped where the alleles are swapped;
+    a site met again is skipped)."""
+    import cyvcf2
+
+    vcf = cyvcf2.VCF(str(path), gts012=False, lazy=True, threads=1)
+    has_ds, has_gt = vcf.contains("DS"), vcf.contains("GT")
+    if not (has_ds or has_gt):
+        raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
+    seen = np.zeros(len(index), bool)
+    js: list[int] = []
+    doses: list[np.ndarray] = []
+    hards: list[np.ndarray] = []
+    dr2: list[float] = []
+    try:
+        for rec in parsed_records(vcf, path):
+            if len(rec.ALT) != 1:
+                continue  # multi-allelic output records are not scored
+            j, swapped = _lookup(index, normalize_contig(rec.CHROM), int(rec.POS),
+                                 rec.REF.upper(), rec.ALT[0].upper())
+            if j < 0 or seen[j]:
+                continue
+            seen[j] = True
+            dose = rec.format("DS")[:, 0].astype(np.float32) if has_ds else None
+            if has_gt:
+                gt = rec.genotype.array()[:, :2]
+                hard = np.where((gt < 0).any(1), np.nan, (gt > 0).sum(1)).astype(np.float32)
+            else:
+                hard = np.round(dose).astype(np.float32)
+            if dose is None:
+                dose = hard
+            if swapped:
+                dose, hard = 2 - dose, 2 - hard
+            val = rec.INFO.get("DR2", rec.INFO.get("R2"))
+            js.append(j)
+            doses.append(dose)
+            hards.append(hard)
+            dr2.append(float(val[0] if isinstance(val, tuple) else val) if val is not None
+                       else np.nan)
+            if len(js) >= block:
+                yield np.array(js), np.stack(doses), np.stack(hards), np.array(dr2)
+                js, doses, hards, dr2 = [], [], [], []
+        if js:
+            yield np.array(js), np.stack(doses), np.stack(hards), np.array(dr2)
+    finally:
+        vcf.close()
+    if not seen.any():
+        raise InputError(f"{path}: the imputed VCF holds none of the reference panel's "
+                         "bi-allelic variants")
+
+
+def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[str],
+             sites: pd.DataFrame, *, populations: dict[str, str] | None = None,
+             method: str = "vcfbert", block_variants: int = BLOCK_VARIANTS,
+             tmp_dir: str | os.PathLike[str] | None = None
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Score an imputed VCF against the truth, reading both in blocks of variants.
+
+    Args:
+        sites: reference-panel variants with columns contig, position, ref, alt, ref_af,
+            typed (bool). Contig names may use any naming.
+        populations: sample -> population (per-population rows when given).
+        block_variants: imputed records scored at a time (memory ~ block x samples x 12 B).
+        tmp_dir: where the temporary truth store (1 byte per genotype) goes.
+
+    Returns:
+        (accuracy table, per-variant table), as :func:`vcfbert.evaluate.evaluate_dense`.
+    """
+    sites = sites.reset_index(drop=True).copy()
+    sites["contig"] = sites["contig"].map(normalize_contig)
+    index = _site_index(sites)
+    n_sites = len(sites)
+    samples = sample_ids(imputed_vcf)
+    groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(samples), bool))]
+    if populations:
+        pops = np.array([populations.get(s, "") for s in samples])
+        groups += [(p, pops == p) for p in sorted(set(pops)) if p]
+    sites["maf_bin"] = maf_bin(sites["ref_af"].to_numpy())
+    bin_index = pd.Categorical(sites["maf_bin"], categories=BIN_LABELS).codes.astype(np.int64)
+    typed = sites["typed"].to_numpy(bool)
+    acc = _Accumulator(groups)
+    if tmp_dir is not None:
+        os.makedirs(tmp_dir, exist_ok=True)
+    found = np.zeros(n_sites, bool)
+    dr2 = np.full(n_sites, np.nan)
+    true_r2 = np.full(n_sites, np.nan)
+    with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="vcfbert-eval-") as tmp, \
+            h5py.File(os.path.join(tmp, "truth.h5"), "w") as h5:
+        truth = _store_truth(truth_vcf, index, n_sites, samples, h5, block_variants)
+        tfound = truth.row >= 0
+        for js, dose, hard, d2 in _imputed_blocks(imputed_vcf, index, block_variants):
+            found[js], dr2[js] = True, d2
+            held = tfound[js]
+            if not held.any():
+                continue
+            js, dose, hard = js[held], dose[held], hard[held]
+            tdose = truth.doses(js)
+            true_r2[js] = per_variant_r2(dose, tdose)
+            scored = ~typed[js]
+            if scored.any():
+                acc.add(dose[scored], hard[scored], tdose[scored], bin_index[js[scored]])
+        # untyped sites the truth has but the imputed VCF lacks count as dose 0 (as before)
+        absent = np.flatnonzero(tfound & ~found & ~typed)
+        for start in range(0, absent.size, block_variants):
+            js = absent[start:start + block_variants]
+            tdose = truth.doses(js)
+            zero = np.zeros_like(tdose)
+            acc.add(zero, zero, tdose, bin_index[js])
+        alt_count = truth.alt_count
+    sites["in_imputed"], sites["in_truth"] = found, tfound
+    n_absent = int((~found & ~typed).sum())
+    if n_absent:
+        log.warning("%s: %d untyped reference variants are absent from %s", method, n_absent,
+                    imputed_vcf)
+    untyped = ~typed & tfound
+    rows = []
+    for gname, _ in groups:
+        sums = acc.sums[gname]
+        for b, label in enumerate([*BIN_LABELS, "overall"]):
+            vmask = untyped & ((bin_index == b) | (label == "overall"))
+            s = sums.sum(0) if label == "overall" else sums[b]
+            rows.append({"method": method, "group": gname, "maf_bin": label,
+                         "n_variants": int(vmask.sum()),
+                         "n_absent": int((vmask & ~found).sum()), **_Accumulator.metrics(s)})
+    table = pd.DataFrame(rows)
+    pv = sites[["contig", "position", "ref", "alt", "ref_af", "maf_bin", "typed"]].copy()
+    pv["dr2"] = dr2
+    pv["true_r2"] = true_r2
+    pv["true_alt_count"] = alt_count
+    return table, pv[tfound]
