@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from .io.vcf_writer import BgzipVcfWriter, base_header, column_header, command_line
+from .vcf_cells import by_variant, records, site_stats
 
 INFO_HEADER = [
     '##INFO=<ID=AF,Number=A,Type=Float,Description="Estimated ALT allele frequency">',
@@ -99,7 +100,7 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
     for j in range(hi - lo):
         v = lo + j
         def fmt(x: float) -> str:
-            return f"{np.round(x, 3) + 0.0:.3f}"
+            return decimal_text(np.round(x, 3) + 0.0)
 
         cells = []
         for t in range(ds.shape[0]):
@@ -119,68 +120,31 @@ def _info(af: float, dr2: float, typed: bool) -> str:
     return f"AF={af:.4f};DR2={dr2:.3f}" + (";TYPED" if typed else ";IMP")
 
 
-def _decimal_table(top: int) -> np.ndarray:
-    """uint8 [1000 * top + 1, 5]: the text ``"%.3f" % (q / 1000)`` of every q."""
-    text = "".join(f"{q / 1000:.3f}" for q in range(1000 * top + 1))
-    return np.frombuffer(text.encode("ascii"), np.uint8).reshape(-1, 5)
-
-
-_DS_TEXT = _decimal_table(2)  # DS in [0, 2]
-_GP_TEXT = _decimal_table(1)  # GP in [0, 1]
-CELL_BYTES = 28  # "0|1:1.234:0.123,0.456,0.789" + tab or newline
-EXTRA_BYTES = {"HDS": 12, "AP1": 6, "AP2": 6}  # ":0.123,0.456", ":0.123", ":0.123"
+def decimal_text(x: float) -> str:
+    """A value rounded to 3 decimals, as Beagle and Minimac4 write them: trailing zeros and
+    a trailing point dropped (``0``, ``1``, ``0.5``, ``0.125``)."""
+    return f"{x:.3f}".rstrip("0").rstrip(".")
 
 
 def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
-                   extra: tuple[str, ...] = ()) -> bytes:
-    """Record lines of variants ``lo:hi`` as ASCII bytes, built with array operations.
+                   extra: tuple[str, ...] = ()) -> memoryview:
+    """Record lines of variants ``lo:hi`` as ASCII bytes.
 
-    Every sample's ``GT:DS:GP`` cell has a fixed width (27 characters: values rounded to 3
-    decimals lie in [0, 2]), so the cells of a block are one uint8 array [v, T, 28] filled by
-    table look-ups; only the 9 fixed columns are formatted per variant. The ``extra`` fields
-    (HDS, AP1, AP2; :func:`check_format_fields` order) add fixed-width parts to every cell.
+    Only the 9 fixed columns are formatted per variant in Python; the sample columns are
+    written by one numba pass over the block (:func:`vcf_cells.records`, numbers as
+    :func:`decimal_text` writes them). The ``extra`` fields (HDS, AP1, AP2;
+    :func:`check_format_fields` order) add parts to every cell. Byte-identical to
+    :func:`records_reference`.
     """
-    hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)  # [2T, v]
-    p1, p2 = hp[0::2].T, hp[1::2].T  # [v, T]
-    v, t = p1.shape
-    width = CELL_BYTES + sum(EXTRA_BYTES[f] for f in extra)
-    cells = np.empty((v, t, width), np.uint8)
-    cells[:, :, 0] = ord("0") + (p1 > 0.5)
-    cells[:, :, 1] = ord("|")
-    cells[:, :, 2] = ord("0") + (p2 > 0.5)
-    cells[:, :, 3] = ord(":")
-    cells[:, :, 4:9] = _DS_TEXT[np.round((p1 + p2) * 1000).astype(np.int64)]
-    cells[:, :, 9] = ord(":")
-    q1, q2 = 1 - p1, 1 - p2
-    for g, prob in enumerate((q1 * q2, p1 * q2 + q1 * p2, p1 * p2)):
-        at = 10 + 6 * g
-        cells[:, :, at:at + 5] = _GP_TEXT[np.round(prob * 1000).astype(np.int64)]
-        cells[:, :, at + 5] = ord(",")
-    at = CELL_BYTES - 1  # where the GP's last comma stood: the next part starts here
-    q1 = _GP_TEXT[np.round(p1 * 1000).astype(np.int64)] if extra else None
-    q2 = _GP_TEXT[np.round(p2 * 1000).astype(np.int64)] if extra else None
-    for f in extra:
-        cells[:, :, at] = ord(":")
-        if f == "HDS":
-            cells[:, :, at + 1:at + 6] = q1
-            cells[:, :, at + 6] = ord(",")
-            cells[:, :, at + 7:at + 12] = q2
-        else:
-            cells[:, :, at + 1:at + 6] = q1 if f == "AP1" else q2
-        at += EXTRA_BYTES[f]
-    cells[:, :, width - 1] = ord("\t")
-    cells[:, -1, width - 1] = ord("\n")
-    af = hp.mean(0)
-    dr2 = dosage_r2(hp)
+    rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
+    af, dr2 = site_stats(rows)
     form = ":".join(["GT", "DS", "GP", *extra])
-    out: list[bytes] = []
-    for j in range(v):
-        x = lo + j
-        fixed = (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
-                 f"{chrom.alleles[x, 1]}\t.\tPASS\t{_info(af[j], dr2[j], bool(chrom.typed[x]))}"
-                 f"\t{form}\t")
-        out += [fixed.encode("ascii"), cells[j].tobytes()]
-    return b"".join(out)
+    fixed = [
+        (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
+         f"{chrom.alleles[x, 1]}\t.\tPASS\t{_info(af[j], dr2[j], bool(chrom.typed[x]))}"
+         f"\t{form}\t").encode("ascii")
+        for j, x in enumerate(range(lo, hi))]
+    return records(rows, fixed, extra)
 
 
 def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[ChromosomeDosages],

@@ -12,13 +12,14 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 
 BLOCK_INPUT = 65280  # uncompressed bytes per block (what htslib uses)
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
 
-def compress_block(data: bytes, level: int) -> bytes:
+def compress_block(data: bytes | memoryview, level: int) -> bytes:
     """One BGZF member holding ``data`` (at most :data:`BLOCK_INPUT` bytes)."""
     comp = zlib.compressobj(level, zlib.DEFLATED, -15)
     body = comp.compress(data) + comp.flush()
@@ -32,6 +33,12 @@ def compress_block(data: bytes, level: int) -> bytes:
 class BgzfWriter:
     """Append bytes to a BGZF file; blocks are compressed ``threads`` at a time.
 
+    Compression runs behind the caller: blocks go to the thread pool as they fill and are
+    written out in order once more than a few batches are waiting, so the caller formats the
+    next records while the pool compresses the previous ones. Full blocks are compressed from
+    the caller's buffer without a copy: what is passed to :meth:`write` must not change
+    afterwards.
+
     Args:
         path: file to create (truncated).
         threads: compression threads (1: in the calling thread).
@@ -43,26 +50,39 @@ class BgzfWriter:
         self._level = level
         self._threads = max(1, int(threads))
         self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
-        self._buf = bytearray()
-        self._batch = BLOCK_INPUT * 8 * self._threads
+        self._buf = bytearray()  # the start of the next block (shorter than a block)
+        self._max_pending = 16 * self._threads
+        self._pending: deque[Future] = deque()  # blocks being compressed, in file order
 
-    def write(self, data: bytes) -> None:
-        self._buf += data
-        if len(self._buf) >= self._batch:
-            self._flush(final=False)
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        if len(self._buf) + len(view) < BLOCK_INPUT:
+            self._buf += view
+            return
+        head = BLOCK_INPUT - len(self._buf)
+        if self._buf:
+            self._buf += view[:head]
+            self._submit(bytes(self._buf))
+            view = view[head:]
+        n_full = len(view) // BLOCK_INPUT * BLOCK_INPUT
+        for i in range(0, n_full, BLOCK_INPUT):
+            self._submit(view[i:i + BLOCK_INPUT])
+        self._buf = bytearray(view[n_full:])
+
+    def _submit(self, block: bytes | memoryview) -> None:
+        if self._pool is None:
+            self._fh.write(compress_block(block, self._level))
+            return
+        self._pending.append(self._pool.submit(compress_block, block, self._level))
+        while len(self._pending) > self._max_pending:
+            self._fh.write(self._pending.popleft().result())
 
     def _flush(self, *, final: bool) -> None:
-        n_full = len(self._buf) // BLOCK_INPUT
-        end = len(self._buf) if final else n_full * BLOCK_INPUT
-        view = bytes(self._buf[:end])
-        del self._buf[:end]
-        chunks = [view[i:i + BLOCK_INPUT] for i in range(0, len(view), BLOCK_INPUT)]
-        if self._pool is not None:
-            blocks = self._pool.map(compress_block, chunks, [self._level] * len(chunks))
-        else:
-            blocks = (compress_block(c, self._level) for c in chunks)
-        for block in blocks:
-            self._fh.write(block)
+        if self._buf:
+            self._submit(bytes(self._buf))
+            self._buf = bytearray()
+        while self._pending:
+            self._fh.write(self._pending.popleft().result())
 
     def close(self) -> None:
         self._flush(final=True)
