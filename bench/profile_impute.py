@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--chrom", default="20")
     ap.add_argument("--windows", default="w0010", help="comma-separated consecutive windows")
     ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--batch-size", type=int, default=32, help="target haplotypes per pass")
     a = ap.parse_args()
     from vcfbert.runtime import cap_threads
 
@@ -41,7 +42,7 @@ def main() -> None:
                   targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
                   windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
                   mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.h5",
-                  batch_size=32, device="cpu")
+                  batch_size=a.batch_size, device="cpu")
         impute_chunk(**kw)
         prof = cProfile.Profile()
         t0 = time.perf_counter()

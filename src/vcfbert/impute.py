@@ -79,11 +79,11 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           chunk_files: list[str], out: str) -> None:
+           chunk_files: list[str], out: str, hap_rows: int = 2048) -> None:
     """Concatenate the imputed chunks of one chromosome and restore observed typed alleles.
 
-    Streams one chunk at a time into a chunked dataset, so memory holds one chunk's cores
-    (2T x its core sites), never all targets x all variants.
+    Streams ``hap_rows`` haplotypes of one chunk at a time into a chunked dataset, so memory
+    holds ``hap_rows`` x one chunk's core sites, whatever the number of targets.
     """
     from .io.h5store import read_targets, read_variant_table
     from .windows import read_windows
@@ -108,12 +108,14 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
                 if any(w not in bounds for w in wids) or (bounds[wids[0]][0], bounds[wids[-1]][1]) != (lo, hi):
                     raise IntegrityError(f"{path}: cores do not match the windows table; "
                                          "delete results/impute and re-run")
-                block = ch["hap_prob"][()]
-            a, b = np.searchsorted(cols, [lo, hi])
-            obs = targets.haplotypes[:, a:b]
-            at = cols[a:b] - lo
-            block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
-            ds[:, lo:hi] = block
+                a, b = np.searchsorted(cols, [lo, hi])
+                at = cols[a:b] - lo
+                for h0 in range(0, n_h, hap_rows):  # a slice of haplotypes at a time
+                    h1 = min(n_h, h0 + hap_rows)
+                    block = ch["hap_prob"][h0:h1]
+                    obs = targets.haplotypes[h0:h1, a:b]
+                    block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
+                    ds[h0:h1, lo:hi] = block
             covered[lo:hi] += 1
         if (covered != 1).any():
             raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "

@@ -119,6 +119,12 @@ def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
     assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
     assert ((hp >= 0) & (hp <= 1)).all()
     assert np.array_equal(hp[:, typed], targets.haplotypes.astype(np.float32))
+    # a few haplotypes at a time (what bounds memory for 10,000 targets): the same file
+    ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
+           windows_tsv=tiny_stores["windows"], chunk_files=files, out=str(tmp_path / "s.h5"),
+           hap_rows=3)
+    with h5py.File(tmp_path / "s.h5") as h5:
+        assert np.array_equal(h5["hap_prob"][()], hp)
     with pytest.raises(IntegrityError, match="cover every variant"):
         ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
                windows_tsv=tiny_stores["windows"], chunk_files=files[1:],
