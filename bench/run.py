@@ -79,6 +79,15 @@ def run_minimac4(ref: Path, targets: Path, prefix: Path, cores: int) -> dict:
             "peak_mib": max(t1["peak_mib"], t2["peak_mib"])}
 
 
+def run_output(run_dir: Path, folder: str) -> Path:
+    """The one per-chromosome VCF a workflow run wrote under ``results/<folder>/`` (every
+    scenario simulates one chromosome)."""
+    found = sorted((run_dir / "results" / folder).glob("*.vcf.gz"))
+    if len(found) != 1:
+        raise SystemExit(f"expected one VCF in {run_dir}/results/{folder}, found {len(found)}")
+    return found[0]
+
+
 def vcfbert_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vcfbert.cli", *args]
 
@@ -154,10 +163,8 @@ def main() -> None:
     outputs: dict[str, Path] = {}
     if "vcfbert" in methods:
         timing["vcfbert"] = run_vcfbert(data, out / "vcfbert", spec.get("vcfbert", {}), a.cores)
-        outputs["vcfbert"] = out / "vcfbert/results/imputed/imputed.vcf.gz"
-        phased = out / "vcfbert/results/phase/targets.vcf.gz"
-        if phased.exists():
-            phased_input = phased
+        outputs["vcfbert"] = run_output(out / "vcfbert", "imputed")
+        phased_input = run_output(out / "vcfbert", "phase")
     if "beagle" in methods:
         timing["beagle"] = run_beagle(ref, tgt, out / "beagle", a.cores, scenario_map(data))
         outputs["beagle"] = out / "beagle.vcf.gz"

@@ -48,6 +48,7 @@ from run import (  # noqa: E402
     merged,
     run_beagle,
     run_minimac4,
+    run_output,
     timed,
     vcfbert_cli,
 )
@@ -96,7 +97,7 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict[str,
     t = timed(smk, out / "workflow.time.log")
     rss, job = largest_job(out, t0)
     kept = out / "imputed.first.vcf.gz"  # the imputation-only run below rewrites the VCF
-    shutil.copyfile(out / "results/imputed/imputed.vcf.gz", kept)
+    shutil.copyfile(run_output(out, "imputed"), kept)
     rows["vcfbert_workflow"] = {**t, "peak_mib": round(rss), "largest_job": job, "vcf": kept}
     t = timed([*smk, "trained_panel"], out / "trained_panel.time.log")
     print(f"vcfbert: building the trained panel took {t['wall_s']} s", file=sys.stderr)
@@ -112,7 +113,7 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int) -> dict[str,
         if rule in ran:
             raise SystemExit(f"the imputation-only run re-ran {rule}: see {out}/impute.time.log")
     rows["vcfbert_impute"] = {**t, "peak_mib": round(rss), "largest_job": job,
-                              "vcf": out / "results/imputed/imputed.vcf.gz"}
+                              "vcf": run_output(out, "imputed")}
     rows["vcfbert_panel"] = run_panel_batch(out / "results/trained_panel", cfg,
                                             out.with_name(out.name + "_panel"), cores)
     return rows
@@ -135,7 +136,7 @@ def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
         if rule in ran:
             raise SystemExit(f"the trained-panel run ran {rule}: see {out}/panel.time.log")
     return {**t, "peak_mib": round(rss), "largest_job": job,
-            "vcf": out / "results/imputed/imputed.vcf.gz"}
+            "vcf": run_output(out, "imputed")}
 
 
 def main() -> None:

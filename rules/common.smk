@@ -9,6 +9,7 @@ from snakemake.utils import validate
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert import cluster  # noqa: E402
+from vcfbert.inputs import expand as expand_files  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
 from vcfbert.runtime import export_for_jobs  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
@@ -41,6 +42,8 @@ localrules:
     select_model,
     ligate,
     write_vcf,
+    imputed_manifest,
+    write_merged_vcf,
     evaluate,
     plot_accuracy,
     plot_training,
@@ -60,19 +63,25 @@ if workflow.is_main_process:
 
 
 def demo_or(key, demo_path):
-    return f"{RESULTS}/simulate/{demo_path}" if DEMO else config[key]
+    """The files a config key names (one file, a {chrom} pattern or a list), or the demo's."""
+    if DEMO:
+        return [f"{RESULTS}/simulate/{demo_path}"]
+    return expand_files(config[key], key)
 
 
-REFERENCE_VCF = "" if TRAINED_PANEL else demo_or("reference_vcf", "reference.vcf.gz")
+REFERENCE_FILES = [] if TRAINED_PANEL else demo_or("reference_vcf", "reference.vcf.gz")
 if TRAINED_PANEL and config["reference_vcf"]:
-    REFERENCE_VCF = config["reference_vcf"]  # optional: checked against the panel, phases
+    # optional: checked against the panel; Beagle phases unphased targets against it
+    REFERENCE_FILES = expand_files(config["reference_vcf"], "reference_vcf")
 if TRAINED_PANEL and not config["target_vcf"]:
     raise ValueError("trained_panel is set but target_vcf is empty: give the targets to impute "
                      "(--config target_vcf=batch.vcf.gz)")
-TARGET_VCF = demo_or("target_vcf", "targets.vcf.gz")
-TRUTH_VCF = demo_or("truth_vcf", "truth.vcf.gz") if (DEMO or config["truth_vcf"]) else ""
-PANEL = demo_or("panel", "panel.tsv") if (DEMO or config["panel"]) else ""
+TARGET_FILES = demo_or("target_vcf", "targets.vcf.gz")
+TRUTH_FILES = demo_or("truth_vcf", "truth.vcf.gz") if (DEMO or config["truth_vcf"]) else []
+PANEL = f"{RESULTS}/simulate/panel.tsv" if DEMO else config["panel"]
+GENETIC_MAP = config.get("genetic_map") or ""
 EPOCHS = int(config["epochs"])
+MERGED_VCF = f"{RESULTS}/merged/imputed.vcf.gz"
 SIMULATED_BATCHES = range(2, int(config["simulation"].get("target_batches", 1)) + 1)
 
 
@@ -100,6 +109,19 @@ def chromosomes():
     """Chromosome labels (file-safe contig names), known once list_chromosomes has run."""
     out = checkpoints.list_chromosomes.get().output[0]
     return pd.read_csv(out, sep="\t", dtype=str)["wildcard"].tolist()
+
+
+def chromosome_file(column):
+    """Input function: the file of a chromosome (``reference_file``, ``target_file``,
+    ``genetic_map_file`` of ingest/chromosomes.tsv), or none."""
+
+    def inner(wildcards):
+        out = checkpoints.list_chromosomes.get().output[0]
+        table = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
+        hit = table.loc[table["wildcard"] == wildcards.chrom, column]
+        return hit.iloc[0] if not hit.empty and hit.iloc[0] else []
+
+    return inner
 
 
 def first_reference(wildcards):
@@ -259,10 +281,13 @@ onstart:
 
 
 def final_outputs(wildcards):
-    out = [f"{RESULTS}/imputed/imputed.vcf.gz", f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
-           TRAINING_METRICS, f"{RESULTS}/report/training_curves.png",
-           f"{RESULTS}/report/qc_sites.png"]
-    if TRUTH_VCF:
+    # the per-chromosome VCFs through their manifest (a fixed path: `snakemake -n` shows the
+    # whole DAG before the chromosomes are known)
+    out = [f"{RESULTS}/imputed/chromosomes.tsv", TRAINING_METRICS, f"{RESULTS}/report/training_curves.png",
+            f"{RESULTS}/report/qc_sites.png"]
+    if config.get("output", {}).get("merged_vcf"):
+        out += [MERGED_VCF, f"{MERGED_VCF}.tbi"]
+    if TRUTH_FILES:
         out += [f"{RESULTS}/evaluation/accuracy.tsv", f"{RESULTS}/report/r2_by_maf.png",
                 f"{RESULTS}/report/dr2_calibration.png"]
     return out + REPAIR

@@ -3,8 +3,8 @@
 
 rule evaluate:
     input:
-        imputed=f"{RESULTS}/imputed/imputed.vcf.gz",
-        truth=TRUTH_VCF or [],
+        imputed=per_chrom(f"{RESULTS}/imputed/{{chrom}}.vcf.gz"),
+        truth=TRUTH_FILES,
         reference=per_chrom(REFERENCE_H5),
         targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),
         panel=PANEL or [],

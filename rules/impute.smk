@@ -1,5 +1,5 @@
 # Imputation of the targets: per chunk of consecutive windows, ligated per chromosome, one
-# indexed VCF.
+# indexed VCF per chromosome (and one for all of them with output.merged_vcf).
 
 
 rule impute_chunk:
@@ -54,18 +54,54 @@ rule ligate:
 
 rule write_vcf:
     input:
-        chromosomes=per_chrom(f"{RESULTS}/impute/{{chrom}}.h5"),
-        reference=per_chrom(REFERENCE_H5),
+        chromosomes=f"{RESULTS}/impute/{{chrom}}.h5",
+        reference=REFERENCE_H5,
     output:
-        vcf=f"{RESULTS}/imputed/imputed.vcf.gz",
-        tbi=f"{RESULTS}/imputed/imputed.vcf.gz.tbi",
+        vcf=f"{RESULTS}/imputed/{{chrom}}.vcf.gz",
+        tbi=f"{RESULTS}/imputed/{{chrom}}.vcf.gz.tbi",
     params:
         format_fields=config.get("output", {}).get("format_fields", []),
     log:
-        "logs/impute/write_vcf.log",
+        "logs/impute/{chrom}.write_vcf.log",
     benchmark:
-        "benchmarks/impute/write_vcf.tsv"
+        "benchmarks/impute/{chrom}.write_vcf.tsv"
     threads: 4  # BGZF compression threads (capped at --cores)
+    conda:
+        "../envs/vcfbert.yaml"
+    script:
+        "../scripts/write_vcf.py"
+
+
+rule imputed_manifest:
+    input:
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
+        vcfs=per_chrom(f"{RESULTS}/imputed/{{chrom}}.vcf.gz"),
+        tbis=per_chrom(f"{RESULTS}/imputed/{{chrom}}.vcf.gz.tbi"),
+    output:
+        f"{RESULTS}/imputed/chromosomes.tsv",
+    log:
+        "logs/impute/imputed_manifest.log",
+    threads: 1
+    conda:
+        "../envs/vcfbert.yaml"
+    script:
+        "../scripts/imputed_manifest.py"
+
+
+rule write_merged_vcf:
+    input:
+        chromosomes=per_chrom(f"{RESULTS}/impute/{{chrom}}.h5"),
+        reference=per_chrom(REFERENCE_H5),
+    output:
+        vcf=MERGED_VCF,
+        tbi=f"{MERGED_VCF}.tbi",
+    params:
+        format_fields=config.get("output", {}).get("format_fields", []),
+    log:
+        "logs/impute/write_merged_vcf.log",
+    benchmark:
+        "benchmarks/impute/write_merged_vcf.tsv"
+    threads: 4
     conda:
         "../envs/vcfbert.yaml"
     script:

@@ -3,13 +3,15 @@
 
 checkpoint list_chromosomes:
     input:
-        reference=REFERENCE_VCF or [],
-        targets=TARGET_VCF,
+        reference=REFERENCE_FILES,
+        targets=TARGET_FILES,
         trained_panel=PANEL_VERIFIED or [],
     output:
         f"{RESULTS}/ingest/chromosomes.tsv",
     params:
         trained_panel=TRAINED_PANEL,
+        genetic_map=GENETIC_MAP,
+        chromosomes=[str(c) for c in config.get("chromosomes") or []],
     log:
         "logs/ingest/list_chromosomes.log",
     benchmark:
@@ -23,11 +25,11 @@ checkpoint list_chromosomes:
 
 rule parse_reference:
     input:
-        vcf=REFERENCE_VCF or [],
-        targets=TARGET_VCF,
+        vcf=chromosome_file("reference_file"),
+        targets=chromosome_file("target_file"),
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         panel=PANEL or [],
-        genetic_map=config.get("genetic_map") or [],
+        genetic_map=chromosome_file("genetic_map_file"),
     output:
         f"{RESULTS}/ingest/{{chrom}}/reference.h5",
     params:
@@ -49,19 +51,20 @@ rule parse_reference:
 
 rule phase_targets:
     input:
-        targets=TARGET_VCF,
-        reference=REFERENCE_VCF or [],
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
+        targets=chromosome_file("target_file"),
+        reference=chromosome_file("reference_file"),
     output:
-        vcf=f"{RESULTS}/phase/targets.vcf.gz",
-        tbi=f"{RESULTS}/phase/targets.vcf.gz.tbi",
+        vcf=f"{RESULTS}/phase/{{chrom}}.vcf.gz",
+        tbi=f"{RESULTS}/phase/{{chrom}}.vcf.gz.tbi",
     params:
         reference_contigs=PANEL_CONTIGS,
         tool=config["phasing"]["tool"],
         beagle=config["phasing"]["beagle_command"],
     log:
-        "logs/phase/phase_targets.log",
+        "logs/phase/{chrom}.phase_targets.log",
     benchmark:
-        "benchmarks/phase/phase_targets.tsv"
+        "benchmarks/phase/{chrom}.phase_targets.tsv"
     threads: thread_request(phasing_threads)
     resources:
         mem_mb=phasing_mem,
@@ -75,7 +78,7 @@ rule phase_targets:
 rule parse_targets:
     input:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
-        vcf=f"{RESULTS}/phase/targets.vcf.gz",
+        vcf=f"{RESULTS}/phase/{{chrom}}.vcf.gz",
         reference=REFERENCE_H5,
         array=ARRAY_SITES or [],  # with a trained panel: its array
     output:

@@ -35,7 +35,7 @@ else:
             model=MODEL,
             key_encoder=KEY_ENCODER,
             metrics=TRAINING_METRICS,
-            vcf=REFERENCE_VCF,
+            vcf=REFERENCE_FILES,
         output:
             directory(f"{RESULTS}/trained_panel"),
         log:

@@ -138,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(func=cmd_floor)
 
     e = sub.add_parser("evaluate", help="score an imputed VCF against the truth")
-    e.add_argument("--imputed", required=True)
-    e.add_argument("--truth", required=True)
+    e.add_argument("--imputed", required=True, nargs="+",
+                   help="imputed VCF (or one per chromosome)")
+    e.add_argument("--truth", required=True, nargs="+", help="truth VCF (or one per chromosome)")
     e.add_argument("--reference", required=True, help="the reference panel used (for MAF)")
     e.add_argument("--targets", required=True, help="the targets used (typed sites)")
     e.add_argument("--panel", help="sample/population table")

@@ -125,16 +125,10 @@ def _lookup(index: dict, contig: str, pos: int, ref: str, alt: str) -> tuple[int
     return (j, True) if j is not None else (-1, False)
 
 
-def _store_truth(path: str | os.PathLike[str], index: dict, n_sites: int,
-                 samples: list[str], h5: h5py.File, block: int) -> _TruthStore:
-    """Read the truth VCF once into ``h5`` (int8 ALT counts of the samples, in this order)."""
-    have = {s: i for i, s in enumerate(sample_ids(path))}
-    missing = [s for s in samples if s not in have]
-    if missing:
-        raise InputError(f"sample {missing[0]} (and {len(missing) - 1} more) is missing from "
-                         "the truth VCF; the truth and imputed VCFs must hold the same target "
-                         "samples")
-    cols = np.array([have[s] for s in samples])
+def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str],
+                 h5: h5py.File, block: int) -> _TruthStore:
+    """Read the truth VCFs (one, or one per chromosome) once into ``h5`` (int8 ALT counts of
+    the samples, in this order)."""
     data = h5.create_dataset("truth", shape=(0, len(samples)), maxshape=(None, len(samples)),
                              dtype=np.int8, chunks=(min(block, 256), len(samples)))
     row = np.full(n_sites, -1, np.int64)
@@ -149,7 +143,7 @@ def _store_truth(path: str | os.PathLike[str], index: dict, n_sites: int,
             data[start:] = np.stack(buf)
             buf.clear()
 
-    for contig in list_contigs(path):
+    for path, contig, cols in _truth_contigs(paths, samples):
         name = normalize_contig(contig)
         for v in iter_variants(path, contig, role="target"):
             j, swapped = _lookup(index, name, v.position, v.ref, v.alt)
@@ -166,21 +160,47 @@ def _store_truth(path: str | os.PathLike[str], index: dict, n_sites: int,
                 flush()
     flush()
     if not (row >= 0).any():
-        raise InputError(f"{path}: the truth VCF holds none of the reference panel's variants")
+        raise InputError(f"{', '.join(paths)}: the truth VCF holds none of the reference "
+                         "panel's variants")
     return _TruthStore(data, row, flip, alt_count)
 
 
-def _imputed_blocks(path: str | os.PathLike[str], index: dict, block: int):
-    """Yield ``(sites [b], dose [b, S], hard [b, S], dr2 [b])`` blocks of the imputed VCF's
+def _truth_contigs(paths: list[str], samples: list[str]):
+    """Yield (file, contig, columns of ``samples`` in the file) over the truth files."""
+    for path in paths:
+        have = {s: i for i, s in enumerate(sample_ids(path))}
+        missing = [s for s in samples if s not in have]
+        if missing:
+            raise InputError(f"sample {missing[0]} (and {len(missing) - 1} more) is missing "
+                             f"from the truth VCF {path}; the truth and imputed VCFs must hold "
+                             "the same target samples")
+        cols = np.array([have[s] for s in samples])
+        for contig in list_contigs(path):
+            yield path, contig, cols
+
+
+def _imputed_blocks(paths: list[str], index: dict, block: int, samples: list[str]):
+    """Yield ``(sites [b], dose [b, S], hard [b, S], dr2 [b])`` blocks of the imputed VCFs'
     bi-allelic records that are reference sites (doses flipped where the alleles are swapped;
-    a site met again is skipped)."""
+    a site met again is skipped). Every file must hold ``samples`` in this order."""
+    seen = np.zeros(len(index), bool)
+    for path in paths:
+        if sample_ids(path) != samples:
+            raise InputError(f"{path}: its samples differ from {paths[0]}'s; the imputed VCFs "
+                             "of one run hold the same samples")
+        yield from _file_blocks(path, index, block, seen)
+    if not seen.any():
+        raise InputError(f"{', '.join(paths)}: the imputed VCF holds none of the reference "
+                         "panel's bi-allelic variants")
+
+
+def _file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
     import cyvcf2
 
     vcf = cyvcf2.VCF(str(path), gts012=False, lazy=True, threads=1)
     has_ds, has_gt = vcf.contains("DS"), vcf.contains("GT")
     if not (has_ds or has_gt):
         raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
-    seen = np.zeros(len(index), bool)
     js: list[int] = []
     doses: list[np.ndarray] = []
     hards: list[np.ndarray] = []
@@ -217,12 +237,10 @@ def _imputed_blocks(path: str | os.PathLike[str], index: dict, block: int):
             yield np.array(js), np.stack(doses), np.stack(hards), np.array(dr2)
     finally:
         vcf.close()
-    if not seen.any():
-        raise InputError(f"{path}: the imputed VCF holds none of the reference panel's "
-                         "bi-allelic variants")
 
 
-def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[str],
+def evaluate(imputed_vcf: str | os.PathLike[str] | list[str],
+             truth_vcf: str | os.PathLike[str] | list[str],
              sites: pd.DataFrame, *, populations: dict[str, str] | None = None,
              method: str = "vcfbert", block_variants: int = BLOCK_VARIANTS,
              tmp_dir: str | os.PathLike[str] | None = None
@@ -230,6 +248,7 @@ def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[s
     """Score an imputed VCF against the truth, reading both in blocks of variants.
 
     Args:
+        imputed_vcf, truth_vcf: one file each, or one file per chromosome.
         sites: reference-panel variants with columns contig, position, ref, alt, ref_af,
             typed (bool). Contig names may use any naming.
         populations: sample -> population (per-population rows when given).
@@ -243,7 +262,11 @@ def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[s
     sites["contig"] = sites["contig"].map(normalize_contig)
     index = _site_index(sites)
     n_sites = len(sites)
-    samples = sample_ids(imputed_vcf)
+    imputed_files = [str(imputed_vcf)] if isinstance(imputed_vcf, str | os.PathLike) \
+        else [str(f) for f in imputed_vcf]
+    truth_files = [str(truth_vcf)] if isinstance(truth_vcf, str | os.PathLike) \
+        else [str(f) for f in truth_vcf]
+    samples = sample_ids(imputed_files[0])
     groups: list[tuple[str, np.ndarray]] = [("all", np.ones(len(samples), bool))]
     if populations:
         pops = np.array([populations.get(s, "") for s in samples])
@@ -259,9 +282,10 @@ def evaluate(imputed_vcf: str | os.PathLike[str], truth_vcf: str | os.PathLike[s
     true_r2 = np.full(n_sites, np.nan)
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="vcfbert-eval-") as tmp, \
             h5py.File(os.path.join(tmp, "truth.h5"), "w") as h5:
-        truth = _store_truth(truth_vcf, index, n_sites, samples, h5, block_variants)
+        truth = _store_truth(truth_files, index, n_sites, samples, h5, block_variants)
         tfound = truth.row >= 0
-        for js, dose, hard, d2 in _imputed_blocks(imputed_vcf, index, block_variants):
+        for js, dose, hard, d2 in _imputed_blocks(imputed_files, index, block_variants,
+                                                  samples):
             found[js], dr2[js] = True, d2
             held = tfound[js]
             if not held.any():

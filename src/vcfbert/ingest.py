@@ -55,36 +55,78 @@ def read_panel(path: str | os.PathLike[str] | None) -> dict[str, str]:
     return dict(zip(df[cols["sample"]], df[pop_col], strict=True))
 
 
-def write_contig_list(vcf_path: str | os.PathLike[str], out_tsv: str | os.PathLike[str],
-                      *, target_vcf: str | None = None) -> list[str]:
-    """Write the reference's contigs (those with records) as a TSV: ``contig``, ``wildcard``.
+def write_contig_list(vcf_path: str | os.PathLike[str] | list[str],
+                      out_tsv: str | os.PathLike[str], *,
+                      target_vcf: str | list[str] | None = None, genetic_map: str = "",
+                      restrict: list[str] | None = None) -> list[str]:
+    """Write the chromosomes to impute as a TSV: ``contig``, ``wildcard``, ``reference_file``,
+    ``target_file``, ``genetic_map_file``; return the contigs.
 
-    ``wildcard`` is the file-name-safe label used in output paths. With ``target_vcf``, contigs
-    of the reference that the targets lack are left out (they cannot be imputed), and contigs
-    of the targets that the reference lacks are reported in the log.
+    ``wildcard`` is the file-name-safe label used in output paths. The reference and the
+    targets may each be one file or one file per chromosome (:mod:`vcfbert.inputs`); the
+    genetic map one file or a ``{chrom}`` pattern. With ``target_vcf``, contigs of the
+    reference that the targets lack are left out (they cannot be imputed), and contigs of the
+    targets that the reference lacks are reported in the log. ``restrict`` (config
+    ``chromosomes``) keeps only the contigs named there (any naming: ``chr20`` or ``20``).
     """
-    contigs = list_contigs(vcf_path)
+    from .inputs import files_by_contig
+
+    ref_files = [str(vcf_path)] if isinstance(vcf_path, str | os.PathLike) else \
+        [str(f) for f in vcf_path]
+    by_contig = files_by_contig(ref_files, list_contigs, normalize_contig, "reference_vcf")
+    contigs = [c for f in ref_files for c in list_contigs(f)]
+    names = ", ".join(ref_files)
     if not contigs:
-        raise InputError(f"{vcf_path}: the reference VCF has no records")
+        raise InputError(f"{names}: the reference VCF has no records")
+    targets_by_contig: dict[str, str] = {}
     if target_vcf:
-        tcontigs = list_contigs(target_vcf)
+        tfiles = [str(target_vcf)] if isinstance(target_vcf, str | os.PathLike) else \
+            [str(f) for f in target_vcf]
+        targets_by_contig = files_by_contig(tfiles, list_contigs, normalize_contig,
+                                            "target_vcf")
+        tcontigs = [c for f in tfiles for c in list_contigs(f)]
         if not tcontigs:
-            raise InputError(f"{target_vcf}: the target VCF has no records")
-        tnorm = {normalize_contig(c) for c in tcontigs}
+            raise InputError(f"{', '.join(tfiles)}: the target VCF has no records")
         rnorm = {normalize_contig(c) for c in contigs}
-        missing = sorted(tnorm - rnorm)
+        missing = sorted(set(targets_by_contig) - rnorm)
         if missing:
             log.warning("target contigs absent from the reference (not imputed): %s", missing)
-        contigs = [c for c in contigs if normalize_contig(c) in tnorm]
+        contigs = [c for c in contigs if normalize_contig(c) in targets_by_contig]
         if not contigs:
             raise InputError(
-                f"{target_vcf}: no contig in common with the reference {vcf_path} (targets: "
-                f"{', '.join(tcontigs[:5])}; reference: {', '.join(list_contigs(vcf_path)[:5])})"
-            )
-    rows = [{"contig": c, "wildcard": contig_wildcard(c)} for c in contigs]
+                f"{', '.join(tfiles)}: no contig in common with the reference {names} (targets: "
+                f"{', '.join(tcontigs[:5])}; reference: {', '.join(by_contig)[:80]})")
+    if restrict:
+        wanted = {normalize_contig(str(c)) for c in restrict}
+        unknown = sorted(wanted - {normalize_contig(c) for c in contigs})
+        if unknown:
+            raise InputError(f"chromosomes: {', '.join(unknown)} not in both the reference and "
+                             f"the targets (those are: {', '.join(contigs)})")
+        contigs = [c for c in contigs if normalize_contig(c) in wanted]
+    rows = [{"contig": c, "wildcard": contig_wildcard(c),
+             "reference_file": by_contig[normalize_contig(c)],
+             "target_file": targets_by_contig.get(normalize_contig(c), ""),
+             "genetic_map_file": map_file(genetic_map, c)} for c in contigs]
     with atomic_path(out_tsv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
     return contigs
+
+
+def map_file(genetic_map: str, contig: str) -> str:
+    """The genetic map of ``contig``: the file itself, or the ``{chrom}`` pattern filled in
+    with the contig's name as the reference spells it, or without or with ``chr``."""
+    from .inputs import PLACEHOLDER
+
+    if not genetic_map or PLACEHOLDER not in genetic_map:
+        return genetic_map or ""
+    bare = normalize_contig(contig)
+    tried = list(dict.fromkeys([contig, bare, f"chr{bare}"]))
+    for name in tried:
+        path = genetic_map.replace(PLACEHOLDER, name)
+        if os.path.exists(path):
+            return path
+    raise InputError(f"genetic_map: no map for {contig} (tried "
+                     f"{', '.join(genetic_map.replace(PLACEHOLDER, n) for n in tried)})")
 
 
 def contig_wildcard(contig: str) -> str:

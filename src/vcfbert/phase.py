@@ -20,6 +20,7 @@ import numpy as np
 from .errors import InputError
 from .io.vcf import (
     _open,
+    _records,
     genotypes,
     list_contigs,
     normalize_contig,
@@ -31,16 +32,18 @@ from .io.vcf_writer import BgzipVcfWriter
 log = logging.getLogger(__name__)
 
 
-def unphased_samples(path: str | os.PathLike[str],
-                     max_records: int | None = None) -> tuple[int, int]:
+def unphased_samples(path: str | os.PathLike[str], max_records: int | None = None,
+                     contig: str | None = None) -> tuple[int, int]:
     """(samples with at least one unphased heterozygous genotype, samples), over every record
-    or the first ``max_records``."""
+    (of ``contig`` when given) or the first ``max_records``."""
     require_gt(path, "target")
     vcf = _open(path)
     try:
         n = len(vcf.samples)
         bad = np.zeros(n, bool)
-        for k, rec in enumerate(parsed_records(vcf, path)):
+        records = parsed_records(vcf, path) if contig is None else _records(vcf, str(path),
+                                                                             contig)
+        for k, rec in enumerate(records):
             if max_records is not None and k >= max_records:
                 break
             gt = genotypes(rec, path)
@@ -54,8 +57,9 @@ def unphased_samples(path: str | os.PathLike[str],
 
 
 def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
-                  rename: dict[str, str]) -> None:
-    """Copy a VCF/BCF to a bgzipped, indexed VCF with contigs renamed (``rename``)."""
+                  rename: dict[str, str], contig: str | None = None) -> None:
+    """Copy a VCF/BCF (its ``contig`` only, when given) to a bgzipped, indexed VCF with
+    contigs renamed (``rename``)."""
     contigs = list_contigs(src)
     vcf = _open(src)
     try:
@@ -71,7 +75,9 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
         with BgzipVcfWriter(dst) as w:
             w.write_lines(header)
             block = []
-            for rec in parsed_records(vcf, src):
+            records = parsed_records(vcf, src) if contig is None else _records(vcf, str(src),
+                                                                                contig)
+            for rec in records:
                 line = str(rec).rstrip("\n")
                 chrom, rest = line.split("\t", 1)
                 block.append(f"{rename.get(chrom, chrom)}\t{rest}")
@@ -85,18 +91,28 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 def phase_targets(*, target_vcf: str, reference_vcf: str, out: str, tool: str,
                   beagle_command: str = "beagle", threads: int = 1, seed: int = 1,
-                  reference_contigs: list[str] | None = None) -> bool:
-    """Write phased targets to ``out``; return True when phasing was needed and done.
+                  reference_contigs: list[str] | None = None, contig: str | None = None) -> bool:
+    """Write phased targets (of the reference's ``contig`` only, when given) to ``out``;
+    return True when phasing was needed and done.
 
     ``reference_vcf`` may be empty with a trained panel (``reference_contigs`` then gives the
     contig names to follow); unphased targets then cannot be phased here.
     """
     contigs = list_contigs(reference_vcf) if reference_vcf else list(reference_contigs or [])
+    if contig is not None:
+        contigs = [contig]
     ref_names = {normalize_contig(c): c for c in contigs}
-    rename = {c: ref_names.get(normalize_contig(c), c) for c in list_contigs(target_vcf)}
-    n_bad, n = unphased_samples(target_vcf)
+    target_contigs = list_contigs(target_vcf)
+    rename = {c: ref_names.get(normalize_contig(c), c) for c in target_contigs}
+    source = None  # the targets' own name of ``contig``
+    if contig is not None:
+        source = next((c for c in target_contigs
+                       if normalize_contig(c) == normalize_contig(contig)), None)
+        if source is None:
+            raise InputError(f"{target_vcf}: no record on {contig}")
+    n_bad, n = unphased_samples(target_vcf, contig=source)
     if n_bad == 0:
-        write_renamed(target_vcf, out, rename)
+        write_renamed(target_vcf, out, rename, contig=source)
         log.info("targets are phased (%d samples): passed through", n)
         return False
     if not reference_vcf and tool != "none":
@@ -115,10 +131,12 @@ def phase_targets(*, target_vcf: str, reference_vcf: str, out: str, tool: str,
                          "(apt-get install beagle) or phase the targets first")
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
         renamed = Path(tmp) / "targets.vcf.gz"
-        write_renamed(target_vcf, renamed, rename)
+        write_renamed(target_vcf, renamed, rename, contig=source)
         prefix = Path(tmp) / "phased"
         cmd = [*beagle_command.split(), f"gt={renamed}", f"ref={reference_vcf}",
                f"out={prefix}", "impute=false", f"nthreads={threads}", f"seed={seed}"]
+        if contig is not None:
+            cmd.append(f"chrom={contig}")
         log.info("phasing %d of %d samples: %s", n_bad, n, " ".join(cmd))
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or not Path(f"{prefix}.vcf.gz").exists():

@@ -45,25 +45,50 @@ def simulate(*, params: dict[str, Any], reference_vcf: str, target_vcf: str, tru
         SimulatedPaths(reference_vcf, target_vcf, truth_vcf, panel))
 
 
-def list_chromosomes(*, reference_vcf: str, target_vcf: str, out: str,
-                     trained_panel: str = "") -> None:
+def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[str], out: str,
+                     trained_panel: str = "", genetic_map: str = "",
+                     restrict: list[str] | None = None) -> None:
     """The chromosomes to impute: the reference's (or the trained panel's) that the targets
-    have. With a trained panel, ``reference_vcf`` is optional and checked against it."""
+    have, each with the files that hold it. With a trained panel, ``reference_vcf`` is
+    optional and checked against it."""
     if trained_panel:
         from . import trained_panel as tp
+        from .inputs import files_by_contig
+        from .io.vcf import list_contigs, normalize_contig
 
         rows = tp.panel_chromosomes(tp.read_manifest(trained_panel), target_vcf=target_vcf,
                                     panel_dir=trained_panel, reference_vcf=reference_vcf)
+        targets = files_by_contig([target_vcf] if isinstance(target_vcf, str) else target_vcf,
+                                  list_contigs, normalize_contig, "target_vcf")
+        refs = files_by_contig([reference_vcf] if isinstance(reference_vcf, str)
+                               else reference_vcf, list_contigs, normalize_contig,
+                               "reference_vcf") if reference_vcf else {}
+        wanted = {normalize_contig(str(c)) for c in restrict or []}
+        rows = [{**r, "reference_file": refs.get(normalize_contig(r["contig"]), ""),
+                 "target_file": targets[normalize_contig(r["contig"])], "genetic_map_file": ""}
+                for r in rows if not wanted or normalize_contig(r["contig"]) in wanted]
+        if not rows:
+            raise InputError(f"chromosomes: none of {sorted(wanted)} is in the trained panel "
+                             "and the targets")
         with atomic_path(out) as tmp:
-            pd.DataFrame(rows, columns=["contig", "wildcard"]).to_csv(tmp, sep="\t",
-                                                                      index=False)
+            pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
         log.info("chromosomes to impute with the trained panel %s: %s", trained_panel,
                  [r["contig"] for r in rows])
         return
     from .ingest import write_contig_list
 
-    contigs = write_contig_list(reference_vcf, out, target_vcf=target_vcf)
+    contigs = write_contig_list(reference_vcf, out, target_vcf=target_vcf,
+                                genetic_map=genetic_map, restrict=restrict)
     log.info("chromosomes to impute: %s", contigs)
+
+
+def chromosome_files(chromosomes_tsv: str, label: str) -> dict[str, str]:
+    """The row of a chromosome label: contig, reference_file, target_file, genetic_map_file."""
+    df = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
+    hit = df[df["wildcard"] == label]
+    if hit.empty:
+        raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
+    return hit.iloc[0].to_dict()
 
 
 def verify_trained_panel(*, panel_dir: str, out: str) -> None:
@@ -74,7 +99,7 @@ def verify_trained_panel(*, panel_dir: str, out: str) -> None:
 
 def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str],
                   targets_h5: list[str], windows_tsv: list[str], model: str, key_encoder: str,
-                  metrics_csv: str, reference_vcf: str, config: dict[str, Any],
+                  metrics_csv: str, reference_vcf: str | list[str], config: dict[str, Any],
                   command: str) -> None:
     from .trained_panel import build
 
@@ -288,15 +313,36 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
         windows_tsv=windows_tsv, chunk_files=chunk_files, out=out)
 
 
-def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
+def _as_list(files: str | list[str]) -> list[str]:
+    return [files] if isinstance(files, str) else list(files)
+
+
+def write_vcf(*, chromosome_files: str | list[str], reference_h5: str | list[str], out: str,
               command: str, threads: int = 1, format_fields: list[str] | None = None) -> None:
+    """One imputed VCF for one chromosome, or for several (in the order given)."""
     from .impute import write_vcf as run
 
-    run(chromosome_files=chromosome_files, reference_h5=reference_h5, out=out, command=command,
-        threads=threads, format_fields=format_fields)
+    run(chromosome_files=_as_list(chromosome_files), reference_h5=_as_list(reference_h5),
+        out=out, command=command, threads=threads, format_fields=format_fields)
 
 
-def evaluate(*, imputed_vcf: str, truth_vcf: str, reference_h5: list[str],
+def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:
+    """``results/imputed/chromosomes.tsv``: each chromosome's imputed VCF, its index, size and
+    SHA-256 (what an imputation server lists beside its downloads)."""
+    from .atomic import sha256_file
+
+    table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
+    rows = []
+    for (_, row), vcf in zip(table.iterrows(), vcfs, strict=True):
+        rows.append({"contig": row["contig"], "vcf": os.path.basename(vcf),
+                     "index": os.path.basename(vcf) + ".tbi", "bytes": os.path.getsize(vcf),
+                     "sha256": sha256_file(vcf)})
+    with atomic_path(out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    log.info("imputed VCFs: %s", ", ".join(r["vcf"] for r in rows))
+
+
+def evaluate(*, imputed_vcf: str | list[str], truth_vcf: str | list[str], reference_h5: list[str],
              targets_h5: list[str], panel: str | None, out_accuracy: str,
              out_per_variant: str) -> None:
     from .evaluate import site_table, write_tables

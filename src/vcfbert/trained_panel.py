@@ -143,7 +143,7 @@ docs/trained_panel.md in the vcfbert repository.
 
 def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[str],
           reference_h5: list[str], targets_h5: list[str], windows_tsv: list[str],
-          model: str, key_encoder: str, metrics_csv: str, reference_vcf: str,
+          model: str, key_encoder: str, metrics_csv: str, reference_vcf: str | list[str],
           config: dict[str, Any], command: str) -> dict[str, Any]:
     """Write a trained panel directory (see the module docstring) and return its manifest.
 
@@ -164,7 +164,8 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
         _link_or_copy(metrics_csv, tmp / "metrics.csv")
         pd.DataFrame({"contig": contigs, "wildcard": labels}).to_csv(
             tmp / "chromosomes.tsv", sep="\t", index=False)
-        lengths = contig_lengths(reference_vcf) if reference_vcf else {}
+        ref_files = [reference_vcf] if isinstance(reference_vcf, str) else list(reference_vcf)
+        lengths = {c: n for f in ref_files if f for c, n in contig_lengths(f).items()}
         contig_rows, array_parts = [], []
         tables = [read_variant_table(ref) for ref in reference_h5]
         samples = [store_samples(ref)[0] for ref in reference_h5]
@@ -186,7 +187,8 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
             "command": command,
             "config": {k: config[k] for k in ("epochs", "windows", "mask", "model", "train")
                        if k in config},
-            "reference": {"vcf": os.path.basename(reference_vcf), "samples": len(samples[0]),
+            "reference": {"vcf": ", ".join(os.path.basename(f) for f in ref_files),
+                          "samples": len(samples[0]),
                           "fingerprint": reference_fingerprint(contigs, tables, samples)},
             "array": {"fingerprint": _fingerprint(array_parts),
                       "sites": sum(r["array_sites"] for r in contig_rows)},
@@ -274,9 +276,11 @@ def write_verified(panel_dir: str, out: str) -> dict[str, Any]:
     return manifest
 
 
-def panel_chromosomes(manifest: dict[str, Any], *, target_vcf: str, panel_dir: str,
-                      reference_vcf: str = "") -> list[dict[str, str]]:
+def panel_chromosomes(manifest: dict[str, Any], *, target_vcf: str | list[str], panel_dir: str,
+                      reference_vcf: str | list[str] = "") -> list[dict[str, str]]:
     """The panel's contigs that the targets have, as rows ``{contig, wildcard}``.
+
+    ``target_vcf`` and ``reference_vcf`` may be one file or one file per chromosome.
 
     Raises:
         InputError: when the targets share no contig with the panel, when a shared contig's
@@ -287,9 +291,11 @@ def panel_chromosomes(manifest: dict[str, Any], *, target_vcf: str, panel_dir: s
 
     if reference_vcf:
         check_reference(manifest, reference_vcf, panel_dir)
-    tcontigs = list_contigs(target_vcf)
+    target_files = [target_vcf] if isinstance(target_vcf, str) else list(target_vcf)
+    target_vcf = ", ".join(target_files)
+    tcontigs = [c for f in target_files for c in list_contigs(f)]
     tnorm = {normalize_contig(c): c for c in tcontigs}
-    tlen = {normalize_contig(c): n for c, n in contig_lengths(target_vcf).items()}
+    tlen = {normalize_contig(c): n for f in target_files for c, n in contig_lengths(f).items()}
     rows = []
     for c in manifest["contigs"]:
         key = normalize_contig(c["contig"])
@@ -313,18 +319,22 @@ def panel_chromosomes(manifest: dict[str, Any], *, target_vcf: str, panel_dir: s
     return rows
 
 
-def check_reference(manifest: dict[str, Any], reference_vcf: str, panel_dir: str) -> None:
-    """Refuse a ``reference_vcf`` other than the panel's own (samples, contigs, lengths)."""
+def check_reference(manifest: dict[str, Any], reference_vcf: str | list[str],
+                    panel_dir: str) -> None:
+    """Refuse a ``reference_vcf`` (one file, or one per chromosome) other than the panel's own
+    (samples, contigs, lengths)."""
     from .io.vcf import contig_lengths, list_contigs, sample_ids
 
-    n = len(sample_ids(reference_vcf))
+    files = [reference_vcf] if isinstance(reference_vcf, str) else list(reference_vcf)
+    reference_vcf = ", ".join(files)
+    n = len(sample_ids(files[0]))
     if n != int(manifest["reference"]["samples"]):
         raise InputError(f"{reference_vcf}: {n} samples, but the trained panel {panel_dir} was "
                          f"built from a reference of {manifest['reference']['samples']} "
                          f"({manifest['reference']['vcf']}): leave reference_vcf empty to use "
                          "the panel's own, or build a panel from this reference")
-    have = set(list_contigs(reference_vcf))
-    lengths = contig_lengths(reference_vcf)
+    have = {c for f in files for c in list_contigs(f)}
+    lengths = {c: n for f in files for c, n in contig_lengths(f).items()}
     for c in manifest["contigs"]:
         if c["contig"] not in have:
             raise InputError(f"{reference_vcf}: lacks contig {c['contig']} of the trained panel "

@@ -44,10 +44,10 @@ def test_demo_end_to_end(workdir):
     n_ref = sum(1 for line in gzip.open(res / "simulate/reference.vcf.gz", "rt")
                 if not line.startswith("#"))
     targets = set(cyvcf2.VCF(str(res / "simulate/targets.vcf.gz")).samples)
-    check_imputed_vcf(res / "imputed/imputed.vcf.gz", n_ref, targets)
+    check_imputed_vcf(res / "imputed/20.vcf.gz", n_ref, targets)
     # the reference's contig line, with its length, is copied to the imputed VCF
     assert "##contig=<ID=20,length=1000001>" in cyvcf2.VCF(
-        str(res / "imputed/imputed.vcf.gz")).raw_header
+        str(res / "imputed/20.vcf.gz")).raw_header
     acc = pd.read_csv(res / "evaluation/accuracy.tsv", sep="\t")
     assert set(acc.group) == {"all", "YRI", "CEU", "CHB"}
     assert list(acc[acc.group == "all"].maf_bin) == [
@@ -65,7 +65,7 @@ def test_demo_end_to_end(workdir):
     html = (res / "report.html").read_text(errors="replace")
     assert "accuracy.tsv" in html and "training_curves.png" in html
     if shutil.which("bcftools"):
-        out = subprocess.run(["bcftools", "view", "-H", str(res / "imputed/imputed.vcf.gz")],
+        out = subprocess.run(["bcftools", "view", "-H", str(res / "imputed/20.vcf.gz")],
                              capture_output=True, text=True, check=True).stdout
         assert len(out.splitlines()) == n_ref
     # a second invocation has nothing to do
@@ -73,14 +73,15 @@ def test_demo_end_to_end(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def _tskit_vcfs(d):
+def _tskit_vcfs(d, contig="chr7", seed=11, suffix=""):
     """Reference/targets/truth written by tskit's own VCF writer: another seed, contig 'chr7',
-    target samples in another order, multi-allelic sites left in."""
+    target samples in another order, multi-allelic sites left in. The same samples whatever
+    the contig and seed (files ``ref{suffix}.vcf``, ``targets{suffix}.vcf``, ...)."""
     import msprime
 
     ts = msprime.sim_ancestry(samples=90, population_size=10_000, sequence_length=250_000,
-                              recombination_rate=1.2e-8, random_seed=11)
-    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=12)
+                              recombination_rate=1.2e-8, random_seed=seed)
+    ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=seed + 1)
     rng = np.random.default_rng(13)
     n_ind = ts.num_individuals
     order = rng.permutation(n_ind)
@@ -95,13 +96,13 @@ def _tskit_vcfs(d):
 
     def write(path, tree_seq, inds):
         with open(path, "w") as fh:
-            tree_seq.write_vcf(fh, contig_id="chr7", individuals=inds,
+            tree_seq.write_vcf(fh, contig_id=contig, individuals=inds,
                                individual_names=[names[i] for i in inds],
                                position_transform=lambda x: np.maximum(1, np.round(x)))
 
-    write(d / "ref.vcf", ts, ref_ind)
-    write(d / "truth.vcf", ts, tgt_ind)
-    write(d / "targets.vcf", ts.delete_sites(drop), tgt_ind)
+    write(d / f"ref{suffix}.vcf", ts, ref_ind)
+    write(d / f"truth{suffix}.vcf", ts, tgt_ind)
+    write(d / f"targets{suffix}.vcf", ts.delete_sites(drop), tgt_ind)
     return names, tgt_ind
 
 
@@ -113,7 +114,7 @@ def test_own_data_written_by_tskit(workdir):
                        "windows": {"core_sites": 16, "flank_sites": 24}})
     snakemake(workdir, "--cores", "2", config=cfg)
     res = workdir / "results"
-    vcf = cyvcf2.VCF(str(res / "imputed/imputed.vcf.gz"))
+    vcf = cyvcf2.VCF(str(res / "imputed/chr7.vcf.gz"))
     assert vcf.samples == [names[i] for i in tgt]  # the targets' own order is kept
     assert {r.CHROM for r in vcf} == {"chr7"}
     acc = pd.read_csv(res / "evaluation/accuracy.tsv", sep="\t")
@@ -121,3 +122,44 @@ def test_own_data_written_by_tskit(workdir):
     assert overall.n_variants > 100 and overall.r2 > 0.8
     log = (workdir / "logs/ingest/chr7.parse_reference.log").read_text()
     assert "split_multiallelic" in log
+
+
+def test_one_reference_file_per_chromosome(workdir):
+    """Panels ship one VCF per chromosome: the reference as a {chrom} pattern, the targets
+    as a list, the truth as a pattern; one imputed VCF per chromosome, and a merged one on
+    request; `chromosomes:` restricts the run."""
+    _tskit_vcfs(workdir, "chr7", 11, ".chr7")
+    _tskit_vcfs(workdir, "chr8", 31, ".chr8")
+    cfg = merge(TINY, {"reference_vcf": str(workdir / "ref.{chrom}.vcf"),
+                       "target_vcf": [str(workdir / "targets.chr8.vcf"),
+                                      str(workdir / "targets.chr7.vcf")],
+                       "truth_vcf": str(workdir / "truth.{chrom}.vcf"),
+                       "output": {"merged_vcf": True},
+                       "windows": {"core_sites": 16, "flank_sites": 24}})
+    snakemake(workdir, "--cores", "2", config=cfg)
+    res = workdir / "results"
+    table = pd.read_csv(res / "ingest/chromosomes.tsv", sep="\t")
+    assert table.contig.tolist() == ["chr7", "chr8"]
+    assert table.reference_file.str.endswith(("ref.chr7.vcf", "ref.chr8.vcf")).all()
+    for contig in ("chr7", "chr8"):
+        vcf = cyvcf2.VCF(str(res / f"imputed/{contig}.vcf.gz"))
+        assert {r.CHROM for r in vcf} == {contig}
+        assert (res / f"imputed/{contig}.vcf.gz.tbi").exists()
+        assert (workdir / f"logs/phase/{contig}.phase_targets.log").exists()
+    manifest = pd.read_csv(res / "imputed/chromosomes.tsv", sep="\t")
+    assert manifest.vcf.tolist() == ["chr7.vcf.gz", "chr8.vcf.gz"]
+    assert (manifest.sha256.str.len() == 64).all()
+    merged = [r.CHROM for r in cyvcf2.VCF(str(res / "merged/imputed.vcf.gz"))]
+    assert merged[0] == "chr7" and merged[-1] == "chr8"
+    acc = pd.read_csv(res / "evaluation/accuracy.tsv", sep="\t")
+    per_variant = pd.read_csv(res / "evaluation/per_variant.tsv.gz", sep="\t")
+    assert set(per_variant.contig.astype(str)) == {"7", "8"}  # both truths were read
+    overall = acc[(acc.group == "all") & (acc.maf_bin == "overall")].iloc[0]
+    assert overall.r2 > 0.8
+    # restricted to one chromosome, in a fresh directory
+    one = workdir / "one"
+    one.mkdir()
+    snakemake(one, "--cores", "1", "results/ingest/chromosomes.tsv",
+              config=merge(cfg, {"chromosomes": ["8"]}))
+    assert pd.read_csv(one / "results/ingest/chromosomes.tsv", sep="\t").contig.tolist() == \
+        ["chr8"]

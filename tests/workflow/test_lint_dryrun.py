@@ -13,7 +13,7 @@ def test_lint(workdir):
 def test_dry_run_demo(workdir):
     res = snakemake(workdir, "-n", "--cores", "2", config=TINY)
     out = res.stdout + res.stderr
-    for rule in ("simulate", "list_chromosomes", "train_epoch", "write_vcf", "evaluate"):
+    for rule in ("simulate", "list_chromosomes", "train_epoch", "imputed_manifest", "evaluate"):
         assert rule in out
 
 

@@ -57,10 +57,10 @@ def test_second_batch_is_imputed_without_training(trained, tmp_path):
     acc = pd.read_csv(tmp_path / "results" / "evaluation" / "accuracy.tsv", sep="\t")
     overall = acc[(acc["group"] == "all") & (acc["maf_bin"] == "overall")]["r2"].iloc[0]
     assert overall > 0.8
-    batch1 = set(records(trained[0] / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
-    batch2 = set(records(tmp_path / "results" / "imputed" / "imputed.vcf.gz")[0].split()[9:])
+    batch1 = set(records(trained[0] / "results" / "imputed" / "20.vcf.gz")[0].split()[9:])
+    batch2 = set(records(tmp_path / "results" / "imputed" / "20.vcf.gz")[0].split()[9:])
     assert batch2 and not batch1 & batch2
-    first = records(tmp_path / "results" / "imputed" / "imputed.vcf.gz")[1].split("\t")
+    first = records(tmp_path / "results" / "imputed" / "20.vcf.gz")[1].split("\t")
     assert first[8] == "GT:DS:GP:HDS:AP1:AP2" and len(first[9].split(":")) == 6
     qc = pd.read_csv(tmp_path / "results" / "qc" / "summary.tsv", sep="\t")
     assert qc.loc[qc["metric"] == "panel_array_sites_missing", "value"].tolist() == [0]
@@ -68,8 +68,8 @@ def test_second_batch_is_imputed_without_training(trained, tmp_path):
 
 def test_same_targets_give_the_training_runs_result(trained, tmp_path):
     impute_with_panel(tmp_path, trained, "")
-    assert records(tmp_path / "results" / "imputed" / "imputed.vcf.gz") == \
-        records(trained[0] / "results" / "imputed" / "imputed.vcf.gz")
+    assert records(tmp_path / "results" / "imputed" / "20.vcf.gz") == \
+        records(trained[0] / "results" / "imputed" / "20.vcf.gz")
 
 
 def test_a_damaged_panel_stops_with_one_line(trained, tmp_path):

@@ -101,7 +101,7 @@ def test_kill_minus_nine_then_resume_gives_identical_outputs(reference_run, tmp_
     a, b = reference_run / "results", tmp_path / "results"
     for e in (0, 1):
         assert same_weights(a / f"train/epoch_{e}/model.pt", b / f"train/epoch_{e}/model.pt")
-    assert vcf_text(a / "imputed/imputed.vcf.gz") == vcf_text(b / "imputed/imputed.vcf.gz")
+    assert vcf_text(a / "imputed/20.vcf.gz") == vcf_text(b / "imputed/20.vcf.gz")
     assert (a / "evaluation/accuracy.tsv").read_text() == (b / "evaluation/accuracy.tsv").read_text()
 
 
@@ -154,8 +154,8 @@ def test_deleted_imputed_chunk_reimputes_without_training(reference_run, tmp_pat
     ran = jobs_run(res.stdout + res.stderr)
     assert {w for r, w in ran if r == "impute_chunk"} == {f"chrom=20, chunk={chunks[1].stem}"}
     assert not any(r in ("train_epoch", "build_index", "encode", "define_windows") for r, _ in ran)
-    assert vcf_text(reference_run / "results/imputed/imputed.vcf.gz") == \
-        vcf_text(tmp_path / "results/imputed/imputed.vcf.gz")
+    assert vcf_text(reference_run / "results/imputed/20.vcf.gz") == \
+        vcf_text(tmp_path / "results/imputed/20.vcf.gz")
 
 
 def test_more_epochs_train_only_the_new_ones(reference_run, tmp_path):

@@ -231,7 +231,7 @@ def test_profile_on_real_slurm_and_failed_shard_rerun(cluster, tmp_path):
     assert sorted(shards) == [f"build_index: epoch=0, chrom=20, window={w}" for w in windows
                               if w not in built]
     assert any(j.startswith("train_epoch") for j in jobs)
-    assert (tmp_path / "results/imputed/imputed.vcf.gz").exists()
+    assert (tmp_path / "results/imputed/20.vcf.gz").exists()
     assert (tmp_path / "results/evaluation/accuracy.tsv").exists()
     slurm_logs = list((tmp_path / ".snakemake/slurm_logs").rglob("*.log"))
     assert slurm_logs  # the jobs really went through sbatch
