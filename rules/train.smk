@@ -2,6 +2,8 @@
 
 
 rule init_model:
+    input:
+        reference=first_reference,  # the panel's size scales the initial switch rate
     output:
         model=f"{RESULTS}/train/model_init.pt",
         key_encoder=f"{RESULTS}/train/model_init.keys.npz",

@@ -206,10 +206,19 @@ def refresh_mask(*, targets_h5: str, contig: str, epoch: str, drop_fraction: flo
     log.info("mask %s for %s: %d of %d slots observed", epoch, contig, observed.sum(), n)
 
 
-def init_model(*, model_config: dict[str, Any], seed: int, out: str) -> None:
+def init_model(*, model_config: dict[str, Any], seed: int, out: str,
+               reference_h5: str = "") -> None:
+    """The initial checkpoint; its switch rate is scaled to the panel's haplotype count (read
+    from ``reference_h5``)."""
     from .train import init_model as run
 
-    run(model_config, out, seed=seed)
+    n_haps = 0
+    if reference_h5:
+        from .io.h5store import store_samples
+
+        n_haps = 2 * len(store_samples(reference_h5)[0])
+    run(model_config, out, seed=seed, n_reference_haplotypes=n_haps)
+    log.info("initial switch rate scaled to %d reference haplotypes", n_haps)
 
 
 def _chromosome(contig: str, reference_h5: str, targets_h5: str, windows_tsv: str):

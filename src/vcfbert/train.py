@@ -144,10 +144,13 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def init_model(model_config: dict[str, Any], out: str | os.PathLike[str], *, seed: int) -> None:
-    """Write the initial checkpoint (epoch -1) from the model config and a seed."""
+def init_model(model_config: dict[str, Any], out: str | os.PathLike[str], *, seed: int,
+               n_reference_haplotypes: int = 0) -> None:
+    """Write the initial checkpoint (epoch -1) from the model config and a seed; the switch
+    rate starts scaled to the panel's ``n_reference_haplotypes`` (0: to ``k_keep``)."""
     torch.manual_seed(seed)
-    model = VcfBert(ModelConfig.from_dict(model_config))
+    model = VcfBert(ModelConfig.from_dict({**model_config,
+                                           "n_reference_haplotypes": n_reference_haplotypes}))
     save_checkpoint(out, model, epoch=-1, step=0, rng=rng_state())
     keyencoder.save(keyencoder.from_model(model), keyencoder.companion_path(out))
 

@@ -144,3 +144,16 @@ def test_maf_weights():
     assert inv[0] > inv[1] > inv[2] > inv[3]
     assert torch.equal(maf_weight(af, "none"), torch.ones(4))
     assert np.isclose(float(inv[3]), 1.0, atol=0.01)
+
+
+def test_initial_switch_rate_follows_the_panel_size():
+    """Beagle's scaling: 4 * ne / (reference haplotypes) switches per Morgan; checkpoints
+    without a panel size keep dividing by k_keep."""
+    import math
+
+    big = VcfBert(tiny_config(ne_init=200_000, n_reference_haplotypes=6_000))
+    assert math.isclose(big.log_rate.exp().item(), 4 * 200_000 / 6_000, rel_tol=1e-6)
+    small = VcfBert(tiny_config(ne_init=200_000, n_reference_haplotypes=1_200))
+    assert small.log_rate.item() > big.log_rate.item()
+    legacy = tiny_config(ne_init=40_000)
+    assert legacy.initial_switch_rate() == 4 * 40_000 / legacy.k_keep

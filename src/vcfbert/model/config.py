@@ -23,7 +23,13 @@ class ModelConfig:
         key_decay: initial weight decay per slot away from the core in the retrieval key.
         k_retrieve: candidates fetched from the FAISS index per query.
         k_keep: candidates kept after re-scoring with the current key encoder (HMM states).
-        ne_init: initial effective population size of the copying HMM (sets switch rates).
+        ne_init: initial effective population size of the copying HMM: the switch rate starts
+            at ``4 * ne_init / n_reference_haplotypes`` per Morgan, Beagle's scaling
+            (``0.04 * ne / nHaps`` per cM): a larger panel holds closer relatives, copied over
+            longer segments.
+        n_reference_haplotypes: the panel's haplotype count, set from the data by
+            ``init_model``; 0 (checkpoints made before it existed, direct constructions)
+            divides by ``k_keep`` instead.
         err_init: initial per-slot mismatch probability of the copying HMM.
         cm_per_mb: genetic distance per physical distance used without a genetic map.
     """
@@ -42,6 +48,11 @@ class ModelConfig:
     ne_init: float = 40000.0
     err_init: float = 1e-3
     cm_per_mb: float = 1.0
+    n_reference_haplotypes: int = 0
+
+    def initial_switch_rate(self) -> float:
+        """Switches per Morgan the copying layer starts from (then learned)."""
+        return 4 * self.ne_init / (self.n_reference_haplotypes or self.k_keep)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:

@@ -145,7 +145,7 @@ class VcfBert(nn.Module):
         self.out_norm = nn.LayerNorm(d)
         self.keys = KeyEncoder(cfg)
         self.prior_scale = nn.Parameter(torch.zeros(()))
-        self.log_rate = nn.Parameter(torch.tensor(math.log(4 * cfg.ne_init / cfg.k_keep)))
+        self.log_rate = nn.Parameter(torch.tensor(math.log(cfg.initial_switch_rate())))
         self.rate_head = _mlp(2 * d, d, 1)
         self.mismatch_bias = nn.Parameter(torch.tensor(math.log((1 - cfg.err_init)
                                                                 / cfg.err_init)))
