@@ -137,6 +137,11 @@ def main() -> None:
     ap.add_argument("--no-map", action="store_true", help="a scenario simulated with a genetic "
                     "map, run without it (Beagle and vcfbert): writes bench/out/<scenario>_nomap/"
                     " and reuses the scenario's data")
+    ap.add_argument("--vcfbert-config", default="{}",
+                    help="JSON merged into the scenario's vcfbert config (a variant; use with "
+                         "--outdir and --data)")
+    ap.add_argument("--data", default=None, help="reuse this data folder (e.g. "
+                    "bench/out/<scenario>/data) instead of simulating the scenario again")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
     out = Path(a.outdir or ROOT / "bench/out" / a.scenario)
@@ -151,6 +156,11 @@ def main() -> None:
             if f.name != "genetic_map.map" and not (nomap / f.name).exists():
                 (nomap / f.name).symlink_to(f.resolve())
         data = nomap
+    if a.data:
+        data.mkdir(parents=True, exist_ok=True)
+        for f in Path(a.data).iterdir():
+            if not (data / f.name).exists() and not (a.no_map and f.name == "genetic_map.map"):
+                (data / f.name).symlink_to(f.resolve())
     methods = a.methods.split(",")
     out.mkdir(parents=True, exist_ok=True)
     if not (data / "truth.vcf.gz").exists():
@@ -162,7 +172,8 @@ def main() -> None:
     timing: dict[str, dict] = {}
     outputs: dict[str, Path] = {}
     if "vcfbert" in methods:
-        timing["vcfbert"] = run_vcfbert(data, out / "vcfbert", spec.get("vcfbert", {}), a.cores)
+        overrides = merged(spec.get("vcfbert") or {}, json.loads(a.vcfbert_config))
+        timing["vcfbert"] = run_vcfbert(data, out / "vcfbert", overrides, a.cores)
         outputs["vcfbert"] = run_output(out / "vcfbert", "imputed")
         phased_input = run_output(out / "vcfbert", "phase")
     if "beagle" in methods:

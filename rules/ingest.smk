@@ -81,6 +81,7 @@ rule parse_targets:
         vcf=f"{RESULTS}/phase/{{chrom}}.vcf.gz",
         reference=REFERENCE_H5,
         array=ARRAY_SITES or [],  # with a trained panel: its array
+        panel=PANEL or [],  # its sex column, when there is one, declares males
     output:
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         qc_sites=f"{RESULTS}/qc/{{chrom}}.sites.tsv",

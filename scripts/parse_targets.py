@@ -11,4 +11,5 @@ with run_step(snakemake):
                         out=snakemake.output.targets, qc_sites=snakemake.output.qc_sites,
                         qc_samples=snakemake.output.qc_samples,
                         array_sites=snakemake.input.get("array", ""),
-                        max_missing_array_fraction=float(snakemake.params.max_missing))
+                        max_missing_array_fraction=float(snakemake.params.max_missing),
+                        panel=snakemake.input.get("panel") or None)

@@ -36,6 +36,24 @@ def maf_bin(af: np.ndarray) -> np.ndarray:
     return np.array(BIN_LABELS, dtype=object)[idx]
 
 
+def true_dose(v) -> np.ndarray:
+    """float64 [S] true ALT count of a :class:`vcfbert.io.vcf.Variant` read with
+    ``haploid="duplicate"``: a haploid call counts its allele once; NaN where missing."""
+    h = v.haplotypes.reshape(-1, 2).astype(np.float64)
+    dose = np.where((h < 0).any(1), np.nan, h.sum(1))
+    if v.haploid is not None:
+        dose = np.where(v.haploid, dose / 2, dose)
+    return dose
+
+
+def best_guess(gt: np.ndarray) -> np.ndarray:
+    """float32 [S] ALT count of cyvcf2 genotypes [S, ploidy + 1] (-2 pads a haploid call,
+    -1 is missing); NaN where missing."""
+    alleles = gt[:, :-1] if gt.shape[1] > 2 else gt[:, :1]
+    missing = (alleles == -1).any(1)
+    return np.where(missing, np.nan, (alleles > 0).sum(1)).astype(np.float32)
+
+
 @dataclasses.dataclass
 class GenotypeMatrix:
     """Per-variant keys and a [V, S] matrix of doses (NaN missing)."""
@@ -52,9 +70,8 @@ def read_truth(path: str | os.PathLike[str]) -> GenotypeMatrix:
     samples = sample_ids(path)
     rows, doses = [], []
     for contig in list_contigs(path):
-        for v in iter_variants(path, contig, role="target"):
-            h = v.haplotypes.reshape(-1, 2).astype(np.float32)
-            d = np.where((h < 0).any(1), np.nan, h.sum(1))
+        for v in iter_variants(path, contig, role="target", haploid="duplicate"):
+            d = true_dose(v).astype(np.float32)
             rows.append((normalize_contig(contig), v.position, v.ref, v.alt))
             doses.append(d)
     if not rows:
@@ -83,8 +100,7 @@ def read_imputed(path: str | os.PathLike[str]) -> GenotypeMatrix:
         ds = rec.format("DS") if has_ds else None
         dose = ds[:, 0].astype(np.float32) if ds is not None else None
         if has_gt:
-            gt = rec.genotype.array()[:, :2].astype(np.float32)
-            hard = np.where((gt < 0).any(1), np.nan, (gt > 0).sum(1)).astype(np.float32)
+            hard = best_guess(rec.genotype.array())
         else:
             hard = np.round(dose).astype(np.float32)
         if dose is None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .evaluate import BIN_LABELS, maf_bin, per_variant_r2
+from .evaluate import BIN_LABELS, best_guess, maf_bin, per_variant_r2, true_dose
 from .io.vcf import iter_variants, list_contigs, normalize_contig, parsed_records, sample_ids
 
 log = logging.getLogger(__name__)
@@ -145,15 +145,15 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
 
     for path, contig, cols in _truth_contigs(paths, samples):
         name = normalize_contig(contig)
-        for v in iter_variants(path, contig, role="target"):
+        for v in iter_variants(path, contig, role="target", haploid="duplicate"):
             j, swapped = _lookup(index, name, v.position, v.ref, v.alt)
             if j < 0:
                 continue
-            h = v.haplotypes.reshape(-1, 2)[cols]
-            missing_call = (h < 0).any(1)
-            dose = np.where(missing_call, -1, h.sum(1)).astype(np.int8)
+            true = true_dose(v)[cols]
+            missing_call = np.isnan(true)
+            dose = np.where(missing_call, -1, true).astype(np.int8)
             row[j], flip[j] = data.shape[0] + len(buf), swapped
-            called = dose[~missing_call].astype(np.float64)
+            called = true[~missing_call]
             alt_count[j] = (2 - called).sum() if swapped else called.sum()
             buf.append(dose)
             if len(buf) >= block:
@@ -216,8 +216,7 @@ def _file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
             seen[j] = True
             dose = rec.format("DS")[:, 0].astype(np.float32) if has_ds else None
             if has_gt:
-                gt = rec.genotype.array()[:, :2]
-                hard = np.where((gt < 0).any(1), np.nan, (gt > 0).sum(1)).astype(np.float32)
+                hard = best_guess(rec.genotype.array())
             else:
                 hard = np.round(dose).astype(np.float32)
             if dose is None:

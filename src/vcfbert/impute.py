@@ -123,6 +123,7 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
         h5.create_dataset("typed", data=typed)
         h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
                           dtype=h5py.string_dtype("utf-8"))
+        h5.create_dataset("sample_haploid", data=targets.sample_haploid.astype(bool))
         h5.attrs.update({"contig": contig, "format": "vcfbert-chromosome-imputation"})
     log.info("%s: ligated %d chunks (%d windows), %d variants, %d typed", contig,
              len(chunk_files), len(windows), n_var, typed.sum())
@@ -155,7 +156,10 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
             chroms.append(ChromosomeDosages(
                 contig=str(h5.attrs["contig"]), position=table["position"],
                 alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"],
-                typed=h5["typed"][()]))
+                typed=h5["typed"][()],
+                haploid_samples=(h5["sample_haploid"][()] if "sample_haploid" in h5
+                                 else None),
+                haploid_variants=table["haploid"]))
         assert samples is not None
         write_imputed_vcf(out, chroms, samples, contig_lengths=lengths, command=command,
                           threads=threads, progress=True, format_fields=format_fields or [])

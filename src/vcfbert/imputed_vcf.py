@@ -62,6 +62,20 @@ class ChromosomeDosages:
     ids: np.ndarray  # str [V]
     hap_prob: np.ndarray  # float32 [2T, V] ALT probability per haplotype (or an h5py dataset)
     typed: np.ndarray  # bool [V] site typed in the targets
+    haploid_samples: np.ndarray | None = None  # bool [T]: males (chrX), None: none
+    haploid_variants: np.ndarray | None = None  # bool [V]: outside the pseudo-autosomal regions
+
+    def haploid_cells(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bool [T] haploid samples, bool [hi - lo] haploid variants) of a block: a cell is
+        written haploid where both hold."""
+        n_t = self.hap_prob.shape[0] // 2
+        samples = (np.zeros(n_t, bool) if self.haploid_samples is None
+                   else np.asarray(self.haploid_samples, bool))
+        variants = (np.zeros(hi - lo, bool) if self.haploid_variants is None
+                    else np.asarray(self.haploid_variants[lo:hi], bool))
+        if not samples.any():
+            variants = np.zeros_like(variants)
+        return samples, variants
 
 
 def genotype_probabilities(hap_prob: np.ndarray) -> np.ndarray:
@@ -90,28 +104,46 @@ def dosage_r2(hap_prob: np.ndarray) -> np.ndarray:
 def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
                       extra: tuple[str, ...] = ()) -> list[str]:
     """Record lines of variants ``lo:hi``, formatted one string at a time (slow,
-    obviously-correct twin of :func:`format_records`; tests only)."""
+    obviously-correct twin of :func:`format_records`; tests only).
+
+    A male's cell at a haploid variant is haploid: ``GT`` one allele, ``DS`` = his ALT
+    probability, ``GP`` two values, ``HDS`` and ``AP1`` that probability, ``AP2`` missing;
+    AF counts his allele once, and DR2 takes his dose and E[g²] as that probability.
+    """
     hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)
-    gp = genotype_probabilities(hp)  # [3, T, v]
-    ds = hp[0::2] + hp[1::2]  # [T, v]
-    af = hp.mean(0)
-    dr2 = dosage_r2(hp)
+    male, haploid_variant = chrom.haploid_cells(lo, hi)
+
+    def fmt(x: float) -> str:
+        return decimal_text(np.round(x, 3) + 0.0)
+
     lines = []
     for j in range(hi - lo):
         v = lo + j
-        def fmt(x: float) -> str:
-            return decimal_text(np.round(x, 3) + 0.0)
-
-        cells = []
-        for t in range(ds.shape[0]):
+        cells, doses, eg2, alleles = [], [], [], []
+        for t in range(hp.shape[0] // 2):
             p1, p2 = hp[2 * t, j], hp[2 * t + 1, j]
-            cell = (f"{int(p1 > 0.5)}|{int(p2 > 0.5)}:{fmt(ds[t, j])}:"
-                    + ",".join(fmt(gp[g, t, j]) for g in range(3)))
-            optional = {"HDS": f"{fmt(p1)},{fmt(p2)}", "AP1": fmt(p1), "AP2": fmt(p2)}
+            q1, q2 = 1 - p1, 1 - p2
+            if male[t] and haploid_variant[j]:
+                cell = f"{int(p1 > 0.5)}:{fmt(p1)}:{fmt(q1)},{fmt(p1)}"
+                optional = {"HDS": fmt(p1), "AP1": fmt(p1), "AP2": "."}
+                doses.append(p1)
+                eg2.append(p1)
+                alleles.append(p1)
+            else:
+                cell = (f"{int(p1 > 0.5)}|{int(p2 > 0.5)}:{fmt(p1 + p2)}:"
+                        f"{fmt(q1 * q2)},{fmt(p1 * q2 + q1 * p2)},{fmt(p1 * p2)}")
+                optional = {"HDS": f"{fmt(p1)},{fmt(p2)}", "AP1": fmt(p1), "AP2": fmt(p2)}
+                doses.append(p1 + p2)
+                eg2.append(p1 + p2 + 2 * p1 * p2)
+                alleles += [p1, p2]
             cells.append(cell + "".join(f":{optional[f]}" for f in extra))
+        d = np.array(doses)
+        mean = d.mean()
+        den = np.mean(eg2) - mean**2
+        dr2 = float(np.clip((np.mean(d**2) - mean**2) / den, 0, 1)) if den > 1e-12 else 0.0
         lines.append("\t".join([chrom.contig, str(chrom.position[v]), str(chrom.ids[v]),
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
-                                _info(af[j], dr2[j], bool(chrom.typed[v])),
+                                _info(float(np.mean(alleles)), dr2, bool(chrom.typed[v])),
                                 ":".join(["GT", "DS", "GP", *extra]), *cells]))
     return lines
 
@@ -137,14 +169,15 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
     :func:`records_reference`.
     """
     rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
-    af, dr2 = site_stats(rows)
+    male, haploid_variant = chrom.haploid_cells(lo, hi)
+    af, dr2 = site_stats(rows, male, haploid_variant)
     form = ":".join(["GT", "DS", "GP", *extra])
     fixed = [
         (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
          f"{chrom.alleles[x, 1]}\t.\tPASS\t{_info(af[j], dr2[j], bool(chrom.typed[x]))}"
          f"\t{form}\t").encode("ascii")
         for j, x in enumerate(range(lo, hi))]
-    return records(rows, fixed, extra)
+    return records(rows, fixed, extra, male, haploid_variant)
 
 
 def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[ChromosomeDosages],

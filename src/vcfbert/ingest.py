@@ -29,6 +29,7 @@ from .io.vcf import (
     normalize_contig,
     sample_ids,
 )
+from .ploidy import PloidyTracker, read_sex
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,21 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
                          populations=[pops.get(s, "") for s in samples],
                          provenance=prov,
                          contig_length=contig_lengths(vcf_path).get(contig)) as writer:
+        ploidy = PloidyTracker(samples, f"{vcf_path}, contig {contig}")
+        region = []
+        called = np.ones(len(samples), bool)  # the reference has no missing genotype
         for v in iter_variants(vcf_path, contig, role="reference", multiallelic=multiallelic,
-                               samples=samples, stats=stats):
+                               samples=samples, stats=stats, haploid="duplicate"):
             writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
+            region.append(ploidy.add(v.position, v.haploid, called))
         if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
+        males = ploidy.males(read_sex(panel))
+        writer.set_ploidy(np.array(region, bool), males)
+        if males.any():
+            log.info("%s: %d haploid (male) samples over %d variants outside the "
+                     "pseudo-autosomal regions; their allele is kept on both haplotypes",
+                     contig, males.sum(), sum(region))
         if genetic_map:
             from .genetic_map import read_genetic_map
 
@@ -187,9 +198,14 @@ def _is_ambiguous(ref: str, alt: str) -> bool:
 
 
 def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],
-                  contig: str, *, multiallelic: str = "split"
+                  contig: str, *, multiallelic: str = "split",
+                  sex: dict[str, bool] | None = None
                   ) -> tuple[TargetSet, dict[str, int], pd.DataFrame]:
     """Align the targets' records on ``contig`` (any naming) to the reference store.
+
+    Haploid calls (males outside the pseudo-autosomal regions) are read as their allele twice;
+    the males are flagged (:mod:`vcfbert.ploidy`; ``sex``: sample -> male from the sample
+    table) and written haploid again in the imputed VCF.
 
     Returns:
         (aligned targets, site counts by outcome, per-sample call rates).
@@ -213,8 +229,10 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     cols: list[np.ndarray] = []
     phased_all = np.ones(len(samples), bool)
     used: set[int] = set()
+    region = table["haploid"]
+    ploidy = PloidyTracker(samples, f"{target_vcf}, contig {tname}")
     for v in iter_variants(target_vcf, tname, role="target", multiallelic=multiallelic,
-                           stats=stats):
+                           stats=stats, haploid="duplicate"):
         cands = by_pos.get(v.position)
         if not cands:
             counts["dropped_not_in_reference"] += 1
@@ -249,6 +267,8 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
         if outcome in ("allele_swapped", "strand_flipped_and_swapped"):
             haps = np.where(haps < 0, haps, 1 - haps).astype(np.int8)
         counts[outcome] += 1
+        ploidy.add(v.position, v.haploid, (haps >= 0).reshape(-1, 2).all(1),
+                   in_region=bool(region[hit]))
         used.add(hit)
         idx.append(hit)
         cols.append(haps)
@@ -279,8 +299,12 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     big = np.flatnonzero(gaps > 1_000_000)
     counts["reference_variants_in_gaps_over_1Mb"] = int(sum(
         ((ref_pos > edges[i]) & (ref_pos < edges[i + 1])).sum() for i in big))
+    males = ploidy.males(sex)
+    if males.any():
+        counts["haploid_samples"] = int(males.sum())
     return (TargetSet(contig=contig, variant_ref_index=ref_index, haplotypes=haps,
-                      sample_id=samples, sample_phased=phased_all),
+                      sample_id=samples, sample_phased=phased_all,
+                      sample_haploid=males if region.any() else np.zeros_like(males)),
             dict(counts), call_rate)
 
 
@@ -289,8 +313,11 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
                   qc_sites_tsv: str | os.PathLike[str], qc_samples_tsv: str | os.PathLike[str],
                   *, multiallelic: str = "split", min_call_rate: float = 0.0,
                   array_index: np.ndarray | None = None,
-                  max_missing_array_fraction: float = 0.2) -> dict[str, int]:
+                  max_missing_array_fraction: float = 0.2,
+                  panel: str | None = None) -> dict[str, int]:
     """Align targets to the reference and write the target store and the QC tables.
+
+    ``panel``: the sample table; its ``sex`` column (when there is one) declares males.
 
     With ``array_index`` (a trained panel's array: int [M] sorted reference indices), the
     targets are put on that array: sites off the array are counted and ignored, array sites
@@ -298,7 +325,7 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     ``max_missing_array_fraction`` of them missing is an error.
     """
     targets, counts, rates = align_targets(target_vcf, reference_h5, contig,
-                                           multiallelic=multiallelic)
+                                           multiallelic=multiallelic, sex=read_sex(panel))
     if array_index is not None:
         from .trained_panel import check_array_coverage, project_to_array
 

@@ -50,6 +50,7 @@ class SimulationConfig:
     genetic_map: str = ""      # a real map (PLINK or HapMap) to simulate with, "" = uniform
     map_contig: str = ""       # its contig
     map_start: int = 0         # the simulated region is [map_start, map_start + length)
+    male_fraction: float = 0.0  # chrX: this share of samples is male, written haploid
 
     def __post_init__(self) -> None:
         if self.length < 10_000:
@@ -181,6 +182,10 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     ref_nodes = np.array([n for _, i in ref_ind for n in ts.individual(i).nodes], np.int32)
     tgt_nodes = np.array([n for _, i in tgt_ind for n in ts.individual(i).nodes], np.int32)
 
+    # chrX (male_fraction > 0): males are written with their first haplotype only
+    male_rng = np.random.default_rng([cfg.seed, 23])
+    ref_male = male_rng.random(len(ref_ind)) < cfg.male_fraction
+    tgt_male = male_rng.random(len(tgt_ind)) < cfg.male_fraction
     positions = (ts.tables.sites.position.astype(np.int64) + 1)
     # pass 1: per-site allele counts in the reference panel (no genotype matrix is held)
     n_sites = ts.num_sites
@@ -228,12 +233,13 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         return w
 
     def write_records(w: BgzipVcfWriter, site_idx: np.ndarray, hap: np.ndarray, *,
-                      phased: bool) -> None:
-        """Records of ``site_idx`` from int8 haplotypes [2S, len(site_idx)]."""
-        rows = genotype_cells(hap, phased)
+                      phased: bool, haploid: np.ndarray | None = None) -> None:
+        """Records of ``site_idx`` from int8 haplotypes [2S, len(site_idx)] (``haploid``:
+        bool [S], samples written with one allele)."""
+        rows = genotype_cells(hap, phased, haploid)
         w.write_bytes(b"".join(
             f"{cfg.contig}\t{positions[s]}\t.\t{alleles[s][0]}\t{alleles[s][1]}\t.\tPASS\t.\t"
-            f"GT\t".encode("ascii") + rows[k].tobytes() for k, s in enumerate(site_idx)))
+            f"GT\t".encode("ascii") + rows[k] for k, s in enumerate(site_idx)))
 
     # pass 2: reference and truth files a block of sites at a time; the targets' array sites
     # (a small matrix) are kept for the target file
@@ -251,9 +257,10 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         if block_ids:
             g = np.stack(block_rows, axis=1)  # [nodes, sites]
             ids = np.array(block_ids)
-            write_records(ref_w, ids, g[:n_ref], phased=True)
+            write_records(ref_w, ids, g[:n_ref], phased=True, haploid=ref_male)
             for b, truth_w in zip(batches, truth_ws, strict=True):
-                write_records(truth_w, ids, g[n_ref:][hap_batch == b], phased=True)
+                write_records(truth_w, ids, g[n_ref:][hap_batch == b], phased=True,
+                              haploid=tgt_male[hap_batch[0::2] == b])
             block_ids.clear()
             block_rows.clear()
 
@@ -294,13 +301,16 @@ def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
         hap[1::2][miss] = -1
     for b in batches:
         with open_vcf(batch_path(out.target_vcf, b), batch_names(b)) as w:
-            write_records(w, array_sites, hap[hap_batch == b], phased=cfg.target_phased)
+            write_records(w, array_sites, hap[hap_batch == b], phased=cfg.target_phased,
+                          haploid=tgt_male[hap_batch[0::2] == b])
     panel = pd.DataFrame({
         "sample": ref_names + tgt_names,
         "population": [p for p, _ in ref_ind] + [p for p, _ in tgt_ind],
         "role": ["reference"] * len(ref_names) + ["target"] * len(tgt_names),
         "batch": [0] * len(ref_names) + tgt_batch,
     })
+    if cfg.male_fraction > 0:
+        panel["sex"] = np.where(np.concatenate([ref_male, tgt_male]), "male", "female")
     Path(out.panel).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out.panel) as tmp:
         panel.to_csv(tmp, sep="\t", index=False)

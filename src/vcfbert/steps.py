@@ -148,7 +148,8 @@ def parse_reference(*, reference_vcf: str, target_vcf: str, contig: str, panel: 
 
 def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallelic: str,
                   min_call_rate: float, out: str, qc_sites: str, qc_samples: str,
-                  array_sites: str = "", max_missing_array_fraction: float = 0.2) -> None:
+                  array_sites: str = "", max_missing_array_fraction: float = 0.2,
+                  panel: str | None = None) -> None:
     """Align the targets to the reference; with ``array_sites`` (a trained panel's
     ``array_sites.tsv``) put them on that array."""
     from .ingest import parse_targets as run
@@ -160,7 +161,7 @@ def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallel
         array = read_array(array_sites)
     run(target_vcf, reference_h5, contig, out, qc_sites, qc_samples, multiallelic=multiallelic,
         min_call_rate=min_call_rate, array_index=array,
-        max_missing_array_fraction=max_missing_array_fraction)
+        max_missing_array_fraction=max_missing_array_fraction, panel=panel or None)
 
 
 def define_windows(*, reference_h5: str, targets_h5: str, core_sites: int, flank_sites: int,

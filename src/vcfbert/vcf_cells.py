@@ -41,7 +41,8 @@ def _put_decimal(buf: np.ndarray, at: int, x: float) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
-             extra: np.ndarray, buf: np.ndarray) -> int:
+             extra: np.ndarray, male: np.ndarray, haploid_variant: np.ndarray,
+             buf: np.ndarray) -> int:
     n_var, n_hap = by_variant.shape
     at = 0
     start = 0
@@ -54,6 +55,24 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
             p1 = min(max(np.float64(by_variant[j, 2 * t]), 0.0), 1.0)
             p2 = min(max(np.float64(by_variant[j, 2 * t + 1]), 0.0), 1.0)
             q1, q2 = 1.0 - p1, 1.0 - p2
+            if male[t] and haploid_variant[j]:  # GT a:DS p:GP q,p
+                buf[at] = 49 if p1 > 0.5 else 48
+                buf[at + 1] = 58
+                at = _put_decimal(buf, at + 2, p1)
+                buf[at] = 58
+                at = _put_decimal(buf, at + 1, q1)
+                buf[at] = 44
+                at = _put_decimal(buf, at + 1, p1)
+                for code in extra:
+                    buf[at] = 58
+                    if code == 3:  # AP2: no second haplotype
+                        buf[at + 1] = 46
+                        at += 2
+                    else:
+                        at = _put_decimal(buf, at + 1, p1)
+                buf[at] = 9
+                at += 1
+                continue
             buf[at] = 49 if p1 > 0.5 else 48
             buf[at + 1] = 124  # "|"
             buf[at + 2] = 49 if p2 > 0.5 else 48
@@ -80,20 +99,31 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True)
-def _site_stats(by_variant: np.ndarray, af: np.ndarray, dr2: np.ndarray) -> None:
+def _site_stats(by_variant: np.ndarray, male: np.ndarray, haploid_variant: np.ndarray,
+                af: np.ndarray, dr2: np.ndarray) -> None:
     n_var, n_hap = by_variant.shape
     n = n_hap // 2
     for j in range(n_var):
-        s_p = s_ds2 = s_eg2 = 0.0
+        s_alt = s_ds = s_ds2 = s_eg2 = 0.0
+        copies = 0
         for t in range(n):
             p1 = min(max(np.float64(by_variant[j, 2 * t]), 0.0), 1.0)
             p2 = min(max(np.float64(by_variant[j, 2 * t + 1]), 0.0), 1.0)
-            ds = p1 + p2
-            s_p += ds
-            s_ds2 += ds * ds
-            s_eg2 += ds + 2.0 * p1 * p2
-        mean = s_p / n
-        af[j] = s_p / (2 * n)
+            if male[t] and haploid_variant[j]:
+                s_alt += p1
+                copies += 1
+                s_ds += p1
+                s_ds2 += p1 * p1
+                s_eg2 += p1
+            else:
+                ds = p1 + p2
+                s_alt += ds
+                copies += 2
+                s_ds += ds
+                s_ds2 += ds * ds
+                s_eg2 += ds + 2.0 * p1 * p2
+        mean = s_ds / n
+        af[j] = s_alt / copies
         num = s_ds2 / n - mean * mean
         den = s_eg2 / n - mean * mean
         dr2[j] = min(max(num / den, 0.0), 1.0) if den > 1e-12 else 0.0
@@ -104,16 +134,30 @@ def by_variant(hap_prob: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(hap_prob, np.float32).T)
 
 
-def site_stats(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ALT frequency and DR2 of each record (:func:`vcfbert.imputed_vcf.dosage_r2`'s
-    definition) from ``rows`` = :func:`by_variant` [v, 2T] -> (float64 [v], float64 [v])."""
+def _flags(rows: np.ndarray, male: np.ndarray | None,
+           haploid_variant: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    n_var, n_hap = rows.shape
+    m = np.zeros(n_hap // 2, np.bool_) if male is None else np.asarray(male, np.bool_)
+    h = (np.zeros(n_var, np.bool_) if haploid_variant is None
+         else np.asarray(haploid_variant, np.bool_))
+    return m, h
+
+
+def site_stats(rows: np.ndarray, male: np.ndarray | None = None,
+               haploid_variant: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ALT frequency and DR2 of each record from ``rows`` = :func:`by_variant` [v, 2T] ->
+    (float64 [v], float64 [v]). DR2 = var(DS) / (mean E[g²] − mean(DS)²) over samples
+    (:func:`vcfbert.imputed_vcf.dosage_r2`); a male (bool [T]) at a haploid variant (bool [v])
+    counts one allele, with DS = E[g²] = his ALT probability."""
     af = np.empty(rows.shape[0])
     dr2 = np.empty(rows.shape[0])
-    _site_stats(rows, af, dr2)
+    _site_stats(rows, *_flags(rows, male, haploid_variant), af, dr2)
     return af, dr2
 
 
-def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = ()) -> memoryview:
+def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
+            male: np.ndarray | None = None,
+            haploid_variant: np.ndarray | None = None) -> memoryview:
     """The text of a block of records.
 
     Args:
@@ -121,6 +165,9 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = ()) -
             (:func:`by_variant`; haplotype pairs = samples).
         fixed: each record's 9 fixed columns, each followed by a tab (ASCII) [v].
         extra: optional FORMAT parts after GP, in order (``HDS``, ``AP1``, ``AP2``).
+        male, haploid_variant: bool [T] and bool [v]: where both hold, the cell is haploid
+            (``GT`` one allele, ``DS`` and ``HDS``/``AP1`` the ALT probability, ``GP`` two
+            values, ``AP2`` missing), as Beagle writes males on chrX.
 
     Returns:
         The v records, each ending in a newline (a view of a fresh buffer).
@@ -133,5 +180,5 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = ()) -
     width = CELL_BYTES + sum(EXTRA_BYTES[f] for f in extra)
     buf = np.empty(max(1, joined.size + n_var * (n_hap // 2) * width), np.uint8)
     codes = np.array([EXTRA_CODES[f] for f in extra], np.int64)
-    used = _records(rows, joined, fixed_ends, codes, buf)
+    used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant), buf)
     return memoryview(buf)[:used]

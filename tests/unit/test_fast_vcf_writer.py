@@ -90,3 +90,43 @@ def test_optional_format_fields_match_reference_and_read_back(tmp_path, extra):
         np.testing.assert_allclose(rec.format("AP2")[:, 0], p[1::2], atol=1e-6)
     with pytest.raises(ValueError, match="unknown"):
         write_imputed_vcf(tmp_path / "y.vcf.gz", [chrom], ["a", "b", "c"], format_fields=["XX"])
+
+
+@pytest.mark.parametrize("extra", [(), ("HDS", "AP1", "AP2")])
+def test_haploid_males_match_reference_and_read_back(tmp_path, extra):
+    """chrX: males are written haploid outside the pseudo-autosomal regions (GT one allele,
+    DS in [0, 1], GP two values), diploid inside; AF counts a male's allele once."""
+    import dataclasses
+    import shutil
+    import subprocess
+
+    import cyvcf2
+
+    chrom = random_chrom(np.random.default_rng(8), n_var=30, n_samples=4)
+    male = np.array([False, True, False, True])
+    region = np.arange(30) >= 5  # variants 0-4: a pseudo-autosomal region
+    chrom = dataclasses.replace(chrom, contig="X", haploid_samples=male,
+                                haploid_variants=region)
+    hp = chrom.hap_prob
+    hp[3] = hp[2]  # a male's second copy is his first (what the stores hold)
+    hp[7] = hp[6]
+    fast = bytes(format_records(chrom, 0, 30, extra)).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, 30, extra))
+    assert fast == slow
+    out = tmp_path / "x.vcf.gz"
+    write_imputed_vcf(out, [chrom], ["f1", "m1", "f2", "m2"], format_fields=list(extra))
+    recs = list(cyvcf2.VCF(str(out)))
+    assert recs[0].genotype.array().shape[1] == 3  # PAR: diploid
+    gt = recs[10].genotype.array()
+    assert gt[1, 1] == -2 and gt[3, 1] == -2 and gt[0, 1] != -2  # males haploid
+    ds = recs[10].format("DS")[:, 0]
+    p = np.clip(hp[:, 10].astype(np.float64), 0, 1)
+    assert ds[1] == pytest.approx(p[2], abs=6e-4) and ds[0] == pytest.approx(p[0] + p[1],
+                                                                               abs=6e-4)
+    expect_af = (p[0] + p[1] + p[2] + p[4] + p[5] + p[6]) / 6
+    assert recs[10].INFO["AF"] == pytest.approx(expect_af, abs=1e-4)
+    if shutil.which("bcftools"):
+        res = subprocess.run(["bcftools", "query", "-r", "X:1100", "-f", "[%GT ]\n", str(out)],
+                             capture_output=True, text=True, check=True)
+        calls = res.stdout.split()
+        assert "|" not in calls[1] and "|" in calls[0]

@@ -65,7 +65,7 @@ def test_missing_in_reference_error_but_allowed_in_targets(tmp_path):
 @pytest.mark.parametrize("gt", ["1", "0|1|1"])
 def test_non_diploid_error(tmp_path, gt):
     p = write_vcf(tmp_path / "hap.vcf", ["a", "male"], [(10, "A", "C", ["0|1", gt])])
-    with pytest.raises(InputError, match=r"not diploid .* \+fixploidy"):
+    with pytest.raises(InputError, match=r"not diploid"):
         read_all(p)
 
 

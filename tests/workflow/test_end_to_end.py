@@ -73,13 +73,16 @@ def test_demo_end_to_end(workdir):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
-def _tskit_vcfs(d, contig="chr7", seed=11, suffix=""):
+def _tskit_vcfs(d, contig="chr7", seed=11, suffix="", males=0):
     """Reference/targets/truth written by tskit's own VCF writer: another seed, contig 'chr7',
     target samples in another order, multi-allelic sites left in. The same samples whatever
-    the contig and seed (files ``ref{suffix}.vcf``, ``targets{suffix}.vcf``, ...)."""
+    the contig and seed (files ``ref{suffix}.vcf``, ``targets{suffix}.vcf``, ...); with
+    ``males``, the last ``males`` individuals are haploid (chrX outside the PARs)."""
     import msprime
 
-    ts = msprime.sim_ancestry(samples=90, population_size=10_000, sequence_length=250_000,
+    samples = ([msprime.SampleSet(90 - males, ploidy=2), msprime.SampleSet(males, ploidy=1)]
+               if males else 90)
+    ts = msprime.sim_ancestry(samples=samples, population_size=10_000, sequence_length=250_000,
                               recombination_rate=1.2e-8, random_seed=seed)
     ts = msprime.sim_mutations(ts, rate=2e-8, random_seed=seed + 1)
     rng = np.random.default_rng(13)
@@ -124,14 +127,15 @@ def test_own_data_written_by_tskit(workdir):
     assert "split_multiallelic" in log
 
 
-def test_one_reference_file_per_chromosome(workdir):
+def test_one_reference_file_per_chromosome_and_chrx_males(workdir):
     """Panels ship one VCF per chromosome: the reference as a {chrom} pattern, the targets
-    as a list, the truth as a pattern; one imputed VCF per chromosome, and a merged one on
-    request; `chromosomes:` restricts the run."""
-    _tskit_vcfs(workdir, "chr7", 11, ".chr7")
-    _tskit_vcfs(workdir, "chr8", 31, ".chr8")
+    as a list, the truth as a pattern; chrX with haploid males; one imputed VCF per
+    chromosome (males haploid on chrX), and a merged one on request; `chromosomes:`
+    restricts the run."""
+    names, tgt = _tskit_vcfs(workdir, "chr7", 11, ".chr7")
+    _tskit_vcfs(workdir, "chrX", 31, ".chrX", males=30)
     cfg = merge(TINY, {"reference_vcf": str(workdir / "ref.{chrom}.vcf"),
-                       "target_vcf": [str(workdir / "targets.chr8.vcf"),
+                       "target_vcf": [str(workdir / "targets.chrX.vcf"),
                                       str(workdir / "targets.chr7.vcf")],
                        "truth_vcf": str(workdir / "truth.{chrom}.vcf"),
                        "output": {"merged_vcf": True},
@@ -139,27 +143,37 @@ def test_one_reference_file_per_chromosome(workdir):
     snakemake(workdir, "--cores", "2", config=cfg)
     res = workdir / "results"
     table = pd.read_csv(res / "ingest/chromosomes.tsv", sep="\t")
-    assert table.contig.tolist() == ["chr7", "chr8"]
-    assert table.reference_file.str.endswith(("ref.chr7.vcf", "ref.chr8.vcf")).all()
-    for contig in ("chr7", "chr8"):
+    assert table.contig.tolist() == ["chr7", "chrX"]
+    assert table.reference_file.str.endswith(("ref.chr7.vcf", "ref.chrX.vcf")).all()
+    for contig in ("chr7", "chrX"):
         vcf = cyvcf2.VCF(str(res / f"imputed/{contig}.vcf.gz"))
         assert {r.CHROM for r in vcf} == {contig}
         assert (res / f"imputed/{contig}.vcf.gz.tbi").exists()
         assert (workdir / f"logs/phase/{contig}.phase_targets.log").exists()
     manifest = pd.read_csv(res / "imputed/chromosomes.tsv", sep="\t")
-    assert manifest.vcf.tolist() == ["chr7.vcf.gz", "chr8.vcf.gz"]
+    assert manifest.vcf.tolist() == ["chr7.vcf.gz", "chrX.vcf.gz"]
     assert (manifest.sha256.str.len() == 64).all()
     merged = [r.CHROM for r in cyvcf2.VCF(str(res / "merged/imputed.vcf.gz"))]
-    assert merged[0] == "chr7" and merged[-1] == "chr8"
+    assert merged[0] == "chr7" and merged[-1] == "chrX"
+    # chrX: the target males (individuals 60-89) are haploid, GT one allele, DS in [0, 1]
+    male = np.array([i >= 60 for i in tgt])
+    vcf = cyvcf2.VCF(str(res / "imputed/chrX.vcf.gz"))
+    assert vcf.samples == [names[i] for i in tgt]
+    for rec in vcf:
+        gt = rec.genotype.array()
+        assert (gt[male, 1] == -2).all() and (gt[~male, 1] != -2).all()
+        assert (rec.format("DS")[male, 0] <= 1).all()
+    log = (workdir / "logs/ingest/chrX.parse_reference.log").read_text()
+    assert "haploid (male) samples" in log
     acc = pd.read_csv(res / "evaluation/accuracy.tsv", sep="\t")
     per_variant = pd.read_csv(res / "evaluation/per_variant.tsv.gz", sep="\t")
-    assert set(per_variant.contig.astype(str)) == {"7", "8"}  # both truths were read
+    assert set(per_variant.contig.astype(str)) == {"7", "X"}  # both truths were read
     overall = acc[(acc.group == "all") & (acc.maf_bin == "overall")].iloc[0]
     assert overall.r2 > 0.8
     # restricted to one chromosome, in a fresh directory
     one = workdir / "one"
     one.mkdir()
     snakemake(one, "--cores", "1", "results/ingest/chromosomes.tsv",
-              config=merge(cfg, {"chromosomes": ["8"]}))
+              config=merge(cfg, {"chromosomes": ["X"]}))
     assert pd.read_csv(one / "results/ingest/chromosomes.tsv", sep="\t").contig.tolist() == \
-        ["chr8"]
+        ["chrX"]

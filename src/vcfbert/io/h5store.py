@@ -132,6 +132,30 @@ class ReferenceWriter:
     def set_attr(self, name: str, value: Any) -> None:
         self._h5.attrs[name] = value
 
+    def set_ploidy(self, haploid_variant: np.ndarray, sample_haploid: np.ndarray) -> None:
+        """Record the haploid region (bool [V]) and the haploid samples (bool [S], males) once
+        every variant is added; the ALT frequency of the region's variants then counts each
+        male's allele once (stores keep it twice)."""
+        self._flush()
+        region = np.asarray(haploid_variant, bool)
+        male = np.asarray(sample_haploid, bool)
+        if region.shape != (self.n_variants,) or male.shape != (self.n_haplotypes // 2,):
+            raise ValueError("set_ploidy: one flag per variant and one per sample")
+        h5 = self._h5
+        h5.create_dataset("variant_haploid", data=region)
+        h5.create_dataset("sample_haploid", data=male)
+        if not (region.any() and male.any()):
+            return
+        keep = np.ones(self.n_haplotypes, bool)
+        keep[1::2] = ~male  # a male's second copy is his first one again
+        idx = np.flatnonzero(region)
+        for lo in range(0, idx.size, BLOCK):
+            cols = idx[lo:lo + BLOCK]
+            haps = h5["call_haplotype"][:, cols[0]:cols[-1] + 1][keep][:, cols - cols[0]]
+            n_called = (haps >= 0).sum(0)
+            af = np.where(n_called > 0, (haps == 1).sum(0) / np.maximum(n_called, 1), np.nan)
+            h5["variant_af"][cols] = af.astype(np.float32)
+
     @property
     def count(self) -> int:
         """Variants added so far (written or buffered)."""
@@ -231,6 +255,8 @@ def read_variant_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             "alleles": _strings(h5["variant_allele"]),
             "ids": _strings(h5["variant_id"]),
             "af": h5["variant_af"][()],
+            "haploid": (h5["variant_haploid"][()] if "variant_haploid" in h5
+                        else np.zeros(h5["variant_position"].shape[0], bool)),
         }
 
 
@@ -249,6 +275,7 @@ class TargetSet:
     haplotypes: np.ndarray  # int8 [2T, M]
     sample_id: list[str]
     sample_phased: np.ndarray  # bool [T]
+    sample_haploid: np.ndarray | None = None  # bool [T]: males (haploid in the haploid region)
 
     @property
     def site_called(self) -> np.ndarray:
@@ -273,6 +300,9 @@ def write_targets(path: str | os.PathLike[str], targets: TargetSet,
         h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
                           dtype=_STR)
         h5.create_dataset("sample_phased", data=targets.sample_phased.astype(bool))
+        haploid = targets.sample_haploid
+        h5.create_dataset("sample_haploid", data=np.zeros(len(targets.sample_id), bool)
+                          if haploid is None else haploid.astype(bool))
 
 
 def read_targets(path: str | os.PathLike[str]) -> TargetSet:
@@ -284,6 +314,8 @@ def read_targets(path: str | os.PathLike[str]) -> TargetSet:
             haplotypes=h5["call_haplotype"][()],
             sample_id=list(_strings(h5["sample_id"])),
             sample_phased=h5["sample_phased"][()],
+            sample_haploid=(h5["sample_haploid"][()] if "sample_haploid" in h5
+                            else np.zeros(len(h5["sample_id"]), bool)),
         )
 
 

@@ -59,6 +59,7 @@ class Variant:
     vid: str
     haplotypes: np.ndarray  # int8 [2 * n_samples]: 0/1, -1 missing
     phased: np.ndarray  # bool [n_samples]: genotype is phased or homozygous
+    haploid: np.ndarray | None = None  # bool [n_samples]: a haploid call (its allele twice)
 
 
 def check_readable_vcf(path: str | os.PathLike[str]) -> None:
@@ -284,12 +285,16 @@ def iter_variants(
     multiallelic: str = "split",
     samples: list[str] | None = None,
     stats: ReadStats | None = None,
+    haploid: str = "error",
 ) -> Iterator[Variant]:
     """Yield the bi-allelic variants of ``contig`` in ``path``.
 
     Args:
-        role: ``"reference"`` (every genotype must be phased, diploid and called) or
-            ``"target"`` (missing and unphased genotypes allowed).
+        role: ``"reference"`` (every genotype must be phased and called) or ``"target"``
+            (missing and unphased genotypes allowed).
+        haploid: ``"error"``: every genotype must be diploid; ``"duplicate"``: a haploid call
+            (males on chrX outside the pseudo-autosomal regions) becomes its allele twice
+            and is flagged in :attr:`Variant.haploid` (ploidies above 2 are always errors).
         multiallelic: ``"split"`` into bi-allelic records or ``"drop"`` them (counted).
         samples: restrict to these samples (in this order).
         stats: filled in with the counts of kept, split and dropped records.
@@ -332,14 +337,26 @@ def iter_variants(
                     continue
                 stats.split_multiallelic += 1
             gt = genotypes(rec, path)  # int16 [n_samples, ploidy + 1], last column: phased
-            if gt.shape[1] != 3 or (gt[:, 1] == -2).any():
+            one = None
+            if gt.shape[1] == 2:  # every sample haploid
+                gt = np.stack([gt[:, 0], np.full(len(gt), -2, gt.dtype), gt[:, 1]], 1)
+            if gt.shape[1] != 3 or ((gt[:, 1] == -2).any() and haploid != "duplicate"):
                 bad = int(np.flatnonzero((gt[:, 1] == -2) if gt.shape[1] == 3 else
                                          np.ones(len(names), bool))[0])
                 raise InputError(
                     f"{where}, sample {names[bad]}: genotype is not diploid (e.g. chrX in "
-                    "males); vcfbert needs diploid genotypes: impute non-PAR chrX separately "
-                    "with males coded as homozygous diploid (bcftools +fixploidy)"
+                    "males); vcfbert reads haploid males on chrX (give the whole chromosome), "
+                    "other ploidies are not supported"
+                    if gt.shape[1] == 3 else
+                    f"{where}, sample {names[bad]}: genotype is not diploid; vcfbert reads "
+                    "diploid genotypes and haploid ones (chrX in males)"
                 )
+            if haploid == "duplicate":
+                one = gt[:, 1] == -2
+                if one.any():
+                    gt = gt.copy()
+                    gt[one, 1] = gt[one, 0]
+                    gt[one, 2] = 1  # a haploid call has no phase to lose
             a = gt[:, :2]
             missing = a < 0
             phased = gt[:, 2].astype(bool) | (a[:, 0] == a[:, 1])
@@ -369,6 +386,7 @@ def iter_variants(
                 seen_at_pos.add((ref, alt))
                 haps = np.where(flat < 0, -1, flat == j).astype(np.int8)
                 stats.kept += 1
-                yield Variant(pos, ref, alt, rec.ID or ".", haps, phased.copy())
+                yield Variant(pos, ref, alt, rec.ID or ".", haps, phased.copy(),
+                              None if one is None else one.copy())
     finally:
         vcf.close()

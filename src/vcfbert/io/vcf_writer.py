@@ -119,10 +119,12 @@ def genotype_strings(haps: np.ndarray, phased: bool) -> np.ndarray:
     return np.char.add(np.char.add(sa, sep), sb)
 
 
-def genotype_cells(haps: np.ndarray, phased: bool) -> np.ndarray:
-    """GT text of int8 haplotypes [2S, V] as uint8 [V, 4 S]: ``a|b`` (``.`` missing) and a tab
-    after each cell, a newline after the last one — the byte twin of :func:`genotype_strings`,
-    one row per record, for files of thousands of samples."""
+def genotype_cells(haps: np.ndarray, phased: bool,
+                   haploid: np.ndarray | None = None) -> list[bytes]:
+    """GT text of int8 haplotypes [2S, V], one bytes per record: ``a|b`` (``.`` missing) and
+    a tab after each cell, a newline after the last one — the byte twin of
+    :func:`genotype_strings`, for files of thousands of samples. Samples flagged in
+    ``haploid`` (bool [S]: males on chrX) are written with their first allele only."""
     a, b = haps[0::2].T, haps[1::2].T  # [V, S]
     cells = np.empty(a.shape + (4,), np.uint8)
     cells[..., 0] = np.where(a < 0, ord("."), ord("0") + a)
@@ -130,4 +132,8 @@ def genotype_cells(haps: np.ndarray, phased: bool) -> np.ndarray:
     cells[..., 2] = np.where(b < 0, ord("."), ord("0") + b)
     cells[..., 3] = ord("\t")
     cells[:, -1, 3] = ord("\n")
-    return cells.reshape(a.shape[0], -1)
+    if haploid is None or not np.any(haploid):
+        return [row.tobytes() for row in cells.reshape(a.shape[0], -1)]
+    keep = np.ones(a.shape[1:] + (4,), bool)
+    keep[np.asarray(haploid, bool), 1:3] = False
+    return [row[keep].tobytes() for row in cells]

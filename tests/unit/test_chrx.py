@@ -1,0 +1,80 @@
+"""chrX with haploid males: read, stored with their allele twice, flagged, checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from data.vcfs import write_vcf
+
+from vcfbert.errors import InputError
+from vcfbert.evaluate import true_dose
+from vcfbert.ingest import parse_reference, parse_targets
+from vcfbert.io.h5store import open_store, read_targets, read_variant_table
+from vcfbert.io.vcf import iter_variants
+
+# 3 reference samples: f (female), m1, m2 (males); variants at 100 and 200 are in PAR1
+# (males diploid), 300-600 outside it (males haploid)
+REF = [(100, "A", "G", ["0|1", "1|0", "0|0"]), (200, "C", "T", ["1|1", "0|1", "1|0"]),
+       (300, "G", "A", ["0|1", "1", "0"]), (400, "T", "C", ["1|0", "0", "1"]),
+       (500, "A", "C", ["1|1", "1", "1"]), (600, "C", "G", ["0|0", "0", "1"])]
+
+
+def _reference(tmp_path, records=REF):
+    return write_vcf(tmp_path / "ref.vcf", ["f", "m1", "m2"], records, contig="X")
+
+
+def test_haploid_calls_are_read_twice_and_flagged(tmp_path):
+    vs = list(iter_variants(_reference(tmp_path), "X", role="reference", haploid="duplicate"))
+    assert vs[2].haplotypes.tolist() == [0, 1, 1, 1, 0, 0]
+    assert vs[2].haploid.tolist() == [False, True, True]
+    assert not vs[0].haploid.any()
+    assert true_dose(vs[2]).tolist() == [1, 1, 0]  # a male's call counts once
+    with pytest.raises(InputError, match="not diploid"):  # the default still refuses them
+        list(iter_variants(_reference(tmp_path), "X", role="reference"))
+
+
+def test_reference_store_keeps_the_region_and_the_males(tmp_path):
+    parse_reference(_reference(tmp_path), "X", tmp_path / "r.h5")
+    table = read_variant_table(tmp_path / "r.h5")
+    assert table["haploid"].tolist() == [False, False, True, True, True, True]
+    with open_store(tmp_path / "r.h5") as h5:
+        assert h5["sample_haploid"][()].tolist() == [False, True, True]
+    # AF outside PAR counts each male once: (1 + 1 + 0) / 4 at 300, (2 + 1 + 1) / 4 at 500
+    assert table["af"][2] == pytest.approx(0.5) and table["af"][4] == pytest.approx(1.0)
+    assert table["af"][0] == pytest.approx(2 / 6)  # PAR: diploid
+
+
+def test_a_sample_haploid_and_diploid_outside_par_is_refused(tmp_path):
+    bad = [*REF[:3], (400, "T", "C", ["1|0", "0|1", "1"]), *REF[4:]]
+    with pytest.raises(InputError, match=r"sample m1 is haploid at position 300 but diploid at "
+                                         r"400.*\+fixploidy"):
+        parse_reference(_reference(tmp_path, bad), "X", tmp_path / "r.h5")
+
+
+def test_target_males_from_calls_or_the_sex_column(tmp_path):
+    parse_reference(_reference(tmp_path), "X", tmp_path / "r.h5")
+    tgt = write_vcf(tmp_path / "t.vcf", ["a", "b", "c"],
+                    [(200, "C", "T", ["0|1", "0|0", "1|1"]), (400, "T", "C", ["0", "0|1", "1|1"]),
+                     (600, "C", "G", ["1", "1|0", "0|0"])], contig="chrX")
+    panel = tmp_path / "panel.tsv"
+    panel.write_text("sample population sex\na P 1\nb P 2\nc P male\n")
+    parse_targets(tgt, tmp_path / "r.h5", "X", tmp_path / "t.h5", tmp_path / "qs.tsv",
+                  tmp_path / "qn.tsv", panel=str(panel))
+    targets = read_targets(tmp_path / "t.h5")
+    # a: haploid calls; c: declared male (homozygous diploid calls, as +fixploidy codes them)
+    assert targets.sample_haploid.tolist() == [True, False, True]
+    assert np.array_equal(targets.haplotypes[0:2, 1], [0, 0])  # a's call at 400, twice
+    panel.write_text("sample population sex\na P female\n")
+    with pytest.raises(InputError, match="sample a is haploid at position 400 but female"):
+        parse_targets(tgt, tmp_path / "r.h5", "X", tmp_path / "t2.h5", tmp_path / "qs.tsv",
+                      tmp_path / "qn.tsv", panel=str(panel))
+
+
+def test_target_haploid_where_the_reference_is_diploid_is_refused(tmp_path):
+    parse_reference(_reference(tmp_path), "X", tmp_path / "r.h5")
+    tgt = write_vcf(tmp_path / "t.vcf", ["a"], [(100, "A", "G", ["1"]), (400, "T", "C", ["0"])],
+                    contig="X")
+    with pytest.raises(InputError, match="sample a is haploid at position 100, where the "
+                                         "reference panel is diploid"):
+        parse_targets(tgt, tmp_path / "r.h5", "X", tmp_path / "t.h5", tmp_path / "qs.tsv",
+                      tmp_path / "qn.tsv")
