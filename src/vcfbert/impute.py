@@ -67,7 +67,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
             cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
             probs = predict_window(model, layout, arrays, slot_obs, chrom.position,
                                    targets.haplotypes[:, cols],
-                                   KeySearcher(flat_index(keys), dev), batch_size=batch_size,
+                                   KeySearcher(flat_index(keys), dev,
+                                               never=chrom.second_copies(layout)),
+                                   batch_size=batch_size,
                                    device=dev, index_is_current=True,
                                    progress=f"impute {contig}:{wid}")
             ds[:, layout.core_start - lo:layout.core_end - lo] = probs

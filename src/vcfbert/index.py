@@ -124,9 +124,11 @@ class KeySearcher:
     otherwise FAISS ``IndexFlatIP`` runs on the CPU. Both are exact and agree up to ties.
     """
 
-    def __init__(self, index, device: str = "cpu") -> None:
+    def __init__(self, index, device: str = "cpu", never: np.ndarray | None = None) -> None:
+        """``never``: ids no query may get (e.g. the second copy of a male's haploid allele)."""
         self.index = index
         self.device = device
+        self.never = np.zeros(0, np.int64) if never is None else np.asarray(never, np.int64)
         self._gpu_keys = None
         if device.startswith("cuda"):
             import torch
@@ -153,7 +155,7 @@ class KeySearcher:
         """(ids int64 [b, k], inner products float32 [b, k]) of the best matches, best first;
         -1 and -inf where fewer exist. ``exclude`` as in :meth:`search`."""
         e = 0 if exclude is None else exclude.shape[1]
-        want = min(self.ntotal, k + e)
+        want = min(self.ntotal, k + e + self.never.size)
         if self._gpu_keys is not None:
             import torch
 
@@ -165,6 +167,8 @@ class KeySearcher:
             scores, ids = self.index.search(np.ascontiguousarray(queries, np.float32), want)
             ids = ids.astype(np.int64)
         bad = ids < 0
+        if self.never.size:
+            bad |= np.isin(ids, self.never)
         if e:
             bad |= (ids[:, :, None] == np.asarray(exclude)[:, None, :]).any(-1)
         order = np.argsort(bad, axis=1, kind="stable")[:, :k]  # kept ids first, in rank order

@@ -228,7 +228,8 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
             index = faiss.IndexFlatIP(keys.shape[1])
             index.add(keys)
             probs = predict_window(model, layout, arrays, obs, chrom.position,
-                                   arrays.ref_slots[haps], KeySearcher(index, device),
+                                   arrays.ref_slots[haps],
+                                   KeySearcher(index, device, never=chrom.second_copies(layout)),
                                    panel_haps=haps, batch_size=64, device=device)
             truth = arrays.ref_core[haps].astype(np.float32)
             p = np.clip(probs, 1e-6, 1 - 1e-6)
@@ -443,7 +444,9 @@ class _ShardSearchers:
         if key not in self.loaded:
             index, _ = load_index(self.paths[key], expect_count=self.chroms[ci].n_haplotypes,
                                   expect_dim=self.d_key)
-            self.loaded[key] = KeySearcher(index, self.device)
+            chrom = self.chroms[ci]
+            self.loaded[key] = KeySearcher(index, self.device,
+                                           never=chrom.second_copies(chrom.layout(wid)))
         return self.loaded[key]
 
 

@@ -32,6 +32,8 @@ class Chromosome:
     typed_index: np.ndarray  # int64 [M] reference indices of the targets' typed sites
     n_haplotypes: int
     sample_id: list[str]
+    male: np.ndarray | None = None  # bool [S]: haploid samples (chrX), stored twice
+    haploid_variant: np.ndarray | None = None  # bool [V]: outside the pseudo-autosomal regions
 
     @classmethod
     def load(cls, contig: str, reference_h5: str, targets_h5: str,
@@ -44,16 +46,28 @@ class Chromosome:
             # a constant 1 cM/Mb would give, so switch rates follow the map
             position = (h5["variant_cm"][()] * 1e6 if "variant_cm" in h5
                         else table["position"])
+            male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
         targets = read_targets(targets_h5)
         return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
                    windows=read_windows(windows_tsv), position=position,
                    af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
-                   sample_id=samples)
+                   sample_id=samples, male=male, haploid_variant=table["haploid"])
 
     def layout(self, window_id: str) -> WindowLayout:
         w = self.windows.loc[self.windows["window_id"] == window_id].iloc[0]
         return make_layout(self.position, self.typed_index, int(w.start_idx), int(w.end_idx),
                            int(w.core_start), int(w.core_end))
+
+    def second_copies(self, layout: WindowLayout) -> np.ndarray:
+        """int64 ids of the reference haplotypes never to retrieve in this window: the
+        second copy of each male's haploid allele (chrX outside the PARs: the same haplotype
+        twice would take two copying states) when most of the window's core is haploid."""
+        if self.male is None or not self.male.any() or self.haploid_variant is None:
+            return np.zeros(0, np.int64)
+        core = self.haploid_variant[layout.core_start:layout.core_end]
+        if core.size == 0 or core.mean() <= 0.5:
+            return np.zeros(0, np.int64)
+        return 2 * np.flatnonzero(self.male).astype(np.int64) + 1
 
     def slot_mask(self, observed_typed: np.ndarray, layout: WindowLayout) -> np.ndarray:
         """bool [m]: the window's slots observed under a chromosome-wide mask [M]."""

@@ -78,3 +78,18 @@ def test_target_haploid_where_the_reference_is_diploid_is_refused(tmp_path):
                                          "reference panel is diploid"):
         parse_targets(tgt, tmp_path / "r.h5", "X", tmp_path / "t.h5", tmp_path / "qs.tsv",
                       tmp_path / "qn.tsv")
+
+
+def test_second_copies_of_males_are_not_candidates_in_haploid_windows(tmp_path):
+    from types import SimpleNamespace
+
+    from vcfbert.windowdata import Chromosome
+
+    parse_reference(_reference(tmp_path), "X", tmp_path / "r.h5")
+    table = read_variant_table(tmp_path / "r.h5")
+    with open_store(tmp_path / "r.h5") as h5:
+        male = h5["sample_haploid"][()]
+    chrom = Chromosome("X", "", "", None, table["position"], table["af"], np.arange(6), 6,
+                       ["f", "m1", "m2"], male=male, haploid_variant=table["haploid"])
+    assert chrom.second_copies(SimpleNamespace(core_start=2, core_end=6)).tolist() == [3, 5]
+    assert chrom.second_copies(SimpleNamespace(core_start=0, core_end=3)).size == 0  # PAR

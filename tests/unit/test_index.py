@@ -41,6 +41,21 @@ def test_search_excludes_own_sample(tmp_path):
     assert (got >= 0).all()
 
 
+def test_search_never_returns_second_copies(tmp_path):
+    """chrX: a male's allele is stored on both of his haplotypes; the second copy is never
+    retrieved, and the searcher still fills k with the next best."""
+    keys = _keys(50)
+    keys[7] = keys[6]  # sample 3 is male: two identical keys
+    build_index(keys, tmp_path / "x.faiss", meta={})
+    index, _ = load_index(tmp_path / "x.faiss")
+    never = np.array([7, 21])
+    got, scores = KeySearcher(index, never=never).search_scored(keys[[6, 20]], 10)
+    assert 6 in got[0] and 7 not in got[0] and 21 not in got[1]
+    assert (got >= 0).all() and np.isfinite(scores).all()
+    brute = np.argsort(-(keys[[6]] @ np.delete(keys, never, 0).T), axis=1)[0, :10]
+    assert sorted(got[0]) == sorted(np.delete(np.arange(50), never)[brute])
+
+
 def test_corrupted_shard_detected_and_purged(tmp_path):
     root = tmp_path / "epochs"
     shard = root / "0" / "index" / "20" / "w0000.faiss"
