@@ -144,7 +144,7 @@ def main() -> None:
                     "bench/out/<scenario>/data) instead of simulating the scenario again")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
-    out = Path(a.outdir or ROOT / "bench/out" / a.scenario)
+    out = Path(a.outdir).resolve() if a.outdir else ROOT / "bench/out" / a.scenario
     data = out / "data"
     if a.no_map:
         if not (data / "truth.vcf.gz").exists():
