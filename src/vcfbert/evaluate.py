@@ -54,6 +54,16 @@ def best_guess(gt: np.ndarray) -> np.ndarray:
     return np.where(missing, np.nan, (alleles > 0).sum(1)).astype(np.float32)
 
 
+def record_calls(rec, has_ds: bool, has_gt: bool) -> tuple[np.ndarray, np.ndarray, float]:
+    """(dose float32 [S], best guess float32 [S], INFO DR2 or R2) of one cyvcf2 record of an
+    imputed VCF: the dose is FORMAT/DS, else the GT count; NaN where missing."""
+    dose = rec.format("DS")[:, 0].astype(np.float32) if has_ds else None
+    hard = best_guess(rec.genotype.array()) if has_gt else np.round(dose).astype(np.float32)
+    val = rec.INFO.get("DR2", rec.INFO.get("R2"))
+    dr2 = float(val[0] if isinstance(val, tuple) else val) if val is not None else np.nan
+    return (hard if dose is None else dose), hard, dr2
+
+
 @dataclasses.dataclass
 class GenotypeMatrix:
     """Per-variant keys and a [V, S] matrix of doses (NaN missing)."""
@@ -97,21 +107,12 @@ def read_imputed(path: str | os.PathLike[str]) -> GenotypeMatrix:
     for rec in parsed_records(vcf, path):
         if len(rec.ALT) != 1:
             continue  # multi-allelic output records are not scored
-        ds = rec.format("DS") if has_ds else None
-        dose = ds[:, 0].astype(np.float32) if ds is not None else None
-        if has_gt:
-            hard = best_guess(rec.genotype.array())
-        else:
-            hard = np.round(dose).astype(np.float32)
-        if dose is None:
-            dose = hard
+        dose, hard, site_dr2 = record_calls(rec, has_ds, has_gt)
         rows.append((normalize_contig(rec.CHROM), int(rec.POS), rec.REF.upper(),
                      rec.ALT[0].upper()))
         doses.append(dose)
         hards.append(hard)
-        val = rec.INFO.get("DR2", rec.INFO.get("R2"))
-        dr2.append(float(val[0] if isinstance(val, tuple) else val) if val is not None
-                   else np.nan)
+        dr2.append(site_dr2)
     vcf.close()
     if not rows:
         raise InputError(f"{path}: the imputed VCF has no bi-allelic record")

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .evaluate import BIN_LABELS, best_guess, maf_bin, per_variant_r2, true_dose
+from .evaluate import BIN_LABELS, maf_bin, per_variant_r2, record_calls, true_dose
 from .io.vcf import iter_variants, list_contigs, normalize_contig, parsed_records, sample_ids
 
 log = logging.getLogger(__name__)
@@ -214,21 +214,13 @@ def _file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
             if j < 0 or seen[j]:
                 continue
             seen[j] = True
-            dose = rec.format("DS")[:, 0].astype(np.float32) if has_ds else None
-            if has_gt:
-                hard = best_guess(rec.genotype.array())
-            else:
-                hard = np.round(dose).astype(np.float32)
-            if dose is None:
-                dose = hard
+            dose, hard, site_dr2 = record_calls(rec, has_ds, has_gt)
             if swapped:
                 dose, hard = 2 - dose, 2 - hard
-            val = rec.INFO.get("DR2", rec.INFO.get("R2"))
             js.append(j)
             doses.append(dose)
             hards.append(hard)
-            dr2.append(float(val[0] if isinstance(val, tuple) else val) if val is not None
-                       else np.nan)
+            dr2.append(site_dr2)
             if len(js) >= block:
                 yield np.array(js), np.stack(doses), np.stack(hards), np.array(dr2)
                 js, doses, hards, dr2 = [], [], [], []
