@@ -78,12 +78,6 @@ class ChromosomeDosages:
         return samples, variants
 
 
-def genotype_probabilities(hap_prob: np.ndarray) -> np.ndarray:
-    """float [2T, V] -> float [3, T, V] (P(0), P(1), P(2))."""
-    p1, p2 = hap_prob[0::2].astype(np.float64), hap_prob[1::2].astype(np.float64)
-    return np.stack([(1 - p1) * (1 - p2), p1 * (1 - p2) + (1 - p1) * p2, p1 * p2])
-
-
 def dosage_r2(hap_prob: np.ndarray) -> np.ndarray:
     """Estimated dosage r² (DR2) per variant from haplotype probabilities [2T, V] -> [V].
 
