@@ -210,8 +210,28 @@ def _has_index(path: str | os.PathLike[str]) -> bool:
 def list_contigs(path: str | os.PathLike[str]) -> list[str]:
     """Contigs that hold at least one record, in file order.
 
-    Uses the index when there is one (cheap), otherwise streams through the records.
-    """
+    Uses the index when there is one (cheap), otherwise streams through the records; read
+    once per file version (the chromosome table and the trained-panel checks ask again)."""
+    st = os.stat(path)
+    index = _index_stamp(path)
+    return list(_list_contigs(str(path), st.st_mtime_ns, st.st_size, index))
+
+
+def _index_stamp(path: str | os.PathLike[str]) -> tuple[int, int]:
+    for ext in (".tbi", ".csi"):
+        if os.path.exists(f"{path}{ext}"):
+            st = os.stat(f"{path}{ext}")
+            return st.st_mtime_ns, st.st_size
+    return 0, 0
+
+
+@functools.lru_cache(maxsize=256)
+def _list_contigs(path: str, mtime_ns: int, size: int, index: tuple[int, int]
+                  ) -> tuple[str, ...]:
+    return tuple(_scan_contigs(path))
+
+
+def _scan_contigs(path: str) -> list[str]:
     vcf = _open(path)
     try:
         if _has_index(path):
