@@ -14,11 +14,11 @@ from vcfbert.model import ModelConfig, VcfBert
 from vcfbert.predict import fast_logits
 
 
-def active_model(k: int, seed: int) -> VcfBert:
+def active_model(k: int, seed: int, d_head: int = 0) -> VcfBert:
     """A small model whose zero-initialised heads are randomised, so every input matters."""
     torch.manual_seed(seed)
     cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
-                      k_keep=k, max_slots=64, max_core_dist=16)
+                      k_keep=k, max_slots=64, max_core_dist=16, d_head=d_head)
     model = VcfBert(cfg).eval()
     with torch.no_grad():
         for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
@@ -40,11 +40,11 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
     return position, layout, arrays
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_fast_logits_match_the_model_forward(seed):
+@pytest.mark.parametrize(("seed", "d_head"), [(0, 0), (1, 0), (2, 8)])
+def test_fast_logits_match_the_model_forward(seed, d_head):
     rng = np.random.default_rng(seed)
     k, b, n_h = 12, 5, 40
-    model = active_model(k, seed)
+    model = active_model(k, seed, d_head)
     position, layout, arrays = random_window(rng, n_var=120, n_typed=30, n_h=n_h)
     m = layout.n_slots
     slot_observed = rng.random(m) < 0.8

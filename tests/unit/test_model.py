@@ -157,3 +157,14 @@ def test_initial_switch_rate_follows_the_panel_size():
     assert small.log_rate.item() > big.log_rate.item()
     legacy = tiny_config(ne_init=40_000)
     assert legacy.initial_switch_rate() == 4 * 40_000 / legacy.k_keep
+
+
+def test_output_head_width():
+    """d_head sets the per-site head's hidden width; 0 (and configs without the key, i.e.
+    older checkpoints) keep 2 * d_model."""
+    assert VcfBert(tiny_config(d_head=8)).out_head[0].out_features == 8
+    legacy = {k: v for k, v in tiny_config().to_dict().items() if k != "d_head"}
+    cfg = ModelConfig.from_dict(legacy)
+    assert VcfBert(cfg).out_head[0].out_features == 2 * cfg.d_model
+    with pytest.raises(ValueError, match="d_head"):
+        ModelConfig(d_head=-1)

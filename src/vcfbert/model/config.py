@@ -30,6 +30,9 @@ class ModelConfig:
         n_reference_haplotypes: the panel's haplotype count, set from the data by
             ``init_model``; 0 (checkpoints made before it existed, direct constructions)
             divides by ``k_keep`` instead.
+        d_head: hidden width of the per-site output head (0: ``2 * d_model``, the width of
+            checkpoints made before the key existed). The head runs once per target haplotype
+            and variant, so its width sets most of the per-site cost of imputation.
         err_init: initial per-slot mismatch probability of the copying HMM.
         cm_per_mb: genetic distance per physical distance used without a genetic map.
     """
@@ -49,12 +52,19 @@ class ModelConfig:
     err_init: float = 1e-3
     cm_per_mb: float = 1.0
     n_reference_haplotypes: int = 0
+    d_head: int = 0
 
     def initial_switch_rate(self) -> float:
         """Switches per Morgan the copying layer starts from (then learned)."""
         return 4 * self.ne_init / (self.n_reference_haplotypes or self.k_keep)
 
+    def head_width(self) -> int:
+        """Hidden width of the per-site output head."""
+        return self.d_head or 2 * self.d_model
+
     def __post_init__(self) -> None:
+        if self.d_head < 0:
+            raise InputError(f"model.d_head ({self.d_head}) must be >= 0 (0: 2 * d_model)")
         if self.d_model % self.n_heads:
             raise InputError(f"model.d_model ({self.d_model}) must be a multiple of "
                              f"model.n_heads ({self.n_heads})")

@@ -152,7 +152,7 @@ class VcfBert(nn.Module):
         self.mismatch_head = _mlp(d + 3, d, 1)
         self.emit_head = _mlp(2 * d, d, 1)
         self.copy_scale = nn.Parameter(torch.ones(()))
-        self.out_head = _mlp(2 * d + 10, 2 * d, 1)
+        self.out_head = _mlp(2 * d + 10, cfg.head_width(), 1)
 
     # -- parts ---------------------------------------------------------------------------
     def encode_query(self, batch: WindowBatch) -> torch.Tensor:
