@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Literal, overload
 
 import numpy as np
 import torch
@@ -37,8 +38,12 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
                 tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
                 cand_ids: np.ndarray, cand_sim: np.ndarray,
-                core_alt: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
-    """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors.
+                core_alt: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[torch.Tensor, np.ndarray]:
+    """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors,
+    and the leave-one-out ALT probability float32 [b, m] at the slots (the copying HMM's
+    posterior with each slot's own emission divided out, see
+    :func:`vcfbert.model.copy_kernel.copy_features`).
 
     The same function as :meth:`VcfBert.forward` when the candidates are already the kept
     ones (no re-scoring): the query encoder and the heads run in torch, the copying HMM, the
@@ -60,16 +65,35 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     sim = torch.from_numpy(np.where(cand_ids >= 0, cand_sim, 0.0).astype(np.float32))
     prior = model.switch_prior(sim, valid)
     mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
-    p_copy, carriers = copy_features(
+    p_copy, carriers, p_slot_loo = copy_features(
         query_tokens=tokens, cand_ids=cand_ids, ref_slots=arrays.ref_slots,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
         site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
         core_alt=core_alt)
-    return model.output_logits(q_ctx, geo.site_left, geo.site_right,
-                               torch.from_numpy(np.asarray(site_af, np.float32)),
-                               geo.site_frac, torch.from_numpy(p_copy),
-                               torch.from_numpy(carriers))
+    logits = model.output_logits(q_ctx, geo.site_left, geo.site_right,
+                                 torch.from_numpy(np.asarray(site_af, np.float32)),
+                                 geo.site_frac, torch.from_numpy(p_copy),
+                                 torch.from_numpy(carriers))
+    return logits, p_slot_loo
+
+
+@overload
+def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
+                   slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
+                   searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
+                   batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
+                   fast: bool | None = ..., progress: str | None = ...,
+                   slot_loo: Literal[False] = ...) -> np.ndarray: ...
+
+
+@overload
+def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
+                   slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
+                   searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
+                   batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
+                   fast: bool | None = ..., progress: str | None = ...,
+                   slot_loo: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
@@ -77,8 +101,12 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = None,
                    batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
-                   fast: bool | None = None, progress: str | None = None) -> np.ndarray:
-    """ALT probabilities float32 [q, n] at the window's core sites.
+                   fast: bool | None = None, progress: str | None = None,
+                   slot_loo: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
+    the leave-one-out ALT probabilities float32 [q, m] at the window's slots (the copying
+    HMM's prediction of each slot with the slot's own emission divided out; on both the fast
+    and the torch path).
 
     Args:
         query_slots: int8 [q, m] query alleles at the slots (-1 missing).
@@ -103,6 +131,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     geo = WindowGeometry.of(layout, position) if fast else None
     core_alt = alt_sites(arrays.ref_core) if fast else None
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
+    loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
     for lo in range(0, query_slots.shape[0], batch_size):
@@ -122,16 +151,23 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                                        sites=np.empty(0, np.int64))
                 sim_t, keep = model.rescore(light)
                 cand, sim = np.take_along_axis(cand, keep.numpy(), 1), sim_t.numpy()
-            logits = fast_logits(model, geo, arrays, tokens=query_tokens(qs, slot_observed),
-                                 slot_af=slot_af, site_af=site_af, cand_ids=cand, cand_sim=sim,
-                                 core_alt=core_alt)
+            logits, loo = fast_logits(model, geo, arrays,
+                                      tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
+                                      site_af=site_af, cand_ids=cand, cand_sim=sim,
+                                      core_alt=core_alt)
         else:
             batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                                    slot_af=slot_af, site_af=site_af).to(device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                                 enabled=device.startswith("cuda")):
-                logits, _ = model(batch)
+                if slot_loo:
+                    logits, loo_t = model.logits_and_slot_loo(batch)
+                    loo = loo_t.float().cpu().numpy()
+                else:
+                    logits, _ = model(batch)
         out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
+        if loo_out is not None:
+            loo_out[lo:lo + qs.shape[0]] = loo
         bar.update(qs.shape[0])
     bar.close()
-    return out
+    return out if loo_out is None else (out, loo_out)

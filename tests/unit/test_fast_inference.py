@@ -61,10 +61,17 @@ def test_fast_logits_match_the_model_forward(seed, d_head):
     with torch.no_grad():
         sim, keep = model.rescore(batch)
     assert torch.equal(keep, torch.arange(k).expand(b, -1))  # K == k: every candidate kept
-    fast = fast_logits(model, WindowGeometry.of(layout, position), arrays,
-                       tokens=query_tokens(qs, slot_observed), slot_af=slot_af, site_af=site_af,
-                       cand_ids=cand, cand_sim=sim.numpy())
+    fast, fast_loo = fast_logits(model, WindowGeometry.of(layout, position), arrays,
+                                 tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
+                                 site_af=site_af, cand_ids=cand, cand_sim=sim.numpy())
     assert fast.shape == slow.shape == (b, layout.n_sites)
+    # the leave-one-out ALT probabilities at the slots: the torch path's twin, same logits
+    with torch.no_grad():
+        slow_again, slow_loo = model.logits_and_slot_loo(batch)
+    torch.testing.assert_close(slow_again, slow, atol=1e-4, rtol=1e-4)
+    assert fast_loo.shape == slow_loo.shape == (b, m)
+    assert slow_loo.std() > 0.05
+    np.testing.assert_allclose(fast_loo, slow_loo.numpy(), atol=2e-5)
     assert slow.abs().max() > 1.0  # the heads are active: a meaningful comparison
     # logits near the copy clamp (p ~ 1 - 1e-5) are ill-conditioned in float32: the
     # probabilities are the tight check

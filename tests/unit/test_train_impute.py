@@ -162,13 +162,19 @@ def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, 
                                                        layout.slot_index)]
         else:
             qs = arrays.ref_slots[panel_haps]
-        slow = predict_window(model, layout, arrays, obs, chrom.position, qs, searcher,
-                              panel_haps=panel_haps, batch_size=8, fast=False)
+        slow, slow_loo = predict_window(model, layout, arrays, obs, chrom.position, qs,
+                                        searcher, panel_haps=panel_haps, batch_size=8,
+                                        fast=False, slot_loo=True)
+        np.testing.assert_array_equal(  # the leave-one-out output changes nothing else
+            slow, predict_window(model, layout, arrays, obs, chrom.position, qs, searcher,
+                                 panel_haps=panel_haps, batch_size=8, fast=False))
         for current in ((False,) if k_retrieve else (True, False)):
-            fast = predict_window(model, layout, arrays, obs, chrom.position, qs, searcher,
-                                  panel_haps=panel_haps, batch_size=8, fast=True,
-                                  index_is_current=current)
+            fast, fast_loo = predict_window(model, layout, arrays, obs, chrom.position, qs,
+                                            searcher, panel_haps=panel_haps, batch_size=8,
+                                            fast=True, index_is_current=current, slot_loo=True)
             np.testing.assert_allclose(fast, slow, atol=2e-5)
+            assert fast_loo.shape == (qs.shape[0], layout.n_slots)
+            np.testing.assert_allclose(fast_loo, slow_loo, atol=2e-5)
 
 
 def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypatch):

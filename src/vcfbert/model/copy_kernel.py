@@ -12,7 +12,10 @@ arrays (int8), so nothing larger than ``[k, m]`` is ever held:
 3. left/right match runs per interval (:func:`vcfbert.model.features.interval_runs`);
 4. per core site, over the candidates: the copied ALT probability (the posterior interpolated
    between the flanking slots) and the five carrier features of
-   :func:`vcfbert.model.features.carrier_features`.
+   :func:`vcfbert.model.features.carrier_features`;
+5. per slot, the leave-one-out ALT probability: the posterior with the slot's own emission
+   divided out (:func:`vcfbert.model.hmm.leave_one_out_alt` is the torch twin), from which
+   INFO/ER2 is computed at typed sites.
 
 Dimensions: ``b`` queries, ``k`` candidates, ``m`` slots, ``n`` core sites, ``H`` reference
 haplotypes. Tested against the torch path on random inputs (``tests/unit/test_fast_inference.py``).
@@ -45,7 +48,7 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
 def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-               site_frac, site_interval, interval_start, p_out, feat_out):
+               site_frac, site_interval, interval_start, p_out, feat_out, loo_out):
     k = cand.shape[0]
     m = qtok.shape[0]
     n = site_frac.shape[0]
@@ -88,6 +91,9 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
         einv = f32(math.exp(-1e4 - best))
         for c in range(k):
             emit[i, c] = (e1 if allele[i, c] == 1 else e0) if valid[c] else einv
+    valid_f = np.empty(k, f32)
+    for c in range(k):
+        valid_f[c] = f32(1.0) if valid[c] else f32(0.0)
     # scaled forward pass
     gamma = np.empty((m, k), f32)
     tot = f32(0.0)
@@ -127,6 +133,25 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
             inv = f32(1.0) / max(tot, f32(1e-30))
             for c in range(k):
                 y[c] *= inv
+        # leave-one-out at slot i: the posterior without slot i's emission is proportional to
+        # the forward prediction into slot i (before its emission) times the backward term;
+        # gamma[i - 1] still holds forward probabilities here (the pass runs from the end).
+        # Equal to gamma / emit renormalised, without dividing by an emission that may
+        # underflow.
+        if i == 0:
+            r = f32(1.0)  # no previous slot: the prediction is the prior
+            q = f32(0.0)
+        else:
+            r = rho[i]
+            q = f32(1.0) - r
+        prev = gamma[max(i - 1, 0)]
+        a_all = f32(0.0)
+        a_alt = f32(0.0)
+        for c in range(k):  # allele is 0 for invalid candidates
+            w = (prev[c] * q + r * prior[c]) * y[c] * valid_f[c]
+            a_all += w
+            a_alt += w * f32(allele[i, c])
+        loo_out[i] = a_alt / a_all if a_all > f32(0.0) else f32(0.0)
         tot = f32(0.0)
         for c in range(k):
             gamma[i, c] *= y[c]
@@ -240,19 +265,28 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
 
 @numba.njit(cache=True, nogil=True)
 def _all_queries(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-                 site_frac, site_interval, interval_start, p_out, feat_out):
+                 site_frac, site_interval, interval_start, p_out, feat_out, loo_out):
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], ref_slots, ref_core, alt_ptr, alt_site, mu[b],
                    s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b],
-                   feat_out[b])
+                   feat_out[b], loo_out[b])
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                   prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
                   core_alt: tuple[np.ndarray, np.ndarray] | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Copied ALT probability and carrier features at the core sites of ``b`` queries.
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copied ALT probability and carrier features at the core sites of ``b`` queries, and
+    the leave-one-out ALT probability at their slots.
+
+    The leave-one-out probability at slot ``i`` is the copied ALT probability of the slot
+    under the posterior with slot ``i``'s own emission removed — the mismatch penalty *and*
+    the candidate-allele term ``emit_bonus`` — i.e. ``gamma[c, i] / emit[c, i]``
+    renormalised over the valid candidates: the HMM's prediction of slot ``i`` from every
+    other slot. It is defined the same way where the query is MASK at slot ``i`` (there the
+    emission does not depend on the query's allele, but its candidate-allele term is still
+    divided out), and is 0 where no candidate is valid.
 
     Args:
         query_tokens: int [b, m] 0 REF, 1 ALT, 2 MASK.
@@ -269,18 +303,22 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
             it across the batches of a window).
 
     Returns:
-        (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5]).
+        (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5],
+        p_slot_loo float32 [b, m] leave-one-out ALT probability at each slot, unclamped).
     """
     b, k = cand_ids.shape
     n = site_interval.shape[0]
     m = query_tokens.shape[1]
     p_out = np.empty((b, n), np.float32)
     feat_out = np.empty((b, n, 5), np.float32)
-    if n == 0:
-        return p_out, feat_out
+    loo_out = np.zeros((b, m), np.float32)
     interval = np.asarray(site_interval, np.int64)
-    if m == 0 or (np.diff(interval) < 0).any():
-        raise ValueError("copy_features needs m >= 1 slots and sites sorted by interval")
+    if m == 0:
+        if n == 0:
+            return p_out, feat_out, loo_out
+        raise ValueError("copy_features needs m >= 1 slots when there are core sites")
+    if (np.diff(interval) < 0).any():
+        raise ValueError("copy_features needs the sites sorted by interval")
     # sites of interval I are site_index[interval_start[I]:interval_start[I + 1]]
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0
@@ -292,5 +330,5 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
                  np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
                  np.ascontiguousarray(rho, np.float32), np.ascontiguousarray(prior, np.float32),
                  np.ascontiguousarray(site_frac, np.float32), interval, interval_start, p_out,
-                 feat_out)
-    return p_out, feat_out
+                 feat_out, loo_out)
+    return p_out, feat_out, loo_out

@@ -70,3 +70,35 @@ def forward_backward_reference(log_emit: np.ndarray, rho: np.ndarray, prior: np.
         beta[:, i] = trans[i + 1] @ (e[:, i + 1] * beta[:, i + 1])
     g = alpha * beta
     return g / g.sum(0, keepdims=True)
+
+
+def leave_one_out_alt(gamma: torch.Tensor, log_emit: torch.Tensor, cand_alleles: torch.Tensor,
+                      valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Leave-one-out ALT probability at every slot: the copied ALT probability under the
+    posterior with the slot's own emission divided out.
+
+    ``gamma[c, i]`` is proportional to ``alpha_pred[c, i] * emit[c, i] * beta[c, i]``, so
+    ``gamma / emit`` renormalised over the candidates is the posterior of slot ``i`` given
+    every slot but ``i``, and ``sum_c allele[c, i] * (gamma / emit)[c, i]`` over its total is
+    the HMM's prediction of the query's allele at ``i`` without seeing it. Computed in log
+    space (the per-slot normalisation of the emissions cancels); where a posterior term
+    underflowed to 0 its candidate drops out, so use float64 where emissions span more than
+    float32 can hold. 0 where no candidate is valid.
+
+    Args:
+        gamma: float [b, k, m] posterior of :func:`forward_backward` on ``log_emit``.
+        log_emit: float [b, k, m] the log-emissions it was run with.
+        cand_alleles: int or bool [b, k, m] candidate alleles at the slots (1 ALT).
+        valid: bool [b, k] candidates that exist (None: all).
+
+    Returns:
+        float [b, m] in [0, 1].
+    """
+    log_w = torch.log(gamma) - log_emit  # -inf where gamma is 0
+    if valid is not None:
+        log_w = log_w.masked_fill(~valid[:, :, None], -torch.inf)
+    alt = cand_alleles.bool()
+    total = torch.logsumexp(log_w, dim=1)  # [b, m]
+    on_alt = torch.logsumexp(log_w.masked_fill(~alt, -torch.inf), dim=1)
+    p = torch.exp(on_alt - total)
+    return torch.where(torch.isfinite(total), p, torch.zeros_like(p)).clamp(0.0, 1.0)

@@ -31,7 +31,7 @@ from torch import nn
 from ..tokens import ALT, MASK, REF  # noqa: F401 - re-exported
 from .config import ModelConfig
 from .features import carrier_features, interval_runs
-from .hmm import forward_backward
+from .hmm import forward_backward, leave_one_out_alt
 
 MORGAN_PER_BP = 1e-8  # scaled by ModelConfig.cm_per_mb
 
@@ -250,6 +250,24 @@ class VcfBert(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits of ALT at the core sites, float [b, n], and the mean weighted BCE when targets
         are given and ``with_loss`` (training computes its configured loss itself)."""
+        logits, _ = self._run(batch, slot_loo=False)
+        loss = None
+        if with_loss and batch.targets is not None:
+            loss = weighted_bce(logits, batch.targets, batch.loss_mask, batch.site_weight)
+        return logits, loss
+
+    def logits_and_slot_loo(self, batch: WindowBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ALT logits float [b, n] as :meth:`forward`, leave-one-out ALT probability float
+        [b, m] at the slots: the copying HMM's posterior with each slot's own emission divided
+        out, :func:`vcfbert.model.hmm.leave_one_out_alt`; what
+        :func:`vcfbert.model.copy_kernel.copy_features` computes on the fast path)."""
+        logits, loo = self._run(batch, slot_loo=True)
+        assert loo is not None
+        return logits, loo
+
+    def _run(self, batch: WindowBatch, *, slot_loo: bool
+             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The forward pass: (logits [b, n], leave-one-out ALT probability [b, m] or None)."""
         q_ctx = self.encode_query(batch)  # [b, m, d]
         sim, keep = self.rescore(batch)  # [b, k]
         valid = batch.cand_valid.gather(1, keep)
@@ -268,6 +286,8 @@ class VcfBert(nn.Module):
 
         with torch.autocast(device_type=log_emit.device.type, enabled=False):
             gamma = forward_backward(log_emit.float(), rho.float(), prior.float(), valid)
+            loo = (leave_one_out_alt(gamma, log_emit.float(), c_tok, valid) if slot_loo
+                   else None)
         f = batch.site_frac[None, None, :]
         g_site = (gamma.index_select(2, batch.site_left) * (1 - f)
                   + gamma.index_select(2, batch.site_right) * f)
@@ -278,10 +298,7 @@ class VcfBert(nn.Module):
         carriers = carrier_features(run_total, c_sites, g_site, valid)  # [b, n, 5]
         logits = self.output_logits(q_ctx, batch.site_left, batch.site_right, batch.site_af,
                                     batch.site_frac, p_copy, carriers)
-        loss = None
-        if with_loss and batch.targets is not None:
-            loss = weighted_bce(logits, batch.targets, batch.loss_mask, batch.site_weight)
-        return logits, loss
+        return logits, loo
 
 
 def weighted_loss_parts(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None,
