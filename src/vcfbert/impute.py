@@ -1,10 +1,14 @@
 """Imputation of the targets: per window, ligation per chromosome, and the imputed VCF.
 
-Per-window files (``results/impute/{chrom}/{window}.h5``) hold ALT probabilities
-``hap_prob`` float32 [2T, n] for the window's core sites. Ligation concatenates the cores
-(they tile the chromosome, so no averaging is needed) and puts the observed alleles back at
-typed sites; the result is ``results/impute/{chrom}.h5`` with ``hap_prob`` [2T, V] and
-``typed`` [V].
+Chunk files (``results/impute/{chrom}/{chunk}.h5``) hold ALT probabilities ``hap_prob``
+float32 [2T, n] for the chunk's core sites, and ``typed_loo_prob`` float32 [2T, n_typed] the
+leave-one-out ALT probabilities at the core's typed sites (the copying HMM's prediction of
+each typed site with the site's own emission divided out; see
+:func:`vcfbert.model.copy_kernel.copy_features`). Ligation concatenates the cores (they tile
+the chromosome, so no averaging is needed) and puts the observed alleles back at typed sites;
+the result is ``results/impute/{chrom}.h5`` with ``hap_prob`` [2T, V], ``typed`` [V],
+``typed_loo_prob`` [2T, M] over the targets' typed sites ``typed_variant_index`` [M], and
+``er2`` float32 [V] (INFO/ER2: NaN at untyped variants and where undefined).
 """
 
 from __future__ import annotations
@@ -12,12 +16,16 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import TYPE_CHECKING
 
 import h5py
 import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError, IntegrityError
+
+if TYPE_CHECKING:
+    from .io.h5store import TargetSet
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +40,10 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     (``IndexFlatIP``, built in memory: the index a ``final`` shard job would write), then the
     model predicts the core sites (:func:`vcfbert.predict.predict_window`). Results are
     written window by window into one dataset ``hap_prob`` float32 [2T, n] covering the
-    chunk's contiguous cores, so memory holds one window's output at a time.
+    chunk's contiguous cores, so memory holds one window's output at a time; the
+    leave-one-out ALT probabilities at the typed sites of each window's core go into
+    ``typed_loo_prob`` float32 [2T, n_typed] (the chunk's typed sites, in order: only the
+    window whose core holds a typed site provides it).
     """
     from .checkpoint import load_checkpoint, model_from_checkpoint
     from .data import Chromosome, query_tokens, read_window_arrays
@@ -57,22 +68,31 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     params = load_key_encoder(key_encoder)
     lo, hi = layouts[0].core_start, layouts[-1].core_end
     n_h = targets.haplotypes.shape[0]
+    typed_lo, typed_hi = np.searchsorted(targets.variant_ref_index, [lo, hi])
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         ds = h5.create_dataset("hap_prob", shape=(n_h, hi - lo), dtype=np.float32)
+        ds_loo = h5.create_dataset("typed_loo_prob", shape=(n_h, typed_hi - typed_lo),
+                                   dtype=np.float32)
         for wid, layout in zip(window_ids, layouts, strict=True):
             arrays = read_window_arrays(reference_h5, layout)
             slot_obs = chrom.slot_mask(observed, layout)
             keys = encode_keys(params, query_tokens(arrays.ref_slots, slot_obs),
                                layout.slot_core_dist)
             cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
-            probs = predict_window(model, layout, arrays, slot_obs, chrom.position,
-                                   targets.haplotypes[:, cols],
-                                   KeySearcher(flat_index(keys), dev,
-                                               never=chrom.second_copies(layout)),
-                                   batch_size=batch_size,
-                                   device=dev, index_is_current=True,
-                                   progress=f"impute {contig}:{wid}")
+            probs, loo = predict_window(model, layout, arrays, slot_obs, chrom.position,
+                                        targets.haplotypes[:, cols],
+                                        KeySearcher(flat_index(keys), dev,
+                                                    never=chrom.second_copies(layout)),
+                                        batch_size=batch_size,
+                                        device=dev, index_is_current=True,
+                                        progress=f"impute {contig}:{wid}", slot_loo=True)
             ds[:, layout.core_start - lo:layout.core_end - lo] = probs
+            core_slots = layout.site_slot[layout.site_slot >= 0]  # the core's typed sites
+            if core_slots.size:  # consecutive typed sites: one block of columns
+                first = int(cols[core_slots[0]]) - typed_lo
+                assert np.array_equal(cols[core_slots], np.arange(first, first + core_slots.size)
+                                      + typed_lo)
+                ds_loo[:, first:first + core_slots.size] = loo[:, core_slots]
         h5.attrs.update({"window_ids": ",".join(window_ids), "contig": contig,
                          "core_start": lo, "core_end": hi,
                          "format": "vcfbert-chunk-imputation"})
@@ -82,53 +102,98 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
            chunk_files: list[str], out: str, hap_rows: int = 2048) -> None:
-    """Concatenate the imputed chunks of one chromosome and restore observed typed alleles.
+    """Concatenate the imputed chunks of one chromosome and restore observed typed alleles;
+    gather the leave-one-out probabilities at typed sites and compute INFO/ER2 from them.
 
-    Streams ``hap_rows`` haplotypes of one chunk at a time into a chunked dataset, so memory
-    holds ``hap_rows`` x one chunk's core sites, whatever the number of targets.
+    Streams ``hap_rows`` haplotypes (rounded up to whole samples) of one chunk at a time into
+    chunked datasets, so memory holds ``hap_rows`` x one chunk's core sites, whatever the
+    number of targets; ER2's sums are added up over those blocks
+    (:func:`vcfbert.imputed_vcf.empirical_r2_sums`). Chunks written before the leave-one-out
+    probabilities existed have none: their typed sites get no ER2 (a warning says so).
     """
+    from .imputed_vcf import empirical_r2
     from .io.h5store import read_targets, read_variant_table
-    from .windows import read_windows
 
-    n_var = read_variant_table(reference_h5)["position"].size
+    table = read_variant_table(reference_h5)
+    n_var = table["position"].size
     targets = read_targets(targets_h5)
-    windows = read_windows(windows_tsv)
     n_h = targets.haplotypes.shape[0]
     cols = targets.variant_ref_index  # [M] sorted reference indices of typed sites
     typed = np.zeros(n_var, bool)
     typed[cols] = targets.site_called
-    covered = np.zeros(n_var, np.int32)
-    bounds = dict(zip(windows["window_id"], zip(windows["core_start"], windows["core_end"],
-                                                strict=True), strict=True))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as h5:
         ds = h5.create_dataset("hap_prob", shape=(n_h, n_var), dtype=np.float32,
                                chunks=(min(n_h, 1024), max(1, min(n_var, 256))))
-        for path in chunk_files:
-            with h5py.File(path, "r") as ch:
-                lo, hi = int(ch.attrs["core_start"]), int(ch.attrs["core_end"])
-                wids = str(ch.attrs["window_ids"]).split(",")
-                if any(w not in bounds for w in wids) or (bounds[wids[0]][0], bounds[wids[-1]][1]) != (lo, hi):
-                    raise IntegrityError(f"{path}: cores do not match the windows table; "
-                                         "delete results/impute and re-run")
-                a, b = np.searchsorted(cols, [lo, hi])
-                at = cols[a:b] - lo
-                for h0 in range(0, n_h, hap_rows):  # a slice of haplotypes at a time
-                    h1 = min(n_h, h0 + hap_rows)
-                    block = ch["hap_prob"][h0:h1]
-                    obs = targets.haplotypes[h0:h1, a:b]
-                    block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
-                    ds[h0:h1, lo:hi] = block
-            covered[lo:hi] += 1
-        if (covered != 1).any():
-            raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "
-                                 "exactly once; delete results/impute and re-run")
+        ds_loo = h5.create_dataset("typed_loo_prob", shape=(n_h, cols.size), dtype=np.float32,
+                                   chunks=(max(1, min(n_h, 1024)), max(1, min(cols.size, 256))),
+                                   fillvalue=np.nan)
+        sums = _copy_chunks(contig, windows_tsv, chunk_files, targets, ds, ds_loo,
+                            hap_rows=hap_rows + hap_rows % 2,
+                            haploid_typed=table["haploid"][cols])
+        er2 = np.full(n_var, np.nan, np.float32)
+        er2[cols] = np.where(targets.site_called, empirical_r2(sums), np.nan)
+        h5.create_dataset("er2", data=er2)
+        h5.create_dataset("typed_variant_index", data=cols.astype(np.int64))
         h5.create_dataset("typed", data=typed)
         h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
                           dtype=h5py.string_dtype("utf-8"))
         h5.create_dataset("sample_haploid", data=targets.sample_haploid.astype(bool))
         h5.attrs.update({"contig": contig, "format": "vcfbert-chromosome-imputation"})
-    log.info("%s: ligated %d chunks (%d windows), %d variants, %d typed", contig,
-             len(chunk_files), len(windows), n_var, typed.sum())
+    log.info("%s: ligated %d chunks, %d variants, %d typed, ER2 at %d", contig,
+             len(chunk_files), n_var, typed.sum(), np.isfinite(er2).sum())
+
+
+def _copy_chunks(contig: str, windows_tsv: str, chunk_files: list[str], targets: TargetSet,
+                 ds: h5py.Dataset, ds_loo: h5py.Dataset, *, hap_rows: int,
+                 haploid_typed: np.ndarray) -> np.ndarray:
+    """Copy every chunk's probabilities into ``ds`` [2T, V] (observed alleles put back) and
+    its leave-one-out probabilities into ``ds_loo`` [2T, M], ``hap_rows`` (even) haplotypes
+    at a time; check that the chunks cover every variant once.
+
+    Returns:
+        float64 [6, M] the ER2 sums of every typed site (:func:`empirical_r2_sums`).
+    """
+    from .imputed_vcf import empirical_r2_sums
+    from .windows import read_windows
+
+    windows = read_windows(windows_tsv)
+    n_h, n_var = ds.shape
+    cols = targets.variant_ref_index
+    male = targets.sample_haploid
+    sums = np.zeros((6, cols.size))
+    covered = np.zeros(n_var, np.int32)
+    bounds = dict(zip(windows["window_id"], zip(windows["core_start"], windows["core_end"],
+                                                strict=True), strict=True))
+    for path in chunk_files:
+        with h5py.File(path, "r") as ch:
+            lo, hi = int(ch.attrs["core_start"]), int(ch.attrs["core_end"])
+            wids = str(ch.attrs["window_ids"]).split(",")
+            if any(w not in bounds for w in wids) or (bounds[wids[0]][0], bounds[wids[-1]][1]) != (lo, hi):
+                raise IntegrityError(f"{path}: cores do not match the windows table; "
+                                     "delete results/impute and re-run")
+            a, b = np.searchsorted(cols, [lo, hi])
+            at = cols[a:b] - lo
+            has_loo = "typed_loo_prob" in ch
+            if not has_loo and b > a:
+                log.warning("%s: no leave-one-out probabilities (written by an older vcfbert): "
+                            "no ER2 at its %d typed sites; re-run its impute_chunk job to "
+                            "get them", path, b - a)
+            for h0 in range(0, n_h, hap_rows):  # a slice of haplotypes at a time
+                h1 = min(n_h, h0 + hap_rows)
+                block = ch["hap_prob"][h0:h1]
+                obs = targets.haplotypes[h0:h1, a:b]
+                block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
+                ds[h0:h1, lo:hi] = block
+                if has_loo and b > a:
+                    loo = ch["typed_loo_prob"][h0:h1]
+                    ds_loo[h0:h1, a:b] = loo
+                    sums[:, a:b] += empirical_r2_sums(loo, obs, male[h0 // 2:h1 // 2],
+                                                      haploid_typed[a:b])
+        covered[lo:hi] += 1
+    if (covered != 1).any():
+        raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "
+                             "exactly once; delete results/impute and re-run")
+    return sums
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
@@ -158,7 +223,7 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
             chroms.append(ChromosomeDosages(
                 contig=str(h5.attrs["contig"]), position=table["position"],
                 alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"],
-                typed=h5["typed"][()],
+                typed=h5["typed"][()], er2=h5["er2"][()] if "er2" in h5 else None,
                 haploid_samples=(h5["sample_haploid"][()] if "sample_haploid" in h5
                                  else None),
                 haploid_variants=table["haploid"]))

@@ -1,4 +1,5 @@
-"""The imputed VCF: FORMAT GT:DS:GP, INFO AF/DR2/IMP/TYPED (DESIGN §1 contract).
+"""The imputed VCF: FORMAT GT:DS:GP, INFO AF/DR2/IMP/TYPED (DESIGN §1 contract), and ER2 at
+typed sites.
 
 Optional FORMAT fields (``output.format_fields``), for phase-aware downstream tools: ``HDS``
 (haploid ALT dosages, Minimac4's convention: ``p1,p2``), ``AP1`` and ``AP2`` (Beagle's ALT
@@ -24,6 +25,9 @@ INFO_HEADER = [
     '##INFO=<ID=AF,Number=A,Type=Float,Description="Estimated ALT allele frequency">',
     '##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated squared '
     'correlation between estimated ALT dose and true ALT dose">',
+    '##INFO=<ID=ER2,Number=1,Type=Float,Description="Empirical (leave-one-out) R-squared, typed '
+    'markers only: squared correlation between the observed genotype and the ALT dose the '
+    'copying HMM imputes with the marker left out">',
     '##INFO=<ID=IMP,Number=0,Type=Flag,Description="Imputed marker (untyped in the targets)">',
     '##INFO=<ID=TYPED,Number=0,Type=Flag,Description="Typed marker (genotyped in the targets; '
     'their calls are kept)">',
@@ -64,6 +68,7 @@ class ChromosomeDosages:
     typed: np.ndarray  # bool [V] site typed in the targets
     haploid_samples: np.ndarray | None = None  # bool [T]: males (chrX), None: none
     haploid_variants: np.ndarray | None = None  # bool [V]: outside the pseudo-autosomal regions
+    er2: np.ndarray | None = None  # float [V]: INFO/ER2 of typed variants (NaN: not written)
 
     def haploid_cells(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(bool [T] haploid samples, bool [hi - lo] haploid variants) of a block: a cell is
@@ -92,6 +97,58 @@ def dosage_r2(hap_prob: np.ndarray) -> np.ndarray:
     den = eg2.mean(0) - mean**2
     with np.errstate(invalid="ignore", divide="ignore"):
         r2 = np.where(den > 1e-12, num / den, 0.0)
+    return np.clip(r2, 0.0, 1.0)
+
+
+def empirical_r2_sums(loo_prob: np.ndarray, calls: np.ndarray,
+                      haploid_samples: np.ndarray | None = None,
+                      haploid_variants: np.ndarray | None = None) -> np.ndarray:
+    """Sums behind ER2 over a block of target samples, to be added up over blocks.
+
+    A sample counts at a variant where its genotype is observed (both alleles called, or a
+    haploid male's one allele) and its leave-one-out probabilities are known (not NaN). Its
+    LOO dose is ``x = p1 + p2`` and its observed genotype ``y = a1 + a2`` (0/1/2); a male
+    (``haploid_samples``) at a haploid variant (chrX outside the pseudo-autosomal regions)
+    counts his one allele, ``x = p1`` and ``y = a1`` (0/1), as DR2 counts his dose.
+
+    Args:
+        loo_prob: float [2t, v] leave-one-out ALT probability per target haplotype
+            (haplotypes ``2s`` and ``2s + 1`` of sample ``s``; NaN: unknown).
+        calls: int [2t, v] observed alleles (0/1; -1 missing).
+        haploid_samples: bool [t] males (None: none).
+        haploid_variants: bool [v] variants outside the pseudo-autosomal regions (None: none).
+
+    Returns:
+        float64 [6, v]: count, sum x, sum y, sum x², sum y², sum xy.
+    """
+    p = np.asarray(loo_prob, np.float64)
+    a = np.asarray(calls)
+    n_t, v = p.shape[0] // 2, p.shape[1]
+    male = (np.zeros(n_t, bool) if haploid_samples is None
+            else np.asarray(haploid_samples, bool))
+    hap_var = (np.zeros(v, bool) if haploid_variants is None
+               else np.asarray(haploid_variants, bool))
+    haploid = male[:, None] & hap_var[None, :]  # [t, v]
+    p1, p2, a1, a2 = p[0::2], p[1::2], a[0::2], a[1::2]
+    x = np.where(haploid, p1, p1 + p2)
+    y = np.where(haploid, a1, a1.astype(np.int64) + a2).astype(np.float64)
+    ok = (a1 >= 0) & (haploid | (a2 >= 0)) & np.isfinite(x)
+    x, y = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+    return np.stack([ok.sum(0), x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0),
+                     (x * y).sum(0)]).astype(np.float64)
+
+
+def empirical_r2(sums: np.ndarray) -> np.ndarray:
+    """ER2 float64 [v] from :func:`empirical_r2_sums` [6, v]: the squared Pearson correlation
+    of the leave-one-out dose and the observed genotype over the observed samples; NaN where
+    it is undefined (fewer than 2 samples, or no variance in either)."""
+    n, sx, sy, sxx, syy, sxy = np.asarray(sums, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = sx / n, sy / n
+        vx, vy = sxx / n - mx * mx, syy / n - my * my
+        cov = sxy / n - mx * my
+        ok = (n >= 2) & (vx > 1e-12) & (vy > 1e-12)
+        r2 = np.where(ok, cov * cov / (vx * vy), np.nan)
     return np.clip(r2, 0.0, 1.0)
 
 
@@ -137,13 +194,22 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
         dr2 = float(np.clip((np.mean(d**2) - mean**2) / den, 0, 1)) if den > 1e-12 else 0.0
         lines.append("\t".join([chrom.contig, str(chrom.position[v]), str(chrom.ids[v]),
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
-                                _info(float(np.mean(alleles)), dr2, bool(chrom.typed[v])),
+                                _info(float(np.mean(alleles)), dr2, bool(chrom.typed[v]),
+                                      _er2(chrom, v)),
                                 ":".join(["GT", "DS", "GP", *extra]), *cells]))
     return lines
 
 
-def _info(af: float, dr2: float, typed: bool) -> str:
-    return f"AF={af:.4f};DR2={dr2:.3f}" + (";TYPED" if typed else ";IMP")
+def _er2(chrom: ChromosomeDosages, v: int) -> float:
+    return float(chrom.er2[v]) if chrom.er2 is not None else float("nan")
+
+
+def _info(af: float, dr2: float, typed: bool, er2: float = float("nan")) -> str:
+    """The INFO column; ER2 on typed records where it is defined (omitted elsewhere)."""
+    if not typed:
+        return f"AF={af:.4f};DR2={dr2:.3f};IMP"
+    er2_text = f";ER2={er2:.3f}" if np.isfinite(er2) else ""
+    return f"AF={af:.4f};DR2={dr2:.3f}{er2_text};TYPED"
 
 
 def decimal_text(x: float) -> str:
@@ -168,7 +234,8 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
     form = ":".join(["GT", "DS", "GP", *extra])
     fixed = [
         (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
-         f"{chrom.alleles[x, 1]}\t.\tPASS\t{_info(af[j], dr2[j], bool(chrom.typed[x]))}"
+         f"{chrom.alleles[x, 1]}\t.\tPASS\t"
+         f"{_info(af[j], dr2[j], bool(chrom.typed[x]), _er2(chrom, x))}"
          f"\t{form}\t").encode("ascii")
         for j, x in enumerate(range(lo, hi))]
     return records(rows, fixed, extra, male, haploid_variant)

@@ -131,3 +131,58 @@ def test_torch_leave_one_out_matches_brute_force(seed):
     got = leave_one_out_alt(gamma, le, torch.from_numpy(alleles), valid)
     np.testing.assert_allclose(got.numpy(), brute_force_loo(x), atol=1e-9)
 
+
+def direct_er2(loo: np.ndarray, calls: np.ndarray, male: np.ndarray,
+               haploid_variant: np.ndarray) -> np.ndarray:
+    """ER2 [v] one sample and one variant at a time (NaN where undefined)."""
+    n_t, v = loo.shape[0] // 2, loo.shape[1]
+    out = np.full(v, np.nan)
+    for j in range(v):
+        xs, ys = [], []
+        for t in range(n_t):
+            p1, p2 = float(loo[2 * t, j]), float(loo[2 * t + 1, j])
+            a1, a2 = calls[2 * t, j], calls[2 * t + 1, j]
+            if np.isnan(p1) or np.isnan(p2):
+                continue
+            if male[t] and haploid_variant[j]:  # one allele, counted once
+                if a1 >= 0:
+                    xs.append(p1)
+                    ys.append(a1)
+            elif a1 >= 0 and a2 >= 0:
+                xs.append(p1 + p2)
+                ys.append(a1 + a2)
+        if len(xs) >= 2 and np.std(xs) > 0 and np.std(ys) > 0:
+            out[j] = np.corrcoef(xs, ys)[0, 1] ** 2
+    return out
+
+
+def test_er2_sums_over_sample_blocks_match_a_direct_computation():
+    """Diploid samples, haploid males on chrX (outside the PAR: one allele, dose in [0, 1]),
+    missing calls, unknown LOO values, a monomorphic and an all-missing site; summed over two
+    blocks of samples as ligation does."""
+    from vcfbert.imputed_vcf import empirical_r2, empirical_r2_sums
+
+    rng = np.random.default_rng(9)
+    n_t, v = 30, 12
+    truth = (rng.random((2 * n_t, v)) < rng.uniform(0.1, 0.6, v)).astype(np.int8)
+    loo = np.clip(truth + rng.normal(scale=0.4, size=truth.shape), 0, 1).astype(np.float32)
+    male = rng.random(n_t) < 0.4
+    haploid_variant = np.arange(v) >= 3  # variants 0-2: a pseudo-autosomal region
+    for t in np.flatnonzero(male):  # stores hold a male's allele twice
+        truth[2 * t + 1, haploid_variant] = truth[2 * t, haploid_variant]
+        loo[2 * t + 1, haploid_variant] = loo[2 * t, haploid_variant]
+    calls = truth.copy()
+    calls[rng.random(calls.shape) < 0.1] = -1
+    calls[:, 5] = 0  # monomorphic: undefined
+    calls[:, 6] = -1  # nobody observed: undefined
+    loo[4, 7] = np.nan  # a sample whose LOO is unknown does not count
+    sums = (empirical_r2_sums(loo[:20], calls[:20], male[:10], haploid_variant)
+            + empirical_r2_sums(loo[20:], calls[20:], male[10:], haploid_variant))
+    got = empirical_r2(sums)
+    expect = direct_er2(loo, calls, male, haploid_variant)
+    assert np.isnan(got[[5, 6]]).all() and np.isfinite(got[[0, 3, 7, 11]]).all()
+    np.testing.assert_allclose(got, expect, rtol=1e-9, atol=1e-12)
+    # the males' haploid cells matter: counted as diploid the result differs
+    diploid = empirical_r2(empirical_r2_sums(loo, calls, None, None))
+    assert not np.allclose(diploid[3:][np.isfinite(got[3:])],
+                           got[3:][np.isfinite(got[3:])], atol=1e-3)

@@ -40,6 +40,37 @@ def test_format_records_matches_reference(n_samples):
     assert fast == slow
 
 
+def test_er2_on_typed_records_matches_reference_and_read_back(tmp_path):
+    """INFO/ER2 (3 decimals) on TYPED records where it is defined; omitted where it is NaN
+    and on every IMP record, whatever the array holds there."""
+    import dataclasses
+
+    import cyvcf2
+
+    rng = np.random.default_rng(11)
+    chrom = random_chrom(rng, n_var=40, n_samples=4)
+    er2 = rng.random(40).astype(np.float32)
+    er2[[0, 1]] = [0.0005, 0.9995]  # rounding edges
+    typed = chrom.typed.copy()
+    typed[[0, 1, 2, 3]] = True
+    er2[3] = np.nan  # typed, undefined
+    chrom = dataclasses.replace(chrom, typed=typed, er2=er2)
+    fast = bytes(format_records(chrom, 0, 40)).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, 40))
+    assert fast == slow
+    lines = slow.splitlines()
+    assert ";ER2=0.000;TYPED" in lines[0] or ";ER2=0.001;TYPED" in lines[0]
+    assert "ER2" not in lines[3] and lines[3].split("\t")[7].endswith(";TYPED")
+    out = tmp_path / "x.vcf.gz"
+    write_imputed_vcf(out, [chrom], ["a", "b", "c", "d"])
+    got = [rec.INFO.get("ER2") for rec in cyvcf2.VCF(str(out))]
+    for v in range(40):
+        if typed[v] and np.isfinite(er2[v]):
+            assert got[v] == pytest.approx(float(f"{er2[v]:.3f}"), abs=1e-6)
+        else:
+            assert got[v] is None
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_bgzf_writer_round_trip(tmp_path, threads):
     rng = np.random.default_rng(0)

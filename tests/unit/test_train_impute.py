@@ -125,10 +125,87 @@ def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
            hap_rows=3)
     with h5py.File(tmp_path / "s.h5") as h5:
         assert np.array_equal(h5["hap_prob"][()], hp)
+        loo_small_blocks, er2_small_blocks = h5["typed_loo_prob"][()], h5["er2"][()]
+    check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks)
     with pytest.raises(IntegrityError, match="cover every variant"):
         ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
                windows_tsv=tiny_stores["windows"], chunk_files=files[1:],
                out=str(tmp_path / "bad.h5"))
+
+
+def check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks):
+    """The leave-one-out probabilities of the ligated file are predict_window's at the typed
+    sites of each window's core; ER2 in the file and in the written VCF is the squared
+    correlation of the LOO dose with the observed genotype, computed here directly."""
+    import h5py
+
+    from vcfbert.impute import write_vcf
+
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    with h5py.File(tmp_path / "c.h5") as h5:
+        loo = h5["typed_loo_prob"][()]
+        er2 = h5["er2"][()]
+        typed = h5["typed"][()]
+        assert np.array_equal(h5["typed_variant_index"][()], chrom.typed_index)
+    targets = read_targets(tiny_stores["tgt"])
+    assert loo.shape == targets.haplotypes.shape and np.isfinite(loo).all()
+    np.testing.assert_array_equal(loo, loo_small_blocks)  # 3 haplotypes at a time: the same
+    np.testing.assert_array_equal(er2, er2_small_blocks)
+    # the windows' own LOO at their core's typed sites
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
+    observed = read_mask(d / "final.h5")[0]
+    for wid in chrom.windows["window_id"][:2]:
+        layout = chrom.layout(wid)
+        arrays = read_window_arrays(chrom.reference_h5, layout)
+        obs = chrom.slot_mask(observed, layout)
+        keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
+                                      layout.slot_core_dist)
+        cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+        _, window_loo = predict_window(model, layout, arrays, obs, chrom.position,
+                                       targets.haplotypes[:, cols],
+                                       KeySearcher(flat_index(keys)), batch_size=16,
+                                       index_is_current=True, slot_loo=True)
+        core = layout.site_slot[layout.site_slot >= 0]
+        assert core.size > 0
+        np.testing.assert_allclose(loo[:, cols[core]], window_loo[:, core], atol=1e-6)
+    # ER2 directly: per typed site, over samples with both alleles observed
+    calls = targets.haplotypes
+    expect = np.full(chrom.position.size, np.nan)
+    for j, v in enumerate(targets.variant_ref_index):
+        ok = (calls[0::2, j] >= 0) & (calls[1::2, j] >= 0)
+        x = (loo[0::2, j] + loo[1::2, j])[ok].astype(np.float64)
+        y = (calls[0::2, j] + calls[1::2, j])[ok].astype(np.float64)
+        if ok.sum() >= 2 and x.std() > 0 and y.std() > 0:
+            expect[v] = np.corrcoef(x, y)[0, 1] ** 2
+    assert np.isfinite(expect).sum() > 10 and np.isnan(expect[~typed]).all()
+    np.testing.assert_allclose(er2, expect, atol=1e-5)
+    assert np.nanmean(er2) > 0.5  # leaving a typed site out, the copying HMM still finds it
+    # ... and in the VCF: 3 decimals on TYPED records where defined, nowhere else
+    vcf = tmp_path / "imputed.vcf.gz"
+    write_vcf(chromosome_files=[str(tmp_path / "c.h5")], reference_h5=[tiny_stores["ref"]],
+              out=str(vcf), command="test")
+    import cyvcf2
+
+    reader = cyvcf2.VCF(str(vcf))
+    assert reader.get_header_type("ER2")["Number"] == "1"
+    written = np.array([rec.INFO.get("ER2", np.nan) for rec in reader], np.float64)
+    flags = np.array([rec.INFO.get("TYPED") is not None for rec in cyvcf2.VCF(str(vcf))])
+    np.testing.assert_array_equal(flags, typed)
+    np.testing.assert_array_equal(np.isnan(written), np.isnan(expect))
+    np.testing.assert_allclose(written, np.round(expect, 3), atol=1e-6)
+    from conftest import have
+
+    if have("bcftools"):
+        import subprocess
+
+        res = subprocess.run(["bcftools", "query", "-f", "%INFO/ER2\n", str(vcf)],
+                             capture_output=True, text=True, check=True)
+        text = res.stdout.split()
+        assert len(text) == chrom.position.size
+        got = np.array([np.nan if t == "." else float(t) for t in text])
+        np.testing.assert_allclose(got, np.round(expect, 3), atol=1e-6)
 
 
 @pytest.mark.parametrize("k_retrieve", [None, 24])
