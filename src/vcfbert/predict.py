@@ -38,7 +38,8 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
                 tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
                 cand_ids: np.ndarray, cand_sim: np.ndarray,
-                core_alt: tuple[np.ndarray, np.ndarray] | None = None
+                core_alt: tuple[np.ndarray, np.ndarray] | None = None,
+                loo_slots: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, np.ndarray]:
     """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors,
     and the leave-one-out ALT probability float32 [b, m] at the slots (the copying HMM's
@@ -57,6 +58,8 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         cand_sim: float [b, k] their key similarity to the query (the index's inner products).
         core_alt: :func:`vcfbert.model.copy_kernel.alt_sites` of ``arrays.ref_core``, computed
             once per window by the caller (else per call).
+        loo_slots: the slots whose leave-one-out probability is computed (lo, hi); None:
+            all, (0, 0): none (0 is returned there).
     """
     tok = torch.from_numpy(np.asarray(tokens, np.int64))
     slot_af_t = torch.from_numpy(np.asarray(slot_af, np.float32))
@@ -70,7 +73,7 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
         site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
-        core_alt=core_alt)
+        core_alt=core_alt, loo_slots=loo_slots)
     logits = model.output_logits(q_ctx, geo.site_left, geo.site_right,
                                  torch.from_numpy(np.asarray(site_af, np.float32)),
                                  geo.site_frac, torch.from_numpy(p_copy),
@@ -104,9 +107,9 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    fast: bool | None = None, progress: str | None = None,
                    slot_loo: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
-    the leave-one-out ALT probabilities float32 [q, m] at the window's slots (the copying
-    HMM's prediction of each slot with the slot's own emission divided out; on both the fast
-    and the torch path).
+    the leave-one-out ALT probabilities float32 [q, m] at the slots of the window's core (the
+    copying HMM's prediction of each slot with the slot's own emission divided out; 0 at the
+    flank slots, which other windows' cores own; on both the fast and the torch path).
 
     Args:
         query_slots: int8 [q, m] query alleles at the slots (-1 missing).
@@ -132,6 +135,9 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     core_alt = alt_sites(arrays.ref_core) if fast else None
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
+    core_slots = layout.site_slot[layout.site_slot >= 0]  # the core's typed sites (slots)
+    loo_slots = ((int(core_slots[0]), int(core_slots[-1]) + 1) if slot_loo and core_slots.size
+                 else (0, 0))
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
     for lo in range(0, query_slots.shape[0], batch_size):
@@ -154,7 +160,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             logits, loo = fast_logits(model, geo, arrays,
                                       tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
                                       site_af=site_af, cand_ids=cand, cand_sim=sim,
-                                      core_alt=core_alt)
+                                      core_alt=core_alt, loo_slots=loo_slots)
         else:
             batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                                    slot_af=slot_af, site_af=site_af).to(device)
@@ -163,6 +169,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                 if slot_loo:
                     logits, loo_t = model.logits_and_slot_loo(batch)
                     loo = loo_t.float().cpu().numpy()
+                    loo[:, :loo_slots[0]] = 0.0
+                    loo[:, loo_slots[1]:] = 0.0
                 else:
                     logits, _ = model(batch)
         out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()

@@ -72,6 +72,15 @@ def test_fast_logits_match_the_model_forward(seed, d_head):
     assert fast_loo.shape == slow_loo.shape == (b, m)
     assert slow_loo.std() > 0.05
     np.testing.assert_allclose(fast_loo, slow_loo.numpy(), atol=2e-5)
+    # a slot range (the core's, at imputation): the same values there, 0 elsewhere, same logits
+    lo, hi = m // 3, 2 * m // 3
+    part, part_loo = fast_logits(model, WindowGeometry.of(layout, position), arrays,
+                                 tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
+                                 site_af=site_af, cand_ids=cand, cand_sim=sim.numpy(),
+                                 loo_slots=(lo, hi))
+    torch.testing.assert_close(part, fast)
+    np.testing.assert_array_equal(part_loo[:, lo:hi], fast_loo[:, lo:hi])
+    assert not part_loo[:, :lo].any() and not part_loo[:, hi:].any()
     assert slow.abs().max() > 1.0  # the heads are active: a meaningful comparison
     # logits near the copy clamp (p ~ 1 - 1e-5) are ill-conditioned in float32: the
     # probabilities are the tight check

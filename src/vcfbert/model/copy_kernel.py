@@ -48,7 +48,8 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
 def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-               site_frac, site_interval, interval_start, p_out, feat_out, loo_out):
+               site_frac, site_interval, interval_start, p_out, feat_out, loo_out, loo_lo,
+               loo_hi):
     k = cand.shape[0]
     m = qtok.shape[0]
     n = site_frac.shape[0]
@@ -138,20 +139,21 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
         # gamma[i - 1] still holds forward probabilities here (the pass runs from the end).
         # Equal to gamma / emit renormalised, without dividing by an emission that may
         # underflow.
-        if i == 0:
-            r = f32(1.0)  # no previous slot: the prediction is the prior
-            q = f32(0.0)
-        else:
-            r = rho[i]
-            q = f32(1.0) - r
-        prev = gamma[max(i - 1, 0)]
-        a_all = f32(0.0)
-        a_alt = f32(0.0)
-        for c in range(k):  # allele is 0 for invalid candidates
-            w = (prev[c] * q + r * prior[c]) * y[c] * valid_f[c]
-            a_all += w
-            a_alt += w * f32(allele[i, c])
-        loo_out[i] = a_alt / a_all if a_all > f32(0.0) else f32(0.0)
+        if loo_lo <= i < loo_hi:  # only the slots the caller asked for (the core's)
+            if i == 0:
+                r = f32(1.0)  # no previous slot: the prediction is the prior
+                q = f32(0.0)
+            else:
+                r = rho[i]
+                q = f32(1.0) - r
+            prev = gamma[max(i - 1, 0)]
+            a_all = f32(0.0)
+            a_alt = f32(0.0)
+            for c in range(k):  # allele is 0 for invalid candidates
+                w = (prev[c] * q + r * prior[c]) * y[c] * valid_f[c]
+                a_all += w
+                a_alt += w * f32(allele[i, c])
+            loo_out[i] = a_alt / a_all if a_all > f32(0.0) else f32(0.0)
         tot = f32(0.0)
         for c in range(k):
             gamma[i, c] *= y[c]
@@ -265,17 +267,19 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
 
 @numba.njit(cache=True, nogil=True)
 def _all_queries(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-                 site_frac, site_interval, interval_start, p_out, feat_out, loo_out):
+                 site_frac, site_interval, interval_start, p_out, feat_out, loo_out, loo_lo,
+                 loo_hi):
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], ref_slots, ref_core, alt_ptr, alt_site, mu[b],
                    s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b],
-                   feat_out[b], loo_out[b])
+                   feat_out[b], loo_out[b], loo_lo, loo_hi)
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                   prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
-                  core_alt: tuple[np.ndarray, np.ndarray] | None = None
+                  core_alt: tuple[np.ndarray, np.ndarray] | None = None,
+                  loo_slots: tuple[int, int] | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copied ALT probability and carrier features at the core sites of ``b`` queries, and
     the leave-one-out ALT probability at their slots.
@@ -301,6 +305,9 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         site_frac: float [n] position between the left (0) and right (1) slot.
         core_alt: :func:`alt_sites` of ``ref_core`` (computed when not given; pass it to reuse
             it across the batches of a window).
+        loo_slots: (lo, hi): compute the leave-one-out probability at slots lo..hi-1 only
+            (0 elsewhere), e.g. the core's typed sites; None: every slot; (0, 0): none
+            (an O(k) pass per slot saved).
 
     Returns:
         (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5],
@@ -330,5 +337,5 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
                  np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
                  np.ascontiguousarray(rho, np.float32), np.ascontiguousarray(prior, np.float32),
                  np.ascontiguousarray(site_frac, np.float32), interval, interval_start, p_out,
-                 feat_out, loo_out)
+                 feat_out, loo_out, *(loo_slots if loo_slots is not None else (0, m)))
     return p_out, feat_out, loo_out
