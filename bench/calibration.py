@@ -35,7 +35,8 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([0, 1], [0, 1], ":", color="grey")
     for path in sorted(out.glob("*.accuracy.pv.tsv.gz")):
-        method = path.name.split(".")[0]
+        # run.py writes <method>.accuracy.pv.tsv.gz, speed.py speed.<method>.accuracy.pv.tsv.gz
+        method = path.name[: -len(".accuracy.pv.tsv.gz")].removeprefix("speed.")
         pv = pd.read_csv(path, sep="\t")
         sub = pv[(~pv["typed"].astype(bool)) & pv["true_r2"].notna() & pv["dr2"].notna()]
         if sub.empty:
