@@ -100,6 +100,49 @@ def dosage_r2(hap_prob: np.ndarray) -> np.ndarray:
     return np.clip(r2, 0.0, 1.0)
 
 
+def dosage_r2_sums(hap_prob: np.ndarray, haploid_samples: np.ndarray | None = None,
+                   haploid_variants: np.ndarray | None = None) -> np.ndarray:
+    """Sums behind DR2 over a block of target samples, to be added up over blocks.
+
+    Counted as the VCF writer counts them (:func:`vcfbert.vcf_cells.site_stats`):
+    probabilities clipped to [0, 1]; a sample's dose is ``p1 + p2`` and its E[g²]
+    ``p1 + p2 + 2 p1 p2``; a male (``haploid_samples``) at a haploid variant counts his one
+    allele, dose = E[g²] = ``p1``.
+
+    Args:
+        hap_prob: float [2t, v] ALT probability per haplotype (sample ``s``: rows ``2s``,
+            ``2s + 1``).
+        haploid_samples: bool [t] males (None: none).
+        haploid_variants: bool [v] variants outside the pseudo-autosomal regions (None: none).
+
+    Returns:
+        float64 [3, v]: sum of DS, of DS², of E[g²] over the block's t samples.
+    """
+    p = np.clip(np.asarray(hap_prob, np.float64), 0.0, 1.0)
+    n_t, v = p.shape[0] // 2, p.shape[1]
+    male = (np.zeros(n_t, bool) if haploid_samples is None
+            else np.asarray(haploid_samples, bool))
+    hap_var = (np.zeros(v, bool) if haploid_variants is None
+               else np.asarray(haploid_variants, bool))
+    haploid = male[:, None] & hap_var[None, :]  # [t, v]
+    p1, p2 = p[0::2], p[1::2]
+    ds = np.where(haploid, p1, p1 + p2)
+    eg2 = np.where(haploid, p1, p1 + p2 + 2.0 * p1 * p2)
+    return np.stack([ds.sum(0), (ds * ds).sum(0), eg2.sum(0)])
+
+
+def dosage_r2_from_sums(sums: np.ndarray, n_samples: int) -> np.ndarray:
+    """DR2 float64 [v] from :func:`dosage_r2_sums` [3, v] over ``n_samples`` samples:
+    var(DS) / (mean E[g²] − mean(DS)²), clipped to [0, 1]; 0 where the denominator is 0."""
+    s_ds, s_ds2, s_eg2 = np.asarray(sums, np.float64)
+    mean = s_ds / n_samples
+    num = s_ds2 / n_samples - mean * mean
+    den = s_eg2 / n_samples - mean * mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r2 = np.where(den > 1e-12, num / den, 0.0)
+    return np.clip(r2, 0.0, 1.0)
+
+
 def empirical_r2_sums(loo_prob: np.ndarray, calls: np.ndarray,
                       haploid_samples: np.ndarray | None = None,
                       haploid_variants: np.ndarray | None = None) -> np.ndarray:

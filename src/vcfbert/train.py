@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from . import keyencoder
 from .atomic import write_text_atomic
+from .calibration import PairHistogram, Recalibration
 from .checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -200,26 +202,37 @@ class _Running:
         return self.s["loss"] / max(1.0, self.s["batches"])
 
 
-def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
-             final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-             cache: WindowArrayCache) -> dict[str, float]:
-    """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples.
+@dataclasses.dataclass
+class ValidationWindow:
+    """One window's predictions for ``h`` held-out reference haplotypes (whole samples, the
+    two haplotypes of sample ``s`` at rows ``2s`` and ``2s + 1``) at its ``n`` core sites."""
 
-    The queries are validation haplotypes under the *inference* mask (the targets' typed
-    sites); reference keys are recomputed with the current weights and searched exactly,
-    the queries' own samples excluded.
+    chrom: Chromosome
+    layout: Any  # WindowLayout
+    haps: np.ndarray  # int64 [h] panel haplotype ids
+    probs: np.ndarray  # float32 [h, n] predicted ALT probability
+    truth: np.ndarray  # float32 [h, n] true allele (0/1)
+    af: np.ndarray  # float64 [h / 2, n] panel ALT frequency without the sample (leave-one-out)
+
+
+def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
+                       final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
+                       cache: WindowArrayCache, desc: str = "EP_Val"
+                       ) -> Iterator[ValidationWindow]:
+    """Predict held-out panel haplotypes window by window, as the targets are imputed.
+
+    The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
+    all) under the *inference* mask (the targets' typed sites); reference keys are recomputed
+    with the current weights and searched exactly, the queries' own samples excluded.
     """
     import faiss
 
-    model.eval()
-    doses, truths, afs = [], [], []
-    ll_sum, ll_n = 0.0, 0
     for ci, chrom in enumerate(chroms):
         haps = val_haps[ci]
         if haps.size == 0:
             continue
         haps = haps[: max_haplotypes - (max_haplotypes % 2)] if max_haplotypes else haps
-        for wid in tqdm(chrom.windows["window_id"], desc=f"EP_Val:{chrom.contig}", unit="window",
+        for wid in tqdm(chrom.windows["window_id"], desc=f"{desc}:{chrom.contig}", unit="window",
                         file=sys.stderr, mininterval=5):
             layout = chrom.layout(wid)
             arrays = cache.get(chrom, wid, layout)
@@ -232,13 +245,28 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
                                    KeySearcher(index, device, never=chrom.second_copies(layout)),
                                    panel_haps=haps, batch_size=64, device=device)
             truth = arrays.ref_core[haps].astype(np.float32)
-            p = np.clip(probs, 1e-6, 1 - 1e-6)
-            ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
-            ll_n += truth.size
-            doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
-            truths.append((truth[0::2] + truth[1::2]).T)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
-            afs.append(((arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)).T)
+            af = (arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)
+            yield ValidationWindow(chrom, layout, haps, probs, truth, af)
+
+
+def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
+             final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
+             cache: WindowArrayCache) -> dict[str, float]:
+    """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples
+    (:func:`validation_windows`)."""
+    model.eval()
+    doses, truths, afs = [], [], []
+    ll_sum, ll_n = 0.0, 0
+    for win in validation_windows(model, chroms, val_haps, final_masks,
+                                  max_haplotypes=max_haplotypes, device=device, cache=cache):
+        probs, truth = win.probs, win.truth
+        p = np.clip(probs, 1e-6, 1 - 1e-6)
+        ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
+        ll_n += truth.size
+        doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
+        truths.append((truth[0::2] + truth[1::2]).T)
+        afs.append(win.af.T)
     model.train()
     if not doses:
         return {}
@@ -273,6 +301,74 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     out["val_f1"] = f1(present)
     out["val_rare_f1"] = f1(present & (maf < 0.01))
     return out
+
+
+def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
+    """The haplotypes (int64 [2s]) of ``n_samples`` samples spread evenly over ``haps``
+    (whole samples, in the panel's order, which often groups populations); 0 or more samples
+    than there are: all."""
+    pairs = np.asarray(haps, np.int64).reshape(-1, 2)
+    if n_samples <= 0 or n_samples >= pairs.shape[0]:
+        return pairs.ravel()
+    pick = np.unique(np.linspace(0, pairs.shape[0] - 1, n_samples).round().astype(np.int64))
+    return pairs[pick].ravel()
+
+
+def calibration_histogram(model: VcfBert, chroms: list[Chromosome], haps: list[np.ndarray],
+                          final_masks: list[np.ndarray], *, device: str) -> PairHistogram:
+    """(haplotype, site) pairs of held-out panel haplotypes ``haps`` (per chromosome, whole
+    samples) imputed as the targets are (:func:`validation_windows`), counted for the DR2
+    recalibration fit by leave-one-out MAF bin and predicted logit. A male's second copy at a
+    haploid variant (chrX; the store keeps his allele twice) is not counted."""
+    from .calibration import PairHistogram
+
+    model.eval()
+    hist = PairHistogram()
+    for win in validation_windows(model, chroms, haps, final_masks, max_haplotypes=0,
+                                  device=device, cache=WindowArrayCache(capacity=4),
+                                  desc="DR2_calibration"):
+        allele = win.truth.astype(np.int8)
+        chrom, lay = win.chrom, win.layout
+        if chrom.male is not None and chrom.haploid_variant is not None:
+            male = np.asarray(chrom.male, bool)[win.haps[1::2] // 2]  # [h / 2]
+            region = np.asarray(chrom.haploid_variant, bool)[lay.core_start:lay.core_end]
+            allele[1::2][male[:, None] & region[None, :]] = -1
+        hist.add(win.probs, allele, np.repeat(win.af, 2, axis=0))
+    return hist
+
+
+def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
+                  split_tsv: str, out: str, samples: int, min_alt_alleles: int,
+                  device: str = "auto") -> Recalibration:
+    """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
+    on ``samples`` validation samples (0: all) spread over the split, and write it to
+    ``out``."""
+    from .atomic import sha256_file
+    from .calibration import fit, save
+
+    dev = pick_device(device)
+    t0 = time.time()
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    split = read_split(split_tsv)
+    val_samples = set(split.loc[split["split"] == "val", "sample"])
+    haps = [spread_samples(_train_haps(c, val_samples), samples) for c in chroms]
+    if not any(h.size for h in haps):
+        raise InputError(f"{split_tsv}: no validation sample to fit the DR2 calibration on; "
+                         "set train.val_fraction above 0")
+    masks = [read_mask(p)[0] for p in final_masks]
+    hist = calibration_histogram(model, chroms, haps, masks, device=dev)
+    n_windows = sum(len(c.windows) for c in chroms)
+    cal = fit(hist, min_alt_alleles=min_alt_alleles, source={
+        "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
+        "validation_samples": int(max(h.size for h in haps) // 2),
+        "validation_haplotypes": [int(h.size) for h in haps],
+        "contigs": [c.contig for c in chroms], "windows": n_windows,
+        "seconds": round(time.time() - t0, 1)})
+    save(cal, out)
+    log.info("DR2 calibration from %d validation haplotypes x %d windows (%d pairs) in %.1f s: "
+             "%s", sum(h.size for h in haps), n_windows, int(cal.pairs.sum()), time.time() - t0,
+             out)
+    return cal
 
 
 @dataclasses.dataclass
