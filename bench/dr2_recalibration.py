@@ -4,10 +4,12 @@ For a run directory of the workflow (``<run>/results``: the final model, the lig
 probabilities ``results/impute/<chrom>.h5``), this
 
 1. loads the run's ``results/train/dr2_calibration.json`` (``--calibration`` for another file),
-   or, when there is none, fits one on ``--fit-samples`` validation samples of the run's final
-   model (:func:`vcfbert.train.calibrate_dr2`, written to ``--workdir``);
-2. recomputes DR2 from ``hap_prob`` as the writer does (raw), and from the recalibrated
-   probabilities as ligation does (the DR2 the workflow now writes at untyped variants);
+   or, when there is none (a run made before the workflow fitted one), fits one on
+   ``--fit-samples`` validation samples of the run's final model, as the workflow's
+   ``calibrate_dr2`` rule does (:func:`vcfbert.train.calibrate_dr2`, written to ``--workdir``);
+2. recomputes from ``hap_prob`` the DR2 the writer computes (raw), the conditional DR2 (step 1
+   of :mod:`vcfbert.calibration`, no learned map) and the recalibrated DR2 ligation now
+   stores (typed variants keep the writer's);
 3. bins the untyped variants with a defined true r² by DR2 (10 bins of 0.1) and reports the
    mean DR2 and mean true r² per bin and mean |DR2 − true r²| over the bins, variant-weighted —
    as ``bench/calibration.py`` does — next to other methods' per-variant tables (``--compare``).
@@ -39,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from vcfbert import calibration  # noqa: E402
-from vcfbert.imputed_vcf import dosage_r2_from_sums, dosage_r2_sums  # noqa: E402
 from vcfbert.io.h5store import read_variant_table  # noqa: E402
 
 log = logging.getLogger("dr2_recalibration")
@@ -55,31 +56,29 @@ def binned(dr2: np.ndarray, true_r2: np.ndarray) -> tuple[pd.DataFrame, float]:
     return g, float(np.average(np.abs(g["dr2"] - g["true_r2"]), weights=g["n"]))
 
 
-def run_dr2(results: Path, contig: str, label: str, cal: calibration.Recalibration | None,
+def run_dr2(results: Path, contig: str, label: str, cal: calibration.Recalibration,
             block: int = 2048) -> pd.DataFrame:
-    """Per variant of one chromosome: position, REF, ALT, typed, DR2 raw and recalibrated."""
+    """Per variant of one chromosome: position, REF, ALT, typed, DR2 raw, conditional and
+    recalibrated."""
     table = read_variant_table(results / "ingest" / label / "reference.h5")
     with h5py.File(results / "impute" / f"{label}.h5", "r") as h5:
         ds = h5["hap_prob"]
-        n_h, n_v = ds.shape
+        n_v = ds.shape[1]
         typed = h5["typed"][()]
         male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
         haploid = table["haploid"] if male is not None and male.any() else None
-        raw = np.zeros((3, n_v))
-        rec = np.zeros((3, n_v))
+        sums = np.zeros((len(calibration.SUM_ROWS), n_v))
         for lo in range(0, n_v, block):
             hi = min(n_v, lo + block)
-            p = ds[:, lo:hi]
-            hv = None if haploid is None else haploid[lo:hi]
-            raw[:, lo:hi] = dosage_r2_sums(p, male, hv)
-            if cal is not None:
-                q = cal.apply(p, table["af"][lo:hi])
-                q = np.where(typed[lo:hi][None, :], p, q)  # typed sites: as the writer does
-                rec[:, lo:hi] = dosage_r2_sums(q, male, hv)
+            sums[:, lo:hi] = calibration.dr2_sums(ds[:, lo:hi], male,
+                                                  None if haploid is None else haploid[lo:hi])
+    raw = calibration.plain_dr2(sums)
+    cond = np.where(typed, raw, calibration.conditional_dr2(sums))
+    recal = np.where(typed, raw, cal.apply(calibration.conditional_dr2(sums), table["af"]))
     return pd.DataFrame({"contig": contig, "position": table["position"],
                          "ref": table["alleles"][:, 0], "alt": table["alleles"][:, 1],
-                         "typed_run": typed, "dr2_raw": dosage_r2_from_sums(raw, n_h // 2),
-                         "dr2_recalibrated": dosage_r2_from_sums(rec, n_h // 2)})
+                         "typed_run": typed, "dr2_raw": raw, "dr2_conditional": cond,
+                         "dr2_recalibrated": recal})
 
 
 def the_calibration(results: Path, args: argparse.Namespace) -> calibration.Recalibration:
@@ -92,9 +91,13 @@ def the_calibration(results: Path, args: argparse.Namespace) -> calibration.Reca
     from vcfbert.windowdata import Chromosome
 
     out = Path(args.workdir) / f"dr2_calibration.{args.fit_samples}.json"
-    if out.exists():
-        log.info("calibration: %s (fitted before)", out)
-        return calibration.load(out)
+    if out.exists():  # fitted before, for this model
+        from vcfbert.atomic import sha256_file
+
+        cal = calibration.load(out)
+        if cal.source.get("model_sha256") == sha256_file(results / "train/model.pt"):
+            log.info("calibration: %s (fitted before)", out)
+            return cal
     chroms_tsv = pd.read_csv(results / "ingest/chromosomes.tsv", sep="\t", dtype=str)
     chroms = [Chromosome.load(c, str(results / f"ingest/{w}/reference.h5"),
                               str(results / f"ingest/{w}/targets.h5"),
@@ -105,8 +108,7 @@ def the_calibration(results: Path, args: argparse.Namespace) -> calibration.Reca
                         final_masks=[str(results / f"masks/{w}/final.h5")
                                      for w in chroms_tsv["wildcard"]],
                         split_tsv=str(results / "train/split.tsv"), out=str(out),
-                        samples=args.fit_samples, min_alt_alleles=args.min_alt_alleles,
-                        device="cpu")
+                        samples=args.fit_samples, device="cpu")
     log.info("fitted on %s validation samples in %.1f s: %s", args.fit_samples or "all",
              time.time() - t0, out)
     return cal
@@ -119,9 +121,9 @@ def main() -> None:
                     "(default <run>/results/evaluation/per_variant.tsv.gz)")
     ap.add_argument("--calibration", help="a dr2_calibration.json (default: the run's, else "
                     "fitted now)")
-    ap.add_argument("--fit-samples", type=int, default=24,
-                    help="validation samples to fit on when fitting (0: all; default 24)")
-    ap.add_argument("--min-alt-alleles", type=int, default=calibration.MIN_ALT_ALLELES)
+    ap.add_argument("--fit-samples", type=int, default=300,
+                    help="validation samples to fit on when fitting (0: all; default 300, the "
+                    "workflow's train.dr2_calibration_samples)")
     ap.add_argument("--compare", action="append", default=[], metavar="NAME=PV",
                     help="another method's per-variant table (bench/run.py's *.accuracy.pv.tsv.gz)")
     ap.add_argument("--workdir", default="/tmp/dr2_recalibration")
@@ -131,9 +133,11 @@ def main() -> None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     results = Path(args.run) / "results"
     cal = the_calibration(results, args)
-    print(pd.DataFrame({"maf_bin": calibration.BIN_LABELS, "a": cal.a.round(4),
-                        "b": cal.b.round(4), "pairs": cal.pairs, "alt_alleles": cal.alt_alleles,
-                        "fitted": cal.fitted}).to_string(index=False))
+    print(pd.DataFrame({"maf_bin": calibration.BIN_LABELS, "fitted": cal.fitted,
+                        "validation_variants": cal.variants,
+                        **{f"conditional {x} ->": [round(float(np.interp(x, kx, ky)), 3)
+                                                   for kx, ky in cal.knots]
+                           for x in (0.3, 0.5, 0.8, 0.9)}}).to_string(index=False))
     chroms = pd.read_csv(results / "ingest/chromosomes.tsv", sep="\t", dtype=str)
     ours = pd.concat([run_dr2(results, c, w, cal)
                       for c, w in zip(chroms["contig"], chroms["wildcard"], strict=True)])
@@ -147,6 +151,7 @@ def main() -> None:
     log.info("raw DR2 recomputed vs the table's: max |difference| %.4f", off)
     sub = df[~df["typed"].astype(bool) & df["true_r2"].notna()]
     methods = {"vcfbert (raw DR2)": sub["dr2_raw"].to_numpy(),
+               "vcfbert (conditional DR2, no map)": sub["dr2_conditional"].to_numpy(),
                "vcfbert (recalibrated DR2)": sub["dr2_recalibrated"].to_numpy()}
     truths = {k: sub["true_r2"].to_numpy() for k in methods}
     for spec in args.compare:
@@ -160,7 +165,7 @@ def main() -> None:
         g.insert(0, "method", name)
         rows.append(g)
         below = int((dr2 < 0.9).sum()), int((dr2 < 0.8).sum()), int((dr2 < 0.3).sum())
-        print(f"{name:28s} mean |DR2 - true r²| {err:.3f}   variants with DR2 < 0.9 / 0.8 / "
+        print(f"{name:34s} mean |DR2 - true r²| {err:.3f}   variants with DR2 < 0.9 / 0.8 / "
               f"0.3: {below[0]} / {below[1]} / {below[2]} of {dr2.size}")
     out = pd.concat(rows, ignore_index=True)
     print(out.pivot(index="bin", columns="method", values="true_r2").round(3).to_string())

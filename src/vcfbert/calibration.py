@@ -1,21 +1,33 @@
-"""DR2 recalibration: Platt scaling of the per-haplotype ALT probabilities, per MAF bin.
+"""DR2 recalibration: a DR2 conditioned on the variant being present, mapped to the true r²
+learned on the validation split.
 
-DR2 = var(DS) / (mean E[g²] − mean(DS)²) is the squared correlation between the dose and the
-true genotype *if* the haplotype probabilities are calibrated. The model's are not quite:
-e.g. a small ALT probability on every non-carrier haplotype of a rare variant, summed over
-the samples, inflates the denominator and makes DR2 under-confident. Recalibration maps each
-probability ``p`` to ``p' = sigmoid(a · logit(p) + b)``, with one ``(a, b)`` per reference-panel
-MAF bin (:data:`vcfbert.evaluate.BIN_LABELS`), fitted by maximum likelihood against the true
-alleles of held-out reference haplotypes (the validation split, imputed under the targets'
-typed sites with their own sample excluded from retrieval; see
-:func:`vcfbert.train.calibrate_dr2`). Only DR2 is computed from ``p'``; the written
-dosages stay the model's.
+DR2 = var(DS) / (mean E[g²] − mean(DS)²) estimates the squared correlation between the dose
+and the true genotype when the haplotype probabilities are calibrated. Two things keep the
+model's DR2 below the true r² (docs/model.md, "DR2 recalibration"), and each step fixes one:
 
-The fit sees (haplotype, site) pairs through a histogram per MAF bin of ``logit(p)`` on a grid
-of :data:`GRID_STEP` (pairs and ALT alleles per cell), so memory does not grow with the
-number of pairs and the file keeps the data it was fitted on. Probabilities are clipped to
-``[CLIP, 1 - CLIP]`` before the logit. A bin with fewer than ``min_alt_alleles`` ALT alleles
-(or ALT-free / carrier-only) keeps the identity (a = 1, b = 0).
+1. **Conditional DR2.** The true r² of a variant exists only where the imputed samples carry
+   both alleles. For a rare variant, DR2 counts the chance that nobody carries it: a carrier
+   found with p = 0.2 and small probabilities elsewhere gives DR2 ≈ 0.1, while whenever the
+   variant is present that carrier has by far the highest dose (r² ≈ 1). The haplotype
+   probabilities are therefore conditioned on the variant being polymorphic among the samples:
+   ``p' = (p − A) / (1 − A − R)``, with ``A = Π p`` (every haplotype ALT) and
+   ``R = Π (1 − p)`` (every haplotype REF), products over the samples' haplotypes (a haploid
+   male's one allele counted once); ``p'`` is the probability of ALT given both alleles
+   present, for independent haplotypes, and stays in [0, 1]. DR2 is computed from ``p'`` by
+   the usual formula (:func:`conditional_dr2`). ``p'`` is affine in ``p`` per variant, so the
+   whole computation runs on per-variant sums of ``p`` that ligation adds up block by block
+   (:func:`dr2_sums`); the written dosages are untouched.
+2. **A learned map.** Per reference-panel MAF bin (:data:`vcfbert.evaluate.BIN_LABELS`), an
+   increasing map from conditional DR2 to the true r², fitted by isotonic regression (pool
+   adjacent violators) on validation samples — held-out reference samples imputed under the
+   targets' typed sites with their own sample excluded (:func:`vcfbert.train.calibrate_dr2`) —
+   after grouping the variants into up to :data:`MAX_GROUPS` groups by conditional DR2
+   (:func:`fit`). A bin with fewer than ``min_variants`` validation variants with a defined
+   r² keeps the identity (the conditional DR2 itself).
+
+Because the conditioning uses the samples' own probabilities, it adapts to the number of
+samples: a map fitted on a few hundred validation samples carries over to a batch of a
+thousand targets (measured in docs/model.md), which a map of the plain DR2 does not.
 
 File: JSON (``format`` :data:`FORMAT`), written next to the selected model as
 ``results/train/dr2_calibration.json`` and carried by trained panels.
@@ -26,205 +38,254 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import math
 import os
 from typing import Any
 
 import numpy as np
 
 from .atomic import write_text_atomic
-from .errors import InputError, IntegrityError
+from .errors import IntegrityError
 from .evaluate import BIN_LABELS, MAF_BINS
 
 log = logging.getLogger(__name__)
 
 FORMAT = "vcfbert-dr2-calibration"
 FORMAT_VERSION = 1
-METHOD = "platt_per_maf_bin"
-CLIP = 1e-6
-LOGIT_MAX = math.log((1 - CLIP) / CLIP)  # 13.8155...
-GRID_STEP = 0.02  # histogram cell width in logit units
-N_CELLS = int(round(2 * LOGIT_MAX / GRID_STEP)) + 1
-MIN_ALT_ALLELES = 20
-
-
-def logit(p: np.ndarray) -> np.ndarray:
-    """float64 logit of ``p`` clipped to [CLIP, 1 - CLIP] (same shape)."""
-    q = np.clip(np.asarray(p, np.float64), CLIP, 1 - CLIP)
-    return np.log(q) - np.log1p(-q)
-
-
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    """float64 logistic function, overflow-free."""
-    z = np.asarray(z, np.float64)
-    e = np.exp(-np.abs(z))
-    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+METHOD = "conditional_dr2_isotonic_per_maf_bin"
+MIN_VARIANTS = 200  # validation variants with a defined r² a MAF bin needs to be fitted
+MAX_GROUPS = 40  # groups of variants (by conditional DR2) per MAF bin ...
+MIN_GROUP = 25  # ... of at least this many variants each
+SUM_ROWS = ("n_diploid", "s_dose", "s_dose2", "s_p1p2", "n_haploid", "s_hap", "s_hap2",
+            "log_all_alt", "log_all_ref")
 
 
 def bin_index(af: np.ndarray) -> np.ndarray:
-    """int64 MAF bin (index into :data:`BIN_LABELS`) of each ALT frequency (same shape)."""
+    """int64 MAF bin (index into :data:`BIN_LABELS`) of each ALT frequency (same shape), as
+    :func:`vcfbert.evaluate.maf_bin`."""
     a = np.asarray(af, np.float64)
     maf = np.minimum(a, 1 - a)
     return np.clip(np.searchsorted(MAF_BINS, maf, side="right") - 1, 0,
                    len(BIN_LABELS) - 1).astype(np.int64)
 
 
-def cell_index(p: np.ndarray) -> np.ndarray:
-    """int64 histogram cell of each probability (same shape): its clipped logit on the grid."""
-    return np.clip(np.rint((logit(p) + LOGIT_MAX) / GRID_STEP), 0, N_CELLS - 1).astype(np.int64)
+def dr2_sums(hap_prob: np.ndarray, haploid_samples: np.ndarray | None = None,
+             haploid_variants: np.ndarray | None = None, use: np.ndarray | None = None,
+             *, cells: int = 2_000_000) -> np.ndarray:
+    """Per-variant sums behind the plain and the conditional DR2 over a block of samples, to
+    be added up over blocks (rows :data:`SUM_ROWS`).
 
-
-def cell_logit(cells: np.ndarray) -> np.ndarray:
-    """float64 logit at the centre of histogram cells."""
-    return np.asarray(cells, np.float64) * GRID_STEP - LOGIT_MAX
-
-
-class PairHistogram:
-    """(haplotype, site) pairs counted per MAF bin and ``logit(p)`` cell, to be fitted.
-
-    Attributes:
-        pairs: int64 [B, N_CELLS] pairs per (MAF bin, cell).
-        alt: int64 [B, N_CELLS] of them, pairs whose true allele is ALT.
-    """
-
-    def __init__(self) -> None:
-        self.pairs = np.zeros((len(BIN_LABELS), N_CELLS), np.int64)
-        self.alt = np.zeros((len(BIN_LABELS), N_CELLS), np.int64)
-
-    def add(self, prob: np.ndarray, allele: np.ndarray, af: np.ndarray) -> None:
-        """Count a block of pairs.
-
-        Args:
-            prob: float [h, n] predicted ALT probability per haplotype and site.
-            allele: int [h, n] true allele (0/1; negative: skip the pair).
-            af: float [h, n] or [n] the reference-panel ALT frequency the prediction saw
-                (leave-one-out for reference haplotypes); pairs at frequency 0 or 1 (the
-                panel without this sample lacks one allele: nothing to impute) are skipped.
-        """
-        prob = np.asarray(prob)
-        allele = np.asarray(allele)
-        af = np.broadcast_to(np.asarray(af, np.float64), prob.shape)
-        keep = (allele >= 0) & (af > 0) & (af < 1) & np.isfinite(prob)
-        flat = bin_index(af[keep]) * N_CELLS + cell_index(prob[keep])
-        size = self.pairs.size
-        self.pairs += np.bincount(flat, minlength=size).reshape(self.pairs.shape)
-        self.alt += np.bincount(flat, weights=(allele[keep] == 1),
-                                minlength=size).astype(np.int64).reshape(self.alt.shape)
-
-    def merge(self, other: PairHistogram) -> None:
-        self.pairs += other.pairs
-        self.alt += other.alt
-
-
-def fit_platt(x: np.ndarray, n: np.ndarray, k: np.ndarray, *, max_steps: int = 50,
-              tol: float = 1e-9) -> tuple[float, float, int]:
-    """Maximum-likelihood ``(a, b)`` of ``P(ALT) = sigmoid(a x + b)`` by damped Newton (IRLS).
+    Counted as the VCF writer counts them (:func:`vcfbert.vcf_cells.site_stats`):
+    probabilities clipped to [0, 1]; a male (``haploid_samples``) at a haploid variant
+    counts his one allele ``p1``.
 
     Args:
-        x: float [c] logits (histogram cell centres).
-        n: [c] pairs at each ``x``; k: [c] of them ALT (binomial counts).
-        max_steps: Newton steps at most; tol: stop when the step is this small.
+        hap_prob: float [2t, v] ALT probability per haplotype (sample ``s``: rows ``2s``,
+            ``2s + 1``), an array or an HDF5 dataset.
+        haploid_samples: bool [t] males (None: none).
+        haploid_variants: bool [v] variants outside the pseudo-autosomal regions (None: none).
+        use: bool [t, v] samples to count at each variant (None: all).
+        cells: samples x variants handled at a time (bounds the float64 temporaries).
 
     Returns:
-        (a, b, Newton steps taken), starting from the identity (1, 0); each step is halved
-        until the log-likelihood does not decrease.
+        float64 [9, v]: diploid samples, Σ(p1 + p2), Σ(p1 + p2)², Σ p1 p2; haploid samples,
+        Σ p1, Σ p1² (theirs); Σ log p and Σ log(1 − p) over the counted haplotypes.
     """
-    x = np.asarray(x, np.float64)
-    n = np.asarray(n, np.float64)
-    k = np.asarray(k, np.float64)
+    n_t, v = hap_prob.shape[0] // 2, hap_prob.shape[1]
+    male = (np.zeros(n_t, bool) if haploid_samples is None
+            else np.asarray(haploid_samples, bool))
+    hap_var = (np.zeros(v, bool) if haploid_variants is None
+               else np.asarray(haploid_variants, bool))
+    out = np.zeros((len(SUM_ROWS), v))
+    step = max(1, cells // max(1, n_t))
+    for lo in range(0, v, step):
+        hi = min(v, lo + step)
+        counted = (np.ones((n_t, hi - lo), bool) if use is None
+                   else np.asarray(use[:, lo:hi], bool))
+        out[:, lo:hi] = _block_sums(np.asarray(hap_prob[:, lo:hi]), male[:, None]
+                                    & hap_var[None, lo:hi], counted)
+    return out
 
-    def loglik(a: float, b: float) -> float:
-        z = a * x + b
-        # k log s(z) + (n - k) log(1 - s(z)) = k z - n log(1 + e^z)
-        return float((k * z - n * np.logaddexp(0.0, z)).sum())
 
-    a, b = 1.0, 0.0
-    ll = loglik(a, b)
-    steps = 0
-    for steps in range(1, max_steps + 1):  # noqa: B007
-        q = sigmoid(a * x + b)
-        r = k - n * q  # gradient terms
-        w = n * q * (1 - q)
-        grad = np.array([(r * x).sum(), r.sum()])
-        hess = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]])
-        try:
-            step = np.linalg.solve(hess + 1e-9 * np.eye(2), grad)
-        except np.linalg.LinAlgError:
-            break
-        t = 1.0
-        while t > 1e-6:
-            a_new, b_new = a + t * step[0], b + t * step[1]
-            ll_new = loglik(a_new, b_new)
-            if ll_new >= ll - 1e-12 * abs(ll):
-                break
-            t /= 2
-        else:
-            break
-        a, b, ll = a_new, b_new, ll_new
-        if np.abs(t * step).max() < tol:
-            break
-    return a, b, steps
+def _block_sums(hap_prob: np.ndarray, haploid_cell: np.ndarray,
+                counted: np.ndarray) -> np.ndarray:
+    """:func:`dr2_sums` of one block: ``hap_prob`` [2t, v], bool [t, v] cells written haploid,
+    bool [t, v] cells counted.
+
+    The logarithms are taken in float32 (ten times faster than float64; relative error
+    ~1e-7, which is what matters: for a rare allele Σ log(1 − p) ≈ −Σ p) and summed in float64;
+    the doses' sums are float64, as the writer's.
+    """
+    p32 = np.clip(np.asarray(hap_prob, np.float32), 0.0, 1.0)
+    p = p32.astype(np.float64)
+    p1, p2 = p[0::2], p[1::2]
+    ds = p1 + p2
+    with np.errstate(divide="ignore"):
+        l_alt, l_ref = np.log(p32), np.log1p(-p32)
+    if not haploid_cell.any() and counted.all():  # every sample diploid and counted
+        n_t, v = ds.shape
+        zero = np.zeros(v)
+        return np.stack([np.full(v, float(n_t)), ds.sum(0), (ds * ds).sum(0),
+                         (p1 * p2).sum(0), zero, zero, zero, l_alt.sum(0, dtype=np.float64),
+                         l_ref.sum(0, dtype=np.float64)])
+    haploid = haploid_cell & counted
+    diploid = ~haploid_cell & counted
+    zero = np.zeros_like(ds)
+    la1, la2, lr1, lr2 = l_alt[0::2], l_alt[1::2], l_ref[0::2], l_ref[1::2]
+    return np.stack([
+        diploid.sum(0), np.where(diploid, ds, zero).sum(0),
+        np.where(diploid, ds * ds, zero).sum(0), np.where(diploid, p1 * p2, zero).sum(0),
+        haploid.sum(0), np.where(haploid, p1, zero).sum(0),
+        np.where(haploid, p1 * p1, zero).sum(0),
+        np.where(diploid, la1.astype(np.float64) + la2, np.where(haploid, la1, zero)).sum(0),
+        np.where(diploid, lr1.astype(np.float64) + lr2, np.where(haploid, lr1, zero)).sum(0),
+    ])
+
+
+def _ratio(s_x: np.ndarray, s_x2: np.ndarray, s_e: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """DR2 from Σ dose, Σ dose², Σ E[g²] over ``n`` samples: var(DS) / (mean E[g²] −
+    mean(DS)²), clipped to [0, 1]; 0 where the denominator is not above 1e-12."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = s_x / n
+        num = s_x2 / n - mean * mean
+        den = s_e / n - mean * mean
+        r2 = np.where(den > 1e-12, num / den, 0.0)
+    return np.clip(np.nan_to_num(r2, nan=0.0), 0.0, 1.0)
+
+
+def plain_dr2(sums: np.ndarray) -> np.ndarray:
+    """float64 [v]: the writer's DR2 from :func:`dr2_sums` [9, v] (probabilities as they are)."""
+    n_d, s1, s2, s12, n_h, h1, h2, _, _ = np.asarray(sums, np.float64)
+    return _ratio(s1 + h1, s2 + h2, s1 + 2 * s12 + h1, n_d + n_h)
+
+
+def conditional_dr2(sums: np.ndarray) -> np.ndarray:
+    """float64 [v]: DR2 of the probabilities conditioned on the variant being polymorphic,
+    ``p' = (p − A) / (1 − A − R)`` (module docstring), from :func:`dr2_sums` [9, v].
+
+    With ``D = 1 − A − R``, a diploid sample's dose is ``(ds − 2A) / D`` and its E[g²] the
+    dose plus ``2 (p1 p2 − A ds + A²) / D²``; a haploid one's dose and E[g²] are
+    ``(p1 − A) / D``. 0 where ``D`` is 0 (every probability 0, or every one 1).
+    """
+    n_d, s1, s2, s12, n_h, h1, h2, log_a, log_r = np.asarray(sums, np.float64)
+    a = np.exp(log_a)
+    d = -np.expm1(np.logaddexp(log_a, log_r))  # 1 - A - R, accurate when A + R is near 1
+    ok = d > 0
+    d = np.where(ok, d, 1.0)
+    s_x = (s1 - 2 * a * n_d + h1 - a * n_h) / d
+    s_x2 = (s2 - 4 * a * s1 + 4 * a * a * n_d + h2 - 2 * a * h1 + a * a * n_h) / (d * d)
+    s_e = s_x + 2 * (s12 - a * s1 + a * a * n_d) / (d * d)
+    return np.where(ok, _ratio(s_x, s_x2, s_e, n_d + n_h), 0.0)
+
+
+def isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The non-decreasing sequence closest to ``y`` [g] in weighted squared error (weights
+    ``w`` [g] > 0), by pooling adjacent violators."""
+    vals: list[float] = []
+    wts: list[float] = []
+    counts: list[int] = []
+    for yi, wi in zip(np.asarray(y, np.float64), np.asarray(w, np.float64), strict=True):
+        vals.append(float(yi))
+        wts.append(float(wi))
+        counts.append(1)
+        while len(vals) > 1 and vals[-2] > vals[-1]:
+            w_sum = wts[-2] + wts[-1]
+            merged = (vals[-2] * wts[-2] + vals[-1] * wts[-1]) / w_sum
+            c = counts[-2] + counts[-1]
+            del vals[-1], wts[-1], counts[-1]
+            vals[-1], wts[-1], counts[-1] = merged, w_sum, c
+    return np.repeat(vals, counts)
 
 
 @dataclasses.dataclass
 class Recalibration:
-    """Per MAF bin (:data:`BIN_LABELS` order, B bins): ``p' = sigmoid(a logit(p) + b)``.
+    """Per MAF bin (:data:`BIN_LABELS` order, B bins), an increasing piecewise-linear map
+    from conditional DR2 to DR2 (flat beyond its end knots).
 
     Attributes:
-        a, b: float64 [B] slope and intercept (1 and 0 where not fitted).
-        pairs, alt_alleles: int64 [B] (haplotype, site) pairs and true ALT alleles seen.
-        fitted: bool [B] whether the bin had data enough to be fitted.
-        min_alt_alleles: the threshold below which a bin keeps the identity.
-        source: what the fit was made from (model, haplotypes, windows, ...).
-        histogram: the pairs it was fitted on (None when not kept).
+        knots: per bin, (x float64 [g], y float64 [g]): conditional DR2 (group means,
+            increasing) and the isotonic fit of the true r² there; ([0, 1], [0, 1]) where not
+            fitted.
+        groups: per bin, float64 [g, 3]: the data the fit saw — each group's mean conditional
+            DR2, mean true r² and number of variants.
+        variants: int64 [B] validation variants with a defined r² per bin.
+        fitted: bool [B] whether the bin had ``min_variants`` of them.
+        min_variants: the threshold.
+        source: what the fit was made from (model, samples, windows, ...).
     """
 
-    a: np.ndarray
-    b: np.ndarray
-    pairs: np.ndarray
-    alt_alleles: np.ndarray
+    knots: list[tuple[np.ndarray, np.ndarray]]
+    groups: list[np.ndarray]
+    variants: np.ndarray
     fitted: np.ndarray
-    min_alt_alleles: int = MIN_ALT_ALLELES
+    min_variants: int = MIN_VARIANTS
     source: dict[str, Any] = dataclasses.field(default_factory=dict)
-    histogram: PairHistogram | None = None
 
     @classmethod
     def identity(cls) -> Recalibration:
-        b = len(BIN_LABELS)
-        return cls(a=np.ones(b), b=np.zeros(b), pairs=np.zeros(b, np.int64),
-                   alt_alleles=np.zeros(b, np.int64), fitted=np.zeros(b, bool))
+        n = len(BIN_LABELS)
+        return cls(knots=[(np.array([0.0, 1.0]), np.array([0.0, 1.0])) for _ in range(n)],
+                   groups=[np.zeros((0, 3)) for _ in range(n)],
+                   variants=np.zeros(n, np.int64), fitted=np.zeros(n, bool))
 
-    def apply(self, prob: np.ndarray, af: np.ndarray) -> np.ndarray:
-        """Recalibrated probabilities float32 [h, n] of ``prob`` [h, n] at sites of panel ALT
-        frequency ``af`` [n]. A bin with the identity map passes ``p`` through unchanged (no
-        clipping)."""
-        prob = np.asarray(prob, np.float32)
+    def apply(self, dr2: np.ndarray, af: np.ndarray) -> np.ndarray:
+        """float64 [v]: the recalibrated DR2 of conditional DR2 ``dr2`` [v] at variants of
+        reference-panel ALT frequency ``af`` [v], in [0, 1]."""
+        x = np.asarray(dr2, np.float64)
         bins = bin_index(af)
-        a, b = self.a[bins], self.b[bins]
-        out = sigmoid(a * logit(prob) + b).astype(np.float32)
-        identity = (a == 1.0) & (b == 0.0)
-        return np.where(identity, prob, out)
+        out = x.copy()
+        for i, (kx, ky) in enumerate(self.knots):
+            sel = bins == i
+            if sel.any():
+                out[sel] = np.interp(x[sel], kx, ky)
+        return np.clip(out, 0.0, 1.0)
 
 
-def fit(hist: PairHistogram, *, min_alt_alleles: int = MIN_ALT_ALLELES,
+def fit(x: np.ndarray, y: np.ndarray, af: np.ndarray, *, min_variants: int = MIN_VARIANTS,
         source: dict[str, Any] | None = None) -> Recalibration:
-    """Fit the Platt map of every MAF bin of ``hist``; identity where a bin has fewer than
-    ``min_alt_alleles`` ALT alleles or fewer REF alleles than that."""
+    """Fit the map of every MAF bin.
+
+    Args:
+        x: float [v] conditional DR2 of validation variants (:func:`conditional_dr2` over the
+            validation samples).
+        y: float [v] their true r² over the same samples (NaN where undefined: skipped).
+        af: float [v] their reference-panel ALT frequency (the MAF bin).
+        min_variants: fewer variants with a defined r² in a bin: the bin keeps the identity.
+        source: provenance written into the file.
+
+    Within a bin the variants are sorted by ``x`` and cut into up to :data:`MAX_GROUPS` groups
+    of equal size (at least :data:`MIN_GROUP` variants each); the knots are the groups' mean
+    ``x`` and the isotonic regression of their mean ``y`` (weighted by size).
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    bins = bin_index(af)
     cal = Recalibration.identity()
-    cal.min_alt_alleles, cal.source, cal.histogram = int(min_alt_alleles), dict(source or {}), hist
-    x = cell_logit(np.arange(N_CELLS))
+    cal.min_variants, cal.source = int(min_variants), dict(source or {})
     for i, label in enumerate(BIN_LABELS):
-        n, k = hist.pairs[i], hist.alt[i]
-        cal.pairs[i], cal.alt_alleles[i] = int(n.sum()), int(k.sum())
-        if cal.alt_alleles[i] < min_alt_alleles or cal.pairs[i] - cal.alt_alleles[i] < min_alt_alleles:
-            log.info("DR2 calibration, MAF %s: %d ALT alleles in %d pairs, fewer than %d: "
-                     "identity", label, cal.alt_alleles[i], cal.pairs[i], min_alt_alleles)
+        sel = (bins == i) & np.isfinite(y) & np.isfinite(x)
+        cal.variants[i] = int(sel.sum())
+        if cal.variants[i] < max(2, min_variants):
+            log.info("DR2 calibration, MAF %s: %d validation variants with a defined r², fewer "
+                     "than %d: the conditional DR2 is written as it is", label,
+                     cal.variants[i], min_variants)
             continue
-        nz = n > 0
-        a, b, steps = fit_platt(x[nz], n[nz], k[nz])
-        cal.a[i], cal.b[i], cal.fitted[i] = a, b, True
-        log.info("DR2 calibration, MAF %s: a = %.4f, b = %.4f (%d ALT alleles in %d pairs, %d "
-                 "Newton steps)", label, a, b, cal.alt_alleles[i], cal.pairs[i], steps)
+        order = np.argsort(x[sel], kind="stable")
+        xs, ys = x[sel][order], y[sel][order]
+        n_groups = int(min(MAX_GROUPS, max(2, xs.size // MIN_GROUP)))
+        parts = np.array_split(np.arange(xs.size), n_groups)
+        gx = np.array([xs[p].mean() for p in parts])
+        gy = np.array([ys[p].mean() for p in parts])
+        gn = np.array([p.size for p in parts], np.float64)
+        fy = isotonic(gy, gn)
+        # knots at distinct x (ties: the first group's fitted value, all equal after pooling
+        # only when their y agree; average them to keep the map a function)
+        ux, inv = np.unique(gx, return_inverse=True)
+        uy = np.bincount(inv, weights=fy * gn) / np.bincount(inv, weights=gn)
+        cal.knots[i] = (ux, uy)
+        cal.groups[i] = np.stack([gx, gy, gn], 1)
+        cal.fitted[i] = True
+        log.info("DR2 calibration, MAF %s: %d validation variants, %d groups; conditional DR2 "
+                 "0.5 -> %.3f, 0.8 -> %.3f, 0.9 -> %.3f", label, cal.variants[i], n_groups,
+                 *np.interp([0.5, 0.8, 0.9], ux, uy))
     return cal
 
 
@@ -232,18 +293,16 @@ def to_json(cal: Recalibration) -> dict[str, Any]:
     """The file's content (see the module docstring)."""
     bins = []
     for i, label in enumerate(BIN_LABELS):
-        row: dict[str, Any] = {"maf_bin": label, "a": float(cal.a[i]), "b": float(cal.b[i]),
-                               "pairs": int(cal.pairs[i]), "alt_alleles": int(cal.alt_alleles[i]),
-                               "fitted": bool(cal.fitted[i])}
-        if cal.histogram is not None:
-            cells = np.flatnonzero(cal.histogram.pairs[i])
-            row["histogram"] = {"cell": cells.tolist(),
-                                "pairs": cal.histogram.pairs[i, cells].tolist(),
-                                "alt": cal.histogram.alt[i, cells].tolist()}
-        bins.append(row)
+        kx, ky = cal.knots[i]
+        bins.append({"maf_bin": label, "fitted": bool(cal.fitted[i]),
+                     "variants": int(cal.variants[i]),
+                     "knots": {"conditional_dr2": [round(float(v), 6) for v in kx],
+                               "dr2": [round(float(v), 6) for v in ky]},
+                     "groups": {"conditional_dr2": [round(float(v), 6) for v in cal.groups[i][:, 0]],
+                                "true_r2": [round(float(v), 6) for v in cal.groups[i][:, 1]],
+                                "variants": [int(v) for v in cal.groups[i][:, 2]]}})
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "method": METHOD,
-            "clip": CLIP, "grid_step": GRID_STEP, "logit_max": LOGIT_MAX,
-            "min_alt_alleles": cal.min_alt_alleles, "source": cal.source, "bins": bins}
+            "min_variants": cal.min_variants, "source": cal.source, "bins": bins}
 
 
 def save(cal: Recalibration, path: str | os.PathLike[str]) -> None:
@@ -255,41 +314,33 @@ def load(path: str | os.PathLike[str]) -> Recalibration:
     """Read a file written by :func:`save`.
 
     Raises:
-        IntegrityError: the file is unreadable or not a DR2 calibration of this version.
+        IntegrityError: the file is unreadable, or not a DR2 calibration this vcfbert reads.
     """
+    fix = "delete it and re-run the workflow to fit it again"
     try:
-        d = json.loads(open(path, encoding="utf-8").read())
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
     except (OSError, ValueError) as exc:
-        raise IntegrityError(f"{path}: unreadable DR2 calibration ({exc}); delete it and "
-                             "re-run the workflow to fit it again") from exc
-    if d.get("format") != FORMAT or int(d.get("format_version", -1)) != FORMAT_VERSION:
-        raise IntegrityError(f"{path}: not a {FORMAT} file of version {FORMAT_VERSION}; delete "
-                             "it and re-run the workflow to fit it again")
-    if d.get("method") != METHOD or [r["maf_bin"] for r in d["bins"]] != BIN_LABELS:
-        raise IntegrityError(f"{path}: method {d.get('method')!r} or MAF bins "
-                             f"{[r.get('maf_bin') for r in d['bins']]} are not this vcfbert's "
-                             f"({METHOD}, {BIN_LABELS}); re-fit it with this vcfbert")
-    if float(d.get("grid_step", GRID_STEP)) != GRID_STEP or float(d.get("clip", CLIP)) != CLIP:
-        raise IntegrityError(f"{path}: grid or clipping differ from this vcfbert's; re-fit it")
-    rows = d["bins"]
-    hist = None
-    if all("histogram" in r for r in rows):
-        hist = PairHistogram()
-        for i, r in enumerate(rows):
-            cells = np.asarray(r["histogram"]["cell"], np.int64)
-            hist.pairs[i, cells] = r["histogram"]["pairs"]
-            hist.alt[i, cells] = r["histogram"]["alt"]
-    return Recalibration(a=np.array([r["a"] for r in rows], np.float64),
-                         b=np.array([r["b"] for r in rows], np.float64),
-                         pairs=np.array([r["pairs"] for r in rows], np.int64),
-                         alt_alleles=np.array([r["alt_alleles"] for r in rows], np.int64),
-                         fitted=np.array([r["fitted"] for r in rows], bool),
-                         min_alt_alleles=int(d["min_alt_alleles"]), source=dict(d["source"]),
-                         histogram=hist)
-
-
-def check_min_alt(value: int) -> int:
-    """``min_alt_alleles`` from the config, checked."""
-    if int(value) < 1:
-        raise InputError(f"dr2_calibration.min_alt_alleles must be at least 1, not {value}")
-    return int(value)
+        raise IntegrityError(f"{path}: unreadable DR2 calibration ({exc}); {fix}") from exc
+    if d.get("format") != FORMAT or d.get("format_version") != FORMAT_VERSION:
+        raise IntegrityError(f"{path}: not a {FORMAT} file of version {FORMAT_VERSION}; {fix}")
+    labels = [b.get("maf_bin") for b in d.get("bins", [])]
+    if d.get("method") != METHOD or labels != BIN_LABELS:
+        raise IntegrityError(f"{path}: method {d.get('method')!r} with MAF bins {labels} is not "
+                             f"this vcfbert's ({METHOD}, {BIN_LABELS}); {fix}")
+    knots, groups = [], []
+    for b in d["bins"]:
+        kx = np.asarray(b["knots"]["conditional_dr2"], np.float64)
+        ky = np.asarray(b["knots"]["dr2"], np.float64)
+        if kx.size < 1 or kx.size != ky.size or (np.diff(kx) <= 0).any() or (np.diff(ky) < 0).any():
+            raise IntegrityError(f"{path}: the knots of MAF bin {b['maf_bin']} are not an "
+                                 f"increasing map; {fix}")
+        knots.append((kx, ky))
+        g = b["groups"]
+        groups.append(np.stack([np.asarray(g["conditional_dr2"], np.float64),
+                                np.asarray(g["true_r2"], np.float64),
+                                np.asarray(g["variants"], np.float64)], 1).reshape(-1, 3))
+    return Recalibration(knots=knots, groups=groups,
+                         variants=np.array([b["variants"] for b in d["bins"]], np.int64),
+                         fitted=np.array([b["fitted"] for b in d["bins"]], bool),
+                         min_variants=int(d["min_variants"]), source=dict(d["source"]))

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from . import keyencoder
 from .atomic import write_text_atomic
-from .calibration import PairHistogram, Recalibration
+from .calibration import Recalibration
 from .checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -50,6 +50,7 @@ from .encode import query_keys, reference_keys
 from .errors import InputError
 from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
+from .layout import WindowLayout
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
 from .model.network import weighted_loss_parts
@@ -208,7 +209,7 @@ class ValidationWindow:
     two haplotypes of sample ``s`` at rows ``2s`` and ``2s + 1``) at its ``n`` core sites."""
 
     chrom: Chromosome
-    layout: Any  # WindowLayout
+    layout: WindowLayout
     haps: np.ndarray  # int64 [h] panel haplotype ids
     probs: np.ndarray  # float32 [h, n] predicted ALT probability
     truth: np.ndarray  # float32 [h, n] true allele (0/1)
@@ -217,13 +218,16 @@ class ValidationWindow:
 
 def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
                        final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-                       cache: WindowArrayCache, desc: str = "EP_Val"
-                       ) -> Iterator[ValidationWindow]:
+                       cache: WindowArrayCache, desc: str = "EP_Val",
+                       index_is_current: bool = False) -> Iterator[ValidationWindow]:
     """Predict held-out panel haplotypes window by window, as the targets are imputed.
 
     The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
     all) under the *inference* mask (the targets' typed sites); reference keys are recomputed
-    with the current weights and searched exactly, the queries' own samples excluded.
+    with the current weights and searched exactly, the queries' own samples excluded. With
+    ``index_is_current`` the index's top ``k_keep`` are the copying states, as at imputation;
+    otherwise its ``k_retrieve`` hits are re-scored, as in training
+    (:func:`vcfbert.predict.predict_window`).
     """
     import faiss
 
@@ -243,7 +247,8 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
             probs = predict_window(model, layout, arrays, obs, chrom.position,
                                    arrays.ref_slots[haps],
                                    KeySearcher(index, device, never=chrom.second_copies(layout)),
-                                   panel_haps=haps, batch_size=64, device=device)
+                                   panel_haps=haps, batch_size=64, device=device,
+                                   index_is_current=index_is_current)
             truth = arrays.ref_core[haps].astype(np.float32)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
             af = (arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)
@@ -314,60 +319,80 @@ def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
     return pairs[pick].ravel()
 
 
-def calibration_histogram(model: VcfBert, chroms: list[Chromosome], haps: list[np.ndarray],
-                          final_masks: list[np.ndarray], *, device: str) -> PairHistogram:
-    """(haplotype, site) pairs of held-out panel haplotypes ``haps`` (per chromosome, whole
-    samples) imputed as the targets are (:func:`validation_windows`), counted for the DR2
-    recalibration fit by leave-one-out MAF bin and predicted logit. A male's second copy at a
-    haploid variant (chrX; the store keeps his allele twice) is not counted."""
-    from .calibration import PairHistogram
+def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
+                     final_mask: np.ndarray, *, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per variant of one chromosome, the conditional DR2 and the true r² over the held-out
+    panel samples ``haps`` (int64 [2s], whole samples) imputed as the targets are
+    (:func:`validation_windows`, copying states chosen as at imputation).
 
-    model.eval()
-    hist = PairHistogram()
-    for win in validation_windows(model, chroms, haps, final_masks, max_haplotypes=0,
+    A sample does not count at a variant where the panel without it lacks one of the alleles
+    (it holds every copy of the ALT allele, or of the REF allele): a target never meets such
+    a variant (every imputed variant is in the panel), and it could not be found.
+
+    Returns:
+        (conditional DR2 float64 [V], true r² float64 [V]; NaN where it is undefined — no
+        true variance among the counted samples, or no dose variance).
+    """
+    from .calibration import SUM_ROWS, conditional_dr2, dr2_sums
+    from .imputed_vcf import empirical_r2, empirical_r2_sums
+
+    n_var = chrom.af.size
+    sums = np.zeros((len(SUM_ROWS), n_var))
+    r2_sums = np.zeros((6, n_var))
+    male = None if chrom.male is None else np.asarray(chrom.male, bool)[haps[0::2] // 2]
+    for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
                                   device=device, cache=WindowArrayCache(capacity=4),
-                                  desc="DR2_calibration"):
-        allele = win.truth.astype(np.int8)
-        chrom, lay = win.chrom, win.layout
-        if chrom.male is not None and chrom.haploid_variant is not None:
-            male = np.asarray(chrom.male, bool)[win.haps[1::2] // 2]  # [h / 2]
-            region = np.asarray(chrom.haploid_variant, bool)[lay.core_start:lay.core_end]
-            allele[1::2][male[:, None] & region[None, :]] = -1
-        hist.add(win.probs, allele, np.repeat(win.af, 2, axis=0))
-    return hist
+                                  desc="DR2 calibration", index_is_current=True):
+        lo, hi = win.layout.core_start, win.layout.core_end
+        region = None if chrom.haploid_variant is None else chrom.haploid_variant[lo:hi]
+        use = (win.af > 0) & (win.af < 1)  # [s, n]
+        sums[:, lo:hi] = dr2_sums(win.probs, male, region, use=use)
+        calls = np.where(np.repeat(use, 2, axis=0), win.truth, -1).astype(np.int8)
+        r2_sums[:, lo:hi] = empirical_r2_sums(win.probs, calls, male, region)
+    return conditional_dr2(sums), empirical_r2(r2_sums)
 
 
 def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
-                  split_tsv: str, out: str, samples: int, min_alt_alleles: int,
-                  device: str = "auto") -> Recalibration:
+                  split_tsv: str, out: str, samples: int, device: str = "auto") -> Recalibration:
     """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
-    on ``samples`` validation samples (0: all) spread over the split, and write it to
-    ``out``."""
+    on ``samples`` validation samples (0: all) spread over the split, at the variants the
+    targets do not type, and write it to ``out``."""
     from .atomic import sha256_file
     from .calibration import fit, save
 
     dev = pick_device(device)
     t0 = time.time()
     model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    model.eval()
     split = read_split(split_tsv)
     val_samples = set(split.loc[split["split"] == "val", "sample"])
     haps = [spread_samples(_train_haps(c, val_samples), samples) for c in chroms]
     if not any(h.size for h in haps):
-        raise InputError(f"{split_tsv}: no validation sample to fit the DR2 calibration on; "
-                         "set train.val_fraction above 0")
-    masks = [read_mask(p)[0] for p in final_masks]
-    hist = calibration_histogram(model, chroms, haps, masks, device=dev)
+        log.warning("%s: no validation sample to fit the DR2 calibration on (train.val_fraction "
+                    "0?): DR2 will be the conditional DR2, not mapped to the true r²", split_tsv)
+        cal = Recalibration.identity()
+        cal.source = {"model": os.path.basename(checkpoint), "validation_samples": [0]}
+        save(cal, out)
+        return cal
+    xs, ys, afs = [], [], []
+    for chrom, h, path in zip(chroms, haps, final_masks, strict=True):
+        if h.size == 0:
+            continue
+        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev)
+        untyped = np.ones(x.size, bool)
+        untyped[chrom.typed_index] = False
+        xs.append(x[untyped])
+        ys.append(y[untyped])
+        afs.append(np.asarray(chrom.af, np.float64)[untyped])
     n_windows = sum(len(c.windows) for c in chroms)
-    cal = fit(hist, min_alt_alleles=min_alt_alleles, source={
+    cal = fit(np.concatenate(xs), np.concatenate(ys), np.concatenate(afs), source={
         "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
-        "validation_samples": int(max(h.size for h in haps) // 2),
-        "validation_haplotypes": [int(h.size) for h in haps],
+        "validation_samples": [int(h.size // 2) for h in haps],
         "contigs": [c.contig for c in chroms], "windows": n_windows,
         "seconds": round(time.time() - t0, 1)})
     save(cal, out)
-    log.info("DR2 calibration from %d validation haplotypes x %d windows (%d pairs) in %.1f s: "
-             "%s", sum(h.size for h in haps), n_windows, int(cal.pairs.sum()), time.time() - t0,
-             out)
+    log.info("DR2 calibration from %d validation samples x %d windows in %.1f s: %s",
+             max(h.size for h in haps) // 2, n_windows, time.time() - t0, out)
     return cal
 
 
