@@ -92,6 +92,9 @@ if TRAINED_PANEL:  # the panel's files stand in for the training run's
     ARRAY_SITES = f"{TRAINED_PANEL}/{{chrom}}/array_sites.tsv"
     MODEL = f"{TRAINED_PANEL}/model.pt"
     KEY_ENCODER = f"{TRAINED_PANEL}/model.keys.npz"
+    # panels built before vcfbert fitted a DR2 calibration have none: DR2 stays uncalibrated
+    DR2_CALIBRATION = (f"{TRAINED_PANEL}/dr2_calibration.json"
+                       if "dr2_calibration.json" in read_manifest(TRAINED_PANEL)["files"] else "")
     TRAINING_METRICS = f"{TRAINED_PANEL}/metrics.csv"
     PANEL_VERIFIED = f"{RESULTS}/trained_panel.verified.json"
 else:
@@ -101,6 +104,7 @@ else:
     ARRAY_SITES = ""
     MODEL = f"{RESULTS}/train/model.pt"
     KEY_ENCODER = f"{RESULTS}/train/model.keys.npz"
+    DR2_CALIBRATION = f"{RESULTS}/train/dr2_calibration.json"
     TRAINING_METRICS = f"{RESULTS}/train/metrics.csv"
     PANEL_VERIFIED = ""
 

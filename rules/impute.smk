@@ -39,6 +39,7 @@ rule ligate:
         reference=REFERENCE_H5,
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=WINDOWS_TSV,
+        dr2_calibration=DR2_CALIBRATION or [],
     output:
         f"{RESULTS}/impute/{{chrom}}.h5",
     log:

@@ -35,6 +35,7 @@ else:
             model=MODEL,
             key_encoder=KEY_ENCODER,
             metrics=TRAINING_METRICS,
+            dr2_calibration=DR2_CALIBRATION,
             vcf=REFERENCE_FILES,
         output:
             directory(f"{RESULTS}/trained_panel"),

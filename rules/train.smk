@@ -70,3 +70,32 @@ rule select_model:
         "../envs/vcfbert.yaml"
     script:
         "../scripts/select_model.py"
+
+
+rule calibrate_dr2:
+    input:
+        model=f"{RESULTS}/train/model.pt",
+        final_masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/final.h5"),
+        reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
+        targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),
+        windows=per_chrom(f"{RESULTS}/windows/{{chrom}}.tsv"),
+        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
+        split=f"{RESULTS}/train/split.tsv",
+    output:
+        f"{RESULTS}/train/dr2_calibration.json",
+    params:
+        samples=config["train"]["dr2_calibration_samples"],
+        device=config["device"],
+    log:
+        "logs/train/calibrate_dr2.log",
+    benchmark:
+        "benchmarks/train/calibrate_dr2.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_request("calibrate_dr2", training_data),
+        runtime=120,
+        gpu=config["resources"]["impute_gpus"],
+    conda:
+        "../envs/vcfbert.yaml"
+    script:
+        "../scripts/calibrate_dr2.py"

@@ -9,5 +9,6 @@ with run_step(snakemake):
                         windows_tsv=list(snakemake.input.windows), model=snakemake.input.model,
                         key_encoder=snakemake.input.key_encoder,
                         metrics_csv=snakemake.input.metrics,
+                        dr2_calibration=snakemake.input.dr2_calibration,
                         reference_vcf=list(snakemake.input.vcf), config=dict(snakemake.config),
                         command=workflow_command(snakemake))

@@ -64,6 +64,10 @@ FORMULAS: dict[str, MemoryFormula] = {
     "train_epoch": MemoryFormula(1500, 2.5),
     # the chunk's windows and its float32 probabilities: data = chunk_data_mb
     "impute_chunk": MemoryFormula(700, 2.0),
+    # torch, numba, the model, 4 cached windows of the reference and 15 float64 sums per
+    # variant: data = genotype MB of the reference stores (measured: 1,156 MB peak for 597 MB,
+    # ooa_speed)
+    "calibrate_dr2": MemoryFormula(1000, 0.5),
 }
 
 

@@ -7,8 +7,10 @@ each typed site with the site's own emission divided out; see
 :func:`vcfbert.model.copy_kernel.copy_features`). Ligation concatenates the cores (they tile
 the chromosome, so no averaging is needed) and puts the observed alleles back at typed sites;
 the result is ``results/impute/{chrom}.h5`` with ``hap_prob`` [2T, V], ``typed`` [V],
-``typed_loo_prob`` [2T, M] over the targets' typed sites ``typed_variant_index`` [M], and
-``er2`` float32 [V] (INFO/ER2: NaN at untyped variants and where undefined).
+``typed_loo_prob`` [2T, M] over the targets' typed sites ``typed_variant_index`` [M],
+``er2`` float32 [V] (INFO/ER2: NaN at untyped variants and where undefined) and, given a DR2
+calibration, ``dr2`` float64 [V] (the recalibrated INFO/DR2 of untyped variants; NaN at typed
+ones, whose DR2 the writer computes).
 """
 
 from __future__ import annotations
@@ -101,16 +103,25 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           chunk_files: list[str], out: str, hap_rows: int = 2048) -> None:
+           chunk_files: list[str], out: str, hap_rows: int = 2048,
+           dr2_calibration: str = "") -> None:
     """Concatenate the imputed chunks of one chromosome and restore observed typed alleles;
-    gather the leave-one-out probabilities at typed sites and compute INFO/ER2 from them.
+    gather the leave-one-out probabilities at typed sites and compute INFO/ER2 from them;
+    with ``dr2_calibration`` (a :mod:`vcfbert.calibration` file), compute the recalibrated
+    INFO/DR2 of the untyped variants.
 
     Streams ``hap_rows`` haplotypes (rounded up to whole samples) of one chunk at a time into
     chunked datasets, so memory holds ``hap_rows`` x one chunk's core sites, whatever the
-    number of targets; ER2's sums are added up over those blocks
-    (:func:`vcfbert.imputed_vcf.empirical_r2_sums`). Chunks written before the leave-one-out
-    probabilities existed have none: their typed sites get no ER2 (a warning says so).
+    number of targets; ER2's and DR2's sums are added up over those blocks
+    (:func:`vcfbert.imputed_vcf.empirical_r2_sums`, :func:`vcfbert.calibration.dr2_sums`).
+    Chunks written before the leave-one-out probabilities existed have none: their typed
+    sites get no ER2 (a warning says so). The recalibrated DR2 goes into ``dr2`` float64 [V],
+    NaN at typed variants (the writer computes theirs from the observed alleles, as before);
+    without a calibration there is no ``dr2`` and the writer computes every DR2 (a log line
+    says so).
     """
+    from .calibration import conditional_dr2
+    from .calibration import load as load_calibration
     from .imputed_vcf import empirical_r2
     from .io.h5store import read_targets, read_variant_table
 
@@ -127,32 +138,46 @@ def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
         ds_loo = h5.create_dataset("typed_loo_prob", shape=(n_h, cols.size), dtype=np.float32,
                                    chunks=(max(1, min(n_h, 1024)), max(1, min(cols.size, 256))),
                                    fillvalue=np.nan)
-        sums = _copy_chunks(contig, windows_tsv, chunk_files, targets, ds, ds_loo,
-                            hap_rows=hap_rows + hap_rows % 2,
-                            haploid_typed=table["haploid"][cols])
+        sums, dr2_sums = _copy_chunks(contig, windows_tsv, chunk_files, targets, ds, ds_loo,
+                                      hap_rows=hap_rows + hap_rows % 2,
+                                      haploid=table["haploid"], dr2=bool(dr2_calibration))
         er2 = np.full(n_var, np.nan, np.float32)
         er2[cols] = np.where(targets.site_called, empirical_r2(sums), np.nan)
         h5.create_dataset("er2", data=er2)
+        if dr2_calibration:
+            cal = load_calibration(dr2_calibration)
+            dr2 = cal.apply(conditional_dr2(dr2_sums), table["af"])
+            dr2[typed] = np.nan
+            h5.create_dataset("dr2", data=dr2)
+            h5.attrs["dr2_calibration"] = os.path.basename(dr2_calibration)
+        else:
+            log.info("%s: no DR2 calibration given (a trained panel built before vcfbert fitted "
+                     "one?): DR2 is written uncalibrated", contig)
         h5.create_dataset("typed_variant_index", data=cols.astype(np.int64))
         h5.create_dataset("typed", data=typed)
         h5.create_dataset("sample_id", data=np.array(targets.sample_id, dtype=object),
                           dtype=h5py.string_dtype("utf-8"))
         h5.create_dataset("sample_haploid", data=targets.sample_haploid.astype(bool))
         h5.attrs.update({"contig": contig, "format": "vcfbert-chromosome-imputation"})
-    log.info("%s: ligated %d chunks, %d variants, %d typed, ER2 at %d", contig,
-             len(chunk_files), n_var, typed.sum(), np.isfinite(er2).sum())
+    log.info("%s: ligated %d chunks, %d variants, %d typed, ER2 at %d%s", contig,
+             len(chunk_files), n_var, typed.sum(), np.isfinite(er2).sum(),
+             ", DR2 recalibrated" if dr2_calibration else "")
 
 
 def _copy_chunks(contig: str, windows_tsv: str, chunk_files: list[str], targets: TargetSet,
                  ds: h5py.Dataset, ds_loo: h5py.Dataset, *, hap_rows: int,
-                 haploid_typed: np.ndarray) -> np.ndarray:
+                 haploid: np.ndarray, dr2: bool) -> tuple[np.ndarray, np.ndarray]:
     """Copy every chunk's probabilities into ``ds`` [2T, V] (observed alleles put back) and
     its leave-one-out probabilities into ``ds_loo`` [2T, M], ``hap_rows`` (even) haplotypes
-    at a time; check that the chunks cover every variant once.
+    at a time; check that the chunks cover every variant once. ``haploid``: bool [V]
+    variants outside the pseudo-autosomal regions.
 
     Returns:
-        float64 [6, M] the ER2 sums of every typed site (:func:`empirical_r2_sums`).
+        (float64 [6, M] the ER2 sums of every typed site (:func:`empirical_r2_sums`),
+        float64 [9, V] the DR2 sums of every variant (:func:`vcfbert.calibration.dr2_sums`;
+        zeros unless ``dr2``)).
     """
+    from .calibration import SUM_ROWS, dr2_sums
     from .imputed_vcf import empirical_r2_sums
     from .windows import read_windows
 
@@ -160,7 +185,10 @@ def _copy_chunks(contig: str, windows_tsv: str, chunk_files: list[str], targets:
     n_h, n_var = ds.shape
     cols = targets.variant_ref_index
     male = targets.sample_haploid
+    haploid = np.asarray(haploid, bool) & bool(np.asarray(male).any())  # as the writer
+    haploid_typed = haploid[cols]
     sums = np.zeros((6, cols.size))
+    d_sums = np.zeros((len(SUM_ROWS), n_var))
     covered = np.zeros(n_var, np.int32)
     bounds = dict(zip(windows["window_id"], zip(windows["core_start"], windows["core_end"],
                                                 strict=True), strict=True))
@@ -184,6 +212,8 @@ def _copy_chunks(contig: str, windows_tsv: str, chunk_files: list[str], targets:
                 obs = targets.haplotypes[h0:h1, a:b]
                 block[:, at] = np.where(obs >= 0, obs.astype(np.float32), block[:, at])
                 ds[h0:h1, lo:hi] = block
+                if dr2:
+                    d_sums[:, lo:hi] += dr2_sums(block, male[h0 // 2:h1 // 2], haploid[lo:hi])
                 if has_loo and b > a:
                     loo = ch["typed_loo_prob"][h0:h1]
                     ds_loo[h0:h1, a:b] = loo
@@ -193,7 +223,7 @@ def _copy_chunks(contig: str, windows_tsv: str, chunk_files: list[str], targets:
     if (covered != 1).any():
         raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "
                              "exactly once; delete results/impute and re-run")
-    return sums
+    return sums, d_sums
 
 
 def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
@@ -224,6 +254,7 @@ def write_vcf(*, chromosome_files: list[str], reference_h5: list[str], out: str,
                 contig=str(h5.attrs["contig"]), position=table["position"],
                 alleles=table["alleles"], ids=table["ids"], hap_prob=h5["hap_prob"],
                 typed=h5["typed"][()], er2=h5["er2"][()] if "er2" in h5 else None,
+                dr2=h5["dr2"][()] if "dr2" in h5 else None,
                 haploid_samples=(h5["sample_haploid"][()] if "sample_haploid" in h5
                                  else None),
                 haploid_variants=table["haploid"]))

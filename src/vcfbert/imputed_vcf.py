@@ -21,10 +21,16 @@ import numpy as np
 from .io.vcf_writer import BgzipVcfWriter, base_header, column_header, command_line
 from .vcf_cells import by_variant, records, site_stats
 
+DR2_HEADER = ('##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated '
+              'squared correlation between estimated ALT dose and true ALT dose">')
+DR2_RECALIBRATED_HEADER = (
+    '##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated squared '
+    'correlation between estimated ALT dose and true ALT dose; recalibrated at IMP markers '
+    '(conditional on both alleles being present, mapped to the true r2 of validation samples '
+    'per MAF bin: vcfbert docs/model.md, DR2 recalibration)">')
 INFO_HEADER = [
     '##INFO=<ID=AF,Number=A,Type=Float,Description="Estimated ALT allele frequency">',
-    '##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated squared '
-    'correlation between estimated ALT dose and true ALT dose">',
+    DR2_HEADER,
     '##INFO=<ID=ER2,Number=1,Type=Float,Description="Empirical (leave-one-out) R-squared, typed '
     'markers only: squared correlation between the observed genotype and the ALT dose the '
     'copying HMM imputes with the marker left out">',
@@ -69,6 +75,16 @@ class ChromosomeDosages:
     haploid_samples: np.ndarray | None = None  # bool [T]: males (chrX), None: none
     haploid_variants: np.ndarray | None = None  # bool [V]: outside the pseudo-autosomal regions
     er2: np.ndarray | None = None  # float [V]: INFO/ER2 of typed variants (NaN: not written)
+    dr2: np.ndarray | None = None  # float [V]: INFO/DR2 to write (recalibrated at untyped
+    # variants, results/impute/{chrom}.h5 "dr2"); NaN or None: computed from hap_prob
+
+    def dr2_of(self, lo: int, hi: int, computed: np.ndarray) -> np.ndarray:
+        """float64 [hi - lo]: the DR2 to write for variants ``lo:hi``: :attr:`dr2` where it is
+        given (finite), else ``computed`` (from ``hap_prob``, :func:`vcf_cells.site_stats`)."""
+        if self.dr2 is None:
+            return np.asarray(computed, np.float64)
+        given = np.asarray(self.dr2[lo:hi], np.float64)
+        return np.where(np.isfinite(given), np.clip(given, 0.0, 1.0), computed)
 
     def haploid_cells(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(bool [T] haploid samples, bool [hi - lo] haploid variants) of a block: a cell is
@@ -159,7 +175,8 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
 
     A male's cell at a haploid variant is haploid: ``GT`` one allele, ``DS`` = his ALT
     probability, ``GP`` two values, ``HDS`` and ``AP1`` that probability, ``AP2`` missing;
-    AF counts his allele once, and DR2 takes his dose and E[g²] as that probability.
+    AF counts his allele once, and DR2 takes his dose and E[g²] as that probability. Where
+    ``chrom.dr2`` holds a value (the recalibrated DR2), that is written instead.
     """
     hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)
     male, haploid_variant = chrom.haploid_cells(lo, hi)
@@ -192,6 +209,8 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
         mean = d.mean()
         den = np.mean(eg2) - mean**2
         dr2 = float(np.clip((np.mean(d**2) - mean**2) / den, 0, 1)) if den > 1e-12 else 0.0
+        if chrom.dr2 is not None and np.isfinite(chrom.dr2[v]):  # recalibrated by ligation
+            dr2 = float(np.clip(chrom.dr2[v], 0, 1))
         lines.append("\t".join([chrom.contig, str(chrom.position[v]), str(chrom.ids[v]),
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
                                 _info(float(np.mean(alleles)), dr2, bool(chrom.typed[v]),
@@ -230,7 +249,8 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
     """
     rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
     male, haploid_variant = chrom.haploid_cells(lo, hi)
-    af, dr2 = site_stats(rows, male, haploid_variant)
+    af, computed = site_stats(rows, male, haploid_variant)
+    dr2 = chrom.dr2_of(lo, hi, computed)
     form = ":".join(["GT", "DS", "GP", *extra])
     fixed = [
         (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
@@ -258,7 +278,10 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
     header = base_header([(c.contig, lengths.get(c.contig)) for c in chromosomes],
                          command=command or command_line())
     extra = check_format_fields(list(format_fields))
-    header += INFO_HEADER + FORMAT_HEADER + [OPTIONAL_FORMAT_HEADER[f] for f in extra]
+    info = INFO_HEADER
+    if any(c.dr2 is not None for c in chromosomes):
+        info = [DR2_RECALIBRATED_HEADER if h == DR2_HEADER else h for h in info]
+    header += info + FORMAT_HEADER + [OPTIONAL_FORMAT_HEADER[f] for f in extra]
     header += [column_header(samples)]
     block = max(1, cells_per_block // max(1, len(samples)))
     total = sum(int(c.position.shape[0]) for c in chromosomes)

@@ -100,14 +100,15 @@ def verify_trained_panel(*, panel_dir: str, out: str) -> None:
 def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str],
                   targets_h5: list[str], windows_tsv: list[str], model: str, key_encoder: str,
                   metrics_csv: str, reference_vcf: str | list[str], config: dict[str, Any],
-                  command: str) -> None:
+                  command: str, dr2_calibration: str = "") -> None:
     from .trained_panel import build
 
     table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str)
     build(out_dir=out_dir, contigs=table["contig"].tolist(), labels=table["wildcard"].tolist(),
           reference_h5=reference_h5, targets_h5=targets_h5, windows_tsv=windows_tsv,
           model=model, key_encoder=key_encoder, metrics_csv=metrics_csv,
-          reference_vcf=reference_vcf, config=config, command=command)
+          reference_vcf=reference_vcf, config=config, command=command,
+          dr2_calibration=dr2_calibration)
 
 
 def contig_of(chromosomes_tsv: str, label: str) -> str:
@@ -300,6 +301,19 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
     log.info("selected epoch %d by %s", best, criterion)
 
 
+def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
+                  targets_h5: list[str], windows_tsv: list[str], final_masks: list[str],
+                  split_tsv: str, out: str, samples: int, device: str) -> None:
+    """The DR2 recalibration of the selected model, fitted on validation samples
+    (:func:`vcfbert.train.calibrate_dr2`)."""
+    from .train import calibrate_dr2 as run
+
+    chroms = [_chromosome(c, r, t, w) for c, r, t, w in
+              zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
+    run(checkpoint=model, chroms=chroms, final_masks=final_masks, split_tsv=split_tsv, out=out,
+        samples=samples, device=device)
+
+
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
                  mask_h5: str, out: str, batch_size: int, device: str) -> None:
@@ -316,11 +330,12 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           chunk_files: list[str], out: str) -> None:
+           chunk_files: list[str], out: str, dr2_calibration: str = "") -> None:
     from .impute import ligate as run
 
     run(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
-        windows_tsv=windows_tsv, chunk_files=chunk_files, out=out)
+        windows_tsv=windows_tsv, chunk_files=chunk_files, out=out,
+        dr2_calibration=dr2_calibration)
 
 
 def _as_list(files: str | list[str]) -> list[str]:

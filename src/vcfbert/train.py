@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tqdm import tqdm
 
 from . import keyencoder
 from .atomic import write_text_atomic
+from .calibration import Recalibration
 from .checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
@@ -48,6 +50,7 @@ from .encode import query_keys, reference_keys
 from .errors import InputError
 from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
+from .layout import WindowLayout
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
 from .model.network import weighted_loss_parts
@@ -200,26 +203,40 @@ class _Running:
         return self.s["loss"] / max(1.0, self.s["batches"])
 
 
-def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
-             final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-             cache: WindowArrayCache) -> dict[str, float]:
-    """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples.
+@dataclasses.dataclass
+class ValidationWindow:
+    """One window's predictions for ``h`` held-out reference haplotypes (whole samples, the
+    two haplotypes of sample ``s`` at rows ``2s`` and ``2s + 1``) at its ``n`` core sites."""
 
-    The queries are validation haplotypes under the *inference* mask (the targets' typed
-    sites); reference keys are recomputed with the current weights and searched exactly,
-    the queries' own samples excluded.
+    chrom: Chromosome
+    layout: WindowLayout
+    haps: np.ndarray  # int64 [h] panel haplotype ids
+    probs: np.ndarray  # float32 [h, n] predicted ALT probability
+    truth: np.ndarray  # float32 [h, n] true allele (0/1)
+    af: np.ndarray  # float64 [h / 2, n] panel ALT frequency without the sample (leave-one-out)
+
+
+def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
+                       final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
+                       cache: WindowArrayCache, desc: str = "EP_Val",
+                       index_is_current: bool = False) -> Iterator[ValidationWindow]:
+    """Predict held-out panel haplotypes window by window, as the targets are imputed.
+
+    The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
+    all) under the *inference* mask (the targets' typed sites); reference keys are recomputed
+    with the current weights and searched exactly, the queries' own samples excluded. With
+    ``index_is_current`` the index's top ``k_keep`` are the copying states, as at imputation;
+    otherwise its ``k_retrieve`` hits are re-scored, as in training
+    (:func:`vcfbert.predict.predict_window`).
     """
     import faiss
 
-    model.eval()
-    doses, truths, afs = [], [], []
-    ll_sum, ll_n = 0.0, 0
     for ci, chrom in enumerate(chroms):
         haps = val_haps[ci]
         if haps.size == 0:
             continue
         haps = haps[: max_haplotypes - (max_haplotypes % 2)] if max_haplotypes else haps
-        for wid in tqdm(chrom.windows["window_id"], desc=f"EP_Val:{chrom.contig}", unit="window",
+        for wid in tqdm(chrom.windows["window_id"], desc=f"{desc}:{chrom.contig}", unit="window",
                         file=sys.stderr, mininterval=5):
             layout = chrom.layout(wid)
             arrays = cache.get(chrom, wid, layout)
@@ -230,15 +247,31 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
             probs = predict_window(model, layout, arrays, obs, chrom.position,
                                    arrays.ref_slots[haps],
                                    KeySearcher(index, device, never=chrom.second_copies(layout)),
-                                   panel_haps=haps, batch_size=64, device=device)
+                                   panel_haps=haps, batch_size=64, device=device,
+                                   index_is_current=index_is_current)
             truth = arrays.ref_core[haps].astype(np.float32)
-            p = np.clip(probs, 1e-6, 1 - 1e-6)
-            ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
-            ll_n += truth.size
-            doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
-            truths.append((truth[0::2] + truth[1::2]).T)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
-            afs.append(((arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)).T)
+            af = (arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)
+            yield ValidationWindow(chrom, layout, haps, probs, truth, af)
+
+
+def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
+             final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
+             cache: WindowArrayCache) -> dict[str, float]:
+    """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples
+    (:func:`validation_windows`)."""
+    model.eval()
+    doses, truths, afs = [], [], []
+    ll_sum, ll_n = 0.0, 0
+    for win in validation_windows(model, chroms, val_haps, final_masks,
+                                  max_haplotypes=max_haplotypes, device=device, cache=cache):
+        probs, truth = win.probs, win.truth
+        p = np.clip(probs, 1e-6, 1 - 1e-6)
+        ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
+        ll_n += truth.size
+        doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
+        truths.append((truth[0::2] + truth[1::2]).T)
+        afs.append(win.af.T)
     model.train()
     if not doses:
         return {}
@@ -273,6 +306,94 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     out["val_f1"] = f1(present)
     out["val_rare_f1"] = f1(present & (maf < 0.01))
     return out
+
+
+def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
+    """The haplotypes (int64 [2s]) of ``n_samples`` samples spread evenly over ``haps``
+    (whole samples, in the panel's order, which often groups populations); 0 or more samples
+    than there are: all."""
+    pairs = np.asarray(haps, np.int64).reshape(-1, 2)
+    if n_samples <= 0 or n_samples >= pairs.shape[0]:
+        return pairs.ravel()
+    pick = np.unique(np.linspace(0, pairs.shape[0] - 1, n_samples).round().astype(np.int64))
+    return pairs[pick].ravel()
+
+
+def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
+                     final_mask: np.ndarray, *, device: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per variant of one chromosome, the conditional DR2 and the true r² over the held-out
+    panel samples ``haps`` (int64 [2s], whole samples) imputed as the targets are
+    (:func:`validation_windows`, copying states chosen as at imputation).
+
+    A sample does not count at a variant where the panel without it lacks one of the alleles
+    (it holds every copy of the ALT allele, or of the REF allele): a target never meets such
+    a variant (every imputed variant is in the panel), and it could not be found.
+
+    Returns:
+        (conditional DR2 float64 [V], true r² float64 [V]; NaN where it is undefined — no
+        true variance among the counted samples, or no dose variance).
+    """
+    from .calibration import SUM_ROWS, conditional_dr2, dr2_sums
+    from .imputed_vcf import empirical_r2, empirical_r2_sums
+
+    n_var = chrom.af.size
+    sums = np.zeros((len(SUM_ROWS), n_var))
+    r2_sums = np.zeros((6, n_var))
+    male = None if chrom.male is None else np.asarray(chrom.male, bool)[haps[0::2] // 2]
+    for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
+                                  device=device, cache=WindowArrayCache(capacity=4),
+                                  desc="DR2 calibration", index_is_current=True):
+        lo, hi = win.layout.core_start, win.layout.core_end
+        region = None if chrom.haploid_variant is None else chrom.haploid_variant[lo:hi]
+        use = (win.af > 0) & (win.af < 1)  # [s, n]
+        sums[:, lo:hi] = dr2_sums(win.probs, male, region, use=use)
+        calls = np.where(np.repeat(use, 2, axis=0), win.truth, -1).astype(np.int8)
+        r2_sums[:, lo:hi] = empirical_r2_sums(win.probs, calls, male, region)
+    return conditional_dr2(sums), empirical_r2(r2_sums)
+
+
+def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
+                  split_tsv: str, out: str, samples: int, device: str = "auto") -> Recalibration:
+    """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
+    on ``samples`` validation samples (0: all) spread over the split, at the variants the
+    targets do not type, and write it to ``out``."""
+    from .atomic import sha256_file
+    from .calibration import fit, save
+
+    dev = pick_device(device)
+    t0 = time.time()
+    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    model.eval()
+    split = read_split(split_tsv)
+    val_samples = set(split.loc[split["split"] == "val", "sample"])
+    haps = [spread_samples(_train_haps(c, val_samples), samples) for c in chroms]
+    if not any(h.size for h in haps):
+        log.warning("%s: no validation sample to fit the DR2 calibration on (train.val_fraction "
+                    "0?): DR2 will be the conditional DR2, not mapped to the true r²", split_tsv)
+        cal = Recalibration.identity()
+        cal.source = {"model": os.path.basename(checkpoint), "validation_samples": [0]}
+        save(cal, out)
+        return cal
+    xs, ys, afs = [], [], []
+    for chrom, h, path in zip(chroms, haps, final_masks, strict=True):
+        if h.size == 0:
+            continue
+        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev)
+        untyped = np.ones(x.size, bool)
+        untyped[chrom.typed_index] = False
+        xs.append(x[untyped])
+        ys.append(y[untyped])
+        afs.append(np.asarray(chrom.af, np.float64)[untyped])
+    n_windows = sum(len(c.windows) for c in chroms)
+    cal = fit(np.concatenate(xs), np.concatenate(ys), np.concatenate(afs), source={
+        "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
+        "validation_samples": [int(h.size // 2) for h in haps],
+        "contigs": [c.contig for c in chroms], "windows": n_windows,
+        "seconds": round(time.time() - t0, 1)})
+    save(cal, out)
+    log.info("DR2 calibration from %d validation samples x %d windows in %.1f s: %s",
+             max(h.size for h in haps) // 2, n_windows, time.time() - t0, out)
+    return cal
 
 
 @dataclasses.dataclass

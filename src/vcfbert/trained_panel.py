@@ -9,6 +9,9 @@ directory holds::
     model.pt                 the selected model (weights and configuration; no optimiser state)
     model.keys.npz           its retrieval-key encoder (numpy arrays)
     metrics.csv              per-epoch training metrics (the run that trained the model)
+    dr2_calibration.json     the model's DR2 recalibration (:mod:`vcfbert.calibration`), fitted
+                             on the validation samples; absent in panels built before it
+                             existed (their batches get an uncalibrated DR2)
     chromosomes.tsv          contig -> label used in paths
     <chrom>/reference.h5     the reference store (haplotypes, variants, allele frequencies,
                              and each variant's cM when a genetic map was given)
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 FORMAT = "vcfbert-trained-panel"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+DR2_CALIBRATION = "dr2_calibration.json"
 REBUILD = "copy the panel again, or rebuild it with `snakemake --cores all trained_panel`"
 
 
@@ -135,7 +139,9 @@ Impute a batch of targets genotyped on this array (no training runs):
 
     snakemake --cores all --config trained_panel=$PWD/<this folder> target_vcf=batch.vcf.gz
 
-`manifest.json` lists every file with its SHA-256 (checked before each use), the configuration
+`dr2_calibration.json`, when present, recalibrates INFO/DR2 of the imputed variants (fitted on
+the training run's validation samples). `manifest.json` lists every file with its SHA-256
+(checked before each use), the configuration
 the model was trained with, and the fingerprints of the reference and the array. See
 docs/trained_panel.md in the vcfbert repository.
 """
@@ -144,8 +150,9 @@ docs/trained_panel.md in the vcfbert repository.
 def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[str],
           reference_h5: list[str], targets_h5: list[str], windows_tsv: list[str],
           model: str, key_encoder: str, metrics_csv: str, reference_vcf: str | list[str],
-          config: dict[str, Any], command: str) -> dict[str, Any]:
+          config: dict[str, Any], command: str, dr2_calibration: str = "") -> dict[str, Any]:
     """Write a trained panel directory (see the module docstring) and return its manifest.
+    ``dr2_calibration``: the model's DR2 recalibration file ("": none, DR2 uncalibrated).
 
     The directory is assembled under a temporary name and renamed into place, so a killed job
     never leaves something that looks like a finished panel.
@@ -162,6 +169,14 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
         metrics = _weights_only_checkpoint(model, tmp / "model.pt")
         _link_or_copy(key_encoder, tmp / "model.keys.npz")
         _link_or_copy(metrics_csv, tmp / "metrics.csv")
+        if dr2_calibration:
+            from .calibration import load as load_calibration
+
+            load_calibration(dr2_calibration)  # refuse a damaged file now, not at imputation
+            _link_or_copy(dr2_calibration, tmp / DR2_CALIBRATION)
+        else:
+            log.warning("no DR2 calibration: batches imputed with this panel get an "
+                        "uncalibrated DR2")
         pd.DataFrame({"contig": contigs, "wildcard": labels}).to_csv(
             tmp / "chromosomes.tsv", sep="\t", index=False)
         ref_files = [reference_vcf] if isinstance(reference_vcf, str) else list(reference_vcf)

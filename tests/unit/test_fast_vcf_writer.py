@@ -71,6 +71,47 @@ def test_er2_on_typed_records_matches_reference_and_read_back(tmp_path):
             assert got[v] is None
 
 
+def test_dr2_override_matches_reference_and_read_back(tmp_path):
+    """A DR2 given per variant (ligation's recalibrated DR2) is written where it is finite,
+    the DR2 computed from the probabilities elsewhere; fast and reference writers agree byte
+    for byte, with haploid males too; the header says DR2 is recalibrated only then."""
+    import dataclasses
+
+    import cyvcf2
+
+    from vcfbert.imputed_vcf import DR2_HEADER, DR2_RECALIBRATED_HEADER
+    from vcfbert.vcf_cells import by_variant, site_stats
+
+    rng = np.random.default_rng(12)
+    chrom = random_chrom(rng, n_var=40, n_samples=5)
+    given = rng.random(40)
+    given[[0, 1, 2]] = [0.0005, 0.9995, 1.2]  # rounding edges; out of range: clipped
+    given[chrom.typed] = np.nan  # typed: computed by the writer
+    given[[5, 6]] = np.nan
+    male = np.array([False, True, False, False, True])
+    region = np.arange(40) >= 10
+    for t in np.flatnonzero(male):
+        chrom.hap_prob[2 * t + 1, region] = chrom.hap_prob[2 * t, region]
+    for c in (dataclasses.replace(chrom, dr2=given),
+              dataclasses.replace(chrom, dr2=given, haploid_samples=male,
+                                  haploid_variants=region)):
+        fast = bytes(format_records(c, 0, 40)).decode("ascii")
+        slow = "".join(line + "\n" for line in records_reference(c, 0, 40))
+        assert fast == slow
+    c = dataclasses.replace(chrom, dr2=given, haploid_samples=male, haploid_variants=region)
+    out = tmp_path / "x.vcf.gz"
+    write_imputed_vcf(out, [c], [f"s{i}" for i in range(5)])
+    vcf = cyvcf2.VCF(str(out))
+    assert DR2_RECALIBRATED_HEADER.split("Description=")[1][:-1] in vcf.raw_header
+    own = site_stats(by_variant(c.hap_prob), male, region)[1]
+    for v, rec in enumerate(vcf):
+        want = min(given[v], 1.0) if np.isfinite(given[v]) else own[v]
+        assert rec.INFO["DR2"] == pytest.approx(float(f"{want:.3f}"), abs=1e-6), v
+    write_imputed_vcf(tmp_path / "y.vcf.gz", [chrom], [f"s{i}" for i in range(5)])
+    header = cyvcf2.VCF(str(tmp_path / "y.vcf.gz")).raw_header
+    assert DR2_HEADER in header and "recalibrated" not in header
+
+
 @pytest.mark.parametrize("threads", [1, 3])
 def test_bgzf_writer_round_trip(tmp_path, threads):
     rng = np.random.default_rng(0)

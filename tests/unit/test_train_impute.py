@@ -115,6 +115,7 @@ def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
     with h5py.File(tmp_path / "c.h5") as h5:
         hp = h5["hap_prob"][()]
         typed = h5["typed"][()]
+        assert "dr2" not in h5  # no calibration given: the writer computes every DR2
     targets = read_targets(tiny_stores["tgt"])
     assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
     assert ((hp >= 0) & (hp <= 1)).all()
@@ -131,6 +132,55 @@ def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
         ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
                windows_tsv=tiny_stores["windows"], chunk_files=files[1:],
                out=str(tmp_path / "bad.h5"))
+
+
+def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
+    """The calibration pass imputes the validation samples as the targets are imputed; its
+    true r² per variant is the squared correlation of dose and truth over the samples whose
+    panel (without them) carries both alleles; the file names what it was fitted on."""
+    from vcfbert.calibration import load
+    from vcfbert.data import WindowArrayCache
+    from vcfbert.evaluate import per_variant_r2
+    from vcfbert.split import read_split
+    from vcfbert.train import calibrate_dr2, calibration_data, spread_samples, validation_windows
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    split = read_split(d / "split.tsv")
+    val = set(split.loc[split["split"] == "val", "sample"])
+    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
+                     for h in (2 * i, 2 * i + 1)])
+    assert spread_samples(haps, 2).tolist() == [*haps[:2], *haps[-2:]]
+    mask = read_mask(d / "final.h5")[0]
+    x, y = calibration_data(model, chrom, haps, mask, device="cpu")
+    dose = np.full((chrom.af.size, haps.size // 2), np.nan)
+    truth = np.full_like(dose, np.nan)
+    for win in validation_windows(model, [chrom], [haps], [mask], max_haplotypes=0,
+                                  device="cpu", cache=WindowArrayCache(), index_is_current=True):
+        lo, hi = win.layout.core_start, win.layout.core_end
+        ok = (win.af > 0) & (win.af < 1)
+        dose[lo:hi] = np.where(ok, win.probs[0::2] + win.probs[1::2], np.nan).T
+        truth[lo:hi] = np.where(ok, win.truth[0::2] + win.truth[1::2], np.nan).T
+    expect = per_variant_r2(dose, truth)
+    assert np.isfinite(expect).sum() > 20
+    np.testing.assert_array_equal(np.isfinite(y), np.isfinite(expect))
+    np.testing.assert_allclose(y[np.isfinite(y)], expect[np.isfinite(y)], rtol=1e-5, atol=1e-6)
+    assert ((x >= 0) & (x <= 1)).all()
+    out = tmp_path / "dr2_calibration.json"
+    calibrate_dr2(checkpoint=str(d / "init.pt"), chroms=[chrom], final_masks=[str(d / "final.h5")],
+                  split_tsv=str(d / "split.tsv"), out=str(out), samples=0, device="cpu")
+    back = load(out)
+    assert back.source["validation_samples"] == [haps.size // 2]
+    assert back.source["model"] == "init.pt" and back.source["windows"] == len(chrom.windows)
+    untyped = np.ones(x.size, bool)
+    untyped[chrom.typed_index] = False
+    assert back.variants.sum() == (np.isfinite(y) & untyped).sum()
+    # no validation sample (train.val_fraction 0): the identity map, and a warning
+    split.assign(split="train").to_csv(tmp_path / "all_train.tsv", sep="\t", index=False)
+    none = calibrate_dr2(checkpoint=str(d / "init.pt"), chroms=[chrom],
+                         final_masks=[str(d / "final.h5")], split_tsv=str(tmp_path / "all_train.tsv"),
+                         out=str(tmp_path / "none.json"), samples=0, device="cpu")
+    assert not none.fitted.any() and load(tmp_path / "none.json").source["validation_samples"] == [0]
 
 
 def check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks):

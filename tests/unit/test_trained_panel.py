@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 
 from vcfbert import trained_panel as tp
+from vcfbert.calibration import Recalibration
+from vcfbert.calibration import load as load_calibration
+from vcfbert.calibration import save as save_calibration
 from vcfbert.errors import InputError, IntegrityError
 from vcfbert.ingest import parse_targets
 from vcfbert.io.h5store import read_targets
@@ -41,27 +44,50 @@ def panel(tiny_stores, tmp_path_factory):
                seed=1)
     pd.DataFrame({"epoch": [0], "val_r2_mean_bins": [0.5]}).to_csv(d / "metrics.csv",
                                                                     index=False)
+    save_calibration(Recalibration.identity(), d / "dr2_calibration.json")
     out = d / "trained_panel"
     manifest = tp.build(out_dir=out, contigs=["20"], labels=["20"],
                         reference_h5=[tiny_stores["ref"]], targets_h5=[tiny_stores["tgt"]],
                         windows_tsv=[tiny_stores["windows"]], model=str(d / "m.pt"),
                         key_encoder=str(d / "m.keys.npz"), metrics_csv=str(d / "metrics.csv"),
                         reference_vcf=tiny_stores["paths"].reference_vcf,
-                        config={"epochs": 1, "model": {"d_model": 16}}, command="test")
+                        config={"epochs": 1, "model": {"d_model": 16}}, command="test",
+                        dr2_calibration=str(d / "dr2_calibration.json"))
     return out, manifest
 
 
 def test_build_writes_a_documented_verified_panel(panel, tiny_stores):
     out, manifest = panel
     assert set(manifest["files"]) == {"model.pt", "model.keys.npz", "metrics.csv",
-                                      "chromosomes.tsv", "20/reference.h5", "20/windows.tsv",
-                                      "20/array_sites.tsv"}
+                                      "dr2_calibration.json", "chromosomes.tsv",
+                                      "20/reference.h5", "20/windows.tsv", "20/array_sites.tsv"}
+    assert load_calibration(out / "dr2_calibration.json").knots[0][1].tolist() == [0.0, 1.0]
     assert tp.verify(out)["array"]["sites"] == read_targets(tiny_stores["tgt"]).haplotypes.shape[1]
     assert manifest["contigs"][0]["length"] == 300_001  # from the reference's ##contig line
     assert (out / "README.md").read_text().startswith("# vcfbert trained panel")
     array = tp.read_array(out / "20" / "array_sites.tsv")
     assert np.array_equal(array, read_targets(tiny_stores["tgt"]).variant_ref_index)
     assert not list(out.parent.glob(".trained_panel.tmp-*"))
+
+
+def test_a_panel_without_dr2_calibration_says_so_and_a_damaged_one_is_refused(
+        panel, tiny_stores, tmp_path, caplog):
+    """Panels built before the calibration existed have none (their batches get an
+    uncalibrated DR2, see rules/common.smk); a damaged file stops the build."""
+    d = panel[0].parent
+    args = dict(contigs=["20"], labels=["20"], reference_h5=[tiny_stores["ref"]],
+                targets_h5=[tiny_stores["tgt"]], windows_tsv=[tiny_stores["windows"]],
+                model=str(d / "m.pt"), key_encoder=str(d / "m.keys.npz"),
+                metrics_csv=str(d / "metrics.csv"),
+                reference_vcf=tiny_stores["paths"].reference_vcf, config={}, command="test")
+    with caplog.at_level("WARNING"):
+        manifest = tp.build(out_dir=tmp_path / "old", **args)
+    assert "dr2_calibration.json" not in manifest["files"]
+    assert "uncalibrated DR2" in caplog.text
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(IntegrityError, match="unreadable DR2 calibration"):
+        tp.build(out_dir=tmp_path / "bad", dr2_calibration=str(tmp_path / "bad.json"), **args)
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_checkpoint_in_a_panel_has_no_optimiser_state(panel):
