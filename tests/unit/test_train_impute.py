@@ -183,6 +183,17 @@ def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
     assert not none.fitted.any() and load(tmp_path / "none.json").source["validation_samples"] == [0]
 
 
+def window_inputs(chrom, wid, observed, params):
+    """(layout, reference arrays, observed slots, reference keys) of one window under the
+    final mask ``observed``, keys from the key-encoder ``params``."""
+    layout = chrom.layout(wid)
+    arrays = read_window_arrays(chrom.reference_h5, layout)
+    obs = chrom.slot_mask(observed, layout)
+    keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
+                                  layout.slot_core_dist)
+    return layout, arrays, obs, keys
+
+
 def check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks):
     """The leave-one-out probabilities of the ligated file are predict_window's at the typed
     sites of each window's core; ER2 in the file and in the written VCF is the squared
@@ -207,11 +218,7 @@ def check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_smal
     params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
     observed = read_mask(d / "final.h5")[0]
     for wid in chrom.windows["window_id"][:2]:
-        layout = chrom.layout(wid)
-        arrays = read_window_arrays(chrom.reference_h5, layout)
-        obs = chrom.slot_mask(observed, layout)
-        keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
-                                      layout.slot_core_dist)
+        layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
         cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
         _, window_loo = predict_window(model, layout, arrays, obs, chrom.position,
                                        targets.haplotypes[:, cols],
@@ -278,11 +285,7 @@ def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, 
     observed = read_mask(d / "final.h5")[0]
     panel_haps = np.arange(0, 20) if k_retrieve else None
     for wid in chrom.windows["window_id"][:2]:
-        layout = chrom.layout(wid)
-        arrays = read_window_arrays(chrom.reference_h5, layout)
-        obs = chrom.slot_mask(observed, layout)
-        keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
-                                      layout.slot_core_dist)
+        layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
         searcher = KeySearcher(flat_index(keys))
         if panel_haps is None:
             qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index,
