@@ -89,7 +89,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                         device=dev, index_is_current=True,
                                         progress=f"impute {contig}:{wid}", slot_loo=True)
             ds[:, layout.core_start - lo:layout.core_end - lo] = probs
-            core_slots = layout.site_slot[layout.site_slot >= 0]  # the core's typed sites
+            core_slots = layout.core_slots
             if core_slots.size:  # consecutive typed sites: one block of columns
                 first = int(cols[core_slots[0]]) - typed_lo
                 assert np.array_equal(cols[core_slots], np.arange(first, first + core_slots.size)

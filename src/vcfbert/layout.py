@@ -36,6 +36,11 @@ class WindowLayout:
         return self.core_end - self.core_start
 
     @property
+    def core_slots(self) -> np.ndarray:
+        """int64 [c] the slots that are core sites (the core's typed sites; consecutive)."""
+        return self.site_slot[self.site_slot >= 0]
+
+    @property
     def slot_rel(self) -> np.ndarray:
         """int64 [m] slot indices relative to ``start``."""
         return self.slot_index - self.start

@@ -135,7 +135,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     core_alt = alt_sites(arrays.ref_core) if fast else None
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
-    core_slots = layout.site_slot[layout.site_slot >= 0]  # the core's typed sites (slots)
+    core_slots = layout.core_slots
     loo_slots = ((int(core_slots[0]), int(core_slots[-1]) + 1) if slot_loo and core_slots.size
                  else (0, 0))
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
