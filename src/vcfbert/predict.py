@@ -21,7 +21,7 @@ from .encode import query_keys
 from .index import KeySearcher
 from .layout import WindowLayout
 from .model import VcfBert
-from .model.copy_kernel import alt_sites, copy_features
+from .model.copy_kernel import WindowTables, copy_features, window_tables
 
 
 def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray | None,
@@ -38,7 +38,7 @@ def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray 
 def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
                 tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
                 cand_ids: np.ndarray, cand_sim: np.ndarray,
-                core_alt: tuple[np.ndarray, np.ndarray] | None = None,
+                tables: WindowTables | None = None,
                 loo_slots: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, np.ndarray]:
     """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors,
@@ -56,8 +56,8 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         slot_af / site_af: float [b, m] / [b, n] allele frequencies.
         cand_ids: int [b, k] copying states (-1: none), e.g. the index's top k.
         cand_sim: float [b, k] their key similarity to the query (the index's inner products).
-        core_alt: :func:`vcfbert.model.copy_kernel.alt_sites` of ``arrays.ref_core``, computed
-            once per window by the caller (else per call).
+        tables: :func:`vcfbert.model.copy_kernel.window_tables` of ``arrays``, computed once
+            per window by the caller (else per call).
         loo_slots: the slots whose leave-one-out probability is computed (lo, hi); None:
             all, (0, 0): none (0 is returned there).
     """
@@ -73,7 +73,7 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
         site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
-        core_alt=core_alt, loo_slots=loo_slots)
+        tables=tables, loo_slots=loo_slots)
     logits = model.output_logits(q_ctx, geo.site_left, geo.site_right,
                                  torch.from_numpy(np.asarray(site_af, np.float32)),
                                  geo.site_frac, torch.from_numpy(p_copy),
@@ -132,7 +132,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     if fast is None:
         fast = not device.startswith("cuda")
     geo = WindowGeometry.of(layout, position) if fast else None
-    core_alt = alt_sites(arrays.ref_core) if fast else None
+    tables = (window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
+              if geo else None)
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
     core_slots = layout.core_slots
@@ -160,7 +161,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             logits, loo = fast_logits(model, geo, arrays,
                                       tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
                                       site_af=site_af, cand_ids=cand, cand_sim=sim,
-                                      core_alt=core_alt, loo_slots=loo_slots)
+                                      tables=tables, loo_slots=loo_slots)
         else:
             batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                                    slot_af=slot_af, site_af=site_af).to(device)

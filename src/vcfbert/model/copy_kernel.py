@@ -12,7 +12,9 @@ arrays (int8), so nothing larger than ``[k, m]`` is ever held:
 3. left/right match runs per interval (:func:`vcfbert.model.features.interval_runs`);
 4. per core site, over the candidates: the copied ALT probability (the posterior interpolated
    between the flanking slots) and the five carrier features of
-   :func:`vcfbert.model.features.carrier_features`;
+   :func:`vcfbert.model.features.carrier_features`. The candidates are pooled per interval by
+   their allele pattern over its sites (:class:`WindowTables`, built once per window): each
+   distinct pattern's ALT sites are visited once with its carriers' summed weights;
 5. per slot, the leave-one-out ALT probability: the posterior with the slot's own emission
    divided out (:func:`vcfbert.model.hmm.leave_one_out_alt` is the torch twin), from which
    INFO/ER2 is computed at typed sites.
@@ -24,21 +26,80 @@ haplotypes. Tested against the torch path on random inputs (``tests/unit/test_fa
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 MASK_TOKEN = 2
-LEVELS = 4  # distinct run lengths tracked per interval for the best REF carrier
 
 
-def alt_sites(ref_core: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ALT alleles of a window's core as compressed rows: haplotype ``h`` carries ALT at
-    core sites ``site[ptr[h]:ptr[h + 1]]`` (sorted). (ptr int64 [H + 1], site int32 [nnz])."""
-    hap, site = np.nonzero(ref_core == 1)
-    ptr = np.zeros(ref_core.shape[0] + 1, np.int64)
-    np.cumsum(np.bincount(hap, minlength=ref_core.shape[0]), out=ptr[1:])
-    return ptr, site.astype(np.int32)
+class WindowTables(NamedTuple):
+    """A window's reference panel laid out for the kernel; built once per window
+    (:func:`window_tables`) and shared by every batch of queries.
+
+    ``slot_alleles`` is the panel at the slots, slot-major, so that gathering the candidates'
+    alleles reads one row of ``H`` alleles per slot. The rest are the distinct allele
+    patterns of the reference haplotypes over each interval's core sites: the retrieved
+    candidates of a query are close relatives and share few patterns in an interval, so the
+    kernel visits each pattern's ALT sites once, with the summed weights of the candidates
+    that carry it, instead of every candidate's ALT sites.
+
+    Dimensions: ``m`` slots, ``H`` reference haplotypes, ``R`` intervals from
+    ``first_interval`` on (the core's), ``P`` patterns with at least one ALT allele over all of
+    them.
+    """
+
+    slot_alleles: np.ndarray  # int8 [m, H] reference alleles (0/1) at the slots
+    first_interval: int  # interval of pattern_id's row 0
+    pattern_id: np.ndarray  # int32 [R, H] local pattern of each haplotype (-1: all REF)
+    pattern_start: np.ndarray  # int64 [R + 1] global number of each row's local pattern 0
+    alt_ptr: np.ndarray  # int64 [P + 1] pattern g has ALT at core sites alt_site[ptr[g]:ptr[g+1]]
+    alt_site: np.ndarray  # int32 [nnz] sorted within each pattern
+
+
+def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
+                  site_interval: np.ndarray) -> WindowTables:
+    """:class:`WindowTables` of a window's reference alleles ``ref_slots`` int8 [H, m] and
+    ``ref_core`` int8 [H, n] (0/1), whose core sites lie in intervals ``site_interval`` int [n]
+    (non-decreasing)."""
+    ref_core = np.asarray(ref_core, np.int8)
+    interval = np.asarray(site_interval, np.int64)
+    slot_alleles = np.ascontiguousarray(np.asarray(ref_slots, np.int8).T)
+    n_h, n = ref_core.shape
+    if n == 0:
+        return WindowTables(slot_alleles, 0, np.full((0, n_h), -1, np.int32),
+                            np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32))
+    if (np.diff(interval) < 0).any():
+        raise ValueError("window_tables needs the sites sorted by interval")
+    first, last = int(interval[0]), int(interval[-1])
+    bounds = np.searchsorted(interval, np.arange(first, last + 2))
+    pattern_id = np.full((last - first + 1, n_h), -1, np.int32)
+    pattern_start = np.zeros(last - first + 2, np.int64)
+    counts: list[np.ndarray] = []
+    sites: list[np.ndarray] = []
+    for row, (j0, j1) in enumerate(zip(bounds[:-1], bounds[1:])):
+        n_patterns = 0
+        if j1 > j0:
+            alleles = ref_core[:, j0:j1]
+            packed = np.ascontiguousarray(np.packbits(alleles, axis=1))
+            keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+            _, rep, inverse = np.unique(keys, return_index=True, return_inverse=True)
+            hap, col = np.nonzero(alleles[rep])  # ALT sites of each pattern, in order
+            n_alt = np.bincount(hap, minlength=rep.size)
+            # number the patterns that carry an ALT allele; the all-REF one becomes -1
+            carries = n_alt > 0
+            number = np.cumsum(carries) - 1
+            pattern_id[row] = np.where(carries, number, -1)[inverse.ravel()]
+            n_patterns = int(carries.sum())
+            counts.append(n_alt[carries])
+            sites.append((j0 + col).astype(np.int32))
+        pattern_start[row + 1] = pattern_start[row] + n_patterns
+    n_alt_all = np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    alt_ptr = np.zeros(n_alt_all.size + 1, np.int64)
+    np.cumsum(n_alt_all, out=alt_ptr[1:])
+    alt_site = np.concatenate(sites) if sites else np.zeros(0, np.int32)
+    return WindowTables(slot_alleles, first, pattern_id, pattern_start, alt_ptr, alt_site)
 
 
 # reassociation lets LLVM vectorise the sums over candidates; no flag that assumes finite
@@ -47,20 +108,21 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
-def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-               site_frac, site_interval, interval_start, p_out, feat_out, loo_out, loo_lo,
-               loo_hi):
+def _one_query(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
+               pat_ptr, pat_site, mu, s, rho, prior, site_frac, site_interval,
+               interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi):
     k = cand.shape[0]
     m = qtok.shape[0]
     n = site_frac.shape[0]
     f32 = np.float32
-    # candidates' alleles at the slots, slot-major [m, k] (contiguous over candidates)
+    # candidates' alleles at the slots, slot-major [m, k] (contiguous over candidates), read
+    # from the slot-major panel (a row of H alleles per slot stays in cache)
     allele = np.zeros((m, k), np.int8)
-    for c in range(k):
-        if valid[c]:
-            row = ref_slots[cand[c]]
-            for i in range(m):
-                allele[i, c] = row[i]
+    for i in range(m):
+        panel_row = slot_alleles[i]
+        for c in range(k):
+            if valid[c]:
+                allele[i, c] = panel_row[cand[c]]
     # emissions take two values per slot (candidate carries REF or ALT); normalised by the
     # largest among the valid candidates, as forward_backward does per slot
     emit = np.empty((m, k), f32)
@@ -161,124 +223,138 @@ def _one_query(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s,
         inv = f32(1.0) / max(tot, f32(1e-30))
         for c in range(k):
             gamma[i, c] *= inv
-    # match runs: run[c, I] = left run ending at slot I-1 + right run starting at slot I
-    allele_c = allele.T.copy()  # [k, m]
-    run = np.zeros((k, m + 1), np.int32)
-    for c in range(k):
-        if not valid[c]:
-            continue
-        ac = allele_c[c]
-        r = 0
-        for i in range(m):
-            q = qtok[i]
-            if q != MASK_TOKEN:
-                r = 0 if ac[i] != q else r + 1
-            run[c, i + 1] = r
-        r = 0
-        for i in range(m - 1, -1, -1):
-            q = qtok[i]
-            if q != MASK_TOKEN:
-                r = 0 if ac[i] != q else r + 1
-            run[c, i] += r
+    # match runs, slot-major so that each step runs over the candidates in SIMD:
+    # run[I, c] = left run ending at slot I-1 + right run starting at slot I (interval I)
+    run = np.zeros((m + 1, k), np.int32)
+    for i in range(m):
+        q = qtok[i]
+        if q == MASK_TOKEN:
+            for c in range(k):
+                run[i + 1, c] = run[i, c]
+        else:
+            for c in range(k):
+                run[i + 1, c] = run[i, c] + 1 if allele[i, c] == q else 0
+    right = np.zeros(k, np.int32)
+    for i in range(m - 1, -1, -1):
+        q = qtok[i]
+        if q != MASK_TOKEN:
+            for c in range(k):
+                right[c] = right[c] + 1 if allele[i, c] == q else 0
+        for c in range(k):
+            run[i, c] += right[c]
     log_run = np.empty(2 * m + 2, f32)  # log1p(run) / 6 for every possible run length
     for r in range(2 * m + 2):
         log_run[r] = f32(math.log1p(r) / 6.0)
-    # per interval with sites: the LEVELS largest distinct runs and how many candidates have
-    # each (the best REF carrier at a site is found among them, see below)
-    level = np.full((m + 1, LEVELS), -1, np.int32)
-    level_n = np.zeros((m + 1, LEVELS), np.int32)
-    n_valid = 0
-    for c in range(k):
-        if not valid[c]:
-            continue
-        n_valid += 1
-        for interval in range(m + 1):
-            if interval_start[interval] == interval_start[interval + 1]:
-                continue
-            r = run[c, interval]
-            for t in range(LEVELS):
-                if level[interval, t] == r:
-                    level_n[interval, t] += 1
-                    break
-                if r > level[interval, t]:  # insert, shifting the lower levels down
-                    for u in range(LEVELS - 1, t, -1):
-                        level[interval, u] = level[interval, u - 1]
-                        level_n[interval, u] = level_n[interval, u - 1]
-                    level[interval, t] = r
-                    level_n[interval, t] = 1
-                    break
-    # ALT carriers only (a few % of candidate x site pairs): copied probability, ALT features,
-    # and how many ALT carriers sit on each top level
-    gamma_c = gamma.T.copy()  # [k, m]
-    p = np.zeros(n, f32)
+    # Per interval with sites, the candidates are pooled by their allele pattern over the
+    # interval's sites (WindowTables): group 0 holds the candidates with REF at every site,
+    # group u + 1 those with pattern u. A group's sums are taken over its carriers, then added
+    # once at each of its pattern's ALT sites. The copied probability at site j is
+    # sum_c gl_c + frac_j * sum_c dg_c (the posterior interpolated between the flanking slots),
+    # so the sums keep the two parts apart. acc[j] = (sum gl, sum dg, sum gl * run feature,
+    # sum dg * run feature, ALT carriers) over the ALT carriers of site j.
+    acc = np.zeros((n, 5), f32)
     best_alt = np.zeros(n, f32)
-    n_alt = np.zeros(n, np.int32)
-    w_alt = np.zeros(n, f32)
-    w_alt_lr = np.zeros(n, f32)
-    alt_on_level = np.zeros((n, LEVELS), np.int32)
-    for c in range(k):
-        if not valid[c]:
-            continue
-        h = cand[c]
-        gc = gamma_c[c]
-        for e in range(alt_ptr[h], alt_ptr[h + 1]):
-            j = alt_site[e]
-            interval = site_interval[j]
-            r = run[c, interval]
-            v = log_run[r]
-            gl = gc[max(interval - 1, 0)]
-            g = gl + (gc[min(interval, m - 1)] - gl) * site_frac[j]
-            p[j] += g
-            n_alt[j] += 1
-            w_alt[j] += g
-            w_alt_lr[j] += g * v
-            best_alt[j] = max(best_alt[j], v)
-            for t in range(LEVELS):
-                if level[interval, t] == r:
-                    alt_on_level[j, t] += 1
-                    break
-    # best REF carrier: the top level that not only ALT carriers occupy; when ALT carriers fill
-    # every tracked level (rare), a scan of the candidates
     best_ref = np.zeros(n, f32)
+    max_groups = 1
+    for row in range(pattern_id.shape[0]):
+        max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
+    gacc = np.zeros((max_groups, 5), f32)
+    gbest = np.zeros(max_groups, f32)  # the group's longest run feature
+    stamp = np.full(max_groups, -1, np.int64)
+    touched = np.empty(k + 1, np.int64)
+    alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
+    pending = np.empty(n, np.int64)
+    for row in range(pattern_id.shape[0]):
+        interval = first_interval + row
+        j0 = interval_start[interval]
+        j1 = interval_start[interval + 1]
+        if j0 == j1:
+            continue
+        ids = pattern_id[row]
+        left = max(interval - 1, 0)
+        right = min(interval, m - 1)
+        n_touched = 0
+        for c in range(k):
+            if not valid[c]:
+                continue
+            u = ids[cand[c]] + 1
+            if stamp[u] != row:
+                stamp[u] = row
+                for col in range(5):
+                    gacc[u, col] = f32(0.0)
+                gbest[u] = f32(0.0)
+                touched[n_touched] = u
+                n_touched += 1
+            v = log_run[run[interval, c]]
+            gl = gamma[left, c]
+            dg = gamma[right, c] - gl
+            gacc[u, 0] += gl
+            gacc[u, 1] += dg
+            gacc[u, 2] += gl * v
+            gacc[u, 3] += dg * v
+            gacc[u, 4] += f32(1.0)
+            gbest[u] = max(gbest[u], v)
+        # groups by their longest run, longest first (insertion sort: a handful of groups)
+        for x in range(1, n_touched):
+            u = touched[x]
+            y = x - 1
+            while y >= 0 and gbest[touched[y]] < gbest[u]:
+                touched[y + 1] = touched[y]
+                y -= 1
+            touched[y + 1] = u
+        # visiting the groups longest run first: a site's best ALT carrier is in the first
+        # group with ALT there, its best REF carrier in the first group without (0 if none)
+        n_pending = 0
+        for j in range(j0, j1):
+            pending[n_pending] = j
+            n_pending += 1
+        base = pattern_start[row] - 1  # global number of group u is base + u (u >= 1)
+        for x in range(n_touched):
+            u = touched[x]
+            if u > 0:
+                for e in range(pat_ptr[base + u], pat_ptr[base + u + 1]):
+                    j = pat_site[e]
+                    for col in range(5):
+                        acc[j, col] += gacc[u, col]
+                    if acc[j, 4] == gacc[u, 4]:  # the first group with ALT at j
+                        best_alt[j] = gbest[u]
+                    alt_mark[j] = row * (k + 1) + x
+            if n_pending:
+                kept = 0
+                for y in range(n_pending):
+                    j = pending[y]
+                    if alt_mark[j] == row * (k + 1) + x:
+                        pending[kept] = j
+                        kept += 1
+                    else:
+                        best_ref[j] = gbest[u]
+                n_pending = kept
     for j in range(n):
-        if n_alt[j] == n_valid:
-            continue  # no REF carrier: 0
-        interval = site_interval[j]
-        found = False
-        for t in range(LEVELS):
-            if level[interval, t] < 0:
-                break
-            if level_n[interval, t] > alt_on_level[j, t]:
-                best_ref[j] = log_run[level[interval, t]]
-                found = True
-                break
-        if not found:
-            for c in range(k):
-                if valid[c] and ref_core[cand[c], j] == 0:
-                    best_ref[j] = max(best_ref[j], log_run[run[c, interval]])
-    for j in range(n):
-        p_out[j] = min(max(p[j], f32(1e-5)), f32(1.0 - 1e-5))
+        f = site_frac[j]
+        w = acc[j, 0] + f * acc[j, 1]
+        n_alt = acc[j, 4]
+        p_out[j] = min(max(w, f32(1e-5)), f32(1.0 - 1e-5))
         feat_out[j, 0] = best_alt[j]
         feat_out[j, 1] = best_ref[j]
-        feat_out[j, 2] = f32(math.log1p(f32(n_alt[j])) / 5.0)
-        feat_out[j, 3] = f32(1.0) if n_alt[j] > 0 else f32(0.0)
-        feat_out[j, 4] = w_alt_lr[j] / max(w_alt[j], f32(1e-6))
+        feat_out[j, 2] = f32(math.log1p(n_alt) / 5.0)
+        feat_out[j, 3] = f32(1.0) if n_alt > 0 else f32(0.0)
+        feat_out[j, 4] = (acc[j, 2] + f * acc[j, 3]) / max(w, f32(1e-6))
 
 
 @numba.njit(cache=True, nogil=True)
-def _all_queries(qtok, cand, valid, ref_slots, ref_core, alt_ptr, alt_site, mu, s, rho, prior,
-                 site_frac, site_interval, interval_start, p_out, feat_out, loo_out, loo_lo,
-                 loo_hi):
+def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
+                 pat_ptr, pat_site, mu, s, rho, prior, site_frac, site_interval,
+                 interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi):
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], ref_slots, ref_core, alt_ptr, alt_site, mu[b],
-                   s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b],
-                   feat_out[b], loo_out[b], loo_lo, loo_hi)
+        _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
+                   pattern_start, pat_ptr, pat_site, mu[b], s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b], feat_out[b], loo_out[b],
+                   loo_lo, loo_hi)
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                   prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
-                  core_alt: tuple[np.ndarray, np.ndarray] | None = None,
+                  tables: WindowTables | None = None,
                   loo_slots: tuple[int, int] | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Copied ALT probability and carrier features at the core sites of ``b`` queries, and
@@ -303,8 +379,8 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         site_interval: int [n] interval (0..m) of each site, non-decreasing; the flanking
             slots are interval - 1 and interval, clipped to 0..m-1.
         site_frac: float [n] position between the left (0) and right (1) slot.
-        core_alt: :func:`alt_sites` of ``ref_core`` (computed when not given; pass it to reuse
-            it across the batches of a window).
+        tables: :func:`window_tables` of ``ref_slots``, ``ref_core`` and ``site_interval``
+            (computed when not given; pass it to reuse it across the batches of a window).
         loo_slots: (lo, hi): compute the leave-one-out probability at slots lo..hi-1 only
             (0 elsewhere), e.g. the core's typed sites; None: every slot; (0, 0): none
             (an O(k) pass per slot saved).
@@ -329,12 +405,16 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
     # sites of interval I are site_index[interval_start[I]:interval_start[I + 1]]
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0
-    ptr, site = core_alt if core_alt is not None else alt_sites(ref_core)
+    tab = tables if tables is not None else window_tables(ref_slots, ref_core, interval)
+    if tab.slot_alleles.shape != (m, ref_slots.shape[0]) or n and (
+            tab.first_interval != interval[0]
+            or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
+        raise ValueError("copy_features: the window tables were built for other slots, sites "
+                         "or haplotypes")
     _all_queries(np.ascontiguousarray(query_tokens, np.int8),
                  np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
-                 np.ascontiguousarray(ref_slots, np.int8), np.ascontiguousarray(ref_core, np.int8),
-                 ptr, site,
-                 np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
+                 tab.slot_alleles, tab.first_interval, tab.pattern_id, tab.pattern_start,
+                 tab.alt_ptr, tab.alt_site, np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
                  np.ascontiguousarray(rho, np.float32), np.ascontiguousarray(prior, np.float32),
                  np.ascontiguousarray(site_frac, np.float32), interval, interval_start, p_out,
                  feat_out, loo_out, *(loo_slots if loo_slots is not None else (0, m)))

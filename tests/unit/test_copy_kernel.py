@@ -1,0 +1,125 @@
+"""The fused copying kernel against the torch computation it replaces, on panels whose
+haplotypes share long segments (so candidates pool into few allele patterns per interval, with
+ties in their match runs), and the per-window tables it reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vcfbert.model.copy_kernel import copy_features, window_tables
+from vcfbert.model.features import carrier_features, interval_runs
+from vcfbert.model.hmm import forward_backward
+
+MASK = 2
+
+
+def mosaic_panel(rng: np.random.Generator, n_h: int, n_var: int, n_founders: int = 5
+                 ) -> np.ndarray:
+    """int8 [n_h, n_var]: mosaics of a few founders with rare private mutations."""
+    founders = (rng.random((n_founders, n_var)) < rng.random(n_var) * 0.6).astype(np.int8)
+    haps = np.empty((n_h, n_var), np.int8)
+    for h in range(n_h):
+        cuts = np.sort(rng.choice(np.arange(1, n_var), 3, replace=False))
+        pieces = np.split(np.arange(n_var), cuts)
+        for piece in pieces:
+            haps[h, piece] = founders[rng.integers(n_founders), piece]
+    flip = rng.random((n_h, n_var)) < 0.01
+    return np.where(flip, 1 - haps, haps).astype(np.int8)
+
+
+def reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior, interval, frac):
+    """(p_copy [b, n], carriers [b, n, 5]) by the torch path of VcfBert._run."""
+    valid = torch.from_numpy(cand >= 0)
+    safe = np.where(cand >= 0, cand, 0)
+    q = torch.from_numpy(tokens.astype(np.int64))
+    c_tok = torch.from_numpy(ref_slots[safe].astype(np.int64))  # [b, k, m]
+    c_sites = torch.from_numpy(ref_core[safe].astype(np.float32))  # [b, k, n]
+    q_obs = q != MASK
+    mismatch = (c_tok != q[:, None, :]) & q_obs[:, None, :]
+    s_t = torch.from_numpy(s)
+    s_c = torch.gather(s_t[:, None].expand(-1, c_tok.shape[1], -1, -1), 3,
+                       c_tok[..., None]).squeeze(-1)
+    log_emit = -torch.from_numpy(mu)[:, None, :] * mismatch.float() + s_c
+    gamma = forward_backward(log_emit.double(), torch.from_numpy(rho).double(),
+                             torch.from_numpy(prior).double(), valid).float()
+    m = tokens.shape[1]
+    left = torch.from_numpy(np.clip(interval - 1, 0, m - 1))
+    right = torch.from_numpy(np.clip(interval, 0, m - 1))
+    f = torch.from_numpy(frac)[None, None, :]
+    g_site = gamma.index_select(2, left) * (1 - f) + gamma.index_select(2, right) * f
+    p_copy = (g_site * c_sites).sum(1).clamp(1e-5, 1 - 1e-5)
+    lr, rr = interval_runs(mismatch, q_obs)
+    run_total = (lr + rr).index_select(2, torch.from_numpy(interval)).float()
+    return p_copy.numpy(), carrier_features(run_total, c_sites, g_site, valid).numpy()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_copy_features_match_the_torch_path_on_shared_segments(seed):
+    rng = np.random.default_rng(seed)
+    n_h, m, n, b, k = 60, 24, 90, 6, 20
+    panel = mosaic_panel(rng, n_h, m + n)
+    slot_cols = np.sort(rng.choice(m + n, m, replace=False))
+    core_cols = np.setdiff1d(np.arange(m + n), slot_cols)
+    ref_slots = np.ascontiguousarray(panel[:, slot_cols])
+    ref_core = np.ascontiguousarray(panel[:, core_cols])
+    # the core sites sit in the intervals of the middle slots, several sites per interval
+    interval = np.sort(rng.integers(m // 3, 2 * m // 3 + 1, n)).astype(np.int64)
+    frac = rng.random(n).astype(np.float32)
+    # queries: panel haplotypes with some errors and masked slots
+    queries = panel[rng.integers(n_h, size=b)][:, slot_cols].copy()
+    queries[rng.random((b, m)) < 0.05] ^= 1
+    tokens = np.where(rng.random((b, m)) < 0.2, MASK, queries).astype(np.int8)
+    cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
+    cand[0, -4:] = -1  # fewer candidates than k
+    valid = cand >= 0
+    mu = rng.uniform(1, 6, (b, m)).astype(np.float32)
+    s = rng.normal(0, 0.3, (b, m, 2)).astype(np.float32)
+    rho = rng.uniform(0.001, 0.2, (b, m)).astype(np.float32)
+    prior = np.where(valid, rng.random((b, k)), 0).astype(np.float32)
+    prior /= prior.sum(1, keepdims=True)
+
+    tables = window_tables(ref_slots, ref_core, interval)
+    # few patterns per interval: the pooling is exercised, not bypassed
+    assert tables.pattern_start[-1] < 0.5 * n_h * tables.pattern_id.shape[0]
+    kw = dict(query_tokens=tokens, cand_ids=cand, ref_slots=ref_slots, ref_core=ref_core,
+              mu=mu, emit_bonus=s, rho=rho, prior=prior, site_interval=interval,
+              site_frac=frac)
+    p, feat, _ = copy_features(tables=tables, **kw)
+    p_ref, feat_ref = reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior,
+                                         interval, frac)
+    np.testing.assert_allclose(p, p_ref, atol=2e-5)
+    np.testing.assert_allclose(feat[..., :4], feat_ref[..., :4], atol=1e-6)
+    # the weighted mean run of ALT carriers, where they carry weight
+    heavy = p_ref > 1e-3
+    np.testing.assert_allclose(feat[..., 4][heavy], feat_ref[..., 4][heavy], rtol=1e-3,
+                               atol=1e-5)
+    assert feat[..., 1].std() > 0 and feat[..., 0].std() > 0  # runs differ: a real check
+    # the tables are optional (built per call) and checked against the inputs
+    p2, feat2, _ = copy_features(**kw)
+    np.testing.assert_array_equal(p2, p)
+    np.testing.assert_array_equal(feat2, feat)
+    other = window_tables(ref_slots, ref_core, np.minimum(interval + 1, m))
+    with pytest.raises(ValueError, match="window tables"):
+        copy_features(tables=other, **kw)
+
+
+def test_window_tables_reproduce_every_haplotypes_alleles():
+    rng = np.random.default_rng(5)
+    panel = mosaic_panel(rng, 50, 70)
+    ref_slots, ref_core = panel[:, :10], panel[:, 10:]
+    interval = np.sort(rng.integers(3, 8, 60)).astype(np.int64)
+    t = window_tables(ref_slots, ref_core, interval)
+    np.testing.assert_array_equal(t.slot_alleles, ref_slots.T)
+    assert t.first_interval == interval[0]
+    for row in range(t.pattern_id.shape[0]):
+        sites = np.flatnonzero(interval == t.first_interval + row)
+        for h in range(panel.shape[0]):
+            u = t.pattern_id[row, h]
+            alt = sites[ref_core[h, sites] == 1]
+            if u < 0:
+                assert alt.size == 0
+            else:
+                g = t.pattern_start[row] + u
+                np.testing.assert_array_equal(t.alt_site[t.alt_ptr[g]:t.alt_ptr[g + 1]], alt)
