@@ -21,7 +21,7 @@ from .encode import query_keys
 from .index import KeySearcher
 from .layout import WindowLayout
 from .model import VcfBert
-from .model.copy_kernel import WindowTables, copy_features, window_tables
+from .model.copy_kernel import HeadInputs, WindowTables, copy_head_inputs, window_tables
 
 
 def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray | None,
@@ -47,9 +47,10 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     :func:`vcfbert.model.copy_kernel.copy_features`).
 
     The same function as :meth:`VcfBert.forward` when the candidates are already the kept
-    ones (no re-scoring): the query encoder and the heads run in torch, the copying HMM, the
-    match runs and the per-site sums over candidates in the fused kernel of
-    :mod:`vcfbert.model.copy_kernel`.
+    ones (no re-scoring): the query encoder and the per-slot heads run in torch; the copying
+    HMM, the match runs, the per-site sums over candidates and the output head's first layer
+    in the fused kernel of :mod:`vcfbert.model.copy_kernel`; the head's activation and last
+    layer in torch again.
 
     Args:
         tokens: int [b, m] query tokens (0 REF, 1 ALT, 2 MASK).
@@ -68,16 +69,22 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     sim = torch.from_numpy(np.where(cand_ids >= 0, cand_sim, 0.0).astype(np.float32))
     prior = model.switch_prior(sim, valid)
     mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
-    p_copy, carriers, p_slot_loo = copy_features(
-        query_tokens=tokens, cand_ids=cand_ids, ref_slots=arrays.ref_slots,
+    site_af = np.asarray(site_af)
+    if site_af.shape[0] > 1 and site_af.strides[0] == 0:
+        site_af = site_af[:1]  # one row for all queries (the panel's frequencies, broadcast)
+    site_af = np.ascontiguousarray(site_af, np.float32)
+    site_const, left, right, weight = model.head_first_layer(
+        q_ctx, torch.from_numpy(site_af), geo.site_frac)
+    head = HeadInputs(site_const=site_const.numpy(), left_proj=left.numpy(),
+                      right_proj=right.numpy(), site_left=geo.site_left.numpy(),
+                      site_right=geo.site_right.numpy(), weight=weight.numpy())
+    hidden, logit_copy, p_slot_loo = copy_head_inputs(
+        head, query_tokens=tokens, cand_ids=cand_ids, ref_slots=arrays.ref_slots,
         ref_core=arrays.ref_core, mu=mu.float().numpy(), emit_bonus=s.float().numpy(),
         rho=rho.float().numpy(), prior=prior.float().numpy(),
         site_interval=geo.site_interval.numpy(), site_frac=geo.site_frac.numpy(),
         tables=tables, loo_slots=loo_slots)
-    logits = model.output_logits(q_ctx, geo.site_left, geo.site_right,
-                                 torch.from_numpy(np.asarray(site_af, np.float32)),
-                                 geo.site_frac, torch.from_numpy(p_copy),
-                                 torch.from_numpy(carriers))
+    logits = model.logits_from_hidden(torch.from_numpy(hidden), torch.from_numpy(logit_copy))
     return logits, p_slot_loo
 
 

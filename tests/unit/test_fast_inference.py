@@ -40,8 +40,9 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
     return position, layout, arrays
 
 
-@pytest.mark.parametrize(("seed", "d_head"), [(0, 0), (1, 0), (2, 8)])
-def test_fast_logits_match_the_model_forward(seed, d_head):
+@pytest.mark.parametrize(("seed", "d_head", "shared_af"),
+                         [(0, 0, False), (1, 0, False), (2, 8, False), (3, 0, True)])
+def test_fast_logits_match_the_model_forward(seed, d_head, shared_af):
     rng = np.random.default_rng(seed)
     k, b, n_h = 12, 5, 40
     model = active_model(k, seed, d_head)
@@ -54,6 +55,8 @@ def test_fast_logits_match_the_model_forward(seed, d_head):
     cand[0, -3:] = -1  # fewer candidates than k for one query
     slot_af = rng.random((b, m)).astype(np.float32) * 0.5
     site_af = rng.random((b, layout.n_sites)).astype(np.float32) * 0.5
+    if shared_af:  # the targets' case: one row of panel frequencies, broadcast (not copied)
+        site_af = np.broadcast_to(site_af[0], site_af.shape)
     batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                            slot_af=slot_af, site_af=site_af)
     with torch.enable_grad():  # the training path: the transformer module itself

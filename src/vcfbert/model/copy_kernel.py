@@ -351,6 +351,89 @@ def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pa
                    loo_lo, loo_hi)
 
 
+@numba.njit(cache=True, nogil=True, fastmath=FAST)
+def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_w,
+                 hidden_out, logit_out):
+    """The output head's first layer for one query's sites (see :func:`copy_head_inputs`)."""
+    f32 = np.float32
+    hw = head_w.shape[0]
+    for j in range(p.shape[0]):
+        lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
+        logit_out[j] = lc
+        x0 = lc / f32(10.0)
+        f0 = feat[j, 0]
+        f1 = feat[j, 1]
+        f2 = feat[j, 2]
+        f3 = feat[j, 3]
+        f4 = feat[j, 4]
+        lp = left_proj[site_left[j]]
+        rp = right_proj[site_right[j]]
+        sc = site_const[j]
+        h = hidden_out[j]
+        for t in range(hw):
+            h[t] = (sc[t] + lp[t] + rp[t] + head_w[t, 0] * x0 + head_w[t, 1] * f0
+                    + head_w[t, 2] * f1 + head_w[t, 3] * f2 + head_w[t, 4] * f3
+                    + head_w[t, 5] * f4)
+
+
+@numba.njit(cache=True, nogil=True)
+def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_id,
+                      pattern_start, pat_ptr, pat_site, mu, s, rho, prior, site_frac,
+                      site_interval, interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi,
+                      site_const, left_proj, right_proj, site_left, site_right, head_w,
+                      hidden_out, logit_out):
+    shared = site_const.shape[0] == 1
+    for b in range(qtok.shape[0]):
+        _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
+                   pattern_start, pat_ptr, pat_site, mu[b], s[b], rho[b], prior[b], site_frac,
+                   site_interval, interval_start, p_out[b], feat_out[b], loo_out[b], loo_lo,
+                   loo_hi)
+        _head_hidden(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
+                     right_proj[b], site_left, site_right, head_w, hidden_out[b], logit_out[b])
+
+
+class HeadInputs(NamedTuple):
+    """What the output head's first (linear) layer needs besides the kernel's features, for
+    :func:`copy_head_inputs`. ``hw`` hidden width, ``b`` queries, ``m`` slots, ``n`` sites."""
+
+    site_const: np.ndarray  # float32 [1 or b, n, hw] bias + the allele-frequency and position terms
+    left_proj: np.ndarray  # float32 [b, m, hw] query context of each slot, left-slot weights
+    right_proj: np.ndarray  # float32 [b, m, hw] the same with the right-slot weights
+    site_left: np.ndarray  # int [n] slot on the left of each site (clipped)
+    site_right: np.ndarray  # int [n] slot on the right (clipped)
+    weight: np.ndarray  # float32 [hw, 6] weights of logit(p_copy) / 10 and the 5 carrier features
+
+
+def copy_head_inputs(head: HeadInputs, **kwargs
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`copy_features` fused with the output head's first layer: instead of the copied
+    probability and carrier features, the head's hidden pre-activations at every site, so
+    that no ``[b, n, 10]`` input is assembled and no slot context is gathered to the sites in
+    torch. ``kwargs`` are :func:`copy_features`' arguments.
+
+    ``hidden[b, j] = site_const[b, j] + left_proj[b, site_left[j]] + right_proj[b,
+    site_right[j]] + weight @ (logit(p_copy[b, j]) / 10, carriers[b, j])``.
+
+    Returns:
+        (hidden float32 [b, n, hw], logit_copy float32 [b, n] the logit of the clamped copied
+        probability, p_slot_loo float32 [b, m] as :func:`copy_features`).
+    """
+    args, (b, n, m) = _kernel_args(**kwargs)
+    hw = head.weight.shape[0]
+    hidden = np.empty((b, n, hw), np.float32)
+    logit = np.empty((b, n), np.float32)
+    if head.site_const.shape[0] not in (1, b) or head.site_const.shape[1:] != (n, hw):
+        raise ValueError("copy_head_inputs: site_const must be [1 or b, n, hw]")
+    if args is None:
+        return hidden, logit, np.zeros((b, m), np.float32)
+    _all_queries_head(*args, np.ascontiguousarray(head.site_const, np.float32),
+                      np.ascontiguousarray(head.left_proj, np.float32),
+                      np.ascontiguousarray(head.right_proj, np.float32),
+                      np.asarray(head.site_left, np.int64), np.asarray(head.site_right, np.int64),
+                      np.ascontiguousarray(head.weight, np.float32), hidden, logit)
+    return hidden, logit, args[18]
+
+
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                   ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                   prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
@@ -389,16 +472,33 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5],
         p_slot_loo float32 [b, m] leave-one-out ALT probability at each slot, unclamped).
     """
+    args, (b, n, m) = _kernel_args(query_tokens=query_tokens, cand_ids=cand_ids,
+                                   ref_slots=ref_slots, ref_core=ref_core, mu=mu,
+                                   emit_bonus=emit_bonus, rho=rho, prior=prior,
+                                   site_interval=site_interval, site_frac=site_frac,
+                                   tables=tables, loo_slots=loo_slots)
+    if args is None:
+        return (np.empty((b, n), np.float32), np.empty((b, n, 5), np.float32),
+                np.zeros((b, m), np.float32))
+    _all_queries(*args)
+    return args[16], args[17], args[18]
+
+
+def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
+                 ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
+                 prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
+                 tables: WindowTables | None = None, loo_slots: tuple[int, int] | None = None
+                 ) -> tuple[tuple | None, tuple[int, int, int]]:
+    """The kernel's positional arguments, outputs included (p_out, feat_out and loo_out are
+    16, 17 and 18), checked; None when there is nothing to compute (no slots, no sites).
+    Also (b, n, m)."""
     b, k = cand_ids.shape
     n = site_interval.shape[0]
     m = query_tokens.shape[1]
-    p_out = np.empty((b, n), np.float32)
-    feat_out = np.empty((b, n, 5), np.float32)
-    loo_out = np.zeros((b, m), np.float32)
     interval = np.asarray(site_interval, np.int64)
     if m == 0:
         if n == 0:
-            return p_out, feat_out, loo_out
+            return None, (b, n, m)
         raise ValueError("copy_features needs m >= 1 slots when there are core sites")
     if (np.diff(interval) < 0).any():
         raise ValueError("copy_features needs the sites sorted by interval")
@@ -411,11 +511,13 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
             or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
         raise ValueError("copy_features: the window tables were built for other slots, sites "
                          "or haplotypes")
-    _all_queries(np.ascontiguousarray(query_tokens, np.int8),
-                 np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
-                 tab.slot_alleles, tab.first_interval, tab.pattern_id, tab.pattern_start,
-                 tab.alt_ptr, tab.alt_site, np.ascontiguousarray(mu, np.float32), np.ascontiguousarray(emit_bonus, np.float32),
-                 np.ascontiguousarray(rho, np.float32), np.ascontiguousarray(prior, np.float32),
-                 np.ascontiguousarray(site_frac, np.float32), interval, interval_start, p_out,
-                 feat_out, loo_out, *(loo_slots if loo_slots is not None else (0, m)))
-    return p_out, feat_out, loo_out
+    args = (np.ascontiguousarray(query_tokens, np.int8),
+            np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
+            tab.slot_alleles, tab.first_interval, tab.pattern_id, tab.pattern_start,
+            tab.alt_ptr, tab.alt_site, np.ascontiguousarray(mu, np.float32),
+            np.ascontiguousarray(emit_bonus, np.float32), np.ascontiguousarray(rho, np.float32),
+            np.ascontiguousarray(prior, np.float32), np.ascontiguousarray(site_frac, np.float32),
+            interval, interval_start, np.empty((b, n), np.float32),
+            np.empty((b, n, 5), np.float32), np.zeros((b, m), np.float32),
+            *(loo_slots if loo_slots is not None else (0, m)))
+    return args, (b, n, m)

@@ -245,6 +245,39 @@ class VcfBert(nn.Module):
         hidden += F.linear(q_ctx, first.weight[:, d:2 * d]).index_select(1, site_right)
         return self.copy_scale * logit_copy + last(act(hidden)).squeeze(-1)
 
+    def head_first_layer(self, q_ctx: torch.Tensor, site_af: torch.Tensor,
+                         site_frac: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The output head's first layer split by input, for the fused inference kernel
+        (:func:`vcfbert.model.copy_kernel.copy_head_inputs`), which adds the parts at each
+        site with the copied probability and carrier features.
+
+        Args:
+            q_ctx: float [b, m, d] query context.
+            site_af: float [1 or b, n] ALT frequency of the sites (1 row: the same for all).
+            site_frac: float [n] position between the flanking slots.
+
+        Returns:
+            (site_const float [1 or b, n, hw]: bias + frequency and position terms,
+            left_proj / right_proj float [b, m, hw]: the slots' context under the left- and
+            right-slot weights, weight float [hw, 6]: the weights of logit(p_copy) / 10 and
+            the 5 carrier features).
+        """
+        first = self.out_head[0]
+        d = q_ctx.shape[-1]
+        w = first.weight  # [hw, 2d + 10]: ctx left, ctx right, af (3), frac, logit / 10, carriers
+        frac = site_frac[None, :, None].expand(site_af.shape[0], -1, 1)
+        site_const = F.linear(torch.cat([af_features(site_af), frac], -1), w[:, 2 * d:2 * d + 4],
+                              first.bias)
+        return (site_const, F.linear(q_ctx, w[:, :d]), F.linear(q_ctx, w[:, d:2 * d]),
+                w[:, 2 * d + 4:])
+
+    def logits_from_hidden(self, hidden: torch.Tensor, logit_copy: torch.Tensor) -> torch.Tensor:
+        """ALT logits float [b, n] from the output head's hidden pre-activations [b, n, hw]
+        and the logit of the copied probability [b, n] (the rest of :meth:`output_logits`)."""
+        _, act, last = self.out_head
+        return self.copy_scale * logit_copy + last(act(hidden)).squeeze(-1)
+
     # -- forward -------------------------------------------------------------------------
     def forward(self, batch: WindowBatch, *, with_loss: bool = True
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
