@@ -273,6 +273,11 @@ def phasing_threads(wildcards, input):
     return 4 if input.reference and cluster.needs_phasing(input.targets) else 1
 
 
+def impute_threads(wildcards, input):
+    """impute.threads: batches of target (or validation) haplotypes imputed at once."""
+    return int(config["impute"].get("threads", 1))
+
+
 def training_threads(wildcards, input):
     return cluster.training_threads(input.reference)
 

@@ -21,7 +21,7 @@ rule impute_chunk:
         "logs/impute/{chrom}.{chunk}.log",
     benchmark:
         "benchmarks/impute/{chrom}.{chunk}.tsv"
-    threads: 1
+    threads: thread_request(impute_threads)  # batches at once (capped at --cores)
     resources:
         mem_mb=mem_request("impute_chunk", chunk_data),
         runtime=60,

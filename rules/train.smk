@@ -90,7 +90,7 @@ rule calibrate_dr2:
         "logs/train/calibrate_dr2.log",
     benchmark:
         "benchmarks/train/calibrate_dr2.tsv"
-    threads: 1
+    threads: thread_request(impute_threads)  # batches at once (capped at --cores)
     resources:
         mem_mb=mem_request("calibrate_dr2", training_data),
         runtime=120,

@@ -11,4 +11,5 @@ with run_step(snakemake):
                         reference_h5=list(inp.reference), targets_h5=list(inp.targets),
                         windows_tsv=list(inp.windows), final_masks=list(inp.final_masks),
                         split_tsv=inp.split, out=snakemake.output[0],
-                        samples=int(snakemake.params.samples), device=snakemake.params.device)
+                        samples=int(snakemake.params.samples), device=snakemake.params.device,
+                        threads=int(snakemake.threads))

@@ -34,8 +34,10 @@ log = logging.getLogger(__name__)
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],
                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str, out: str,
-                 batch_size: int = 64, device: str = "auto") -> None:
-    """Impute the core sites of consecutive windows for every target haplotype.
+                 batch_size: int = 64, device: str = "auto", threads: int = 1) -> None:
+    """Impute the core sites of consecutive windows for every target haplotype, ``threads``
+    batches of target haplotypes at a time (one Python thread each; torch's and FAISS's own
+    pools are then capped to one thread).
 
     Per window: the reference haplotypes' retrieval keys under the targets' typed sites are
     computed with the final model's key encoder (numpy, ~10 ms) and searched exactly
@@ -55,10 +57,13 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     from .keyencoder import load as load_key_encoder
     from .masks import read_mask
     from .predict import predict_window
+    from .runtime import cap_threads
     from .train import pick_device
 
     t0 = time.time()
     dev = pick_device(device)
+    if threads > 1:
+        cap_threads(1)
     chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
     layouts = [chrom.layout(w) for w in window_ids]
     for a, b in zip(layouts, layouts[1:], strict=False):
@@ -87,7 +92,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                                     never=chrom.second_copies(layout)),
                                         batch_size=batch_size,
                                         device=dev, index_is_current=True,
-                                        progress=f"impute {contig}:{wid}", slot_loo=True)
+                                        progress=f"impute {contig}:{wid}", slot_loo=True,
+                                        threads=threads)
             ds[:, layout.core_start - lo:layout.core_end - lo] = probs
             core_slots = layout.core_slots
             if core_slots.size:  # consecutive typed sites: one block of columns
@@ -98,8 +104,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
         h5.attrs.update({"window_ids": ",".join(window_ids), "contig": contig,
                          "core_start": lo, "core_end": hi,
                          "format": "vcfbert-chunk-imputation"})
-    log.info("%s %s..%s: %d haplotypes x %d sites in %.2f s on %s", contig, window_ids[0],
-             window_ids[-1], n_h, hi - lo, time.time() - t0, dev)
+    log.info("%s %s..%s: %d haplotypes x %d sites in %.2f s on %s (%d thread%s)", contig,
+             window_ids[0], window_ids[-1], n_h, hi - lo, time.time() - t0, dev, threads,
+             "" if threads == 1 else "s")
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,

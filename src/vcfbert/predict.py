@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, overload
 
 import numpy as np
@@ -94,7 +95,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
-                   slot_loo: Literal[False] = ...) -> np.ndarray: ...
+                   slot_loo: Literal[False] = ..., threads: int = ...) -> np.ndarray: ...
 
 
 @overload
@@ -103,7 +104,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
-                   slot_loo: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+                   slot_loo: Literal[True], threads: int = ...
+                   ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
@@ -112,7 +114,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = None,
                    batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
                    fast: bool | None = None, progress: str | None = None,
-                   slot_loo: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                   slot_loo: bool = False, threads: int = 1
+                   ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
     the leave-one-out ALT probabilities float32 [q, m] at the slots of the window's core (the
     copying HMM's prediction of each slot with the slot's own emission divided out; 0 at the
@@ -133,6 +136,10 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             tensors well) no.
         progress: label of a progress bar over the queries (on stderr, i.e. the rule's log);
             None for no bar.
+        threads: batches computed at once, each on its own Python thread (torch, FAISS and
+            the numba kernel release the GIL); the results do not depend on it. Cap torch's
+            and FAISS's own thread pools (:func:`vcfbert.runtime.cap_threads`) to 1 when
+            using more than one, or the threads compete for the cores.
     """
     model.eval()
     n_h = arrays.ref_slots.shape[0]
@@ -148,42 +155,54 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                  else (0, 0))
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
-    for lo in range(0, query_slots.shape[0], batch_size):
-        qs = query_slots[lo:lo + batch_size]
-        ph = panel_haps[lo:lo + batch_size] if panel_haps is not None else None
-        keys = query_keys(model, layout, qs, slot_observed, device=device)
-        exclude = own_sample(ph) if ph is not None else None
-        slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
-        if geo is not None and index_is_current:
-            cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
-        else:
-            cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
-        if geo is not None:
-            if not index_is_current:  # re-score with the current weights, as forward does
-                light = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
-                                       slot_af=slot_af, site_af=site_af,
-                                       sites=np.empty(0, np.int64))
-                sim_t, keep = model.rescore(light)
-                cand, sim = np.take_along_axis(cand, keep.numpy(), 1), sim_t.numpy()
-            logits, loo = fast_logits(model, geo, arrays,
-                                      tokens=query_tokens(qs, slot_observed), slot_af=slot_af,
-                                      site_af=site_af, cand_ids=cand, cand_sim=sim,
-                                      tables=tables, loo_slots=loo_slots)
-        else:
-            batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
-                                   slot_af=slot_af, site_af=site_af).to(device)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
-                                enabled=device.startswith("cuda")):
-                if slot_loo:
-                    logits, loo_t = model.logits_and_slot_loo(batch)
-                    loo = loo_t.float().cpu().numpy()
-                    loo[:, :loo_slots[0]] = 0.0
-                    loo[:, loo_slots[1]:] = 0.0
-                else:
-                    logits, _ = model(batch)
-        out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
-        if loo_out is not None:
-            loo_out[lo:lo + qs.shape[0]] = loo
-        bar.update(qs.shape[0])
+
+    def run_batch(lo: int) -> int:
+        """Fill rows lo..lo + batch_size of the outputs; returns the number of rows."""
+        with torch.no_grad():  # grad mode is per thread: the decorator covers the caller only
+            qs = query_slots[lo:lo + batch_size]
+            ph = panel_haps[lo:lo + batch_size] if panel_haps is not None else None
+            keys = query_keys(model, layout, qs, slot_observed, device=device)
+            exclude = own_sample(ph) if ph is not None else None
+            slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
+            if geo is not None and index_is_current:
+                cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
+            else:
+                cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
+            if geo is not None:
+                if not index_is_current:  # re-score with the current weights, as forward does
+                    light = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
+                                           slot_af=slot_af, site_af=site_af,
+                                           sites=np.empty(0, np.int64))
+                    sim_t, keep = model.rescore(light)
+                    cand, sim = np.take_along_axis(cand, keep.numpy(), 1), sim_t.numpy()
+                logits, loo = fast_logits(model, geo, arrays,
+                                          tokens=query_tokens(qs, slot_observed),
+                                          slot_af=slot_af, site_af=site_af, cand_ids=cand,
+                                          cand_sim=sim, tables=tables, loo_slots=loo_slots)
+            else:
+                batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
+                                       slot_af=slot_af, site_af=site_af).to(device)
+                with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
+                                    enabled=device.startswith("cuda")):
+                    if slot_loo:
+                        logits, loo_t = model.logits_and_slot_loo(batch)
+                        loo = loo_t.float().cpu().numpy()
+                        loo[:, :loo_slots[0]] = 0.0
+                        loo[:, loo_slots[1]:] = 0.0
+                    else:
+                        logits, _ = model(batch)
+            out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
+            if loo_out is not None:
+                loo_out[lo:lo + qs.shape[0]] = loo
+            return qs.shape[0]
+
+    starts = range(0, query_slots.shape[0], batch_size)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(threads, len(starts))) as pool:
+            for rows in pool.map(run_batch, starts):
+                bar.update(rows)
+    else:
+        for lo in starts:
+            bar.update(run_batch(lo))
     bar.close()
     return out if loo_out is None else (out, loo_out)

@@ -55,6 +55,7 @@ from .masks import read_mask
 from .model import ModelConfig, VcfBert
 from .model.network import weighted_loss_parts
 from .predict import predict_window
+from .runtime import cap_threads
 from .split import read_split
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,8 @@ class ValidationWindow:
 def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
                        final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
                        cache: WindowArrayCache, desc: str = "EP_Val",
-                       index_is_current: bool = False) -> Iterator[ValidationWindow]:
+                       index_is_current: bool = False, threads: int = 1
+                       ) -> Iterator[ValidationWindow]:
     """Predict held-out panel haplotypes window by window, as the targets are imputed.
 
     The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
@@ -227,7 +229,7 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
     with the current weights and searched exactly, the queries' own samples excluded. With
     ``index_is_current`` the index's top ``k_keep`` are the copying states, as at imputation;
     otherwise its ``k_retrieve`` hits are re-scored, as in training
-    (:func:`vcfbert.predict.predict_window`).
+    (:func:`vcfbert.predict.predict_window`, ``threads`` batches at a time).
     """
     import faiss
 
@@ -248,7 +250,7 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
                                    arrays.ref_slots[haps],
                                    KeySearcher(index, device, never=chrom.second_copies(layout)),
                                    panel_haps=haps, batch_size=64, device=device,
-                                   index_is_current=index_is_current)
+                                   index_is_current=index_is_current, threads=threads)
             truth = arrays.ref_core[haps].astype(np.float32)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
             af = (arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)
@@ -320,7 +322,8 @@ def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
-                     final_mask: np.ndarray, *, device: str) -> tuple[np.ndarray, np.ndarray]:
+                     final_mask: np.ndarray, *, device: str, threads: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per variant of one chromosome, the conditional DR2 and the true r² over the held-out
     panel samples ``haps`` (int64 [2s], whole samples) imputed as the targets are
     (:func:`validation_windows`, copying states chosen as at imputation).
@@ -342,7 +345,8 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
     male = None if chrom.male is None else np.asarray(chrom.male, bool)[haps[0::2] // 2]
     for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
                                   device=device, cache=WindowArrayCache(capacity=4),
-                                  desc="DR2 calibration", index_is_current=True):
+                                  desc="DR2 calibration", index_is_current=True,
+                                  threads=threads):
         lo, hi = win.layout.core_start, win.layout.core_end
         region = None if chrom.haploid_variant is None else chrom.haploid_variant[lo:hi]
         use = (win.af > 0) & (win.af < 1)  # [s, n]
@@ -353,15 +357,18 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
 
 
 def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
-                  split_tsv: str, out: str, samples: int, device: str = "auto") -> Recalibration:
+                  split_tsv: str, out: str, samples: int, device: str = "auto",
+                  threads: int = 1) -> Recalibration:
     """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
     on ``samples`` validation samples (0: all) spread over the split, at the variants the
-    targets do not type, and write it to ``out``."""
+    targets do not type, and write it to ``out`` (``threads`` batches imputed at a time)."""
     from .atomic import sha256_file
     from .calibration import fit, save
 
     dev = pick_device(device)
     t0 = time.time()
+    if threads > 1:
+        cap_threads(1)  # one thread per batch
     model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
     model.eval()
     split = read_split(split_tsv)
@@ -378,7 +385,7 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
     for chrom, h, path in zip(chroms, haps, final_masks, strict=True):
         if h.size == 0:
             continue
-        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev)
+        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev, threads=threads)
         untyped = np.ones(x.size, bool)
         untyped[chrom.typed_index] = False
         xs.append(x[untyped])

@@ -305,6 +305,13 @@ def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, 
             np.testing.assert_allclose(fast, slow, atol=2e-5)
             assert fast_loo.shape == (qs.shape[0], layout.n_slots)
             np.testing.assert_allclose(fast_loo, slow_loo, atol=2e-5)
+            # batches on several threads: every row computed once, by the same function
+            par, par_loo = predict_window(model, layout, arrays, obs, chrom.position, qs,
+                                          searcher, panel_haps=panel_haps, batch_size=8,
+                                          fast=True, index_is_current=current, slot_loo=True,
+                                          threads=3)
+            np.testing.assert_allclose(par, fast, atol=1e-6)
+            np.testing.assert_allclose(par_loo, fast_loo, atol=1e-6)
 
 
 def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypatch):
