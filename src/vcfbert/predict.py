@@ -73,7 +73,7 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     site_af = np.asarray(site_af)
     if site_af.shape[0] > 1 and site_af.strides[0] == 0:
         site_af = site_af[:1]  # one row for all queries (the panel's frequencies, broadcast)
-    site_af = np.ascontiguousarray(site_af, np.float32)
+    site_af = np.array(site_af, np.float32)  # a writable copy (torch.from_numpy below)
     site_const, left, right, weight = model.head_first_layer(
         q_ctx, torch.from_numpy(site_af), geo.site_frac)
     head = HeadInputs(site_const=site_const.numpy(), left_proj=left.numpy(),
