@@ -12,4 +12,5 @@ with run_step(snakemake):
                         windows_tsv=list(inp.windows), final_masks=list(inp.final_masks),
                         split_tsv=inp.split, out=snakemake.output[0],
                         samples=int(snakemake.params.samples), device=snakemake.params.device,
-                        threads=int(snakemake.threads))
+                        threads=int(snakemake.threads),
+                        copying_states=int(snakemake.params.copying_states))

@@ -11,4 +11,5 @@ with run_step(snakemake):
                        targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
                        mask_h5=snakemake.input.mask, out=snakemake.output[0],
                        batch_size=int(snakemake.params.batch_size),
-                       device=snakemake.params.device, threads=int(snakemake.threads))
+                       device=snakemake.params.device, threads=int(snakemake.threads),
+                       copying_states=int(snakemake.params.copying_states))

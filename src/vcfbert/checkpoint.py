@@ -17,7 +17,7 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .errors import IntegrityError
+from .errors import InputError, IntegrityError
 from .model import ModelConfig, VcfBert
 
 FORMAT = "vcfbert-checkpoint"
@@ -66,10 +66,22 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return state
 
 
-def model_from_checkpoint(state: dict[str, Any]) -> VcfBert:
-    """Rebuild the model described by a loaded checkpoint, with its weights."""
+def model_from_checkpoint(state: dict[str, Any], copying_states: int = 0) -> VcfBert:
+    """Rebuild the model described by a loaded checkpoint, with its weights.
+
+    ``copying_states`` > 0 replaces the checkpoint's number of copying states (``k_keep``) for
+    inference (``impute.copying_states``; no weight depends on it: the switch prior is a
+    softmax over the candidates), and moves ``k_retrieve`` by as much; 0 keeps the trained
+    numbers.
+    """
     model = VcfBert(ModelConfig.from_dict(state["model_config"]))
     model.load_state_dict(state["model"])
+    if copying_states < 0:
+        raise InputError(f"impute.copying_states must be >= 0 (0: the model's own "
+                         f"{model.cfg.k_keep}), not {copying_states}")
+    if copying_states:
+        model.cfg.k_retrieve += copying_states - model.cfg.k_keep
+        model.cfg.k_keep = copying_states
     return model
 
 

@@ -34,10 +34,12 @@ log = logging.getLogger(__name__)
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],
                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str, out: str,
-                 batch_size: int = 64, device: str = "auto", threads: int = 1) -> None:
+                 batch_size: int = 64, device: str = "auto", threads: int = 1,
+                 copying_states: int = 0) -> None:
     """Impute the core sites of consecutive windows for every target haplotype, ``threads``
     batches of target haplotypes at a time (one Python thread each; torch's and FAISS's own
-    pools are then capped to one thread).
+    pools are then capped to one thread), with ``copying_states`` copying states (0: the
+    model's own; :func:`vcfbert.checkpoint.model_from_checkpoint`).
 
     Per window: the reference haplotypes' retrieval keys under the targets' typed sites are
     computed with the final model's key encoder (numpy, ~10 ms) and searched exactly
@@ -71,7 +73,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
             raise InputError(f"windows {window_ids} of {contig} are not consecutive")
     targets = read_targets(targets_h5)
     observed, _ = read_mask(mask_h5)
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     params = load_key_encoder(key_encoder)
     lo, hi = layouts[0].core_start, layouts[-1].core_end
     n_h = targets.haplotypes.shape[0]

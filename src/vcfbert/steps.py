@@ -303,7 +303,8 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
 
 def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
                   targets_h5: list[str], windows_tsv: list[str], final_masks: list[str],
-                  split_tsv: str, out: str, samples: int, device: str, threads: int = 1) -> None:
+                  split_tsv: str, out: str, samples: int, device: str, threads: int = 1,
+                  copying_states: int = 0) -> None:
     """The DR2 recalibration of the selected model, fitted on validation samples
     (:func:`vcfbert.train.calibrate_dr2`)."""
     from .train import calibrate_dr2 as run
@@ -311,12 +312,13 @@ def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
     chroms = [_chromosome(c, r, t, w) for c, r, t, w in
               zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
     run(checkpoint=model, chroms=chroms, final_masks=final_masks, split_tsv=split_tsv, out=out,
-        samples=samples, device=device, threads=threads)
+        samples=samples, device=device, threads=threads, copying_states=copying_states)
 
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
-                 mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1) -> None:
+                 mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1,
+                 copying_states: int = 0) -> None:
     from .impute import impute_chunk as run
     from .windows import impute_chunks, read_windows
 
@@ -326,7 +328,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
     run(checkpoint=checkpoint, key_encoder=key_encoder, contig=contig,
         window_ids=chunks[chunk], reference_h5=reference_h5, targets_h5=targets_h5,
         windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
-        device=device, threads=threads)
+        device=device, threads=threads, copying_states=copying_states)
 
 
 def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,

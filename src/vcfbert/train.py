@@ -358,10 +358,11 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
 
 def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
                   split_tsv: str, out: str, samples: int, device: str = "auto",
-                  threads: int = 1) -> Recalibration:
+                  threads: int = 1, copying_states: int = 0) -> Recalibration:
     """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
     on ``samples`` validation samples (0: all) spread over the split, at the variants the
-    targets do not type, and write it to ``out`` (``threads`` batches imputed at a time)."""
+    targets do not type, and write it to ``out`` (``threads`` batches imputed at a time, with
+    the imputation's ``copying_states``: 0, the model's own)."""
     from .atomic import sha256_file
     from .calibration import fit, save
 
@@ -369,7 +370,7 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
     t0 = time.time()
     if threads > 1:
         cap_threads(1)  # one thread per batch
-    model = model_from_checkpoint(load_checkpoint(checkpoint)).to(dev)
+    model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     model.eval()
     split = read_split(split_tsv)
     val_samples = set(split.loc[split["split"] == "val", "sample"])
@@ -394,6 +395,7 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
     n_windows = sum(len(c.windows) for c in chroms)
     cal = fit(np.concatenate(xs), np.concatenate(ys), np.concatenate(afs), source={
         "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
+        "copying_states": model.cfg.k_keep,
         "validation_samples": [int(h.size // 2) for h in haps],
         "contigs": [c.contig for c in chroms], "windows": n_windows,
         "seconds": round(time.time() - t0, 1)})

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from vcfbert.errors import IntegrityError
+from vcfbert.errors import InputError, IntegrityError
 from vcfbert.model import MASK, ModelConfig, VcfBert, WindowBatch
 
 
@@ -118,6 +118,24 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
     model.eval()
     again.eval()
     assert torch.equal(model(batch)[0], again(batch)[0])
+
+
+def test_copying_states_at_inference_replace_the_trained_number(tmp_path):
+    """impute.copying_states: more (or fewer) states than trained, same weights; the retrieval
+    margin (k_retrieve - k_keep) is kept; 0 keeps the checkpoint's; negative is refused."""
+    model = VcfBert(tiny_config())
+    save_checkpoint(tmp_path / "m.pt", model, epoch=0, step=0)
+    state = load_checkpoint(tmp_path / "m.pt")
+    k, margin = model.cfg.k_keep, model.cfg.k_retrieve - model.cfg.k_keep
+    same = model_from_checkpoint(state)
+    assert (same.cfg.k_keep, same.cfg.k_retrieve) == (k, k + margin)
+    more = model_from_checkpoint(state, copying_states=k + 5)
+    assert (more.cfg.k_keep, more.cfg.k_retrieve) == (k + 5, k + 5 + margin)
+    for a, b in zip(same.state_dict().values(), more.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert load_checkpoint(tmp_path / "m.pt")["model_config"]["k_keep"] == k  # file untouched
+    with pytest.raises(InputError, match="copying_states"):
+        model_from_checkpoint(state, copying_states=-1)
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
