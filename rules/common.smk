@@ -275,7 +275,7 @@ def phasing_threads(wildcards, input):
 
 def impute_threads(wildcards, input):
     """impute.threads: batches of target (or validation) haplotypes imputed at once."""
-    return int(config["impute"].get("threads", 1))
+    return int(config["impute"]["threads"])
 
 
 def training_threads(wildcards, input):

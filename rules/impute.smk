@@ -16,7 +16,7 @@ rule impute_chunk:
     params:
         batch_size=config["impute"]["batch_size"],
         windows_per_job=config["impute"]["windows_per_job"],
-        copying_states=config["impute"].get("copying_states", 0),
+        copying_states=config["impute"]["copying_states"],
         device=config["device"],
     log:
         "logs/impute/{chrom}.{chunk}.log",

@@ -85,7 +85,7 @@ rule calibrate_dr2:
         f"{RESULTS}/train/dr2_calibration.json",
     params:
         samples=config["train"]["dr2_calibration_samples"],
-        copying_states=config["impute"].get("copying_states", 0),
+        copying_states=config["impute"]["copying_states"],
         device=config["device"],
     log:
         "logs/train/calibrate_dr2.log",

@@ -78,7 +78,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     pattern_start = np.zeros(last - first + 2, np.int64)
     counts: list[np.ndarray] = []
     sites: list[np.ndarray] = []
-    for row, (j0, j1) in enumerate(zip(bounds[:-1], bounds[1:])):
+    for row, (j0, j1) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         n_patterns = 0
         if j1 > j0:
             alleles = ref_core[:, j0:j1]
@@ -109,8 +109,8 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
 def _one_query(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
-               pat_ptr, pat_site, mu, s, rho, prior, site_frac, site_interval,
-               interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi):
+               pat_ptr, pat_site, mu, s, rho, prior, site_frac, interval_start, loo_lo,
+               loo_hi, p_out, feat_out, loo_out):
     k = cand.shape[0]
     m = qtok.shape[0]
     n = site_frac.shape[0]
@@ -343,12 +343,12 @@ def _one_query(qtok, cand, valid, slot_alleles, first_interval, pattern_id, patt
 
 @numba.njit(cache=True, nogil=True)
 def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
-                 pat_ptr, pat_site, mu, s, rho, prior, site_frac, site_interval,
-                 interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi):
+                 pat_ptr, pat_site, mu, s, rho, prior, site_frac, interval_start, loo_lo,
+                 loo_hi, p_out, feat_out, loo_out):
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
-                   pattern_start, pat_ptr, pat_site, mu[b], s[b], rho[b], prior[b], site_frac, site_interval, interval_start, p_out[b], feat_out[b], loo_out[b],
-                   loo_lo, loo_hi)
+                   pattern_start, pat_ptr, pat_site, mu[b], s[b], rho[b], prior[b], site_frac,
+                   interval_start, loo_lo, loo_hi, p_out[b], feat_out[b], loo_out[b])
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
@@ -379,15 +379,14 @@ def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_rig
 @numba.njit(cache=True, nogil=True)
 def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, mu, s, rho, prior, site_frac,
-                      site_interval, interval_start, p_out, feat_out, loo_out, loo_lo, loo_hi,
-                      site_const, left_proj, right_proj, site_left, site_right, head_w,
-                      hidden_out, logit_out):
+                      interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out, site_const,
+                      left_proj, right_proj, site_left, site_right, head_w, hidden_out,
+                      logit_out):
     shared = site_const.shape[0] == 1
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, mu[b], s[b], rho[b], prior[b], site_frac,
-                   site_interval, interval_start, p_out[b], feat_out[b], loo_out[b], loo_lo,
-                   loo_hi)
+                   interval_start, loo_lo, loo_hi, p_out[b], feat_out[b], loo_out[b])
         _head_hidden(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
                      right_proj[b], site_left, site_right, head_w, hidden_out[b], logit_out[b])
 
@@ -418,20 +417,22 @@ def copy_head_inputs(head: HeadInputs, **kwargs
         (hidden float32 [b, n, hw], logit_copy float32 [b, n] the logit of the clamped copied
         probability, p_slot_loo float32 [b, m] as :func:`copy_features`).
     """
-    args, (b, n, m) = _kernel_args(**kwargs)
+    inputs, (p_out, feat_out, loo_out) = _kernel_args(**kwargs)
+    b, n = p_out.shape
     hw = head.weight.shape[0]
     hidden = np.empty((b, n, hw), np.float32)
     logit = np.empty((b, n), np.float32)
     if head.site_const.shape[0] not in (1, b) or head.site_const.shape[1:] != (n, hw):
         raise ValueError("copy_head_inputs: site_const must be [1 or b, n, hw]")
-    if args is None:
-        return hidden, logit, np.zeros((b, m), np.float32)
-    _all_queries_head(*args, np.ascontiguousarray(head.site_const, np.float32),
+    if inputs is None:
+        return hidden, logit, loo_out
+    _all_queries_head(*inputs, p_out, feat_out, loo_out,
+                      np.ascontiguousarray(head.site_const, np.float32),
                       np.ascontiguousarray(head.left_proj, np.float32),
                       np.ascontiguousarray(head.right_proj, np.float32),
                       np.asarray(head.site_left, np.int64), np.asarray(head.site_right, np.int64),
                       np.ascontiguousarray(head.weight, np.float32), hidden, logit)
-    return hidden, logit, args[18]
+    return hidden, logit, loo_out
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
@@ -472,33 +473,33 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
         (p_copy float32 [b, n] clamped to [1e-5, 1 - 1e-5], carriers float32 [b, n, 5],
         p_slot_loo float32 [b, m] leave-one-out ALT probability at each slot, unclamped).
     """
-    args, (b, n, m) = _kernel_args(query_tokens=query_tokens, cand_ids=cand_ids,
+    inputs, outputs = _kernel_args(query_tokens=query_tokens, cand_ids=cand_ids,
                                    ref_slots=ref_slots, ref_core=ref_core, mu=mu,
                                    emit_bonus=emit_bonus, rho=rho, prior=prior,
                                    site_interval=site_interval, site_frac=site_frac,
                                    tables=tables, loo_slots=loo_slots)
-    if args is None:
-        return (np.empty((b, n), np.float32), np.empty((b, n, 5), np.float32),
-                np.zeros((b, m), np.float32))
-    _all_queries(*args)
-    return args[16], args[17], args[18]
+    if inputs is not None:
+        _all_queries(*inputs, *outputs)
+    return outputs
 
 
 def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                  ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                  prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
                  tables: WindowTables | None = None, loo_slots: tuple[int, int] | None = None
-                 ) -> tuple[tuple | None, tuple[int, int, int]]:
-    """The kernel's positional arguments, outputs included (p_out, feat_out and loo_out are
-    16, 17 and 18), checked; None when there is nothing to compute (no slots, no sites).
-    Also (b, n, m)."""
+                 ) -> tuple[tuple | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(the kernel's input arguments, checked — None when there is nothing to compute: no
+    slots and no sites —, its outputs p_out float32 [b, n], feat_out [b, n, 5] and loo_out
+    [b, m] (zeros))."""
     b, k = cand_ids.shape
     n = site_interval.shape[0]
     m = query_tokens.shape[1]
     interval = np.asarray(site_interval, np.int64)
+    outputs = (np.empty((b, n), np.float32), np.empty((b, n, 5), np.float32),
+               np.zeros((b, m), np.float32))
     if m == 0:
         if n == 0:
-            return None, (b, n, m)
+            return None, outputs
         raise ValueError("copy_features needs m >= 1 slots when there are core sites")
     if (np.diff(interval) < 0).any():
         raise ValueError("copy_features needs the sites sorted by interval")
@@ -511,13 +512,11 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
             or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
         raise ValueError("copy_features: the window tables were built for other slots, sites "
                          "or haplotypes")
-    args = (np.ascontiguousarray(query_tokens, np.int8),
+    inputs = (np.ascontiguousarray(query_tokens, np.int8),
             np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
             tab.slot_alleles, tab.first_interval, tab.pattern_id, tab.pattern_start,
             tab.alt_ptr, tab.alt_site, np.ascontiguousarray(mu, np.float32),
             np.ascontiguousarray(emit_bonus, np.float32), np.ascontiguousarray(rho, np.float32),
             np.ascontiguousarray(prior, np.float32), np.ascontiguousarray(site_frac, np.float32),
-            interval, interval_start, np.empty((b, n), np.float32),
-            np.empty((b, n, 5), np.float32), np.zeros((b, m), np.float32),
-            *(loo_slots if loo_slots is not None else (0, m)))
-    return args, (b, n, m)
+            interval_start, *(loo_slots if loo_slots is not None else (0, m)))
+    return inputs, outputs

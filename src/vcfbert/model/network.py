@@ -237,13 +237,12 @@ class VcfBert(nn.Module):
                                  q_ctx.index_select(1, site_right), *site_in], -1)
             return self.copy_scale * logit_copy + self.out_head(head_in).squeeze(-1)
         # inference: the first layer is linear, so the two context parts are projected once
-        # per slot ([b, m, 2d]) and added at the sites in place (same function, ~1.5x faster)
-        first, act, last = self.out_head
-        d = q_ctx.shape[-1]
-        hidden = F.linear(torch.cat(site_in, -1), first.weight[:, 2 * d:], first.bias)
-        hidden += F.linear(q_ctx, first.weight[:, :d]).index_select(1, site_left)
-        hidden += F.linear(q_ctx, first.weight[:, d:2 * d]).index_select(1, site_right)
-        return self.copy_scale * logit_copy + last(act(hidden)).squeeze(-1)
+        # per slot ([b, m, hw]) and added at the sites (same function, ~1.5x faster)
+        site_const, left, right, weight = self.head_first_layer(q_ctx, site_af, site_frac)
+        hidden = site_const + F.linear(torch.cat(site_in[2:], -1), weight)
+        hidden += left.index_select(1, site_left)
+        hidden += right.index_select(1, site_right)
+        return self.logits_from_hidden(hidden, logit_copy)
 
     def head_first_layer(self, q_ctx: torch.Tensor, site_af: torch.Tensor,
                          site_frac: torch.Tensor
