@@ -1,6 +1,7 @@
 """cProfile of one imputation job (``impute_chunk``) of a finished workflow run, one thread.
 
     python bench/profile_impute.py bench/out/ooa_speed/speed.vcfbert --windows w0010 [--top 15]
+    python bench/profile_impute.py <run> --windows w0002,w0003 --threads 2   # wall time only
 
 Runs the job's function on the given windows twice (the first run compiles or loads the numba
 kernel from its cache, as every job but the first does), profiles the second and prints the
@@ -26,6 +27,9 @@ def main() -> None:
     ap.add_argument("--windows", default="w0010", help="comma-separated consecutive windows")
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--batch-size", type=int, default=32, help="target haplotypes per pass")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="batches at once (impute.threads); above 1 only the wall time is "
+                         "printed (cProfile sees the calling thread alone)")
     a = ap.parse_args()
     from vcfbert.runtime import cap_threads
 
@@ -42,18 +46,23 @@ def main() -> None:
                   targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
                   windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
                   mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.h5",
-                  batch_size=a.batch_size, device="cpu")
+                  batch_size=a.batch_size, device="cpu", threads=a.threads)
         impute_chunk(**kw)
-        prof = cProfile.Profile()
+        prof = cProfile.Profile() if a.threads == 1 else None
         t0 = time.perf_counter()
-        prof.runcall(impute_chunk, **kw)
+        if prof is not None:
+            prof.runcall(impute_chunk, **kw)
+        else:
+            impute_chunk(**kw)
         wall = time.perf_counter() - t0
     n_h = read_targets(str(r / f"ingest/{a.chrom}/targets.h5")).haplotypes.shape[0]
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(a.top)
-    print(out.getvalue())
+    if prof is not None:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(a.top)
+        print(out.getvalue())
     print(f"{len(windows)} window(s) x {n_h} target haplotypes: {wall:.2f} s, "
-          f"{1e3 * wall / (len(windows) * n_h):.2f} ms per haplotype-window (1 thread)")
+          f"{1e3 * wall / (len(windows) * n_h):.2f} ms per haplotype-window ({a.threads} "
+          f"thread{'' if a.threads == 1 else 's'})")
 
 
 if __name__ == "__main__":
