@@ -2,6 +2,7 @@
 
     python bench/profile_impute.py bench/out/ooa_speed/speed.vcfbert --windows w0010 [--top 15]
     python bench/profile_impute.py <run> --windows w0002,w0003 --threads 2   # wall time only
+    python bench/profile_impute.py <run> --windows w0002,w0003 --time-only   # 1 thread, no profile
 
 Runs the job's function on the given windows twice (the first run compiles or loads the numba
 kernel from its cache, as every job but the first does), profiles the second and prints the
@@ -30,6 +31,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="batches at once (impute.threads); above 1 only the wall time is "
                          "printed (cProfile sees the calling thread alone)")
+    ap.add_argument("--time-only", action="store_true", help="no profile: the wall time alone")
     a = ap.parse_args()
     from vcfbert.runtime import cap_threads
 
@@ -48,7 +50,7 @@ def main() -> None:
                   mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.h5",
                   batch_size=a.batch_size, device="cpu", threads=a.threads)
         impute_chunk(**kw)
-        prof = cProfile.Profile() if a.threads == 1 else None
+        prof = cProfile.Profile() if a.threads == 1 and not a.time_only else None
         t0 = time.perf_counter()
         if prof is not None:
             prof.runcall(impute_chunk, **kw)
