@@ -20,6 +20,33 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
+
+def describe_patterns(results: Path, chrom: str, windows: list[str]) -> None:
+    """Print, per window, how many distinct ALT-carrying allele patterns the copy kernel's
+    tables hold (:func:`vcfbert.model.copy_kernel.window_tables`) and the mean number of ALT
+    alleles per reference haplotype in the core: the work the pattern pooling saves."""
+    from vcfbert.data import Chromosome, WindowGeometry
+    from vcfbert.model.copy_kernel import window_tables
+    from vcfbert.windowdata import read_window_arrays
+
+    chromosome = Chromosome.load(chrom, str(results / f"ingest/{chrom}/reference.h5"),
+                                 str(results / f"ingest/{chrom}/targets.h5"),
+                                 str(results / f"windows/{chrom}.tsv"))
+    for wid in windows:
+        layout = chromosome.layout(wid)
+        arrays = read_window_arrays(str(results / f"ingest/{chrom}/reference.h5"), layout)
+        geo = WindowGeometry.of(layout, chromosome.position)
+        t = window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
+        rows = int((np.diff(np.searchsorted(geo.site_interval.numpy(),
+                                            np.arange(t.first_interval, t.first_interval
+                                                      + t.pattern_id.shape[0] + 1))) > 0).sum())
+        print(f"{wid}: {layout.n_sites} core sites in {rows} intervals, "
+              f"{t.alt_ptr.size - 1} ALT-carrying patterns ({(t.alt_ptr.size - 1) / rows:.0f} "
+              f"per interval) for {arrays.ref_core.shape[0]} haplotypes, "
+              f"{arrays.ref_core.sum(1).mean():.0f} ALT alleles per haplotype in the core")
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -62,6 +89,7 @@ def main() -> None:
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(a.top)
         print(out.getvalue())
+    describe_patterns(r, a.chrom, windows)
     print(f"{len(windows)} window(s) x {n_h} target haplotypes: {wall:.2f} s, "
           f"{1e3 * wall / (len(windows) * n_h):.2f} ms per haplotype-window ({a.threads} "
           f"thread{'' if a.threads == 1 else 's'})")
