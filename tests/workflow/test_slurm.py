@@ -222,14 +222,14 @@ def test_profile_on_real_slurm_and_failed_shard_rerun(cluster, tmp_path):
     windows = [line.split("\t")[0] for line in
                (tmp_path / "results/windows/20.tsv").read_text().splitlines()[1:]]
     built = {w for w in windows if (index / f"{w}.faiss").exists()}
-    assert built and "w0001" not in built
-    # shards whose key job was still running when the failure stopped the scheduling are not
-    # built either (how many depends on timing): the re-run must submit exactly those and w0001
+    # keep-going: every other shard of the epoch is built, whatever the timing (a job array
+    # once failed healthy siblings and deleted a finished shard's outputs: plugin issue #447)
+    assert built == set(windows) - {"w0001"}, (built, first.stdout[-3000:])
+    # the re-run submits the failed shard alone, then what depends on it
     second = run_profile(tmp_path, c, plugins, cfg)
     jobs = submitted(second.stdout + second.stderr)
     shards = [j for j in jobs if j.startswith("build_index") and "epoch=0" in j]
-    assert sorted(shards) == [f"build_index: epoch=0, chrom=20, window={w}" for w in windows
-                              if w not in built]
+    assert shards == ["build_index: epoch=0, chrom=20, window=w0001"]
     assert any(j.startswith("train_epoch") for j in jobs)
     assert (tmp_path / "results/imputed/20.vcf.gz").exists()
     assert (tmp_path / "results/evaluation/accuracy.tsv").exists()
