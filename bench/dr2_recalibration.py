@@ -1,15 +1,17 @@
 """DR2 of a finished run with and without the recalibration, against the true per-variant r².
 
-For a run directory of the workflow (``<run>/results``: the final model, the ligated
-probabilities ``results/impute/<chrom>.h5``), this
+For a run directory of the workflow (``<run>/results``: the final model, its stores, windows
+and final masks), this
 
 1. loads the run's ``results/train/dr2_calibration.json`` (``--calibration`` for another file),
    or, when there is none (a run made before the workflow fitted one), fits one on
    ``--fit-samples`` validation samples of the run's final model, as the workflow's
    ``calibrate_dr2`` rule does (:func:`vcfbert.train.calibrate_dr2`, written to ``--workdir``);
-2. recomputes from ``hap_prob`` the DR2 the writer computes (raw), the conditional DR2 (step 1
-   of :mod:`vcfbert.calibration`, no learned map) and the recalibrated DR2 ligation now
-   stores (typed variants keep the writer's);
+2. imputes the targets again, window by window, as the imputation jobs do
+   (:func:`vcfbert.impute.predict_cores`, observed alleles put back), and computes from the
+   haplotype probabilities the DR2 the writer computes (raw), the conditional DR2 (step 1
+   of :mod:`vcfbert.calibration`, no learned map) and the recalibrated DR2 the imputation
+   jobs write (typed variants keep the writer's);
 3. bins the untyped variants with a defined true r² by DR2 (10 bins of 0.1) and reports the
    mean DR2 and mean true r² per bin and mean |DR2 − true r²| over the bins, variant-weighted —
    as ``bench/calibration.py`` does — next to other methods' per-variant tables (``--compare``).
@@ -33,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
@@ -57,21 +58,34 @@ def binned(dr2: np.ndarray, true_r2: np.ndarray) -> tuple[pd.DataFrame, float]:
 
 
 def run_dr2(results: Path, contig: str, label: str, cal: calibration.Recalibration,
-            block: int = 2048) -> pd.DataFrame:
+            threads: int = 1) -> pd.DataFrame:
     """Per variant of one chromosome: position, REF, ALT, typed, DR2 raw, conditional and
-    recalibrated."""
-    table = read_variant_table(results / "ingest" / label / "reference.h5")
-    with h5py.File(results / "impute" / f"{label}.h5", "r") as h5:
-        ds = h5["hap_prob"]
-        n_v = ds.shape[1]
-        typed = h5["typed"][()]
-        male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
-        haploid = table["haploid"] if male is not None and male.any() else None
-        sums = np.zeros((len(calibration.SUM_ROWS), n_v))
-        for lo in range(0, n_v, block):
-            hi = min(n_v, lo + block)
-            sums[:, lo:hi] = calibration.dr2_sums(ds[:, lo:hi], male,
-                                                  None if haploid is None else haploid[lo:hi])
+    recalibrated, from the run's final model imputing its targets again."""
+    from vcfbert.impute import predict_cores
+    from vcfbert.io.h5store import read_targets
+    from vcfbert.vcf_pieces import core_dosages
+    from vcfbert.windows import read_windows
+
+    ref_h5 = str(results / "ingest" / label / "reference.h5")
+    tgt_h5 = str(results / "ingest" / label / "targets.h5")
+    windows_tsv = str(results / "windows" / f"{label}.tsv")
+    table = read_variant_table(ref_h5)
+    targets = read_targets(tgt_h5)
+    called = targets.site_called
+    n_v = table["position"].size
+    typed = np.zeros(n_v, bool)
+    sums = np.zeros((len(calibration.SUM_ROWS), n_v))
+    for lo, hi, probs, loo, loo_cols in predict_cores(
+            checkpoint=str(results / "train/model.pt"),
+            key_encoder=str(results / "train/model.keys.npz"), contig=contig,
+            window_ids=read_windows(windows_tsv)["window_id"].tolist(), reference_h5=ref_h5,
+            targets_h5=tgt_h5, windows_tsv=windows_tsv,
+            mask_h5=str(results / "masks" / label / "final.h5"), device="cpu",
+            threads=threads):
+        core = core_dosages(contig, table, targets, called, lo, hi, probs, loo, loo_cols, None)
+        male, region = core.haploid_cells(0, hi - lo)
+        typed[lo:hi] = core.typed
+        sums[:, lo:hi] = calibration.dr2_sums(core.hap_prob, male, region)
     raw = calibration.plain_dr2(sums)
     cond = np.where(typed, raw, calibration.conditional_dr2(sums))
     recal = np.where(typed, raw, cal.apply(calibration.conditional_dr2(sums), table["af"]))

@@ -74,7 +74,7 @@ def main() -> None:
                   reference_h5=str(r / f"ingest/{a.chrom}/reference.h5"),
                   targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
                   windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
-                  mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.h5",
+                  mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.vcf.gz",
                   batch_size=a.batch_size, device="cpu", threads=a.threads)
         impute_chunk(**kw)
         prof = cProfile.Profile() if a.threads == 1 and not a.time_only else None

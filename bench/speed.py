@@ -9,7 +9,7 @@ times, one after the other on the same machine:
   windows, the default training, imputation, VCF, evaluation, report plots);
 * ``vcfbert_impute`` — vcfbert's imputation given the trained model: the imputation outputs
   of that run are deleted and Snakemake re-makes them (retrieval keys and exact index per
-  window, imputation, ligation, the VCF); Snakemake's own start-up is included.
+  window, imputation and each job's VCF piece, the VCF); Snakemake's own start-up is included.
 * ``vcfbert_panel`` — a new batch with a trained panel (``snakemake trained_panel`` once after
   the workflow, its time printed apart), in a fresh directory as a user would run it:
   ``--config trained_panel=DIR target_vcf=...`` (target parsing and alignment, imputation, the

@@ -2,6 +2,7 @@
 import os
 import shlex
 import sys
+from types import SimpleNamespace
 
 import pandas as pd
 from snakemake.utils import validate
@@ -40,7 +41,6 @@ localrules:
     refresh_mask,
     init_model,
     select_model,
-    ligate,
     write_vcf,
     imputed_manifest,
     write_merged_vcf,
@@ -194,6 +194,16 @@ def chrom_chunks(pattern):
     def inner(wildcards):
         chunks = impute_chunks(windows_of(wildcards.chrom), int(config["impute"]["windows_per_job"]))
         return [pattern.format(chrom=wildcards.chrom, chunk=c) for c in chunks]
+
+    return inner
+
+
+def all_chunks(pattern):
+    """Every chromosome's imputation chunks, chromosome after chromosome."""
+
+    def inner(wildcards):
+        return [path for c in chromosomes()
+                for path in chrom_chunks(pattern)(SimpleNamespace(chrom=c))]
 
     return inner
 

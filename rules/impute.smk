@@ -1,5 +1,6 @@
-# Imputation of the targets: per chunk of consecutive windows, ligated per chromosome, one
-# indexed VCF per chromosome (and one for all of them with output.merged_vcf).
+# Imputation of the targets: per chunk of consecutive windows, each job writing its records
+# (a VCF piece); one indexed VCF per chromosome from its pieces (and one for all of them with
+# output.merged_vcf).
 
 
 rule impute_chunk:
@@ -11,12 +12,15 @@ rule impute_chunk:
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=WINDOWS_TSV,
         mask=f"{RESULTS}/masks/{{chrom}}/final.h5",
+        dr2_calibration=DR2_CALIBRATION or [],
     output:
-        f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5",
+        piece=f"{RESULTS}/impute/{{chrom}}/{{chunk}}.vcf.gz",
+        sidecar=f"{RESULTS}/impute/{{chrom}}/{{chunk}}.json",
     params:
         batch_size=config["impute"]["batch_size"],
         windows_per_job=config["impute"]["windows_per_job"],
         copying_states=config["impute"]["copying_states"],
+        format_fields=config.get("output", {}).get("format_fields", []),
         device=config["device"],
     log:
         "logs/impute/{chrom}.{chunk}.log",
@@ -33,30 +37,11 @@ rule impute_chunk:
         "../scripts/impute_chunk.py"
 
 
-rule ligate:
-    input:
-        chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
-        chunk_files=chrom_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.h5"),
-        reference=REFERENCE_H5,
-        targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
-        windows=WINDOWS_TSV,
-        dr2_calibration=DR2_CALIBRATION or [],
-    output:
-        f"{RESULTS}/impute/{{chrom}}.h5",
-    log:
-        "logs/impute/{chrom}.ligate.log",
-    benchmark:
-        "benchmarks/impute/{chrom}.ligate.tsv"
-    threads: 1
-    conda:
-        "../envs/vcfbert.yaml"
-    script:
-        "../scripts/ligate.py"
-
-
 rule write_vcf:
     input:
-        chromosomes=f"{RESULTS}/impute/{{chrom}}.h5",
+        pieces=chrom_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.vcf.gz"),
+        sidecars=chrom_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.json"),
+        targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         reference=REFERENCE_H5,
     output:
         vcf=f"{RESULTS}/imputed/{{chrom}}.vcf.gz",
@@ -67,7 +52,7 @@ rule write_vcf:
         "logs/impute/{chrom}.write_vcf.log",
     benchmark:
         "benchmarks/impute/{chrom}.write_vcf.tsv"
-    threads: 4  # BGZF compression threads (capped at --cores)
+    threads: 1  # copies the pieces' compressed bytes
     conda:
         "../envs/vcfbert.yaml"
     script:
@@ -92,7 +77,9 @@ rule imputed_manifest:
 
 rule write_merged_vcf:
     input:
-        chromosomes=per_chrom(f"{RESULTS}/impute/{{chrom}}.h5"),
+        pieces=all_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.vcf.gz"),
+        sidecars=all_chunks(f"{RESULTS}/impute/{{chrom}}/{{chunk}}.json"),
+        targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),
         reference=per_chrom(REFERENCE_H5),
     output:
         vcf=MERGED_VCF,
@@ -103,7 +90,7 @@ rule write_merged_vcf:
         "logs/impute/write_merged_vcf.log",
     benchmark:
         "benchmarks/impute/write_merged_vcf.tsv"
-    threads: 4
+    threads: 1
     conda:
         "../envs/vcfbert.yaml"
     script:

@@ -9,7 +9,9 @@ with run_step(snakemake):
                        windows_per_job=int(snakemake.params.windows_per_job),
                        reference_h5=snakemake.input.reference,
                        targets_h5=snakemake.input.targets, windows_tsv=snakemake.input.windows,
-                       mask_h5=snakemake.input.mask, out=snakemake.output[0],
+                       mask_h5=snakemake.input.mask, out=snakemake.output.piece,
                        batch_size=int(snakemake.params.batch_size),
                        device=snakemake.params.device, threads=int(snakemake.threads),
-                       copying_states=int(snakemake.params.copying_states))
+                       copying_states=int(snakemake.params.copying_states),
+                       dr2_calibration=snakemake.input.dr2_calibration or "",
+                       format_fields=list(snakemake.params.format_fields))

@@ -15,7 +15,7 @@ model's DR2 below the true r² (docs/model.md, "DR2 recalibration"), and each st
    male's one allele counted once); ``p'`` is the probability of ALT given both alleles
    present, for independent haplotypes, and stays in [0, 1]. DR2 is computed from ``p'`` by
    the usual formula (:func:`conditional_dr2`). ``p'`` is affine in ``p`` per variant, so the
-   whole computation runs on per-variant sums of ``p`` that ligation adds up block by block
+   whole computation runs on per-variant sums of ``p`` that add up over blocks of samples
    (:func:`dr2_sums`); the written dosages are untouched.
 2. **A learned map.** Per reference-panel MAF bin (:data:`vcfbert.evaluate.BIN_LABELS`), an
    increasing map from conditional DR2 to the true r², fitted by isotonic regression (pool

@@ -209,7 +209,7 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
         mean = d.mean()
         den = np.mean(eg2) - mean**2
         dr2 = float(np.clip((np.mean(d**2) - mean**2) / den, 0, 1)) if den > 1e-12 else 0.0
-        if chrom.dr2 is not None and np.isfinite(chrom.dr2[v]):  # recalibrated by ligation
+        if chrom.dr2 is not None and np.isfinite(chrom.dr2[v]):  # recalibrated (vcf_pieces)
             dr2 = float(np.clip(chrom.dr2[v], 0, 1))
         lines.append("\t".join([chrom.contig, str(chrom.position[v]), str(chrom.ids[v]),
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
@@ -261,6 +261,20 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
     return records(rows, fixed, extra, male, haploid_variant)
 
 
+def imputed_header(contigs: list[tuple[str, int | None]], samples: list[str], *,
+                   command: str | None = None, format_fields: tuple[str, ...] | list[str] = (),
+                   recalibrated: bool = False) -> list[str]:
+    """The imputed VCF's header lines, ``#CHROM`` line included: ``contigs`` (name, length or
+    None), the INFO fields (DR2 described as recalibrated when ``recalibrated``), GT:DS:GP and
+    the optional ``format_fields``."""
+    extra = check_format_fields(list(format_fields))
+    info = INFO_HEADER
+    if recalibrated:
+        info = [DR2_RECALIBRATED_HEADER if h == DR2_HEADER else h for h in info]
+    return (base_header(contigs, command=command or command_line()) + info + FORMAT_HEADER
+            + [OPTIONAL_FORMAT_HEADER[f] for f in extra] + [column_header(samples)])
+
+
 def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[ChromosomeDosages],
                       samples: list[str], *, contig_lengths: dict[str, int] | None = None,
                       command: str | None = None, threads: int = 1,
@@ -275,14 +289,10 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
     from tqdm import tqdm
 
     lengths = contig_lengths or {}
-    header = base_header([(c.contig, lengths.get(c.contig)) for c in chromosomes],
-                         command=command or command_line())
     extra = check_format_fields(list(format_fields))
-    info = INFO_HEADER
-    if any(c.dr2 is not None for c in chromosomes):
-        info = [DR2_RECALIBRATED_HEADER if h == DR2_HEADER else h for h in info]
-    header += info + FORMAT_HEADER + [OPTIONAL_FORMAT_HEADER[f] for f in extra]
-    header += [column_header(samples)]
+    header = imputed_header([(c.contig, lengths.get(c.contig)) for c in chromosomes], samples,
+                            command=command, format_fields=extra,
+                            recalibrated=any(c.dr2 is not None for c in chromosomes))
     block = max(1, cells_per_block // max(1, len(samples)))
     total = sum(int(c.position.shape[0]) for c in chromosomes)
     with BgzipVcfWriter(path, threads=threads) as w, \

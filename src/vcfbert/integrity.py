@@ -61,9 +61,9 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int,
 
     ``epochs`` are the training epoch labels whose index shards the configuration uses (``"0"``,
     ``"1"``, …). A shard of training epoch ``e`` counts as missing when
-    ``train/epoch_<e>/model.pt`` exists; an imputed chunk (``impute/<chrom>/c*.h5``, windows
-    grouped ``windows_per_job`` at a time) when the chromosome's ligated ``impute/<chrom>.h5``
-    exists. Chromosomes and windows are read from the tables of the previous run
+    ``train/epoch_<e>/model.pt`` exists; an imputed chunk's VCF piece or sidecar
+    (``impute/<chrom>/c*.vcf.gz`` / ``.json``, windows grouped ``windows_per_job`` at a time)
+    when the chromosome's imputed VCF ``imputed/<chrom>.vcf.gz`` exists. Chromosomes and windows are read from the tables of the previous run
     (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``); without them nothing has been built
     yet and nothing is reported. ``windows_tsv`` (a pattern with ``{chrom}``) points at the
     windows tables elsewhere (a trained panel's); default ``<results>/windows/{chrom}.tsv``.
@@ -85,7 +85,8 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int,
             if (base / "train" / f"epoch_{epoch}" / "model.pt").exists():
                 shards = [base / "epochs" / epoch / "index" / chrom / f"{w}.faiss" for w in windows]
                 missing += [s for s in shards if not (s.exists() and sidecar_path(s).exists())]
-        if (base / "impute" / f"{chrom}.h5").exists():
-            chunks = impute_chunks(windows, windows_per_job)
-            missing += [p for c in chunks if not (p := base / "impute" / chrom / f"{c}.h5").exists()]
+        if (base / "imputed" / f"{chrom}.vcf.gz").exists():
+            for c in impute_chunks(windows, windows_per_job):
+                piece = base / "impute" / chrom / f"{c}.vcf.gz"
+                missing += [p for p in (piece, piece.with_name(f"{c}.json")) if not p.exists()]
     return missing

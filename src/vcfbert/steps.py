@@ -318,7 +318,9 @@ def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
                  mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1,
-                 copying_states: int = 0) -> None:
+                 copying_states: int = 0, dr2_calibration: str = "",
+                 format_fields: list[str] | None = None) -> None:
+    """One chunk of consecutive windows imputed into its VCF piece (+ sidecar)."""
     from .impute import impute_chunk as run
     from .windows import impute_chunks, read_windows
 
@@ -328,29 +330,24 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
     run(checkpoint=checkpoint, key_encoder=key_encoder, contig=contig,
         window_ids=chunks[chunk], reference_h5=reference_h5, targets_h5=targets_h5,
         windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
-        device=device, threads=threads, copying_states=copying_states)
-
-
-def ligate(*, contig: str, reference_h5: str, targets_h5: str, windows_tsv: str,
-           chunk_files: list[str], out: str, dr2_calibration: str = "") -> None:
-    from .impute import ligate as run
-
-    run(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
-        windows_tsv=windows_tsv, chunk_files=chunk_files, out=out,
-        dr2_calibration=dr2_calibration)
+        device=device, threads=threads, copying_states=copying_states,
+        dr2_calibration=dr2_calibration, format_fields=format_fields or [])
 
 
 def _as_list(files: str | list[str]) -> list[str]:
     return [files] if isinstance(files, str) else list(files)
 
 
-def write_vcf(*, chromosome_files: str | list[str], reference_h5: str | list[str], out: str,
-              command: str, threads: int = 1, format_fields: list[str] | None = None) -> None:
-    """One imputed VCF for one chromosome, or for several (in the order given)."""
+def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str], reference_h5: str | list[str],
+              out: str, command: str, threads: int = 1,
+              format_fields: list[str] | None = None) -> None:
+    """One imputed VCF for one chromosome, or for several (in the order given), from the
+    imputation jobs' pieces."""
     from .impute import write_vcf as run
 
-    run(chromosome_files=_as_list(chromosome_files), reference_h5=_as_list(reference_h5),
-        out=out, command=command, threads=threads, format_fields=format_fields)
+    run(pieces=_as_list(pieces), targets_h5=_as_list(targets_h5),
+        reference_h5=_as_list(reference_h5), out=out, command=command, threads=threads,
+        format_fields=format_fields)
 
 
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:

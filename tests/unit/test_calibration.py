@@ -1,12 +1,11 @@
 """DR2 recalibration: the conditional DR2 against brute force and the writer's formula, the
-isotonic map, the file, and ligation's streamed DR2 (chrX males included)."""
+isotonic map, the file, and the recalibrated DR2 the imputation jobs write (chrX males included)."""
 
 from __future__ import annotations
 
 import itertools
 import json
 
-import h5py
 import numpy as np
 import pytest
 from data.vcfs import write_vcf
@@ -51,7 +50,7 @@ def test_conditioning_is_the_probability_given_both_alleles_present():
 
 @pytest.mark.parametrize("with_males", [False, True])
 def test_streamed_sums_give_the_writers_dr2_and_the_conditional_dr2(with_males):
-    """Summed over two blocks of samples as ligation does; the plain DR2 is the writer's
+    """Summed over two blocks of samples; the plain DR2 is the writer's
     (vcf_cells.site_stats), the conditional one the writer's formula on p' computed densely."""
     rng = np.random.default_rng(4)
     n_t, v = 9, 14
@@ -171,16 +170,17 @@ def test_json_round_trip_and_damaged_files(tmp_path):
         cal.load(path)
 
 
-def test_ligation_stores_the_recalibrated_dr2_of_untyped_variants(tmp_path):
-    """chrX with haploid males, streamed one sample at a time: ``dr2`` in the ligated file is
-    the map applied to the conditional DR2 computed densely with the writer's formula; NaN at
-    typed variants; the written VCF carries it (and says so in its header)."""
+def test_pieces_carry_the_recalibrated_dr2_of_untyped_variants(tmp_path):
+    """chrX with haploid males: the DR2 of a window's core (``core_dosages``) is the map
+    applied to the conditional DR2 computed densely with the writer's formula; NaN at typed
+    variants, where the observed alleles are put back; the VCF written from the pieces
+    carries it (and says so in its header)."""
     import cyvcf2
 
-    from vcfbert.impute import ligate
     from vcfbert.impute import write_vcf as write_imputed
     from vcfbert.ingest import parse_reference, parse_targets
     from vcfbert.io.h5store import read_targets, read_variant_table
+    from vcfbert.vcf_pieces import core_dosages, write_piece
     from vcfbert.windows import define_windows, write_windows
 
     rng = np.random.default_rng(7)
@@ -214,29 +214,29 @@ def test_ligation_stores_the_recalibrated_dr2_of_untyped_variants(tmp_path):
     hp = (rng.random((2 * n_t, n_var)) ** 4).astype(np.float32)  # mostly small
     hp[:, 0] = 1e-3
     hp[2, 0] = 0.4
-    files = []
-    for k, (lo, hi) in enumerate(zip(windows["core_start"], windows["core_end"], strict=True)):
-        path = tmp_path / f"c{k}.h5"
-        with h5py.File(path, "w") as h5:
-            h5.create_dataset("hap_prob", data=hp[:, lo:hi])
-            h5.attrs.update({"window_ids": windows["window_id"].iloc[k], "core_start": lo,
-                             "core_end": hi, "contig": "X"})
-        files.append(str(path))
     knots = [(np.array([0.0, 0.5, 1.0]), np.array([0.1, 0.8, 0.95])) for _ in BIN_LABELS]
     fitted = cal.Recalibration(knots=knots, groups=[np.zeros((0, 3))] * len(BIN_LABELS),
                                variants=np.full(len(BIN_LABELS), 300),
                                fitted=np.ones(len(BIN_LABELS), bool))
-    cal.save(fitted, tmp_path / "dr2_calibration.json")
-    ligate(contig="X", reference_h5=str(tmp_path / "r.h5"), targets_h5=str(tmp_path / "t.h5"),
-           windows_tsv=str(tmp_path / "w.tsv"), chunk_files=files, out=str(tmp_path / "X.h5"),
-           hap_rows=1, dr2_calibration=str(tmp_path / "dr2_calibration.json"))
-    with h5py.File(tmp_path / "X.h5") as h5:
-        dr2, typed, ligated = h5["dr2"][()], h5["typed"][()], h5["hap_prob"][()]
+    files, cores = [], []
+    called = targets.site_called
+    for k, (lo, hi) in enumerate(zip(windows["core_start"], windows["core_end"], strict=True)):
+        cores.append(core_dosages("X", table, targets, called, lo, hi, hp[:, lo:hi].copy(),
+                                  np.zeros((2 * n_t, 0), np.float32), np.zeros(0, int), fitted))
+        files.append(str(tmp_path / f"c{k}.vcf.gz"))
+        write_piece(files[-1], [cores[-1]], contig="X", core_start=lo, core_end=hi,
+                    samples=targets.sample_id, window_ids=[windows["window_id"].iloc[k]],
+                    dr2_recalibrated=True)
+    dr2 = np.concatenate([c.dr2 for c in cores])
+    typed = np.concatenate([c.typed for c in cores])
+    joined = np.concatenate([c.hap_prob for c in cores], axis=1)
     assert typed.sum() == len(typed_at) and np.isnan(dr2[typed]).all()
     male, region = targets.sample_haploid, table["haploid"]
     assert region[4:].all() and not region[:4].any()
     # a male's second haplotype at haploid variants is ignored (not a copy of his first here)
-    np.testing.assert_array_equal(ligated[:, ~typed], hp[:, ~typed])
+    seen = targets.haplotypes >= 0  # the observed alleles are put back
+    np.testing.assert_array_equal(joined[:, typed][seen], targets.haplotypes[seen])
+    np.testing.assert_array_equal(joined[:, ~typed], hp[:, ~typed])
     dense = site_stats(by_variant(conditioned_dense(hp, male, region)), male, region)[1]
     expect = fitted.apply(dense, table["af"])
     np.testing.assert_allclose(dr2[~typed], expect[~typed], rtol=1e-7, atol=1e-9)
@@ -245,11 +245,12 @@ def test_ligation_stores_the_recalibrated_dr2_of_untyped_variants(tmp_path):
                                     np.zeros(n_t, bool), np.zeros(n_var, bool))[1], table["af"])
     assert not np.allclose(wrong[~typed & region], expect[~typed & region], atol=1e-3)
     # the writer writes it (3 decimals) at IMP records, its own DR2 at TYPED ones
-    write_imputed(chromosome_files=[str(tmp_path / "X.h5")], reference_h5=[str(tmp_path / "r.h5")],
-                  out=str(tmp_path / "X.vcf.gz"), command="test")
+    write_imputed(pieces=files, targets_h5=[str(tmp_path / "t.h5")],
+                  reference_h5=[str(tmp_path / "r.h5")], out=str(tmp_path / "X.vcf.gz"),
+                  command="test")
     vcf = cyvcf2.VCF(str(tmp_path / "X.vcf.gz"))
     assert "recalibrated at IMP markers" in vcf.raw_header
-    own = site_stats(by_variant(ligated), male, region)[1]
+    own = site_stats(by_variant(joined), male, region)[1]
     for j, rec in enumerate(vcf):
         want = own[j] if typed[j] else dr2[j]
         assert rec.INFO["DR2"] == pytest.approx(float(f"{want:.3f}"), abs=1e-6), j

@@ -159,7 +159,7 @@ def direct_er2(loo: np.ndarray, calls: np.ndarray, male: np.ndarray,
 def test_er2_sums_over_sample_blocks_match_a_direct_computation():
     """Diploid samples, haploid males on chrX (outside the PAR: one allele, dose in [0, 1]),
     missing calls, unknown LOO values, a monomorphic and an all-missing site; summed over two
-    blocks of samples as ligation does."""
+    blocks of samples."""
     from vcfbert.imputed_vcf import empirical_r2, empirical_r2_sums
 
     rng = np.random.default_rng(9)

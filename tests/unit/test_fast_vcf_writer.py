@@ -72,7 +72,7 @@ def test_er2_on_typed_records_matches_reference_and_read_back(tmp_path):
 
 
 def test_dr2_override_matches_reference_and_read_back(tmp_path):
-    """A DR2 given per variant (ligation's recalibrated DR2) is written where it is finite,
+    """A DR2 given per variant (the recalibrated DR2) is written where it is finite,
     the DR2 computed from the probabilities elsewhere; fast and reference writers agree byte
     for byte, with haploid males too; the header says DR2 is recalibrated only then."""
     import dataclasses

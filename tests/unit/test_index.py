@@ -103,23 +103,24 @@ def test_missing_shards_only_where_the_consumer_exists(tmp_path):
             for ext in ("faiss", "json"):
                 _touch(r / f"epochs/{epoch}/index/chr20/{w}.{ext}")
     for c in ("c0000", "c0001"):  # 3 windows, 2 per job: chunks c0000 (2) and c0001 (1)
-        _touch(r / f"impute/chr20/{c}.h5")
+        for ext in ("vcf.gz", "json"):
+            _touch(r / f"impute/chr20/{c}.{ext}")
     epochs = ["0", "1"]
     assert missing_shards(r, epochs, 2) == []  # nothing consumed yet: nothing to repair
     (r / "epochs/0/index/chr20/w0001.faiss").unlink()
     (r / "epochs/1/index/chr20/w0000.json").unlink()
-    (r / "impute/chr20/c0001.h5").unlink()
+    (r / "impute/chr20/c0001.vcf.gz").unlink()
     # epoch 0 trained, epoch 1 not yet (its missing sidecar is the normal DAG's business)
     _touch(r / "train/epoch_0/model.pt")
     assert missing_shards(r, epochs, 2) == [r / "epochs/0/index/chr20/w0001.faiss"]
     _touch(r / "train/epoch_1/model.pt")
-    _touch(r / "impute/chr20.h5")
+    _touch(r / "imputed/chr20.vcf.gz")
     assert missing_shards(r, epochs, 2) == [r / "epochs/0/index/chr20/w0001.faiss",
                                             r / "epochs/1/index/chr20/w0000.faiss",
-                                            r / "impute/chr20/c0001.h5"]
+                                            r / "impute/chr20/c0001.vcf.gz"]
     # a frozen index uses epoch 0's shards only
     assert missing_shards(r, ["0"], 2) == [r / "epochs/0/index/chr20/w0001.faiss",
-                                           r / "impute/chr20/c0001.h5"]
+                                           r / "impute/chr20/c0001.vcf.gz"]
     # with 3 windows per job the one chunk c0000 exists: nothing imputed is missing
     assert missing_shards(r, ["0"], 3) == [r / "epochs/0/index/chr20/w0001.faiss"]
     assert missing_shards(tmp_path / "nothing", epochs, 2) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint
 from vcfbert.data import Chromosome, query_tokens
 from vcfbert.encode import encode_window, reference_keys
 from vcfbert.errors import IntegrityError
-from vcfbert.impute import impute_chunk, ligate
+from vcfbert.impute import impute_chunk, write_vcf
 from vcfbert.index import KeySearcher, build_index, flat_index
 from vcfbert.io.h5store import read_targets, store_samples
 from vcfbert.masks import epoch_mask, read_mask, write_mask
@@ -93,45 +94,147 @@ def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):
     assert not (tmp_path / "cut.partial" / "resume.pt").exists()
 
 
-def test_impute_chunks_and_ligate(prepared, tiny_stores, tmp_path):
-    d = prepared["d"]
-    chrom = prepared["chrom"]
-    wids = chrom.windows["window_id"].tolist()
-    chunks = impute_chunks(wids, 2)
-    assert len(chunks) == -(-len(wids) // 2) and sum(map(len, chunks.values())) == len(wids)
+def _impute_pieces(prepared, tiny_stores, out_dir, per_job, **kw):
+    d, chrom = prepared["d"], prepared["chrom"]
+    chunks = impute_chunks(chrom.windows["window_id"].tolist(), per_job)
     files = []
     for cid, members in chunks.items():
-        out = tmp_path / f"{cid}.h5"
+        out = out_dir / f"{cid}.vcf.gz"
         impute_chunk(checkpoint=str(d / "init.pt"),
                      key_encoder=keyencoder.companion_path(d / "init.pt"), contig="20",
                      window_ids=members, reference_h5=tiny_stores["ref"],
                      targets_h5=tiny_stores["tgt"], windows_tsv=tiny_stores["windows"],
-                     mask_h5=str(d / "final.h5"), out=str(out), batch_size=16, device="cpu")
+                     mask_h5=str(d / "final.h5"), out=str(out), batch_size=16, device="cpu",
+                     **kw)
         files.append(str(out))
-    ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
-           windows_tsv=tiny_stores["windows"], chunk_files=files, out=str(tmp_path / "c.h5"))
-    import h5py
+    return chunks, files
 
-    with h5py.File(tmp_path / "c.h5") as h5:
-        hp = h5["hap_prob"][()]
-        typed = h5["typed"][()]
-        assert "dr2" not in h5  # no calibration given: the writer computes every DR2
+
+def _body(path):
+    """The records of a bgzipped VCF (header dropped)."""
+    import gzip
+
+    return [x for x in gzip.open(path, "rt").read().splitlines() if not x.startswith("#")]
+
+
+def test_impute_chunks_write_pieces_that_make_the_vcf(prepared, tiny_stores, tmp_path):
+    """Each imputation job writes the finished records of its windows; the VCF is the header
+    and the pieces, whatever the grouping of windows into jobs; the pieces must tile the
+    chromosome, agree with the targets and fields asked for, and be intact."""
+    import cyvcf2
+
+    chrom = prepared["chrom"]
+    wids = chrom.windows["window_id"].tolist()
+    (tmp_path / "two").mkdir()
+    chunks, files = _impute_pieces(prepared, tiny_stores, tmp_path / "two", 2,
+                                   format_fields=["AP1", "AP2"])
+    assert len(chunks) == -(-len(wids) // 2) and sum(map(len, chunks.values())) == len(wids)
+    common = dict(targets_h5=[tiny_stores["tgt"]], reference_h5=[tiny_stores["ref"]],
+                  command="test")
+    vcf = tmp_path / "two.vcf.gz"
+    write_vcf(pieces=files[::-1], out=str(vcf), format_fields=["AP1", "AP2"], **common)
     targets = read_targets(tiny_stores["tgt"])
-    assert hp.shape == (targets.haplotypes.shape[0], chrom.position.size)
-    assert ((hp >= 0) & (hp <= 1)).all()
-    assert np.array_equal(hp[:, typed], targets.haplotypes.astype(np.float32))
-    # a few haplotypes at a time (what bounds memory for 10,000 targets): the same file
-    ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
-           windows_tsv=tiny_stores["windows"], chunk_files=files, out=str(tmp_path / "s.h5"),
-           hap_rows=3)
-    with h5py.File(tmp_path / "s.h5") as h5:
-        assert np.array_equal(h5["hap_prob"][()], hp)
-        loo_small_blocks, er2_small_blocks = h5["typed_loo_prob"][()], h5["er2"][()]
-    check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks)
+    reader = cyvcf2.VCF(str(vcf))
+    assert reader.samples == targets.sample_id
+    ap = np.array([np.stack([rec.format("AP1")[:, 0], rec.format("AP2")[:, 0]], 1).ravel()
+                   for rec in reader]).T  # [2T, V] at 3 decimals
+    assert ap.shape == (targets.haplotypes.shape[0], chrom.position.size)
+    assert ((ap >= 0) & (ap <= 1)).all()
+    typed = np.zeros(chrom.position.size, bool)
+    typed[targets.variant_ref_index] = True
+    np.testing.assert_array_equal(ap[:, typed], targets.haplotypes)  # the observed alleles
+    # ... the model's own probabilities elsewhere (written to 3 decimals)
+    d = prepared["d"]
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
+    observed = read_mask(d / "final.h5")[0]
+    layout, arrays, obs, keys = window_inputs(chrom, wids[1], observed, params)
+    cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+    probs = predict_window(model, layout, arrays, obs, chrom.position,
+                           targets.haplotypes[:, cols],
+                           KeySearcher(flat_index(keys), "cpu",
+                                       never=chrom.second_copies(layout)),
+                           batch_size=16, index_is_current=True)
+    core = ap[:, layout.core_start:layout.core_end]
+    untyped = ~typed[layout.core_start:layout.core_end]
+    np.testing.assert_allclose(core[:, untyped], probs[:, untyped], atol=5e-4 + 1e-6)
+    # one window per job: the same records
+    (tmp_path / "one").mkdir()
+    _, singles = _impute_pieces(prepared, tiny_stores, tmp_path / "one", 1,
+                                format_fields=["AP1", "AP2"])
+    write_vcf(pieces=singles, out=str(tmp_path / "one.vcf.gz"), format_fields=["AP1", "AP2"],
+              **common)
+    assert _body(tmp_path / "one.vcf.gz") == _body(vcf)
+    # what write_vcf refuses
     with pytest.raises(IntegrityError, match="cover every variant"):
-        ligate(contig="20", reference_h5=tiny_stores["ref"], targets_h5=tiny_stores["tgt"],
-               windows_tsv=tiny_stores["windows"], chunk_files=files[1:],
-               out=str(tmp_path / "bad.h5"))
+        write_vcf(pieces=files[1:], out=str(tmp_path / "bad.vcf.gz"),
+                  format_fields=["AP1", "AP2"], **common)
+    with pytest.raises(IntegrityError, match="FORMAT fields"):
+        write_vcf(pieces=files, out=str(tmp_path / "bad.vcf.gz"), **common)
+    raw = bytearray(Path(files[0]).read_bytes())
+    raw[40] ^= 0xFF  # one flipped byte inside the first compressed block
+    Path(files[0]).write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError, match="does not match its sidecar"):
+        write_vcf(pieces=files, out=str(tmp_path / "bad.vcf.gz"),
+                  format_fields=["AP1", "AP2"], **common)
+    assert not (tmp_path / "bad.vcf.gz").exists()
+
+
+def test_er2_of_the_pieces_is_the_loo_correlation(prepared, tiny_stores, tmp_path):
+    """INFO/ER2 is written on TYPED records where defined: the squared correlation of the
+    leave-one-out dose (predict_window's, the site's own emission divided out) with the
+    observed genotype, over samples with both alleles observed."""
+    import cyvcf2
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    _, files = _impute_pieces(prepared, tiny_stores, tmp_path, 2)
+    vcf = tmp_path / "imputed.vcf.gz"
+    write_vcf(pieces=files, targets_h5=[tiny_stores["tgt"]], reference_h5=[tiny_stores["ref"]],
+              out=str(vcf), command="test")
+    targets = read_targets(tiny_stores["tgt"])
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
+    observed = read_mask(d / "final.h5")[0]
+    loo = np.full(targets.haplotypes.shape, np.nan)
+    for wid in chrom.windows["window_id"]:
+        layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
+        cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+        _, window_loo = predict_window(model, layout, arrays, obs, chrom.position,
+                                       targets.haplotypes[:, cols],
+                                       KeySearcher(flat_index(keys)), batch_size=16,
+                                       index_is_current=True, slot_loo=True)
+        core = layout.core_slots
+        loo[:, cols[core]] = window_loo[:, core]
+    assert np.isfinite(loo).all()  # every typed site is in one core
+    calls = targets.haplotypes
+    expect = np.full(chrom.position.size, np.nan)
+    for j, v in enumerate(targets.variant_ref_index):
+        ok = (calls[0::2, j] >= 0) & (calls[1::2, j] >= 0)
+        x = (loo[0::2, j] + loo[1::2, j])[ok].astype(np.float64)
+        y = (calls[0::2, j] + calls[1::2, j])[ok].astype(np.float64)
+        if ok.sum() >= 2 and x.std() > 0 and y.std() > 0:
+            expect[v] = np.corrcoef(x, y)[0, 1] ** 2
+    typed = np.zeros(chrom.position.size, bool)
+    typed[targets.variant_ref_index] = True
+    assert np.isfinite(expect).sum() > 10 and np.isnan(expect[~typed]).all()
+    assert np.nanmean(expect) > 0.5  # leaving a typed site out, the copying HMM still finds it
+    reader = cyvcf2.VCF(str(vcf))
+    assert reader.get_header_type("ER2")["Number"] == "1"
+    written = np.array([rec.INFO.get("ER2", np.nan) for rec in reader], np.float64)
+    flags = np.array([rec.INFO.get("TYPED") is not None for rec in cyvcf2.VCF(str(vcf))])
+    np.testing.assert_array_equal(flags, typed)
+    np.testing.assert_array_equal(np.isnan(written), np.isnan(expect))
+    np.testing.assert_allclose(written, np.round(expect, 3), atol=1e-6)
+    import shutil  # not conftest.have: "conftest" may name tests/workflow's module under xdist
+    import subprocess
+
+    if shutil.which("bcftools"):
+        res = subprocess.run(["bcftools", "query", "-f", "%INFO/ER2\n", str(vcf)],
+                             capture_output=True, text=True, check=True)
+        text = res.stdout.split()
+        assert len(text) == chrom.position.size
+        got = np.array([np.nan if t == "." else float(t) for t in text])
+        np.testing.assert_allclose(got, np.round(expect, 3), atol=1e-6)
 
 
 def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
@@ -192,77 +295,6 @@ def window_inputs(chrom, wid, observed, params):
     keys = keyencoder.encode_keys(params, query_tokens(arrays.ref_slots, obs),
                                   layout.slot_core_dist)
     return layout, arrays, obs, keys
-
-
-def check_er2(tmp_path, files, tiny_stores, prepared, loo_small_blocks, er2_small_blocks):
-    """The leave-one-out probabilities of the ligated file are predict_window's at the typed
-    sites of each window's core; ER2 in the file and in the written VCF is the squared
-    correlation of the LOO dose with the observed genotype, computed here directly."""
-    import h5py
-
-    from vcfbert.impute import write_vcf
-
-    d = prepared["d"]
-    chrom = prepared["chrom"]
-    with h5py.File(tmp_path / "c.h5") as h5:
-        loo = h5["typed_loo_prob"][()]
-        er2 = h5["er2"][()]
-        typed = h5["typed"][()]
-        assert np.array_equal(h5["typed_variant_index"][()], chrom.typed_index)
-    targets = read_targets(tiny_stores["tgt"])
-    assert loo.shape == targets.haplotypes.shape and np.isfinite(loo).all()
-    np.testing.assert_array_equal(loo, loo_small_blocks)  # 3 haplotypes at a time: the same
-    np.testing.assert_array_equal(er2, er2_small_blocks)
-    # the windows' own LOO at their core's typed sites
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
-    params = keyencoder.load(keyencoder.companion_path(d / "init.pt"))
-    observed = read_mask(d / "final.h5")[0]
-    for wid in chrom.windows["window_id"][:2]:
-        layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
-        cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
-        _, window_loo = predict_window(model, layout, arrays, obs, chrom.position,
-                                       targets.haplotypes[:, cols],
-                                       KeySearcher(flat_index(keys)), batch_size=16,
-                                       index_is_current=True, slot_loo=True)
-        core = layout.site_slot[layout.site_slot >= 0]
-        assert core.size > 0
-        np.testing.assert_allclose(loo[:, cols[core]], window_loo[:, core], atol=1e-6)
-    # ER2 directly: per typed site, over samples with both alleles observed
-    calls = targets.haplotypes
-    expect = np.full(chrom.position.size, np.nan)
-    for j, v in enumerate(targets.variant_ref_index):
-        ok = (calls[0::2, j] >= 0) & (calls[1::2, j] >= 0)
-        x = (loo[0::2, j] + loo[1::2, j])[ok].astype(np.float64)
-        y = (calls[0::2, j] + calls[1::2, j])[ok].astype(np.float64)
-        if ok.sum() >= 2 and x.std() > 0 and y.std() > 0:
-            expect[v] = np.corrcoef(x, y)[0, 1] ** 2
-    assert np.isfinite(expect).sum() > 10 and np.isnan(expect[~typed]).all()
-    np.testing.assert_allclose(er2, expect, atol=1e-5)
-    assert np.nanmean(er2) > 0.5  # leaving a typed site out, the copying HMM still finds it
-    # ... and in the VCF: 3 decimals on TYPED records where defined, nowhere else
-    vcf = tmp_path / "imputed.vcf.gz"
-    write_vcf(chromosome_files=[str(tmp_path / "c.h5")], reference_h5=[tiny_stores["ref"]],
-              out=str(vcf), command="test")
-    import cyvcf2
-
-    reader = cyvcf2.VCF(str(vcf))
-    assert reader.get_header_type("ER2")["Number"] == "1"
-    written = np.array([rec.INFO.get("ER2", np.nan) for rec in reader], np.float64)
-    flags = np.array([rec.INFO.get("TYPED") is not None for rec in cyvcf2.VCF(str(vcf))])
-    np.testing.assert_array_equal(flags, typed)
-    np.testing.assert_array_equal(np.isnan(written), np.isnan(expect))
-    np.testing.assert_allclose(written, np.round(expect, 3), atol=1e-6)
-    import shutil  # not conftest.have: "conftest" may name tests/workflow's module under xdist
-    import subprocess
-
-    if shutil.which("bcftools"):
-
-        res = subprocess.run(["bcftools", "query", "-f", "%INFO/ER2\n", str(vcf)],
-                             capture_output=True, text=True, check=True)
-        text = res.stdout.split()
-        assert len(text) == chrom.position.size
-        got = np.array([np.nan if t == "." else float(t) for t in text])
-        np.testing.assert_allclose(got, np.round(expect, 3), atol=1e-6)
 
 
 @pytest.mark.parametrize("k_retrieve", [None, 24])

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 # what a batch imputed with a trained panel may run: nothing that trains, encodes or indexes
 PANEL_RULES = {"verify_trained_panel", "list_chromosomes", "phase_targets", "parse_targets",
-               "refresh_mask", "impute_chunk", "ligate", "write_vcf", "imputed_manifest",
+               "refresh_mask", "impute_chunk", "write_vcf", "imputed_manifest",
                "evaluate",
                "plot_accuracy", "plot_training", "plot_qc", "all"}
 

@@ -77,6 +77,13 @@ class BgzfWriter:
         while len(self._pending) > self._max_pending:
             self._fh.write(self._pending.popleft().result())
 
+    def write_members(self, data: bytes | memoryview) -> None:
+        """Append complete BGZF members (e.g. another BGZF file's bytes without its EOF
+        member) after everything written so far: the text not yet in a block is closed into
+        its own block first, so the members start on a block boundary."""
+        self._flush(final=False)
+        self._fh.write(data)
+
     def _flush(self, *, final: bool) -> None:
         if self._buf:
             self._submit(bytes(self._buf))

@@ -77,6 +77,13 @@ class BgzipVcfWriter:
         if data:
             self._fh.write(data)
 
+    def write_members(self, data: bytes | memoryview) -> None:
+        """Append complete BGZF members (records another job compressed; see
+        :meth:`vcfbert.io.bgzf.BgzfWriter.write_members`)."""
+        if not self.compress:
+            raise ValueError("BGZF members can only go into a compressed file")
+        self._fh.write_members(data)
+
     def close(self) -> None:
         self._fh.close()
         if self.index:

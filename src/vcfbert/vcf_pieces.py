@@ -1,0 +1,242 @@
+"""The imputed VCF in pieces: each imputation job writes the finished records of its own
+windows, and the chromosome's VCF is a header followed by those pieces, byte for byte.
+
+An imputation job (``results/impute/{chrom}/{chunk}``) holds every target sample for a run
+of consecutive window cores, so it has all it needs to write their final records: the
+observed alleles put back at typed sites, INFO/ER2 from the leave-one-out probabilities,
+INFO/DR2 (recalibrated when a calibration is given) and every FORMAT cell. It writes them as a
+BGZF file without a header (``{chunk}.vcf.gz``, a whole number of BGZF members and the EOF
+member) and a JSON sidecar (``{chunk}.json``: the variant range, the samples, the FORMAT
+fields, the piece's size and SHA-256). Formatting and compression so run in the parallel
+imputation jobs (on a cluster, on as many nodes); what is left for the chromosome is
+:func:`concatenate`: check that the pieces tile its variants once, with the same samples and
+fields, write the header and copy the pieces' compressed bytes (no decompression), then index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .atomic import atomic_path, sha256_file, write_text_atomic
+from .errors import IntegrityError
+
+if TYPE_CHECKING:
+    from .calibration import Recalibration
+    from .imputed_vcf import ChromosomeDosages
+    from .io.bgzf import BgzfWriter
+    from .io.h5store import TargetSet
+    from .io.vcf_writer import BgzipVcfWriter
+
+PIECE_FORMAT = "vcfbert-imputed-vcf-piece"
+PIECE_VERSION = 1
+
+
+def sidecar_path(piece: str | os.PathLike[str]) -> Path:
+    """``c0000.json`` beside ``c0000.vcf.gz``."""
+    p = Path(piece)
+    name = p.name[:-len(".vcf.gz")] if p.name.endswith(".vcf.gz") else p.stem
+    return p.with_name(f"{name}.json")
+
+
+def samples_digest(samples: list[str]) -> str:
+    """SHA-256 of the sample names in order (pieces of one VCF must agree on it)."""
+    return hashlib.sha256("\n".join(samples).encode("utf-8")).hexdigest()
+
+
+def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
+                 called: np.ndarray, lo: int, hi: int, probs: np.ndarray, loo: np.ndarray,
+                 loo_cols: np.ndarray, calibration: Recalibration | None) -> ChromosomeDosages:
+    """What the writer needs for reference variants ``lo:hi`` (one window's core).
+
+    Args:
+        contig: the contig name written in the records.
+        table: the reference's variant table (:func:`vcfbert.io.h5store.read_variant_table`).
+        targets: the aligned targets (``haplotypes`` int8 [2T, M] at their M sites).
+        called: bool [M] target sites with a called allele (``targets.site_called``).
+        probs: float32 [2T, hi - lo] imputed ALT probabilities; the observed alleles are put
+            back at typed sites in place.
+        loo: float32 [2T, j] leave-one-out ALT probabilities at target sites ``loo_cols``
+            int [j] (indices into the M target sites); target sites of the core without one
+            get no ER2.
+        calibration: the DR2 recalibration, or None (the writer then computes DR2 from the
+            probabilities, as for typed variants).
+
+    Returns:
+        the :class:`vcfbert.imputed_vcf.ChromosomeDosages` of the core: INFO/ER2 at typed
+        variants, INFO/DR2 recalibrated at untyped ones (NaN elsewhere).
+    """
+    from .calibration import conditional_dr2, dr2_sums
+    from .imputed_vcf import ChromosomeDosages, empirical_r2, empirical_r2_sums
+
+    n = hi - lo
+    cols = targets.variant_ref_index
+    a, b = (int(x) for x in np.searchsorted(cols, [lo, hi]))
+    at = cols[a:b] - lo
+    obs = targets.haplotypes[:, a:b]
+    probs[:, at] = np.where(obs >= 0, obs.astype(np.float32), probs[:, at])
+    n_t = targets.haplotypes.shape[0] // 2
+    male = (np.zeros(n_t, bool) if targets.sample_haploid is None
+            else np.asarray(targets.sample_haploid, bool))
+    haploid = np.asarray(table["haploid"][lo:hi], bool) & bool(male.any())
+    typed = np.zeros(n, bool)
+    typed[at] = called[a:b]
+    er2 = np.full(n, np.nan)
+    if b > a:
+        loo_core = np.full((obs.shape[0], b - a), np.nan, np.float32)
+        inside = (loo_cols >= a) & (loo_cols < b)
+        loo_core[:, loo_cols[inside] - a] = loo[:, inside]
+        sums = empirical_r2_sums(loo_core, obs, male, haploid[at])
+        er2[at] = np.where(called[a:b], empirical_r2(sums), np.nan)
+    dr2 = None
+    if calibration is not None:
+        dr2 = calibration.apply(conditional_dr2(dr2_sums(probs, male, haploid)),
+                                table["af"][lo:hi])
+        dr2[typed] = np.nan
+    return ChromosomeDosages(contig=contig, position=table["position"][lo:hi],
+                             alleles=table["alleles"][lo:hi], ids=table["ids"][lo:hi],
+                             hap_prob=probs, typed=typed, haploid_samples=male,
+                             haploid_variants=table["haploid"][lo:hi], er2=er2, dr2=dr2)
+
+
+def write_records(writer: BgzfWriter, dosages: ChromosomeDosages, extra: tuple[str, ...],
+                  cells_per_block: int = 4_000_000) -> int:
+    """Format every record of ``dosages`` into ``writer``, ``cells_per_block`` sample x
+    variant cells at a time; returns the number of records."""
+    from .imputed_vcf import format_records
+
+    n = int(dosages.position.shape[0])
+    block = max(1, cells_per_block // max(1, dosages.hap_prob.shape[0] // 2))
+    for lo in range(0, n, block):
+        writer.write(format_records(dosages, lo, min(n, lo + block), extra))
+    return n
+
+
+def write_piece(out: str | os.PathLike[str], cores: Iterable[ChromosomeDosages], *,
+                contig: str, core_start: int, core_end: int, samples: list[str],
+                window_ids: list[str], format_fields: tuple[str, ...] | list[str] = (),
+                dr2_recalibrated: bool = False, threads: int = 1) -> Piece:
+    """Write the records of consecutive ``cores`` (variants ``core_start:core_end`` of
+    ``contig``, in order) into the piece ``out`` (atomically, compressed on ``threads``
+    threads while the next core is computed), then its sidecar; returns what the sidecar
+    says."""
+    from .imputed_vcf import check_format_fields
+    from .io.bgzf import BgzfWriter
+
+    extra = check_format_fields(list(format_fields))
+    records = 0
+    with atomic_path(out) as tmp:
+        writer = BgzfWriter(tmp, threads=threads)
+        try:
+            for dosages in cores:
+                records += write_records(writer, dosages, extra)
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        if records != core_end - core_start:
+            raise ValueError(f"{records} records written for variants {core_start}:{core_end}")
+    piece = Piece(path=Path(out), contig=contig, core_start=int(core_start),
+                  core_end=int(core_end), samples_sha256=samples_digest(samples),
+                  n_samples=len(samples), format_fields=list(extra),
+                  dr2_recalibrated=bool(dr2_recalibrated),
+                  piece_bytes=os.path.getsize(out), piece_sha256=sha256_file(out),
+                  window_ids=list(window_ids))
+    write_sidecar(piece)
+    return piece
+
+
+@dataclasses.dataclass
+class Piece:
+    """One piece and what its sidecar says about it."""
+
+    path: Path
+    contig: str
+    core_start: int
+    core_end: int
+    samples_sha256: str
+    n_samples: int
+    format_fields: list[str]
+    dr2_recalibrated: bool
+    piece_bytes: int
+    piece_sha256: str
+    window_ids: list[str]
+
+    def fields(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
+
+
+def write_sidecar(piece: Piece) -> None:
+    """The JSON sidecar of a finished piece (written after it)."""
+    write_text_atomic(sidecar_path(piece.path), json.dumps(
+        {"format": PIECE_FORMAT, "format_version": PIECE_VERSION, **piece.fields()},
+        indent=1, sort_keys=True) + "\n")
+
+
+def read_piece(path: str | os.PathLike[str]) -> Piece:
+    """A piece with its sidecar; IntegrityError when the sidecar is missing or foreign."""
+    side = sidecar_path(path)
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as e:
+        raise IntegrityError(f"{side}: unreadable sidecar of {path} ({e}); delete both and "
+                             "re-run the workflow to impute that chunk again") from e
+    if meta.get("format") != PIECE_FORMAT or meta.get("format_version") != PIECE_VERSION:
+        raise IntegrityError(f"{side}: not a vcfbert {PIECE_FORMAT} v{PIECE_VERSION} sidecar; "
+                             "delete results/impute and re-run the workflow")
+    names = [f.name for f in dataclasses.fields(Piece) if f.name != "path"]
+    return Piece(path=Path(path), **{k: meta[k] for k in names})
+
+
+def check_tiling(contig: str, n_variants: int, pieces: list[Piece]) -> list[Piece]:
+    """The pieces of one chromosome in order; IntegrityError unless they cover its
+    ``n_variants`` variants exactly once."""
+    ordered = sorted(pieces, key=lambda p: p.core_start)
+    at = 0
+    for p in ordered:
+        if p.contig != contig:
+            raise IntegrityError(f"{p.path}: a piece of {p.contig}, given for {contig}")
+        if p.core_start != at:
+            raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant "
+                                 f"exactly once ({p.path} starts at variant {p.core_start}, "
+                                 f"expected {at}); delete results/impute/ and re-run")
+        at = p.core_end
+    if at != n_variants:
+        raise IntegrityError(f"{contig}: the imputed chunks do not cover every variant exactly "
+                             f"once (they end at variant {at} of {n_variants}); delete "
+                             "results/impute/ and re-run")
+    return ordered
+
+
+def copy_piece(piece: Piece, writer: BgzipVcfWriter, chunk: int = 1 << 20) -> None:
+    """Append the piece's BGZF members (all but its EOF member) to ``writer``, checking its
+    size and SHA-256 against the sidecar on the way."""
+    from .io.bgzf import EOF_BLOCK
+
+    size = piece.path.stat().st_size
+    if size != piece.piece_bytes:
+        raise IntegrityError(f"{piece.path}: {size} bytes, its sidecar says "
+                             f"{piece.piece_bytes}; delete it and re-run the workflow")
+    digest = hashlib.sha256()
+    body = size - len(EOF_BLOCK)
+    with open(piece.path, "rb") as fh:
+        left = body
+        while left > 0:
+            data = fh.read(min(chunk, left))
+            if not data:
+                break
+            digest.update(data)
+            writer.write_members(data)
+            left -= len(data)
+        tail = fh.read()
+    digest.update(tail)
+    if tail != EOF_BLOCK or digest.hexdigest() != piece.piece_sha256:
+        raise IntegrityError(f"{piece.path}: does not match its sidecar (truncated or "
+                             "changed); delete it and re-run the workflow")
