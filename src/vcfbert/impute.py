@@ -98,9 +98,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
     ``threads`` batches of target haplotypes at a time (one Python thread each; torch's and
     FAISS's own pools are then capped to one thread); the piece is compressed on as many
-    threads, behind the imputation. Each core's records are formatted and handed to the
-    compressor before the next window, so memory holds one window's output at a time,
-    whatever the number of windows. ``dr2_calibration`` (a :mod:`vcfbert.calibration` file;
+    threads, behind the imputation. Each core's records are formatted on a thread of their
+    own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
+    memory holds at most two windows' outputs, whatever the number of windows. ``dr2_calibration`` (a :mod:`vcfbert.calibration` file;
     "" for none) recalibrates the DR2 of untyped variants; ``format_fields``: the optional
     FORMAT fields (HDS, AP1, AP2).
     """
@@ -124,25 +124,25 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                 targets_h5=targets_h5, windows_tsv=windows_tsv,
                                 mask_h5=mask_h5, batch_size=batch_size, device=device,
                                 threads=threads, copying_states=copying_states)
-    er2_sites = 0
+    er2_sites = []
 
-    def cores() -> Iterator[ChromosomeDosages]:
-        nonlocal er2_sites
-        for lo, hi, probs, loo, loo_cols in predictions:
-            dosages = core_dosages(contig, table, targets, called, lo, hi, probs, loo,
-                                   loo_cols, calibration)
-            er2_sites += int(np.isfinite(dosages.er2).sum())
-            yield dosages
+    def prepare(prediction: tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
+                ) -> ChromosomeDosages:
+        lo, hi, probs, loo, loo_cols = prediction
+        dosages = core_dosages(contig, table, targets, called, lo, hi, probs, loo, loo_cols,
+                               calibration)
+        er2_sites.append(int(np.isfinite(dosages.er2).sum()))
+        return dosages
 
     cores_of = read_windows(windows_tsv).set_index("window_id")
     lo = int(cores_of.loc[window_ids[0], "core_start"])
     hi = int(cores_of.loc[window_ids[-1], "core_end"])
-    write_piece(out, cores(), contig=contig, core_start=lo, core_end=hi,
+    write_piece(out, predictions, prepare, contig=contig, core_start=lo, core_end=hi,
                 samples=targets.sample_id, window_ids=window_ids, format_fields=extra,
                 dr2_recalibrated=calibration is not None, threads=threads)
     log.info("%s %s..%s: %d haplotypes x %d sites (ER2 at %d typed sites%s) in %.2f s "
              "(%d thread%s)", contig, window_ids[0], window_ids[-1],
-             targets.haplotypes.shape[0], hi - lo, er2_sites,
+             targets.haplotypes.shape[0], hi - lo, sum(er2_sites),
              ", DR2 recalibrated" if calibration is not None else
              "; no DR2 calibration given: DR2 uncalibrated", time.time() - t0, threads,
              "" if threads == 1 else "s")

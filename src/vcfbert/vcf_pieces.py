@@ -19,9 +19,9 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .io.h5store import TargetSet
     from .io.vcf_writer import BgzipVcfWriter
 
+T = TypeVar("T")
 PIECE_FORMAT = "vcfbert-imputed-vcf-piece"
 PIECE_VERSION = 1
 
@@ -119,30 +120,48 @@ def write_records(writer: BgzfWriter, dosages: ChromosomeDosages, extra: tuple[s
     return n
 
 
-def write_piece(out: str | os.PathLike[str], cores: Iterable[ChromosomeDosages], *,
-                contig: str, core_start: int, core_end: int, samples: list[str],
-                window_ids: list[str], format_fields: tuple[str, ...] | list[str] = (),
+def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
+                prepare: Callable[[T], ChromosomeDosages], *, contig: str, core_start: int,
+                core_end: int, samples: list[str], window_ids: list[str],
+                format_fields: tuple[str, ...] | list[str] = (),
                 dr2_recalibrated: bool = False, threads: int = 1) -> Piece:
-    """Write the records of consecutive ``cores`` (variants ``core_start:core_end`` of
-    ``contig``, in order) into the piece ``out`` (atomically, compressed on ``threads``
-    threads while the next core is computed), then its sidecar; returns what the sidecar
-    says."""
+    """Write the records of consecutive cores (variants ``core_start:core_end`` of
+    ``contig``, in order) into the piece ``out`` (atomically), then its sidecar; returns what
+    the sidecar says.
+
+    ``cores`` yields one item per core (e.g. the model's predictions, computed as the
+    iterator advances); ``prepare`` turns an item into the core's
+    :class:`vcfbert.imputed_vcf.ChromosomeDosages`. Preparing and formatting a core run on
+    a thread of their own while the iterator computes the next one (at most one core waits),
+    and the BGZF blocks are compressed on ``threads`` threads behind them: the imputation
+    never stops for the writing.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from .imputed_vcf import check_format_fields
     from .io.bgzf import BgzfWriter
 
     extra = check_format_fields(list(format_fields))
-    records = 0
+    written = []
     with atomic_path(out) as tmp:
         writer = BgzfWriter(tmp, threads=threads)
         try:
-            for dosages in cores:
-                records += write_records(writer, dosages, extra)
+            with ThreadPoolExecutor(1, thread_name_prefix="piece") as pool:
+                pending: Future | None = None
+                for item in cores:
+                    if pending is not None:
+                        written.append(pending.result())
+                    pending = pool.submit(
+                        lambda it: write_records(writer, prepare(it), extra), item)
+                if pending is not None:
+                    written.append(pending.result())
             writer.close()
         except BaseException:
             writer.abort()
             raise
-        if records != core_end - core_start:
-            raise ValueError(f"{records} records written for variants {core_start}:{core_end}")
+        if sum(written) != core_end - core_start:
+            raise ValueError(f"{sum(written)} records written for variants "
+                             f"{core_start}:{core_end}")
     piece = Piece(path=Path(out), contig=contig, core_start=int(core_start),
                   core_end=int(core_end), samples_sha256=samples_digest(samples),
                   n_samples=len(samples), format_fields=list(extra),

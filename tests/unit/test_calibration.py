@@ -224,7 +224,7 @@ def test_pieces_carry_the_recalibrated_dr2_of_untyped_variants(tmp_path):
         cores.append(core_dosages("X", table, targets, called, lo, hi, hp[:, lo:hi].copy(),
                                   np.zeros((2 * n_t, 0), np.float32), np.zeros(0, int), fitted))
         files.append(str(tmp_path / f"c{k}.vcf.gz"))
-        write_piece(files[-1], [cores[-1]], contig="X", core_start=lo, core_end=hi,
+        write_piece(files[-1], [cores[-1]], lambda c: c, contig="X", core_start=lo, core_end=hi,
                     samples=targets.sample_id, window_ids=[windows["window_id"].iloc[k]],
                     dr2_recalibrated=True)
     dr2 = np.concatenate([c.dr2 for c in cores])
