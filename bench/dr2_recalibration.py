@@ -81,7 +81,7 @@ def run_dr2(results: Path, contig: str, label: str, cal: calibration.Recalibrati
             window_ids=read_windows(windows_tsv)["window_id"].tolist(), reference_h5=ref_h5,
             targets_h5=tgt_h5, windows_tsv=windows_tsv,
             mask_h5=str(results / "masks" / label / "final.h5"), device="cpu",
-            threads=threads):
+            threads=threads, targets=targets):
         core = core_dosages(contig, table, targets, called, lo, hi, probs, loo, loo_cols, None)
         male, region = core.haploid_cells(0, hi - lo)
         typed[lo:hi] = core.typed

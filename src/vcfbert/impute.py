@@ -24,6 +24,7 @@ from .errors import InputError, IntegrityError
 
 if TYPE_CHECKING:
     from .imputed_vcf import ChromosomeDosages
+    from .io.h5store import TargetSet
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],
                   reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
                   batch_size: int = 64, device: str = "auto", threads: int = 1,
-                  copying_states: int = 0
+                  copying_states: int = 0, targets: TargetSet | None = None
                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """The model's predictions for the targets at the cores of consecutive windows, one
     window at a time, in order.
@@ -42,7 +43,8 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     model predicts the core sites (:func:`vcfbert.predict.predict_window`), ``threads``
     batches of target haplotypes at a time (one Python thread each; the caller caps torch's
     and FAISS's own pools), with ``copying_states`` copying states (0: the model's own;
-    :func:`vcfbert.checkpoint.model_from_checkpoint`).
+    :func:`vcfbert.checkpoint.model_from_checkpoint`). ``targets``: the store ``targets_h5``
+    already read (it is read here otherwise).
 
     Yields:
         (core_start, core_end, probs float32 [2T, core sites] ALT probabilities,
@@ -65,7 +67,8 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     for a, b in zip(layouts, layouts[1:], strict=False):
         if a.core_end != b.core_start:
             raise InputError(f"windows {window_ids} of {contig} are not consecutive")
-    targets = read_targets(targets_h5)
+    if targets is None:
+        targets = read_targets(targets_h5)
     observed, _ = read_mask(mask_h5)
     model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     params = load_key_encoder(key_encoder)
@@ -123,7 +126,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                 window_ids=window_ids, reference_h5=reference_h5,
                                 targets_h5=targets_h5, windows_tsv=windows_tsv,
                                 mask_h5=mask_h5, batch_size=batch_size, device=device,
-                                threads=threads, copying_states=copying_states)
+                                threads=threads, copying_states=copying_states,
+                                targets=targets)
     er2_sites = []
 
     def prepare(prediction: tuple[int, int, np.ndarray, np.ndarray, np.ndarray]
