@@ -103,9 +103,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     FAISS's own pools are then capped to one thread); the piece is compressed on as many
     threads, behind the imputation. Each core's records are formatted on a thread of their
     own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
-    memory holds at most two windows' outputs, whatever the number of windows. ``dr2_calibration`` (a :mod:`vcfbert.calibration` file;
-    "" for none) recalibrates the DR2 of untyped variants; ``format_fields``: the optional
-    FORMAT fields (HDS, AP1, AP2).
+    memory holds at most two windows' outputs, whatever the number of windows.
+    ``dr2_calibration`` (a :mod:`vcfbert.calibration` file; "" for none) recalibrates the DR2
+    of untyped variants; ``format_fields``: the optional FORMAT fields (HDS, AP1, AP2).
     """
     from .calibration import load as load_calibration
     from .imputed_vcf import check_format_fields
@@ -164,7 +164,7 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
     from tqdm import tqdm
 
     from .imputed_vcf import check_format_fields, imputed_header
-    from .io.h5store import open_store
+    from .io.h5store import open_store, target_sample_ids
     from .io.vcf_writer import BgzipVcfWriter
     from .vcf_pieces import check_tiling, copy_piece, read_piece, samples_digest
 
@@ -181,8 +181,7 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
             contig = str(store.attrs["contig"])
             length = int(store.attrs["contig_length"]) if "contig_length" in store.attrs else None
             n_var = int(store["variant_position"].shape[0])
-        with open_store(tpath) as store:
-            these = [str(x) for x in store["sample_id"].asstr()[()]]
+        these = target_sample_ids(tpath)
         if samples is not None and these != samples:
             raise InputError("the target samples differ between chromosomes; give one "
                              "target VCF with the same samples on every chromosome")

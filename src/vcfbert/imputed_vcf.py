@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -293,15 +295,26 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
     header = imputed_header([(c.contig, lengths.get(c.contig)) for c in chromosomes], samples,
                             command=command, format_fields=extra,
                             recalibrated=any(c.dr2 is not None for c in chromosomes))
-    block = max(1, cells_per_block // max(1, len(samples)))
     total = sum(int(c.position.shape[0]) for c in chromosomes)
     with BgzipVcfWriter(path, threads=threads) as w, \
             tqdm(total=total, unit="variant", desc="write VCF", disable=not progress,
                  mininterval=5, file=sys.stderr) as bar:
         w.write_lines(header)
         for chrom in chromosomes:
-            n = chrom.position.shape[0]
-            for lo in range(0, n, block):
-                hi = min(n, lo + block)
-                w.write_bytes(format_records(chrom, lo, hi, extra))
-                bar.update(hi - lo)
+            write_records(w.write_bytes, chrom, extra, cells_per_block, on_block=bar.update)
+
+
+def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
+                  extra: tuple[str, ...] = (), cells_per_block: int = 4_000_000,
+                  on_block: Callable[[int], Any] | None = None) -> int:
+    """Format every record of ``chrom`` and hand them to ``write``, ``cells_per_block``
+    sample x variant cells at a time (``on_block(records)`` after each block); returns the
+    number of records."""
+    n = int(chrom.position.shape[0])
+    block = max(1, cells_per_block // max(1, chrom.hap_prob.shape[0] // 2))
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        write(format_records(chrom, lo, hi, extra))
+        if on_block is not None:
+            on_block(hi - lo)
+    return n

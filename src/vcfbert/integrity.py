@@ -63,11 +63,12 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int,
     ``"1"``, …). A shard of training epoch ``e`` counts as missing when
     ``train/epoch_<e>/model.pt`` exists; an imputed chunk's VCF piece or sidecar
     (``impute/<chrom>/c*.vcf.gz`` / ``.json``, windows grouped ``windows_per_job`` at a time)
-    when the chromosome's imputed VCF ``imputed/<chrom>.vcf.gz`` exists. Chromosomes and windows are read from the tables of the previous run
-    (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``); without them nothing has been built
+    when the chromosome's imputed VCF ``imputed/<chrom>.vcf.gz`` exists. Chromosomes and
+    windows are read from the tables of the previous run (``ingest/chromosomes.tsv``, ``windows/<chrom>.tsv``); without them nothing has been built
     yet and nothing is reported. ``windows_tsv`` (a pattern with ``{chrom}``) points at the
     windows tables elsewhere (a trained panel's); default ``<results>/windows/{chrom}.tsv``.
     """
+    from .vcf_pieces import sidecar_path as piece_sidecar
     from .windows import impute_chunks
 
     base = Path(results)
@@ -88,5 +89,5 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int,
         if (base / "imputed" / f"{chrom}.vcf.gz").exists():
             for c in impute_chunks(windows, windows_per_job):
                 piece = base / "impute" / chrom / f"{c}.vcf.gz"
-                missing += [p for p in (piece, piece.with_name(f"{c}.json")) if not p.exists()]
+                missing += [p for p in (piece, piece_sidecar(piece)) if not p.exists()]
     return missing

@@ -338,8 +338,8 @@ def _as_list(files: str | list[str]) -> list[str]:
     return [files] if isinstance(files, str) else list(files)
 
 
-def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str], reference_h5: str | list[str],
-              out: str, command: str, threads: int = 1,
+def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
+              reference_h5: str | list[str], out: str, command: str, threads: int = 1,
               format_fields: list[str] | None = None) -> None:
     """One imputed VCF for one chromosome, or for several (in the order given), from the
     imputation jobs' pieces."""

@@ -31,7 +31,6 @@ from .errors import IntegrityError
 if TYPE_CHECKING:
     from .calibration import Recalibration
     from .imputed_vcf import ChromosomeDosages
-    from .io.bgzf import BgzfWriter
     from .io.h5store import TargetSet
     from .io.vcf_writer import BgzipVcfWriter
 
@@ -83,41 +82,25 @@ def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
     at = cols[a:b] - lo
     obs = targets.haplotypes[:, a:b]
     probs[:, at] = np.where(obs >= 0, obs.astype(np.float32), probs[:, at])
-    n_t = targets.haplotypes.shape[0] // 2
-    male = (np.zeros(n_t, bool) if targets.sample_haploid is None
-            else np.asarray(targets.sample_haploid, bool))
-    haploid = np.asarray(table["haploid"][lo:hi], bool) & bool(male.any())
     typed = np.zeros(n, bool)
     typed[at] = called[a:b]
-    er2 = np.full(n, np.nan)
+    core = ChromosomeDosages(contig=contig, position=table["position"][lo:hi],
+                             alleles=table["alleles"][lo:hi], ids=table["ids"][lo:hi],
+                             hap_prob=probs, typed=typed,
+                             haploid_samples=targets.sample_haploid,
+                             haploid_variants=table["haploid"][lo:hi], er2=np.full(n, np.nan))
+    male, haploid = core.haploid_cells(0, n)  # as the writer writes the cells
     if b > a:
         loo_core = np.full((obs.shape[0], b - a), np.nan, np.float32)
         inside = (loo_cols >= a) & (loo_cols < b)
         loo_core[:, loo_cols[inside] - a] = loo[:, inside]
         sums = empirical_r2_sums(loo_core, obs, male, haploid[at])
-        er2[at] = np.where(called[a:b], empirical_r2(sums), np.nan)
-    dr2 = None
+        core.er2[at] = np.where(called[a:b], empirical_r2(sums), np.nan)
     if calibration is not None:
-        dr2 = calibration.apply(conditional_dr2(dr2_sums(probs, male, haploid)),
-                                table["af"][lo:hi])
-        dr2[typed] = np.nan
-    return ChromosomeDosages(contig=contig, position=table["position"][lo:hi],
-                             alleles=table["alleles"][lo:hi], ids=table["ids"][lo:hi],
-                             hap_prob=probs, typed=typed, haploid_samples=male,
-                             haploid_variants=table["haploid"][lo:hi], er2=er2, dr2=dr2)
-
-
-def write_records(writer: BgzfWriter, dosages: ChromosomeDosages, extra: tuple[str, ...],
-                  cells_per_block: int = 4_000_000) -> int:
-    """Format every record of ``dosages`` into ``writer``, ``cells_per_block`` sample x
-    variant cells at a time; returns the number of records."""
-    from .imputed_vcf import format_records
-
-    n = int(dosages.position.shape[0])
-    block = max(1, cells_per_block // max(1, dosages.hap_prob.shape[0] // 2))
-    for lo in range(0, n, block):
-        writer.write(format_records(dosages, lo, min(n, lo + block), extra))
-    return n
+        core.dr2 = calibration.apply(conditional_dr2(dr2_sums(probs, male, haploid)),
+                                     table["af"][lo:hi])
+        core.dr2[typed] = np.nan
+    return core
 
 
 def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
@@ -138,7 +121,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from .imputed_vcf import check_format_fields
+    from .imputed_vcf import check_format_fields, write_records
     from .io.bgzf import BgzfWriter
 
     extra = check_format_fields(list(format_fields))
@@ -152,7 +135,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
                     if pending is not None:
                         written.append(pending.result())
                     pending = pool.submit(
-                        lambda it: write_records(writer, prepare(it), extra), item)
+                        lambda it: write_records(writer.write, prepare(it), extra), item)
                 if pending is not None:
                     written.append(pending.result())
             writer.close()

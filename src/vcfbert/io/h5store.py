@@ -319,6 +319,12 @@ def read_targets(path: str | os.PathLike[str]) -> TargetSet:
         )
 
 
+def target_sample_ids(path: str | os.PathLike[str]) -> list[str]:
+    """The sample ids of a target store, in order (without reading the genotypes)."""
+    with open_store(path) as h5:
+        return list(_strings(h5["sample_id"]))
+
+
 def store_samples(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """(sample ids, populations) of a reference store."""
     with open_store(path) as h5:
