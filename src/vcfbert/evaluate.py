@@ -54,10 +54,23 @@ def best_guess(gt: np.ndarray) -> np.ndarray:
     return np.where(missing, np.nan, (alleles > 0).sum(1)).astype(np.float32)
 
 
+def best_guess_block(gt: np.ndarray) -> np.ndarray:
+    """float32 [b, S] ALT counts of genotypes int16 [b, S, 3] (the layout of
+    :mod:`vcfbert.io.vcf_text`: -2 pads a haploid call, -1 is missing), as
+    :func:`best_guess` per record; NaN where missing."""
+    a0, a1 = gt[..., 0], gt[..., 1]
+    count = (a0 > 0).astype(np.float32) + (a1 > 0)
+    count[(a0 == -1) | (a1 == -1)] = np.nan
+    return count
+
+
 def record_calls(rec, has_ds: bool, has_gt: bool) -> tuple[np.ndarray, np.ndarray, float]:
     """(dose float32 [S], best guess float32 [S], INFO DR2 or R2) of one cyvcf2 record of an
     imputed VCF: the dose is FORMAT/DS, else the GT count; NaN where missing."""
-    dose = rec.format("DS")[:, 0].astype(np.float32) if has_ds else None
+    ds = rec.format("DS") if has_ds else None  # None too for a record without DS
+    dose = ds[:, 0].astype(np.float32) if ds is not None else None
+    if dose is None and not has_gt:
+        raise InputError(f"record {rec.CHROM}:{rec.POS} has neither DS nor GT values")
     hard = best_guess(rec.genotype.array()) if has_gt else np.round(dose).astype(np.float32)
     val = rec.INFO.get("DR2", rec.INFO.get("R2"))
     dr2 = float(val[0] if isinstance(val, tuple) else val) if val is not None else np.nan

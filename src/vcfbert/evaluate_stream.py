@@ -26,7 +26,14 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .evaluate import BIN_LABELS, maf_bin, per_variant_r2, record_calls, true_dose
+from .evaluate import (
+    BIN_LABELS,
+    best_guess_block,
+    maf_bin,
+    per_variant_r2,
+    record_calls,
+    true_dose,
+)
 from .io.vcf import iter_variants, list_contigs, normalize_contig, parsed_records, sample_ids
 
 log = logging.getLogger(__name__)
@@ -70,25 +77,27 @@ class _Accumulator:
     def __init__(self, groups: list[tuple[str, np.ndarray]]) -> None:
         self.groups = groups
         self.sums = {name: np.zeros((len(BIN_LABELS), len(_SUMS))) for name, _ in groups}
+        # float64 [S, groups]: which samples each group holds (sums over samples = @)
+        self.indicator = np.stack([smask.astype(np.float64) for _, smask in groups], 1)
 
     def add(self, dose: np.ndarray, hard: np.ndarray, truth: np.ndarray,
             bins: np.ndarray) -> None:
         """Add a block of variants (rows) with their MAF bin index ``bins`` [b]."""
-        for name, smask in self.groups:
-            d = dose[:, smask].astype(np.float64)
-            t = truth[:, smask].astype(np.float64)
-            h = hard[:, smask].astype(np.float64)
-            ok = ~np.isnan(t) & ~np.isnan(d)
-            h = np.where(np.isnan(h), np.round(d), h)
-            d, t, h = np.where(ok, d, 0.0), np.where(ok, t, 0.0), np.where(ok, h, 0.0)
-            nonref = ok & ((h > 0) | (t > 0))
-            cols = [ok.sum(1), d.sum(1), t.sum(1), (d * d).sum(1), (t * t).sum(1),
-                    (d * t).sum(1), (ok & (h == t)).sum(1), nonref.sum(1),
-                    (nonref & (h == t)).sum(1), (ok & (h >= 1) & (t >= 1)).sum(1),
-                    (ok & (h >= 1) & (t < 1)).sum(1), (ok & (h < 1) & (t >= 1)).sum(1),
-                    (ok & (t >= 1)).sum(1)]
-            per_variant = np.stack(cols, 1).astype(np.float64)
-            np.add.at(self.sums[name], bins, per_variant)
+        d = dose.astype(np.float64)
+        t = truth.astype(np.float64)
+        h = hard.astype(np.float64)
+        ok = ~np.isnan(t) & ~np.isnan(d)
+        h = np.where(np.isnan(h), np.round(d), h)
+        d, t, h = np.where(ok, d, 0.0), np.where(ok, t, 0.0), np.where(ok, h, 0.0)
+        nonref = ok & ((h > 0) | (t > 0))
+        equal = ok & (h == t)
+        h_alt, t_alt = h >= 1, t >= 1
+        cells = [ok, d, t, d * d, t * t, d * t, equal, nonref, nonref & equal,
+                 ok & h_alt & t_alt, ok & h_alt & ~t_alt, ok & ~h_alt & t_alt, ok & t_alt]
+        # per (variant, group) sums of every statistic: [b, groups, len(_SUMS)]
+        per_variant = np.stack([c.astype(np.float64) @ self.indicator for c in cells], 2)
+        for g, (name, _) in enumerate(self.groups):
+            np.add.at(self.sums[name], bins, per_variant[:, g])
 
     @staticmethod
     def metrics(s: np.ndarray) -> dict[str, float]:
@@ -135,12 +144,14 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
     flip = np.zeros(n_sites, bool)
     alt_count = np.zeros(n_sites)
     buf: list[np.ndarray] = []
+    stored = 0  # rows in ``data`` (h5py's shape is slow to ask per record)
 
     def flush() -> None:
+        nonlocal stored
         if buf:
-            start = data.shape[0]
-            data.resize(start + len(buf), axis=0)
-            data[start:] = np.stack(buf)
+            data.resize(stored + len(buf), axis=0)
+            data[stored:] = np.stack(buf)
+            stored += len(buf)
             buf.clear()
 
     for path, contig, cols in _truth_contigs(paths, samples):
@@ -152,7 +163,7 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
             true = true_dose(v)[cols]
             missing_call = np.isnan(true)
             dose = np.where(missing_call, -1, true).astype(np.int8)
-            row[j], flip[j] = data.shape[0] + len(buf), swapped
+            row[j], flip[j] = stored + len(buf), swapped
             called = true[~missing_call]
             alt_count[j] = (2 - called).sum() if swapped else called.sum()
             buf.append(dose)
@@ -195,6 +206,60 @@ def _imputed_blocks(paths: list[str], index: dict, block: int, samples: list[str
 
 
 def _file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
+    """Blocks of one imputed VCF (see :func:`_imputed_blocks`): a text VCF through the
+    compiled parser of :mod:`vcfbert.io.vcf_text`, a BCF through cyvcf2."""
+    from .io.vcf_text import is_text_vcf
+
+    if is_text_vcf(path):
+        yield from _text_file_blocks(path, index, seen)
+    else:
+        yield from _htslib_file_blocks(path, index, block, seen)
+
+
+def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
+    from .io.vcf import header_lines
+    from .io.vcf_text import info_float, iter_text_blocks
+
+    declared = {x[len("##FORMAT=<ID="):].split(",")[0] for x in header_lines(path)
+                if x.startswith("##FORMAT=<ID=")}
+    has_ds, has_gt = "DS" in declared, "GT" in declared
+    if not (has_ds or has_gt):
+        raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
+    for tb in iter_text_blocks(path, sample_ids(path), want_ds=has_ds, require_gt=False):
+        rows: list[int] = []
+        js: list[int] = []
+        swapped: list[bool] = []
+        dr2: list[float] = []
+        for r, alts in enumerate(tb.alt):
+            if len(alts) != 1:
+                continue  # multi-allelic output records are not scored
+            j, swap = _lookup(index, normalize_contig(tb.chrom[r]), int(tb.pos[r]),
+                              tb.ref[r].upper(), alts[0].upper())
+            if j < 0 or seen[j]:
+                continue
+            seen[j] = True
+            rows.append(r)
+            js.append(j)
+            swapped.append(swap)
+            dr2.append(info_float(tb.info[r], "DR2", "R2"))
+        if not rows:
+            continue
+        hard = best_guess_block(tb.gt[rows]) if has_gt else None
+        dose = tb.ds[rows] if has_ds else hard
+        if has_ds and hard is not None:  # a record without DS: its GT count is the dose
+            no_ds = np.array(["DS" not in tb.format[r].split(":") for r in rows])
+            if no_ds.any():
+                dose[no_ds] = hard[no_ds]
+        if hard is None:
+            hard = np.round(dose).astype(np.float32)
+        flip = np.array(swapped)
+        if flip.any():
+            dose, hard = dose.copy(), hard.copy()
+            dose[flip], hard[flip] = 2 - dose[flip], 2 - hard[flip]
+        yield np.array(js), dose, hard, np.array(dr2)
+
+
+def _htslib_file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
     import cyvcf2
 
     vcf = cyvcf2.VCF(str(path), gts012=False, lazy=True, threads=1)

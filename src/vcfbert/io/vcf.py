@@ -306,6 +306,7 @@ def iter_variants(
     samples: list[str] | None = None,
     stats: ReadStats | None = None,
     haploid: str = "error",
+    reader: str = "auto",
 ) -> Iterator[Variant]:
     """Yield the bi-allelic variants of ``contig`` in ``path``.
 
@@ -316,8 +317,12 @@ def iter_variants(
             (males on chrX outside the pseudo-autosomal regions) becomes its allele twice
             and is flagged in :attr:`Variant.haploid` (ploidies above 2 are always errors).
         multiallelic: ``"split"`` into bi-allelic records or ``"drop"`` them (counted).
-        samples: restrict to these samples (in this order).
+        samples: restrict to these samples (kept in the file's order).
         stats: filled in with the counts of kept, split and dropped records.
+        reader: ``"text"``: the compiled text parser (:mod:`vcfbert.io.vcf_text`), for a text
+            VCF; ``"htslib"``: cyvcf2; ``"auto"``: the text parser for a text VCF that is not
+            indexed or holds ``contig`` alone (an indexed file of several contigs is read
+            by region with cyvcf2). Both give the same variants (tested).
 
     Raises:
         InputError: unsorted records, non-diploid genotypes, or (reference) unphased/missing
@@ -329,14 +334,31 @@ def iter_variants(
         raise InputError(f"multiallelic must be 'split' or 'drop', not {multiallelic!r}")
     stats = stats if stats is not None else ReadStats()
     require_gt(path, role)
-    vcf = _open(path, samples)
-    names = list(vcf.samples)
+    vcf = None
+    if _use_text_reader(path, contig, reader):
+        from .vcf_text import iter_text_records
+
+        file_samples = check_header(path)
+        names = file_samples
+        if samples is not None:  # in the file's order, as htslib subsets them
+            missing = sorted(set(samples) - set(file_samples))
+            if missing:
+                raise InputError(f"{path}: sample {missing[0]} (and {len(missing) - 1} more) "
+                                 "is not in the VCF")
+            wanted = set(samples)
+            names = [s for s in file_samples if s in wanted]
+        records: Iterator = iter_text_records(path, file_samples, samples=names,
+                                              contig=contig)
+    else:
+        vcf = _open(path, samples)
+        names = list(vcf.samples)
+        records = _records(vcf, str(path), contig)
     if not names:
         raise InputError(f"{path}: the VCF has no samples")
     last_pos = -1
     seen_at_pos: set[tuple[str, str]] = set()
     try:
-        for rec in _records(vcf, str(path), contig):
+        for rec in records:
             stats.records += 1
             pos = int(rec.POS)
             where = f"{path}: record {contig}:{pos}"
@@ -356,7 +378,8 @@ def iter_variants(
                     stats.dropped["multiallelic"] += 1
                     continue
                 stats.split_multiallelic += 1
-            gt = genotypes(rec, path)  # int16 [n_samples, ploidy + 1], last column: phased
+            # int16 [n_samples, ploidy + 1], last column: phased
+            gt = genotypes(rec, path) if vcf is not None else rec.gt
             one = None
             if gt.shape[1] == 2:  # every sample haploid
                 gt = np.stack([gt[:, 0], np.full(len(gt), -2, gt.dtype), gt[:, 1]], 1)
@@ -409,4 +432,22 @@ def iter_variants(
                 yield Variant(pos, ref, alt, rec.ID or ".", haps, phased.copy(),
                               None if one is None else one.copy())
     finally:
-        vcf.close()
+        if vcf is not None:
+            vcf.close()
+
+
+def _use_text_reader(path: str | os.PathLike[str], contig: str, reader: str) -> bool:
+    """Whether :func:`iter_variants` reads ``path`` with the text parser (see there)."""
+    from .vcf_text import is_text_vcf
+
+    if reader not in ("auto", "text", "htslib"):
+        raise ValueError(f"reader must be 'auto', 'text' or 'htslib', not {reader!r}")
+    if reader == "htslib":
+        return False
+    check_readable_vcf(path)
+    text = is_text_vcf(path)
+    if reader == "text":
+        if not text:
+            raise InputError(f"{path}: not a text VCF (BCF?); read it with reader='htslib'")
+        return True
+    return text and (not _has_index(path) or list_contigs(path) == [contig])

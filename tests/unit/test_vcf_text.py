@@ -1,0 +1,182 @@
+"""The compiled text-VCF parser (vcfbert.io.vcf_text) against cyvcf2 (htslib): every
+genotype form, FORMAT/DS, the readers built on it, and its errors."""
+
+from __future__ import annotations
+
+import cyvcf2
+import numpy as np
+import pytest
+from data.vcfs import random_panel, write_vcf
+
+from vcfbert.errors import InputError
+from vcfbert.evaluate_stream import _htslib_file_blocks, _site_index, _text_file_blocks
+from vcfbert.io.vcf import iter_variants, sample_ids
+from vcfbert.io.vcf_text import info_float, is_text_vcf, iter_text_blocks, iter_text_records
+
+HEAD = ["##fileformat=VCFv4.2", "##contig=<ID=20>",
+        '##INFO=<ID=DR2,Number=A,Type=Float,Description="d">',
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="g">',
+        '##FORMAT=<ID=DS,Number=A,Type=Float,Description="d">',
+        '##FORMAT=<ID=GP,Number=G,Type=Float,Description="p">']
+SAMPLES = list("abcdefgh")
+# every genotype form: phased, unphased, haploid, missing (whole or per allele), absent GT,
+# multi-digit alleles, DS before GT, DS absent or '.', exponents, trailing fields dropped
+LINES = [
+    "20\t10\trs1\tA\tC\t.\tPASS\tDR2=0.5\tGT:DS:GP\t0|1:0.5:0.2,0.5,0.3\t0/1:1:0,1,0\t"
+    "1:1e-3:.\t.:.:.\t./.\t.|1:0.25\t1/.\t0",
+    "20\t11\t.\tA\tC,G\t.\tPASS\tDR2=0.1,0.2\tGT:DS\t0|2:0.5,1\t1\t2|1\t.\t0|0\t1|1\t0/0\t1|.",
+    "20\t12\t.\tA\tC\t.\t.\t.\tGT\t0\t1\t.\t0\t1\t0\t1\t0",
+    "20\t13\t.\tA\tC\t.\t.\tR2=0.9;IMP\tDS:GT\t0.1:0|1\t0.2\t.\t0.3:1|1\t0:0|0\t-0:0|0\t"
+    "1.25E+0:0|0\t1.5:1/1",
+    "20\t14\t.\tG\tT\t.\t.\t.\tGT:DS\t10|2:0.123\t0|0:1.999\t1|1:2\t0|1:0.0004\t1|0:.5\t"
+    "0|1:0.33333\t1|1:1.0\t0|0:0",
+]
+
+
+def _vcf(tmp_path, lines=LINES, name="t.vcf", samples=SAMPLES):
+    p = tmp_path / name
+    text = "\n".join([*HEAD, "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER",
+                                         "INFO", "FORMAT", *samples]), *lines]) + "\n"
+    if name.endswith(".gz"):
+        from pysam.libcbgzf import BGZFile
+
+        with BGZFile(str(p), "wb") as fh:
+            fh.write(text.encode())
+    else:
+        p.write_text(text)
+    return p
+
+
+def _cyvcf2_gt(rec) -> np.ndarray:
+    """cyvcf2's genotype array, a record of haploid calls only widened to [S, 3] (as
+    iter_variants does; its phase column is never read there)."""
+    a = rec.genotype.array()
+    if a.shape[1] == 2:
+        a = np.stack([a[:, 0], np.full(len(a), -2, a.dtype), np.ones(len(a), a.dtype)], 1)
+    return a
+
+
+@pytest.mark.parametrize("name", ["t.vcf", "t.vcf.gz"])
+def test_every_genotype_form_as_htslib_reads_it(tmp_path, name):
+    path = _vcf(tmp_path, name=name)
+    assert is_text_vcf(path)
+    fast = list(iter_text_records(path, SAMPLES, want_ds=True))
+    slow = list(cyvcf2.VCF(str(path), gts012=False, strict_gt=False, lazy=True))
+    assert len(fast) == len(slow) == len(LINES)
+    for f, s in zip(fast, slow, strict=True):
+        assert (f.CHROM, f.POS, f.ID, f.REF, f.ALT) == (s.CHROM, s.POS, s.ID, s.REF, s.ALT)
+        np.testing.assert_array_equal(f.gt, _cyvcf2_gt(s))
+        ds = s.format("DS")
+        want = ds[:, 0].astype(np.float32) if ds is not None else np.full(8, np.nan, np.float32)
+        np.testing.assert_array_equal(f.ds, want)
+    assert info_float(fast[0].INFO, "DR2", "R2") == 0.5
+    assert info_float(fast[3].INFO, "DR2", "R2") == pytest.approx(0.9)
+    assert np.isnan(info_float(fast[2].INFO, "DR2", "R2"))
+
+
+def test_sample_subset_contig_filter_and_windows_line_ends(tmp_path):
+    lines = LINES
+    other = "21" + LINES[0][2:]
+    path = _vcf(tmp_path, [lines[0], lines[1], other, lines[4]], name="w.vcf")
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    recs = list(iter_text_records(path, SAMPLES, samples=["h", "a"], contig="20",
+                                  want_ds=True))
+    assert [r.POS for r in recs] == [10, 11, 14]
+    assert recs[0].gt.tolist() == [[0, -2, 1], [0, 1, 1]]
+    assert recs[2].gt.tolist() == [[0, 0, 1], [10, 2, 1]]
+    np.testing.assert_array_equal(recs[2].ds, np.array([0.0, 0.123], np.float32))
+
+
+def test_bgzip_blocks_split_lines_anywhere(tmp_path):
+    """A block boundary inside a record must not change what is read."""
+    samples, recs = random_panel(50, 300, seed=3)
+    path = write_vcf(tmp_path / "p.vcf.gz", samples, recs)
+    whole = [r.gt.copy() for r in iter_text_records(path, samples)]
+    small = [r.gt.copy() for r in iter_text_records(path, samples, block_bytes=777)]
+    assert len(whole) == len(small) == 300
+    for a, b in zip(whole, small, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("role", ["reference", "target"])
+def test_iter_variants_same_from_both_readers(tmp_path, role):
+    samples, recs = random_panel(40, 200, seed=1)
+    recs[5] = (recs[5][0], "A", "C,G", ["0|2"] * 39 + ["1|2"])  # split
+    recs[7] = (recs[7][0], "A", "<DEL>", ["0|1"] * 40)  # dropped, counted
+    if role == "target":
+        recs[9] = (recs[9][0], "A", "C", ["./."] * 3 + ["0/1"] * 37)
+    path = write_vcf(tmp_path / "r.vcf.gz", samples, recs)
+    keep = samples[::3][::-1]
+    a = list(iter_variants(path, "20", role=role, reader="text", samples=keep))
+    b = list(iter_variants(path, "20", role=role, reader="htslib", samples=keep))
+    assert len(a) == len(b) == 200
+    for x, y in zip(a, b, strict=True):
+        assert (x.position, x.ref, x.alt, x.vid) == (y.position, y.ref, y.alt, y.vid)
+        np.testing.assert_array_equal(x.haplotypes, y.haplotypes)
+        np.testing.assert_array_equal(x.phased, y.phased)
+
+
+def test_haploid_males_same_from_both_readers(tmp_path):
+    gts = [["0|1", "1", "0"], ["1|1", "0", "."], ["0/1", "1", "1"]]
+    path = write_vcf(tmp_path / "x.vcf", ["f", "m1", "m2"],
+                     [(100 * (i + 1), "A", "G", g) for i, g in enumerate(gts)], contig="X")
+    for haploid in ("duplicate", "error"):
+        got = {}
+        for reader in ("text", "htslib"):
+            try:
+                got[reader] = [(v.haplotypes.tolist(), v.phased.tolist(), v.haploid.tolist())
+                               for v in iter_variants(path, "X", role="target",
+                                                      haploid=haploid, reader=reader)]
+            except InputError as exc:
+                got[reader] = str(exc)
+        assert got["text"] == got["htslib"]
+    assert isinstance(got["text"], str) and "not diploid" in got["text"]
+
+
+def test_errors_name_the_record(tmp_path):
+    bad_cols = _vcf(tmp_path, [LINES[4], "20\t15\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|1"], "c.vcf")
+    with pytest.raises(InputError, match=r"c.vcf: cannot parse the file after record 20:14: "
+                                         r"a record with more or fewer sample columns"):
+        list(iter_text_records(bad_cols, SAMPLES))
+    triploid = _vcf(tmp_path, ["20\t15\t.\tA\tC\t.\t.\t.\tGT" + "\t0/1/1" * 8], "p.vcf")
+    with pytest.raises(InputError, match=r"record 20:15: a genotype is not diploid"):
+        list(iter_text_records(triploid, SAMPLES))
+    no_gt = _vcf(tmp_path, ["20\t15\t.\tA\tC\t.\t.\t.\tDS" + "\t0.5" * 8], "d.vcf")
+    with pytest.raises(InputError, match=r"record 20:15 has no genotypes \(FORMAT DS; GT is"):
+        list(iter_text_records(no_gt, SAMPLES))
+    rec = next(iter_text_records(no_gt, SAMPLES, require_gt=False, want_ds=True))
+    assert rec.ds.tolist() == [0.5] * 8
+    bad_pos = _vcf(tmp_path, ["20\tx15\t.\tA\tC\t.\t.\t.\tGT" + "\t0|1" * 8], "q.vcf")
+    with pytest.raises(InputError, match=r"position 'x15', not a number"):
+        list(iter_text_records(bad_pos, SAMPLES))
+
+
+def test_evaluator_blocks_same_from_both_readers(tmp_path):
+    """The evaluator's imputed-VCF blocks (dose, best guess, DR2, swapped alleles, skipped
+    multi-allelic records) agree between the text parser and cyvcf2."""
+    path = _vcf(tmp_path, name="e.vcf.gz")
+    sites = {("20", 10, "A", "C"): 0, ("20", 11, "A", "C"): 1, ("20", 12, "A", "C"): 2,
+             ("20", 13, "C", "A"): 3, ("20", 14, "G", "T"): 4}
+    import pandas as pd
+
+    index = _site_index(pd.DataFrame([(c, p, r, a) for (c, p, r, a) in sites],
+                                     columns=["contig", "position", "ref", "alt"]))
+    assert sample_ids(path) == SAMPLES
+
+    def collect(blocks):
+        out = [np.concatenate(x) for x in zip(*blocks, strict=True)]
+        return out
+
+    a = collect(_text_file_blocks(str(path), index, np.zeros(5, bool)))
+    b = collect(_htslib_file_blocks(str(path), index, 2, np.zeros(5, bool)))
+    assert a[0].tolist() == b[0].tolist() == [0, 2, 3, 4]  # 11 is multi-allelic: skipped
+    for x, y in zip(a[1:], b[1:], strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_blocks_hold_what_records_hold(tmp_path):
+    path = _vcf(tmp_path, name="b.vcf")
+    blocks = list(iter_text_blocks(path, SAMPLES, want_ds=True))
+    recs = list(iter_text_records(path, SAMPLES, want_ds=True))
+    assert sum(len(b) for b in blocks) == len(recs)
+    assert blocks[0].pos.tolist() == [r.POS for r in recs]
