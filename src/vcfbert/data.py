@@ -165,13 +165,18 @@ class EpochBatches(torch.utils.data.Dataset):
             self._layouts[key] = self.chroms[ci].layout(wid)
         return self._layouts[key]
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        if self._cache is None:  # created lazily, i.e. inside each worker after fork
+    def window_cache(self) -> WindowArrayCache:
+        """This process's cache of window arrays (created on first use, i.e. inside each
+        DataLoader worker after fork; the main process's is the one validation reuses)."""
+        if self._cache is None:
             self._cache = WindowArrayCache(self.cache_windows)
+        return self._cache
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
         spec = self.specs[i]
         chrom = self.chroms[spec.chrom]
         layout = self.layout(spec.chrom, spec.window_id)
-        arrays = self._cache.get(chrom, spec.window_id, layout)
+        arrays = self.window_cache().get(chrom, spec.window_id, layout)
         return {"index": i, "chrom": spec.chrom, "window_id": spec.window_id, "haps": spec.haps,
                 "arrays": arrays, "slot_observed": chrom.slot_mask(self.masks[spec.chrom], layout)}
 

@@ -538,12 +538,14 @@ def _save_resume(state: _EpochState, resume_file: Path, epoch: int, fingerprint:
 
 def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[Chromosome],
                   data: _EpochData, cfg: TrainConfig, device: str, epoch: int,
-                  out_checkpoint: str, out_metrics: str, partial: Path, t_start: float) -> None:
-    """Validate (rank 0), write the checkpoint, key encoder and metrics, drop the resume state."""
+                  out_checkpoint: str, out_metrics: str, partial: Path, t_start: float,
+                  cache: WindowArrayCache) -> None:
+    """Validate (rank 0; ``cache``: the window arrays training already read), write the
+    checkpoint, key encoder and metrics, drop the resume state."""
     t_val = time.time()
     metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
                             max_haplotypes=cfg.val_max_haplotypes, device=device,
-                            cache=WindowArrayCache(capacity=256)))
+                            cache=cache))
     metrics["val_seconds"] = round(time.time() - t_val, 2)
     metrics["wall_seconds"] = round(time.time() - t_start, 2)
     save_checkpoint(out_checkpoint, state.model, epoch=epoch, step=state.global_step,
@@ -648,7 +650,7 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
     if rank == 0:
         _finish_epoch(state, metrics, chroms=chroms, data=data, cfg=cfg, device=device,
                       epoch=epoch, out_checkpoint=out_checkpoint, out_metrics=out_metrics,
-                      partial=partial, t_start=t_start)
+                      partial=partial, t_start=t_start, cache=dataset.window_cache())
     return metrics
 
 

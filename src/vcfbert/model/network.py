@@ -95,8 +95,8 @@ class KeyEncoder(nn.Module):
     def forward(self, tokens: torch.Tensor, slot_index: torch.Tensor,
                 slot_core_dist: torch.Tensor, token_weight: torch.Tensor) -> torch.Tensor:
         """tokens long [..., m] -> L2-normalised keys float [..., d_key]."""
-        table = (self.allele_sign + token_weight @ self.u)[:, None]  # [3, 1]
-        phi = (F.one_hot(tokens, 3).to(table.dtype) @ table).squeeze(-1)  # [..., m]
+        table = self.allele_sign + token_weight @ self.u  # [3]: one value per token
+        phi = table[tokens]  # [..., m] (a gather: no one-hot [..., m, 3] is built)
         w = torch.exp(self.log_weight[slot_core_dist.clamp_max(self.max_core_dist)])  # [m]
         vec = self.slot_vectors[slot_index.clamp_max(self.max_slots - 1)]  # [m, d_key]
         return F.normalize((phi * w) @ vec, dim=-1)
