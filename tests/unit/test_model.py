@@ -186,3 +186,28 @@ def test_output_head_width():
     assert VcfBert(cfg).out_head[0].out_features == 2 * cfg.d_model
     with pytest.raises(ValueError, match="d_head"):
         ModelConfig(d_head=-1)
+
+
+def test_keys_same_with_and_without_gradients():
+    """The key encoder gathers one value per token without gradients and multiplies a one-hot
+    with them (a cheaper backward): the keys are bit-identical, and the token embedding's
+    gradient through the one-hot path equals autograd through the gather."""
+    torch.manual_seed(3)
+    model = VcfBert(ModelConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, k_retrieve=8,
+                                k_keep=4))
+    with torch.no_grad():
+        model.keys.u.normal_()  # a token table that depends on the embedding
+    tok = torch.randint(0, 3, (5, 7, 20))
+    slots, dist = torch.arange(20), (torch.arange(20) - 10).abs()
+    with torch.no_grad():
+        fast = model.key(tok, slots, dist)
+    slow = model.key(tok, slots, dist)
+    assert slow.requires_grad and torch.equal(fast, slow)
+    slow.sum().backward()
+    via_onehot = model.tok.weight.grad.clone()
+    model.zero_grad()
+    table = model.keys.allele_sign + model.tok.weight @ model.keys.u
+    w = torch.exp(model.keys.log_weight[dist])
+    vec = model.keys.slot_vectors[slots]
+    torch.nn.functional.normalize((table[tok] * w) @ vec, dim=-1).sum().backward()
+    torch.testing.assert_close(model.tok.weight.grad, via_onehot)

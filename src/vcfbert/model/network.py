@@ -96,7 +96,12 @@ class KeyEncoder(nn.Module):
                 slot_core_dist: torch.Tensor, token_weight: torch.Tensor) -> torch.Tensor:
         """tokens long [..., m] -> L2-normalised keys float [..., d_key]."""
         table = self.allele_sign + token_weight @ self.u  # [3]: one value per token
-        phi = table[tokens]  # [..., m] (a gather: no one-hot [..., m, 3] is built)
+        if torch.is_grad_enabled() and table.requires_grad:
+            # one-hot @ table: its backward is a matmul, 5x faster on a CPU than the gather's
+            # scatter-add into three entries (the same values either way)
+            phi = (F.one_hot(tokens, 3).to(table.dtype) @ table[:, None]).squeeze(-1)
+        else:
+            phi = table[tokens]  # [..., m]: a gather, no one-hot [..., m, 3] is built
         w = torch.exp(self.log_weight[slot_core_dist.clamp_max(self.max_core_dist)])  # [m]
         vec = self.slot_vectors[slot_index.clamp_max(self.max_slots - 1)]  # [m, d_key]
         return F.normalize((phi * w) @ vec, dim=-1)
