@@ -143,3 +143,15 @@ def test_qc_reports_regions_without_typed_sites(tmp_path):
     w = define_windows(np.array([r[0] for r in recs]), targets.variant_ref_index,
                        core_sites=1, flank_sites=1)
     assert w["n_core"].sum() == len(recs) and (w["n_typed"] > 0).all()
+
+
+def test_tiled_int8_transpose():
+    """The reference writer's transpose of a block of variants into haplotype rows."""
+    from vcfbert.io.h5store import transpose_int8
+
+    rng = np.random.default_rng(5)
+    for shape in [(0, 4), (1, 1), (3, 70), (130, 129), (257, 65)]:
+        a = rng.integers(-1, 2, shape).astype(np.int8)
+        b = transpose_int8(a[:, ::-1])  # a non-contiguous input too
+        assert b.flags.c_contiguous and b.dtype == np.int8
+        np.testing.assert_array_equal(b, a[:, ::-1].T)
