@@ -20,6 +20,7 @@ import dataclasses
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 
 import h5py
 import numpy as np
@@ -34,7 +35,14 @@ from .evaluate import (
     record_calls,
     true_dose,
 )
-from .io.vcf import iter_variants, list_contigs, normalize_contig, parsed_records, sample_ids
+from .io.vcf import (
+    _SYMBOLIC,
+    iter_variants,
+    list_contigs,
+    normalize_contig,
+    parsed_records,
+    sample_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +164,10 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
 
     for path, contig, cols in _truth_contigs(paths, samples):
         name = normalize_contig(contig)
-        for v in iter_variants(path, contig, role="target", haploid="duplicate"):
-            j, swapped = _lookup(index, name, v.position, v.ref, v.alt)
+        for position, ref, alt, true in truth_doses(path, contig, cols):
+            j, swapped = _lookup(index, name, position, ref, alt)
             if j < 0:
                 continue
-            true = true_dose(v)[cols]
             missing_call = np.isnan(true)
             dose = np.where(missing_call, -1, true).astype(np.int8)
             row[j], flip[j] = stored + len(buf), swapped
@@ -174,6 +181,50 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
         raise InputError(f"{', '.join(paths)}: the truth VCF holds none of the reference "
                          "panel's variants")
     return _TruthStore(data, row, flip, alt_count)
+
+
+def truth_doses(path: str, contig: str, cols: np.ndarray
+                ) -> Iterator[tuple[int, str, str, np.ndarray]]:
+    """(position, REF, ALT, true ALT count float64 [len(cols)], NaN missing) of every
+    bi-allelic variant of ``contig`` in a truth VCF, for the file's samples ``cols``: what
+    :func:`vcfbert.io.vcf.iter_variants` (role ``target``, haploid calls duplicated) and
+    :func:`vcfbert.evaluate.true_dose` give, with the counts of a block of records computed
+    at once when the text parser reads the file (a haploid call counts its allele once)."""
+    from .io.vcf import _use_text_reader, check_header
+    from .io.vcf_text import iter_text_blocks
+
+    if not _use_text_reader(path, contig, "auto"):
+        for v in iter_variants(path, contig, role="target", haploid="duplicate"):
+            yield v.position, v.ref, v.alt, true_dose(v)[cols]
+        return
+    file_samples = check_header(path)
+    chosen = [file_samples[c] for c in cols]
+    last_pos = -1
+    seen_at_pos: set[tuple[str, str]] = set()
+    for tb in iter_text_blocks(path, file_samples, samples=chosen, contig=contig):
+        a0 = tb.gt[..., 0]
+        a1 = tb.gt[..., 1]
+        haploid = a1 == -2
+        missing = (a0 < 0) | (~haploid & (a1 < 0))
+        for r in range(len(tb)):
+            pos = int(tb.pos[r])
+            if pos < last_pos:
+                raise InputError(f"{path}: record {contig}:{pos} comes after position "
+                                 f"{last_pos}: records are not sorted; sort the file with "
+                                 "`bcftools sort`")
+            if pos != last_pos:
+                seen_at_pos.clear()
+                last_pos = pos
+            ref = tb.ref[r].upper()
+            for allele, alt in enumerate((x.upper() for x in tb.alt[r]), start=1):
+                if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
+                    continue
+                if (ref, alt) in seen_at_pos:
+                    continue
+                seen_at_pos.add((ref, alt))
+                count = np.where(haploid[r], a0[r] == allele,
+                                 (a0[r] == allele).astype(np.int8) + (a1[r] == allele))
+                yield pos, ref, alt, np.where(missing[r], np.nan, count.astype(np.float64))
 
 
 def _truth_contigs(paths: list[str], samples: list[str]):
