@@ -136,8 +136,14 @@ def test_haploid_males_same_from_both_readers(tmp_path):
 def test_errors_name_the_record(tmp_path):
     bad_cols = _vcf(tmp_path, [LINES[4], "20\t15\t.\tA\tC\t.\t.\t.\tGT\t0|1\t0|1"], "c.vcf")
     with pytest.raises(InputError, match=r"c.vcf: cannot parse the file after record 20:14: "
-                                         r"a record with more or fewer sample columns"):
+                                         r"a record with fewer sample columns"):
         list(iter_text_records(bad_cols, SAMPLES))
+    # a tab ending a line, or a column beyond the header's samples, is ignored, as htslib does
+    extra = _vcf(tmp_path, [LINES[4] + "\t", LINES[4].replace("\t14\t", "\t15\t") + "\t0|1"],
+                 "x.vcf")
+    a = [(r.POS, r.gt.tolist()) for r in iter_text_records(extra, SAMPLES)]
+    b = [(r.POS, _cyvcf2_gt(r).tolist()) for r in cyvcf2.VCF(str(extra), gts012=False)]
+    assert a == b and len(a) == 2
     triploid = _vcf(tmp_path, ["20\t15\t.\tA\tC\t.\t.\t.\tGT" + "\t0/1/1" * 8], "p.vcf")
     with pytest.raises(InputError, match=r"record 20:15: a genotype is not diploid"):
         list(iter_text_records(triploid, SAMPLES))

@@ -32,7 +32,7 @@ BLOCK_BYTES = 1 << 24  # text decompressed and parsed at a time
 
 # status of a parsed line
 OK = 0
-BAD_COLUMNS = 1  # fewer than 8 fixed columns, or another number of sample columns
+BAD_COLUMNS = 1  # fewer than 8 fixed columns, or fewer sample columns than samples
 HIGH_PLOIDY = 2  # a genotype with more than two alleles
 NO_GT = 3  # FORMAT has no GT key (the record's genotypes read as absent)
 
@@ -211,7 +211,7 @@ def _parse_lines(buf, starts, ends, col_map, n_file_samples, want_ds, fields, gt
                 gt[r, out, 1] = a1
                 gt[r, out, 2] = ph
             j += 1
-        if j != n_file_samples:
+        if j < n_file_samples:  # columns beyond the header's samples are ignored, as htslib does
             status[r] = BAD_COLUMNS
 
 
@@ -310,15 +310,16 @@ def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
     about ``block_bytes`` of text at a time.
 
     Args:
-        file_samples: the header's sample names (every line must have as many columns).
+        file_samples: the header's sample names (every line must have a column for each;
+            columns beyond them are ignored, as htslib ignores them).
         samples: keep these samples, in this order (default: all, in file order).
         want_ds: also parse FORMAT/DS (``TextBlock.ds``).
         require_gt: a record whose FORMAT lacks GT is an error (else its genotypes read as
             absent).
 
     Raises:
-        InputError: a line with too few columns, a number of sample columns other than the
-            header's, a position that is not a number, a genotype of ploidy above 2 or (with
+        InputError: a line with too few columns or fewer sample columns than the header's
+            samples, a position that is not a number, a genotype of ploidy above 2 or (with
             ``require_gt``) a record without GT — naming the record.
     """
     path = str(path)
@@ -362,8 +363,8 @@ def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
                 "at its first record")
             if status[r] == BAD_COLUMNS:
                 raise InputError(
-                    f"{path}: cannot parse the file {where_}: a record with more or fewer "
-                    "sample columns than the header says (or fewer than 8 columns); check it "
+                    f"{path}: cannot parse the file {where_}: a record with fewer sample "
+                    "columns than the header has samples (or fewer than 8 columns); check it "
                     "with `bcftools view`")
             rec = f"{chrom[r]}:{cols[1][r].decode()}"
             if status[r] == NO_GT:
