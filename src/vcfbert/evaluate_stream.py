@@ -190,10 +190,10 @@ def truth_doses(path: str, contig: str, cols: np.ndarray
     :func:`vcfbert.io.vcf.iter_variants` (role ``target``, haploid calls duplicated) and
     :func:`vcfbert.evaluate.true_dose` give, with the counts of a block of records computed
     at once when the text parser reads the file (a haploid call counts its allele once)."""
-    from .io.vcf import _use_text_reader, check_header
+    from .io.vcf import check_header, uses_text_reader
     from .io.vcf_text import iter_text_blocks
 
-    if not _use_text_reader(path, contig, "auto"):
+    if not uses_text_reader(path, contig, "auto"):
         for v in iter_variants(path, contig, role="target", haploid="duplicate"):
             yield v.position, v.ref, v.alt, true_dose(v)[cols]
         return
@@ -268,7 +268,7 @@ def _file_blocks(path: str, index: dict, block: int, seen: np.ndarray):
 
 
 def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
-    from .io.vcf import header_lines
+    from .io.vcf import check_header, header_lines
     from .io.vcf_text import info_float, iter_text_blocks
 
     declared = {x[len("##FORMAT=<ID="):].split(",")[0] for x in header_lines(path)
@@ -276,7 +276,7 @@ def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
     has_ds, has_gt = "DS" in declared, "GT" in declared
     if not (has_ds or has_gt):
         raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
-    for tb in iter_text_blocks(path, sample_ids(path), want_ds=has_ds, require_gt=False):
+    for tb in iter_text_blocks(path, check_header(path), want_ds=has_ds, require_gt=False):
         rows: list[int] = []
         js: list[int] = []
         swapped: list[bool] = []

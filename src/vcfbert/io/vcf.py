@@ -335,7 +335,7 @@ def iter_variants(
     stats = stats if stats is not None else ReadStats()
     require_gt(path, role)
     vcf = None
-    if _use_text_reader(path, contig, reader):
+    if uses_text_reader(path, contig, reader):
         from .vcf_text import iter_text_records
 
         file_samples = check_header(path)
@@ -436,7 +436,7 @@ def iter_variants(
             vcf.close()
 
 
-def _use_text_reader(path: str | os.PathLike[str], contig: str, reader: str) -> bool:
+def uses_text_reader(path: str | os.PathLike[str], contig: str, reader: str) -> bool:
     """Whether :func:`iter_variants` reads ``path`` with the text parser (see there)."""
     from .vcf_text import is_text_vcf
 
