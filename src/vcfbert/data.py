@@ -17,6 +17,7 @@ from .layout import WindowLayout
 from .model.network import WindowBatch, maf_weight
 from .windowdata import (  # noqa: F401 - re-exported for callers of the batch code
     Chromosome,
+    ConsecutiveWindowReader,
     WindowArrayCache,
     WindowArrays,
     leave_one_out_af,

@@ -52,7 +52,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
         loo_cols int [j] those sites' indices among the targets' M sites).
     """
     from .checkpoint import load_checkpoint, model_from_checkpoint
-    from .data import Chromosome, query_tokens, read_window_arrays
+    from .data import Chromosome, query_tokens
     from .index import KeySearcher, flat_index
     from .io.h5store import read_targets
     from .keyencoder import encode_keys
@@ -60,6 +60,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     from .masks import read_mask
     from .predict import predict_window
     from .train import pick_device
+    from .windowdata import ConsecutiveWindowReader
 
     dev = pick_device(device)
     chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
@@ -72,8 +73,9 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     observed, _ = read_mask(mask_h5)
     model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     params = load_key_encoder(key_encoder)
+    reader = ConsecutiveWindowReader()  # each variant decompressed once
     for wid, layout in zip(window_ids, layouts, strict=True):
-        arrays = read_window_arrays(reference_h5, layout)
+        arrays = reader.read(reference_h5, layout)
         slot_obs = chrom.slot_mask(observed, layout)
         keys = encode_keys(params, query_tokens(arrays.ref_slots, slot_obs),
                            layout.slot_core_dist)

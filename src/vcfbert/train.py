@@ -38,6 +38,7 @@ from .checkpoint import (
 )
 from .data import (
     Chromosome,
+    ConsecutiveWindowReader,
     EpochBatches,
     WindowArrayCache,
     assemble_batch,
@@ -219,7 +220,8 @@ class ValidationWindow:
 
 def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
                        final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-                       cache: WindowArrayCache, desc: str = "EP_Val",
+                       cache: WindowArrayCache | ConsecutiveWindowReader,
+                       desc: str = "EP_Val",
                        index_is_current: bool = False, threads: int = 1
                        ) -> Iterator[ValidationWindow]:
     """Predict held-out panel haplotypes window by window, as the targets are imputed.
@@ -344,7 +346,7 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
     r2_sums = np.zeros((6, n_var))
     male = None if chrom.male is None else np.asarray(chrom.male, bool)[haps[0::2] // 2]
     for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
-                                  device=device, cache=WindowArrayCache(capacity=4),
+                                  device=device, cache=ConsecutiveWindowReader(),
                                   desc="DR2 calibration", index_is_current=True,
                                   threads=threads):
         lo, hi = win.layout.core_start, win.layout.core_end

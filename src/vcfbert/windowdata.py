@@ -85,17 +85,78 @@ class WindowArrays:
     ac_core: np.ndarray  # int32 [n]
 
 
-def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayout
-                       ) -> WindowArrays:
-    """Read one contiguous block of the reference store and slice out slots and core."""
-    lo = min(layout.start, layout.core_start)
-    hi = max(layout.end, layout.core_end)
-    with open_store(reference_h5) as h5:
-        block = h5["call_haplotype"][:, lo:hi]
+def window_span(layout: WindowLayout) -> tuple[int, int]:
+    """(lo, hi): the reference variants a window reads, its slots' span and its core."""
+    return min(layout.start, layout.core_start), max(layout.end, layout.core_end)
+
+
+def arrays_from_block(block: np.ndarray, lo: int, layout: WindowLayout) -> WindowArrays:
+    """The window's arrays sliced out of ``block`` int8 [H, x], the reference alleles at
+    variants lo..lo + x - 1 (covering :func:`window_span`)."""
     ref_slots = np.ascontiguousarray(block[:, layout.slot_index - lo])
     ref_core = np.ascontiguousarray(block[:, layout.core_start - lo:layout.core_end - lo])
     return WindowArrays(ref_slots, ref_core, ref_slots.sum(0, dtype=np.int32),
                         ref_core.sum(0, dtype=np.int32))
+
+
+def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayout
+                       ) -> WindowArrays:
+    """Read one contiguous block of the reference store and slice out slots and core."""
+    lo, hi = window_span(layout)
+    with open_store(reference_h5) as h5:
+        block = h5["call_haplotype"][:, lo:hi]
+    return arrays_from_block(block, lo, layout)
+
+
+class ConsecutiveWindowReader:
+    """Reads the arrays of windows visited left to right (an imputation job's run of
+    windows), decompressing each reference variant once.
+
+    A window's span (its flanks' slots and its core) overlaps the next window's by about
+    two thirds with the default geometry (flanks of one core's width), and the store's
+    chunks hold every haplotype over ~170 variants, so :func:`read_window_arrays` decompresses
+    each variant about three times. This reader keeps the last span's block and reads only
+    the variants beyond it; a window that does not start within the kept span is read whole.
+    The blocks live in two buffers used in turn, so that no call writes into freshly mapped
+    memory (first-touch page faults cost as much as the decompression on some machines).
+    Returns the same arrays as :func:`read_window_arrays` (tested), copies of the buffers.
+    """
+
+    def __init__(self) -> None:
+        self._path = ""  # the store of the kept block
+        self._buffers: list[np.ndarray] = []  # int8 [H, capacity] each, used in turn
+        self._lo = 0  # the kept block: variants _lo.._hi - 1 in _buffers[0][:, :_hi - _lo]
+        self._hi = 0
+
+    def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
+        """The arrays of ``layout`` (a window of ``chrom``), as :meth:`WindowArrayCache.get`."""
+        return self.read(chrom.reference_h5, layout)
+
+    def read(self, reference_h5: str | os.PathLike[str], layout: WindowLayout) -> WindowArrays:
+        """The arrays of the window ``layout`` of the store ``reference_h5``."""
+        lo, hi = window_span(layout)
+        if os.fspath(reference_h5) != self._path:  # another chromosome: nothing is kept
+            self._path, self._buffers, self._lo, self._hi = os.fspath(reference_h5), [], 0, 0
+        with open_store(reference_h5) as h5:
+            data = h5["call_haplotype"]
+            n_h = int(data.shape[0])
+            if not self._buffers or self._buffers[0].shape[1] < hi - lo:
+                kept = self._buffers[0][:, :self._hi - self._lo] if self._buffers else None
+                self._buffers = [np.empty((n_h, hi - lo), np.int8) for _ in range(2)]
+                if kept is not None:
+                    self._buffers[1][:, :kept.shape[1]] = kept
+                    self._buffers.reverse()
+            kept, block = self._buffers
+            if self._lo <= lo < self._hi:
+                shared = min(hi, self._hi) - lo
+                block[:, :shared] = kept[:, lo - self._lo:lo - self._lo + shared]
+            else:
+                shared = 0
+            if hi - lo > shared:
+                data.read_direct(block, np.s_[:, lo + shared:hi], np.s_[:, shared:hi - lo])
+        self._buffers.reverse()
+        self._lo, self._hi = lo, hi
+        return arrays_from_block(block[:, :hi - lo], lo, layout)
 
 
 class WindowArrayCache:

@@ -123,3 +123,57 @@ def test_window_tables_reproduce_every_haplotypes_alleles():
             else:
                 g = t.pattern_start[row] + u
                 np.testing.assert_array_equal(t.alt_site[t.alt_ptr[g]:t.alt_ptr[g + 1]], alt)
+
+
+def test_identical_candidates_are_lumped_exactly():
+    """A panel where most haplotypes have exact copies: the kernel lumps a query's candidates
+    of one sequence into one state; the posterior-weighted sums, the carrier count, the runs
+    and the leave-one-out probability equal those of the kernel without lumping and the
+    torch path's."""
+    rng = np.random.default_rng(11)
+    n_h, m, n, b, k = 60, 24, 90, 6, 30
+    distinct = mosaic_panel(rng, 12, m + n)
+    panel = distinct[rng.integers(12, size=n_h)]
+    slot_cols = np.sort(rng.choice(m + n, m, replace=False))
+    core_cols = np.setdiff1d(np.arange(m + n), slot_cols)
+    ref_slots = np.ascontiguousarray(panel[:, slot_cols])
+    ref_core = np.ascontiguousarray(panel[:, core_cols])
+    interval = np.sort(rng.integers(m // 3, 2 * m // 3 + 1, n)).astype(np.int64)
+    frac = rng.random(n).astype(np.float32)
+    queries = panel[rng.integers(n_h, size=b)][:, slot_cols].copy()
+    queries[rng.random((b, m)) < 0.05] ^= 1
+    tokens = np.where(rng.random((b, m)) < 0.2, MASK, queries).astype(np.int8)
+    cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
+    cand[1, :5] = -1
+    cand[2, :] = -1  # no candidate at all
+    valid = cand >= 0
+    mu = rng.uniform(1, 6, (b, m)).astype(np.float32)
+    s = rng.normal(0, 0.3, (b, m, 2)).astype(np.float32)
+    rho = rng.uniform(0.001, 0.2, (b, m)).astype(np.float32)
+    prior = np.where(valid, rng.random((b, k)), 0).astype(np.float32)
+    prior /= np.maximum(prior.sum(1, keepdims=True), 1e-30)
+
+    tables = window_tables(ref_slots, ref_core, interval)
+    classes = tables.hap_class
+    # the classes are the distinct sequences, and the candidates do share them
+    assert classes.max() + 1 == len(np.unique(np.concatenate([ref_slots, ref_core], 1), axis=0))
+    for h in range(n_h):
+        same = (ref_slots == ref_slots[h]).all(1) & (ref_core == ref_core[h]).all(1)
+        np.testing.assert_array_equal(classes == classes[h], same)
+    assert len(np.unique(classes[cand[0]])) < k / 2
+    unlumped = tables._replace(hap_class=np.arange(n_h, dtype=np.int32))
+    kw = dict(query_tokens=tokens, cand_ids=cand, ref_slots=ref_slots, ref_core=ref_core,
+              mu=mu, emit_bonus=s, rho=rho, prior=prior, site_interval=interval,
+              site_frac=frac)
+    p, feat, loo = copy_features(tables=tables, **kw)
+    p1, feat1, loo1 = copy_features(tables=unlumped, **kw)
+    np.testing.assert_allclose(p, p1, atol=2e-6)
+    np.testing.assert_allclose(feat, feat1, atol=2e-5)
+    np.testing.assert_allclose(loo, loo1, atol=2e-6)
+    assert feat[..., 2].max() > np.log1p(2) / 5  # carrier counts above 2: multiplicities count
+    assert (p[2] == np.float32(1e-5)).all() and not feat[2].any() and not loo[2].any()
+    p_ref, feat_ref = reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior,
+                                         interval, frac)
+    ok = [0, 1, 3, 4, 5]  # the torch path has no output for a query without candidates
+    np.testing.assert_allclose(p[ok], p_ref[ok], atol=2e-5)
+    np.testing.assert_allclose(feat[ok][..., :4], feat_ref[ok][..., :4], atol=1e-6)

@@ -416,3 +416,34 @@ def test_two_process_training_equals_one_process(prepared, tmp_path):
         # Adam turns float-rounding differences of near-zero gradients into ~lr-sized steps
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4)
     assert not torch.equal(a["tok.weight"], load_checkpoint(d / "init.pt")["model"]["tok.weight"])
+
+
+def test_consecutive_reader_equals_whole_reads(tiny_stores, tmp_path):
+    """ConsecutiveWindowReader (imputation, DR2 calibration) gives read_window_arrays' arrays
+    for windows in order, out of order, repeated, and when the store changes."""
+    import shutil
+
+    from vcfbert.windowdata import ConsecutiveWindowReader
+
+    chrom = Chromosome.load("20", tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
+    ids = list(chrom.windows["window_id"])
+    assert len(ids) >= 3
+    other = tmp_path / "copy.h5"
+    shutil.copyfile(tiny_stores["ref"], other)
+    visits = ([(chrom.reference_h5, w) for w in ids]  # in order: the kept part is reused
+              + [(chrom.reference_h5, ids[0]), (chrom.reference_h5, ids[0]),  # back, repeat
+                 (chrom.reference_h5, ids[-1]), (str(other), ids[-1]),  # jump, other store
+                 (str(other), ids[1])])
+    reader = ConsecutiveWindowReader()
+    previous = None
+    for path, wid in visits:
+        layout = chrom.layout(wid)
+        got = reader.read(path, layout)
+        want = read_window_arrays(path, layout)
+        for name in ("ref_slots", "ref_core", "ac_slots", "ac_core"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+        if previous is not None:  # arrays handed out before stay valid
+            np.testing.assert_array_equal(previous[0].ref_core, previous[1].ref_core)
+        previous = (got, want)
+    assert reader.get(chrom, ids[1], chrom.layout(ids[1])).ref_core.shape == \
+        read_window_arrays(chrom.reference_h5, chrom.layout(ids[1])).ref_core.shape
