@@ -110,22 +110,23 @@ def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayou
 
 class ConsecutiveWindowReader:
     """Reads the arrays of windows visited left to right (an imputation job's run of
-    windows), decompressing each reference variant once.
+    windows, the DR2 calibration), decompressing each reference variant once.
 
     A window's span (its flanks' slots and its core) overlaps the next window's by about
     two thirds with the default geometry (flanks of one core's width), and the store's
     chunks hold every haplotype over ~170 variants, so :func:`read_window_arrays` decompresses
     each variant about three times. This reader keeps the last span's block and reads only
     the variants beyond it; a window that does not start within the kept span is read whole.
-    The blocks live in two buffers used in turn, so that no call writes into freshly mapped
-    memory (first-touch page faults cost as much as the decompression on some machines).
-    Returns the same arrays as :func:`read_window_arrays` (tested), copies of the buffers.
+    The block lives in one buffer, reused: the kept variants are moved to its front row by
+    row, so that no call writes into freshly mapped memory (first-touch page faults cost as
+    much as the decompression on some machines). Returns the same arrays as
+    :func:`read_window_arrays` (tested), copies out of the buffer.
     """
 
     def __init__(self) -> None:
         self._path = ""  # the store of the kept block
-        self._buffers: list[np.ndarray] = []  # int8 [H, capacity] each, used in turn
-        self._lo = 0  # the kept block: variants _lo.._hi - 1 in _buffers[0][:, :_hi - _lo]
+        self._buffer = np.empty((0, 0), np.int8)  # int8 [H, capacity]
+        self._lo = 0  # the kept block: variants _lo.._hi - 1 in _buffer[:, :_hi - _lo]
         self._hi = 0
 
     def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
@@ -136,27 +137,24 @@ class ConsecutiveWindowReader:
         """The arrays of the window ``layout`` of the store ``reference_h5``."""
         lo, hi = window_span(layout)
         if os.fspath(reference_h5) != self._path:  # another chromosome: nothing is kept
-            self._path, self._buffers, self._lo, self._hi = os.fspath(reference_h5), [], 0, 0
+            self._path, self._lo, self._hi = os.fspath(reference_h5), 0, 0
+        shared = min(hi, self._hi) - lo if self._lo <= lo < self._hi else 0
         with open_store(reference_h5) as h5:
             data = h5["call_haplotype"]
-            n_h = int(data.shape[0])
-            if not self._buffers or self._buffers[0].shape[1] < hi - lo:
-                kept = self._buffers[0][:, :self._hi - self._lo] if self._buffers else None
-                self._buffers = [np.empty((n_h, hi - lo), np.int8) for _ in range(2)]
-                if kept is not None:
-                    self._buffers[1][:, :kept.shape[1]] = kept
-                    self._buffers.reverse()
-            kept, block = self._buffers
-            if self._lo <= lo < self._hi:
-                shared = min(hi, self._hi) - lo
-                block[:, :shared] = kept[:, lo - self._lo:lo - self._lo + shared]
-            else:
-                shared = 0
+            buf = self._buffer
+            if buf.shape[0] != data.shape[0] or buf.shape[1] < hi - lo:
+                grown = np.empty((int(data.shape[0]), hi - lo), np.int8)
+                if shared:
+                    grown[:, :shared] = buf[:, lo - self._lo:lo - self._lo + shared]
+                self._buffer = buf = grown
+            elif shared and lo > self._lo:
+                start = lo - self._lo
+                for row in buf:  # the rows do not overlap: each move is a small memmove
+                    row[:shared] = row[start:start + shared]
             if hi - lo > shared:
-                data.read_direct(block, np.s_[:, lo + shared:hi], np.s_[:, shared:hi - lo])
-        self._buffers.reverse()
+                data.read_direct(buf, np.s_[:, lo + shared:hi], np.s_[:, shared:hi - lo])
         self._lo, self._hi = lo, hi
-        return arrays_from_block(block[:, :hi - lo], lo, layout)
+        return arrays_from_block(buf[:, :hi - lo], lo, layout)
 
 
 class WindowArrayCache:
