@@ -46,6 +46,44 @@ def describe_patterns(results: Path, chrom: str, windows: list[str]) -> None:
               f"{t.alt_ptr.size - 1} ALT-carrying patterns ({(t.alt_ptr.size - 1) / rows:.0f} "
               f"per interval) for {arrays.ref_core.shape[0]} haplotypes, "
               f"{arrays.ref_core.sum(1).mean():.0f} ALT alleles per haplotype in the core")
+        distinct = distinct_candidates(results, chromosome, layout, arrays, t.hap_class)
+        print(f"{wid}: {t.hap_class.max() + 1} distinct sequences over the window's slots and "
+              f"core among the {arrays.ref_core.shape[0]} haplotypes; a query's copying "
+              f"states hold {distinct.mean():.0f} distinct sequences on average "
+              f"({distinct.min()}-{distinct.max()}; the first {distinct.size} target "
+              "haplotypes): the states the kernel runs after lumping identical ones")
+
+
+def distinct_candidates(results: Path, chromosome, layout, arrays, hap_class: np.ndarray,
+                        n_queries: int = 256) -> np.ndarray:
+    """int [q]: distinct sequences (``hap_class``) among the copying states of the first
+    ``n_queries`` target haplotypes, retrieved as the imputation does (final model's keys,
+    exact index, top ``k_keep``)."""
+    import torch
+
+    from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint
+    from vcfbert.encode import query_keys
+    from vcfbert.index import KeySearcher, flat_index
+    from vcfbert.io.h5store import read_targets
+    from vcfbert.keyencoder import encode_keys
+    from vcfbert.keyencoder import load as load_key_encoder
+    from vcfbert.masks import read_mask
+    from vcfbert.windowdata import query_tokens
+
+    contig = chromosome.contig
+    model = model_from_checkpoint(load_checkpoint(str(results / "train/model.pt"))).eval()
+    observed, _ = read_mask(str(results / f"masks/{contig}/final.h5"))
+    slot_obs = chromosome.slot_mask(observed, layout)
+    keys = encode_keys(load_key_encoder(str(results / "train/model.keys.npz")),
+                       query_tokens(arrays.ref_slots, slot_obs), layout.slot_core_dist)
+    targets = read_targets(str(results / f"ingest/{contig}/targets.h5"))
+    cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+    with torch.no_grad():
+        q_keys = query_keys(model, layout, targets.haplotypes[:n_queries, cols], slot_obs,
+                            device="cpu")
+    cand, _ = KeySearcher(flat_index(keys), "cpu").search_scored(q_keys, model.cfg.k_keep,
+                                                                 None)
+    return np.array([np.unique(hap_class[c[c >= 0]]).size for c in cand])
 
 
 def main() -> None:
