@@ -55,40 +55,56 @@ def reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior, int
     return p_copy.numpy(), carrier_features(run_total, c_sites, g_site, valid).numpy()
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_copy_features_match_the_torch_path_on_shared_segments(seed):
-    rng = np.random.default_rng(seed)
-    n_h, m, n, b, k = 60, 24, 90, 6, 20
-    panel = mosaic_panel(rng, n_h, m + n)
+def random_window(rng: np.random.Generator, panel: np.ndarray, m: int, b: int, k: int,
+                  invalid: np.ndarray | None = None) -> dict:
+    """copy_features' keyword arguments for ``b`` queries on ``panel`` int8 [H, m + n]: ``m``
+    random columns are the slots, the rest the core sites, which sit in the intervals of the
+    middle slots (several per interval); the queries are panel haplotypes with some errors and
+    masked slots; ``k`` random candidates each, -1 where ``invalid`` bool [b, k]."""
+    n_h, n = panel.shape[0], panel.shape[1] - m
     slot_cols = np.sort(rng.choice(m + n, m, replace=False))
     core_cols = np.setdiff1d(np.arange(m + n), slot_cols)
-    ref_slots = np.ascontiguousarray(panel[:, slot_cols])
-    ref_core = np.ascontiguousarray(panel[:, core_cols])
-    # the core sites sit in the intervals of the middle slots, several sites per interval
     interval = np.sort(rng.integers(m // 3, 2 * m // 3 + 1, n)).astype(np.int64)
     frac = rng.random(n).astype(np.float32)
-    # queries: panel haplotypes with some errors and masked slots
     queries = panel[rng.integers(n_h, size=b)][:, slot_cols].copy()
     queries[rng.random((b, m)) < 0.05] ^= 1
     tokens = np.where(rng.random((b, m)) < 0.2, MASK, queries).astype(np.int8)
     cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
-    cand[0, -4:] = -1  # fewer candidates than k
+    if invalid is not None:
+        cand[invalid] = -1
     valid = cand >= 0
     mu = rng.uniform(1, 6, (b, m)).astype(np.float32)
     s = rng.normal(0, 0.3, (b, m, 2)).astype(np.float32)
     rho = rng.uniform(0.001, 0.2, (b, m)).astype(np.float32)
     prior = np.where(valid, rng.random((b, k)), 0).astype(np.float32)
-    prior /= prior.sum(1, keepdims=True)
+    prior /= np.maximum(prior.sum(1, keepdims=True), 1e-30)
+    return dict(query_tokens=tokens, cand_ids=cand,
+                ref_slots=np.ascontiguousarray(panel[:, slot_cols]),
+                ref_core=np.ascontiguousarray(panel[:, core_cols]), mu=mu, emit_bonus=s,
+                rho=rho, prior=prior, site_interval=interval, site_frac=frac)
 
+
+def reference_of(kw: dict) -> tuple[np.ndarray, np.ndarray]:
+    """reference_features on random_window's arguments."""
+    return reference_features(kw["query_tokens"], kw["cand_ids"], kw["ref_slots"],
+                              kw["ref_core"], kw["mu"], kw["emit_bonus"], kw["rho"], kw["prior"],
+                              kw["site_interval"], kw["site_frac"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_copy_features_match_the_torch_path_on_shared_segments(seed):
+    rng = np.random.default_rng(seed)
+    n_h, m, n, b, k = 60, 24, 90, 6, 20
+    panel = mosaic_panel(rng, n_h, m + n)
+    invalid = np.zeros((b, k), bool)
+    invalid[0, -4:] = True  # fewer candidates than k
+    kw = random_window(rng, panel, m, b, k, invalid)
+    ref_slots, ref_core, interval = kw["ref_slots"], kw["ref_core"], kw["site_interval"]
     tables = window_tables(ref_slots, ref_core, interval)
     # few patterns per interval: the pooling is exercised, not bypassed
     assert tables.pattern_start[-1] < 0.5 * n_h * tables.pattern_id.shape[0]
-    kw = dict(query_tokens=tokens, cand_ids=cand, ref_slots=ref_slots, ref_core=ref_core,
-              mu=mu, emit_bonus=s, rho=rho, prior=prior, site_interval=interval,
-              site_frac=frac)
     p, feat, _ = copy_features(tables=tables, **kw)
-    p_ref, feat_ref = reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior,
-                                         interval, frac)
+    p_ref, feat_ref = reference_of(kw)
     np.testing.assert_allclose(p, p_ref, atol=2e-5)
     np.testing.assert_allclose(feat[..., :4], feat_ref[..., :4], atol=1e-6)
     # the weighted mean run of ALT carriers, where they carry weight
@@ -132,27 +148,13 @@ def test_identical_candidates_are_lumped_exactly():
     torch path's."""
     rng = np.random.default_rng(11)
     n_h, m, n, b, k = 60, 24, 90, 6, 30
-    distinct = mosaic_panel(rng, 12, m + n)
-    panel = distinct[rng.integers(12, size=n_h)]
-    slot_cols = np.sort(rng.choice(m + n, m, replace=False))
-    core_cols = np.setdiff1d(np.arange(m + n), slot_cols)
-    ref_slots = np.ascontiguousarray(panel[:, slot_cols])
-    ref_core = np.ascontiguousarray(panel[:, core_cols])
-    interval = np.sort(rng.integers(m // 3, 2 * m // 3 + 1, n)).astype(np.int64)
-    frac = rng.random(n).astype(np.float32)
-    queries = panel[rng.integers(n_h, size=b)][:, slot_cols].copy()
-    queries[rng.random((b, m)) < 0.05] ^= 1
-    tokens = np.where(rng.random((b, m)) < 0.2, MASK, queries).astype(np.int8)
-    cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
-    cand[1, :5] = -1
-    cand[2, :] = -1  # no candidate at all
-    valid = cand >= 0
-    mu = rng.uniform(1, 6, (b, m)).astype(np.float32)
-    s = rng.normal(0, 0.3, (b, m, 2)).astype(np.float32)
-    rho = rng.uniform(0.001, 0.2, (b, m)).astype(np.float32)
-    prior = np.where(valid, rng.random((b, k)), 0).astype(np.float32)
-    prior /= np.maximum(prior.sum(1, keepdims=True), 1e-30)
-
+    panel = mosaic_panel(rng, 12, m + n)[rng.integers(12, size=n_h)]
+    invalid = np.zeros((b, k), bool)
+    invalid[1, :5] = True
+    invalid[2, :] = True  # no candidate at all
+    kw = random_window(rng, panel, m, b, k, invalid)
+    ref_slots, ref_core, interval = kw["ref_slots"], kw["ref_core"], kw["site_interval"]
+    cand = kw["cand_ids"]
     tables = window_tables(ref_slots, ref_core, interval)
     classes = tables.hap_class
     # the classes are the distinct sequences, and the candidates do share them
@@ -162,9 +164,6 @@ def test_identical_candidates_are_lumped_exactly():
         np.testing.assert_array_equal(classes == classes[h], same)
     assert len(np.unique(classes[cand[0]])) < k / 2
     unlumped = tables._replace(hap_class=np.arange(n_h, dtype=np.int32))
-    kw = dict(query_tokens=tokens, cand_ids=cand, ref_slots=ref_slots, ref_core=ref_core,
-              mu=mu, emit_bonus=s, rho=rho, prior=prior, site_interval=interval,
-              site_frac=frac)
     p, feat, loo = copy_features(tables=tables, **kw)
     p1, feat1, loo1 = copy_features(tables=unlumped, **kw)
     np.testing.assert_allclose(p, p1, atol=2e-6)
@@ -172,8 +171,7 @@ def test_identical_candidates_are_lumped_exactly():
     np.testing.assert_allclose(loo, loo1, atol=2e-6)
     assert feat[..., 2].max() > np.log1p(2) / 5  # carrier counts above 2: multiplicities count
     assert (p[2] == np.float32(1e-5)).all() and not feat[2].any() and not loo[2].any()
-    p_ref, feat_ref = reference_features(tokens, cand, ref_slots, ref_core, mu, s, rho, prior,
-                                         interval, frac)
+    p_ref, feat_ref = reference_of(kw)
     ok = [0, 1, 3, 4, 5]  # the torch path has no output for a query without candidates
     np.testing.assert_allclose(p[ok], p_ref[ok], atol=2e-5)
     np.testing.assert_allclose(feat[ok][..., :4], feat_ref[ok][..., :4], atol=1e-6)
