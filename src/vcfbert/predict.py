@@ -95,7 +95,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
-                   slot_loo: Literal[False] = ..., threads: int = ...) -> np.ndarray: ...
+                   slot_loo: Literal[False] = ..., threads: int = ...,
+                   tables: WindowTables | None = ...) -> np.ndarray: ...
 
 
 @overload
@@ -104,8 +105,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = ...,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
-                   slot_loo: Literal[True], threads: int = ...
-                   ) -> tuple[np.ndarray, np.ndarray]: ...
+                   slot_loo: Literal[True], threads: int = ...,
+                   tables: WindowTables | None = ...) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
@@ -114,7 +115,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    searcher: KeySearcher, *, panel_haps: np.ndarray | None = None,
                    batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
                    fast: bool | None = None, progress: str | None = None,
-                   slot_loo: bool = False, threads: int = 1
+                   slot_loo: bool = False, threads: int = 1,
+                   tables: WindowTables | None = None
                    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
     the leave-one-out ALT probabilities float32 [q, m] at the slots of the window's core (the
@@ -140,14 +142,16 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             the numba kernel release the GIL); the results do not depend on it. Cap torch's
             and FAISS's own thread pools (:func:`vcfbert.runtime.cap_threads`) to 1 when
             using more than one, or the threads compete for the cores.
+        tables: the window's :func:`vcfbert.model.copy_kernel.window_tables` for the fast
+            path, when the caller built them already (built here when None).
     """
     model.eval()
     n_h = arrays.ref_slots.shape[0]
     if fast is None:
         fast = not device.startswith("cuda")
     geo = WindowGeometry.of(layout, position) if fast else None
-    tables = (window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
-              if geo else None)
+    if geo is not None and tables is None:
+        tables = window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
     out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
     loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
     core_slots = layout.core_slots
