@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +61,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     from .masks import read_mask
     from .model.copy_kernel import WindowTables, window_tables
     from .predict import predict_window
+    from .runtime import prefetched
     from .train import pick_device
     from .windowdata import ConsecutiveWindowReader
 
@@ -92,26 +92,19 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
                   if fast else None)
         return arrays, slot_obs, searcher, tables
 
-    # the next window is prepared on a thread of its own while this one is predicted: its
-    # serial steps (reading, keys, tables: ~0.3 s a window on a 6,000-haplotype panel) no
-    # longer leave the other cores idle
-    with ThreadPoolExecutor(1) as pool:
-        upcoming = pool.submit(prepare, layouts[0]) if layouts else None
-        for i, (wid, layout) in enumerate(zip(window_ids, layouts, strict=True)):
-            assert upcoming is not None
-            arrays, slot_obs, searcher, tables = upcoming.result()
-            upcoming = pool.submit(prepare, layouts[i + 1]) if i + 1 < len(layouts) else None
-            cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
-            probs, loo = predict_window(model, layout, arrays, slot_obs, chrom.position,
-                                        targets.haplotypes[:, cols], searcher,
-                                        batch_size=batch_size, device=dev,
-                                        index_is_current=True, fast=fast, tables=tables,
-                                        progress=f"impute {contig}:{wid}", slot_loo=True,
-                                        threads=threads)
-            core = layout.core_slots
-            yield (int(layout.core_start), int(layout.core_end),
-                   np.asarray(probs, np.float32), np.asarray(loo[:, core], np.float32),
-                   cols[core])
+    # the next window is prepared while this one is predicted: its serial steps (reading,
+    # keys, tables: ~0.3 s a window on a 6,000-haplotype panel) no longer leave cores idle
+    for (wid, layout), (arrays, slot_obs, searcher, tables) in prefetched(
+            zip(window_ids, layouts, strict=True), lambda w: prepare(w[1])):
+        cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
+        probs, loo = predict_window(model, layout, arrays, slot_obs, chrom.position,
+                                    targets.haplotypes[:, cols], searcher,
+                                    batch_size=batch_size, device=dev, index_is_current=True,
+                                    fast=fast, tables=tables, progress=f"impute {contig}:{wid}",
+                                    slot_loo=True, threads=threads)
+        core = layout.core_slots
+        yield (int(layout.core_start), int(layout.core_end), np.asarray(probs, np.float32),
+               np.asarray(loo[:, core], np.float32), cols[core])
 
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],

@@ -12,12 +12,15 @@ import errno
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from .errors import VcfbertError
 
 log = logging.getLogger("vcfbert")
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 def cap_threads(threads: int) -> None:
@@ -125,3 +128,31 @@ def export_for_jobs(*, src: str, command: str | None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     if command:
         os.environ.setdefault("VCFBERT_COMMAND", command)
+
+
+def prefetched(items: Iterable[T], prepare: Callable[[T], U]) -> Iterator[tuple[T, U]]:
+    """``(item, prepare(item))`` in order, ``prepare`` of the next item running on a thread
+    of its own while the caller works on the current one (one item ahead: at most two
+    prepared items are alive). What ``prepare`` raises is raised here, at its item.
+
+    The imputation and validation loops prepare a window (reading its reference arrays,
+    its keys and exact index, the kernel's tables: serial steps) while the previous window is
+    predicted on the other cores.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        it = iter(items)
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        pending = pool.submit(prepare, item)
+        while True:
+            ready = pending.result()
+            try:
+                following = next(it)
+            except StopIteration:
+                yield item, ready
+                return
+            pending = pool.submit(prepare, following)
+            yield item, ready
+            item = following

@@ -41,6 +41,8 @@ from .data import (
     ConsecutiveWindowReader,
     EpochBatches,
     WindowArrayCache,
+    WindowArrays,
+    WindowGeometry,
     assemble_batch,
     epoch_batches,
     identity_collate,
@@ -54,9 +56,10 @@ from .index import KeySearcher, load_index
 from .layout import WindowLayout
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
+from .model.copy_kernel import WindowTables, window_tables
 from .model.network import weighted_loss_parts
 from .predict import predict_window
-from .runtime import cap_threads
+from .runtime import cap_threads, prefetched
 from .split import read_split
 
 log = logging.getLogger(__name__)
@@ -240,18 +243,31 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
         if haps.size == 0:
             continue
         haps = haps[: max_haplotypes - (max_haplotypes % 2)] if max_haplotypes else haps
-        for wid in tqdm(chrom.windows["window_id"], desc=f"{desc}:{chrom.contig}", unit="window",
-                        file=sys.stderr, mininterval=5):
+
+        def prepare(wid: str, chrom: Chromosome = chrom, mask: np.ndarray = final_masks[ci]
+                    ) -> tuple[WindowLayout, WindowArrays, np.ndarray, KeySearcher,
+                               WindowTables | None]:
+            """A window's layout, arrays, observed slots, exact index of current keys and
+            (on a CPU) the copying kernel's tables."""
             layout = chrom.layout(wid)
             arrays = cache.get(chrom, wid, layout)
-            obs = chrom.slot_mask(final_masks[ci], layout)
+            obs = chrom.slot_mask(mask, layout)
             keys = reference_keys(model, layout, arrays, obs, device=device)
             index = faiss.IndexFlatIP(keys.shape[1])
             index.add(keys)
+            tables = None if device.startswith("cuda") else window_tables(
+                arrays.ref_slots, arrays.ref_core,
+                WindowGeometry.of(layout, chrom.position).site_interval.numpy())
+            return layout, arrays, obs, KeySearcher(index, device,
+                                                    never=chrom.second_copies(layout)), tables
+
+        windows = tqdm(chrom.windows["window_id"], desc=f"{desc}:{chrom.contig}",
+                       unit="window", file=sys.stderr, mininterval=5)
+        # the next window is prepared while this one is predicted (runtime.prefetched)
+        for _, (layout, arrays, obs, searcher, tables) in prefetched(windows, prepare):
             probs = predict_window(model, layout, arrays, obs, chrom.position,
-                                   arrays.ref_slots[haps],
-                                   KeySearcher(index, device, never=chrom.second_copies(layout)),
-                                   panel_haps=haps, batch_size=64, device=device,
+                                   arrays.ref_slots[haps], searcher, panel_haps=haps,
+                                   batch_size=64, device=device, tables=tables,
                                    index_is_current=index_is_current, threads=threads)
             truth = arrays.ref_core[haps].astype(np.float32)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
