@@ -173,6 +173,15 @@ class EpochBatches(torch.utils.data.Dataset):
             self._cache = WindowArrayCache(self.cache_windows)
         return self._cache
 
+    def warm_cache(self, first: int = 0) -> bool:
+        """Read the windows of batches ``first``.. into this process's cache before the
+        batches ask for them in random order (:meth:`WindowArrayCache.warm`: each reference
+        variant decompressed once, when all the windows fit); DataLoader workers forked
+        afterwards inherit the cache. Returns whether it did."""
+        windows = sorted({(s.chrom, s.window_id) for s in self.specs[first:]})
+        return self.window_cache().warm([(self.chroms[ci], wid, self.layout(ci, wid))
+                                         for ci, wid in windows])
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         spec = self.specs[i]
         chrom = self.chroms[spec.chrom]

@@ -624,6 +624,7 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
     _resume(state, resume_file, fingerprint, epoch, n_batches)
     start = state.next_batch
     dataset = EpochBatches(chroms, data.specs, data.masks)
+    dataset.warm_cache(start)  # each window read once, in order (batches come in random order)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, range(start, n_batches)), batch_size=1,
         shuffle=False, num_workers=cfg.num_workers, collate_fn=identity_collate,

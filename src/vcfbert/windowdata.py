@@ -165,6 +165,20 @@ class WindowArrayCache:
         self._items: collections.OrderedDict[tuple[str, str], WindowArrays] = (
             collections.OrderedDict())
 
+    def warm(self, windows: list[tuple[Chromosome, str, WindowLayout]]) -> bool:
+        """Read ``windows`` (chromosome, window id, layout) into the cache in chromosome
+        order through a :class:`ConsecutiveWindowReader`, so that each variant is
+        decompressed once, when they all fit (at most ``capacity``). Returns whether it did;
+        otherwise :meth:`get` reads each window when asked, as before."""
+        todo = [w for w in windows if (w[0].contig, w[1]) not in self._items]
+        if not todo or len(self._items) + len(todo) > self.capacity:
+            return False
+        reader = ConsecutiveWindowReader()
+        for chrom, window_id, layout in sorted(
+                todo, key=lambda w: (w[0].reference_h5, w[2].core_start)):
+            self._items[(chrom.contig, window_id)] = reader.get(chrom, window_id, layout)
+        return True
+
     def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
         key = (chrom.contig, window_id)
         if key in self._items:

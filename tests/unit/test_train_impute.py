@@ -447,3 +447,30 @@ def test_consecutive_reader_equals_whole_reads(tiny_stores, tmp_path):
         previous = (got, want)
     assert reader.get(chrom, ids[1], chrom.layout(ids[1])).ref_core.shape == \
         read_window_arrays(chrom.reference_h5, chrom.layout(ids[1])).ref_core.shape
+
+
+def test_epoch_cache_warms_in_order_with_the_same_arrays(prepared):
+    """EpochBatches.warm_cache reads the epoch's windows once, in order, into the cache the
+    batches then use; the arrays equal read_window_arrays'; it declines when they do not fit."""
+    from vcfbert.data import BatchSpec, EpochBatches
+
+    chrom = prepared["chrom"]
+    wids = list(chrom.windows["window_id"])
+    specs = [BatchSpec(0, w, np.arange(4)) for w in reversed(wids)]
+    mask = [np.ones(chrom.typed_index.size, bool)]
+    small = EpochBatches([chrom], specs, mask, cache_windows=len(wids) - 1)
+    assert not small.warm_cache()
+    assert not small.window_cache()._items
+    data = EpochBatches([chrom], specs, mask)
+    assert not data.warm_cache(len(specs))  # no batch left: nothing to read
+    assert data.warm_cache(1)  # the windows of batches 1.. (all but the last window)
+    assert sorted(w for _, w in data.window_cache()._items) == sorted(wids[:-1])
+    assert data.warm_cache()
+    for w in wids:
+        got = data.window_cache()._items[("20", w)]
+        want = read_window_arrays(chrom.reference_h5, chrom.layout(w))
+        np.testing.assert_array_equal(got.ref_slots, want.ref_slots)
+        np.testing.assert_array_equal(got.ref_core, want.ref_core)
+        np.testing.assert_array_equal(got.ac_core, want.ac_core)
+    item = data[0]
+    assert item["arrays"] is data.window_cache()._items[("20", wids[-1])]
