@@ -152,29 +152,43 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
     flip = np.zeros(n_sites, bool)
     alt_count = np.zeros(n_sites)
     buf: list[np.ndarray] = []
-    stored = 0  # rows in ``data`` (h5py's shape is slow to ask per record)
+    buffered = 0  # rows in ``buf``
+    stored = 0  # rows in ``data`` (h5py's shape is slow to ask per block)
 
     def flush() -> None:
-        nonlocal stored
+        nonlocal stored, buffered
         if buf:
-            data.resize(stored + len(buf), axis=0)
-            data[stored:] = np.stack(buf)
-            stored += len(buf)
+            data.resize(stored + buffered, axis=0)
+            data[stored:] = np.concatenate(buf)
+            stored += buffered
             buf.clear()
+            buffered = 0
 
     for path, contig, cols in _truth_contigs(paths, samples):
         name = normalize_contig(contig)
-        for position, ref, alt, true in truth_doses(path, contig, cols):
-            j, swapped = _lookup(index, name, position, ref, alt)
-            if j < 0:
+        for position, refs, alts, counts in truth_count_blocks(path, contig, cols):
+            keep: list[int] = []
+            sites: list[int] = []
+            swaps: list[bool] = []
+            for i in range(len(refs)):
+                j, swapped = _lookup(index, name, int(position[i]), refs[i], alts[i])
+                if j < 0:
+                    continue
+                # a site met twice keeps its last row, as the records come
+                row[j], flip[j] = stored + buffered + len(keep), swapped
+                keep.append(i)
+                sites.append(j)
+                swaps.append(swapped)
+            if not keep:
                 continue
-            missing_call = np.isnan(true)
-            dose = np.where(missing_call, -1, true).astype(np.int8)
-            row[j], flip[j] = stored + len(buf), swapped
-            called = true[~missing_call]
-            alt_count[j] = (2 - called).sum() if swapped else called.sum()
+            dose = counts[keep]  # int8 [m, S], -1 missing
+            called = dose >= 0
+            alt = np.where(called, dose, 0).sum(1, dtype=np.int64)
+            n_called = called.sum(1, dtype=np.int64)
+            alt_count[sites] = np.where(swaps, 2 * n_called - alt, alt)
             buf.append(dose)
-            if len(buf) >= block:
+            buffered += len(keep)
+            if buffered >= block:
                 flush()
     flush()
     if not (row >= 0).any():
@@ -188,33 +202,60 @@ def truth_doses(path: str, contig: str, cols: np.ndarray
     """(position, REF, ALT, true ALT count float64 [len(cols)], NaN missing) of every
     bi-allelic variant of ``contig`` in a truth VCF, for the file's samples ``cols``: what
     :func:`vcfbert.io.vcf.iter_variants` (role ``target``, haploid calls duplicated) and
-    :func:`vcfbert.evaluate.true_dose` give, with the counts of a block of records computed
-    at once when the text parser reads the file (a haploid call counts its allele once)."""
+    :func:`vcfbert.evaluate.true_dose` give (a haploid call counts its allele once); the
+    records of :func:`truth_count_blocks` one at a time."""
+    for position, refs, alts, counts in truth_count_blocks(path, contig, cols):
+        for i in range(len(refs)):
+            yield (int(position[i]), refs[i], alts[i],
+                   np.where(counts[i] < 0, np.nan, counts[i].astype(np.float64)))
+
+
+def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int = 1024
+                       ) -> Iterator[tuple[np.ndarray, list[str], list[str], np.ndarray]]:
+    """Blocks ``(positions int64 [m], REFs, ALTs, true ALT counts int8 [m, len(cols)], -1
+    missing)`` of the bi-allelic variants of ``contig`` in a truth VCF, for the file's samples
+    ``cols`` (a multi-allelic record gives one variant per ALT; symbolic ALTs and a variant met
+    again at its position are skipped). A text VCF is read a parser block at a time, with the
+    counts of a block computed at once; a BCF through :func:`vcfbert.io.vcf.iter_variants`,
+    ``records`` variants at a time."""
     from .io.vcf import check_header, uses_text_reader
     from .io.vcf_text import iter_text_blocks
 
     if not uses_text_reader(path, contig, "auto"):
+        pos: list[int] = []
+        refs: list[str] = []
+        alts: list[str] = []
+        rows: list[np.ndarray] = []
         for v in iter_variants(path, contig, role="target", haploid="duplicate"):
-            yield v.position, v.ref, v.alt, true_dose(v)[cols]
+            dose = true_dose(v)[cols]
+            pos.append(v.position)
+            refs.append(v.ref)
+            alts.append(v.alt)
+            rows.append(np.where(np.isnan(dose), -1, dose).astype(np.int8))
+            if len(rows) >= records:
+                yield np.array(pos, np.int64), refs, alts, np.stack(rows)
+                pos, refs, alts, rows = [], [], [], []
+        if rows:
+            yield np.array(pos, np.int64), refs, alts, np.stack(rows)
         return
     file_samples = check_header(path)
     chosen = [file_samples[c] for c in cols]
     last_pos = -1
     seen_at_pos: set[tuple[str, str]] = set()
     for tb in iter_text_blocks(path, file_samples, samples=chosen, contig=contig):
-        a0 = tb.gt[..., 0]
-        a1 = tb.gt[..., 1]
-        haploid = a1 == -2
-        missing = (a0 < 0) | (~haploid & (a1 < 0))
+        rows_: list[int] = []
+        alleles: list[int] = []
+        refs_: list[str] = []
+        alts_: list[str] = []
         for r in range(len(tb)):
-            pos = int(tb.pos[r])
-            if pos < last_pos:
-                raise InputError(f"{path}: record {contig}:{pos} comes after position "
+            pos_r = int(tb.pos[r])
+            if pos_r < last_pos:
+                raise InputError(f"{path}: record {contig}:{pos_r} comes after position "
                                  f"{last_pos}: records are not sorted; sort the file with "
                                  "`bcftools sort`")
-            if pos != last_pos:
+            if pos_r != last_pos:
                 seen_at_pos.clear()
-                last_pos = pos
+                last_pos = pos_r
             ref = tb.ref[r].upper()
             for allele, alt in enumerate((x.upper() for x in tb.alt[r]), start=1):
                 if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
@@ -222,9 +263,20 @@ def truth_doses(path: str, contig: str, cols: np.ndarray
                 if (ref, alt) in seen_at_pos:
                     continue
                 seen_at_pos.add((ref, alt))
-                count = np.where(haploid[r], a0[r] == allele,
-                                 (a0[r] == allele).astype(np.int8) + (a1[r] == allele))
-                yield pos, ref, alt, np.where(missing[r], np.nan, count.astype(np.float64))
+                rows_.append(r)
+                alleles.append(allele)
+                refs_.append(ref)
+                alts_.append(alt)
+        if not rows_:
+            continue
+        take = np.asarray(rows_, np.int64)
+        allele_of = np.asarray(alleles, np.int16)[:, None]
+        a0 = tb.gt[take, :, 0]  # int16 [m, S]
+        a1 = tb.gt[take, :, 1]  # -2: a haploid call, which counts its allele once
+        missing = (a0 < 0) | ((a1 != -2) & (a1 < 0))
+        counts = (a0 == allele_of).astype(np.int8) + (a1 == allele_of).astype(np.int8)
+        counts[missing] = -1
+        yield tb.pos[take], refs_, alts_, counts
 
 
 def _truth_contigs(paths: list[str], samples: list[str]):

@@ -11,7 +11,9 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -128,6 +130,59 @@ def export_for_jobs(*, src: str, command: str | None) -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
     if command:
         os.environ.setdefault("VCFBERT_COMMAND", command)
+
+
+def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """The items of the iterator ``items`` in order, produced on a thread of its own while
+    the caller works on the previous one: at most ``depth`` items wait between the two.
+
+    The text VCF reader produces its blocks this way (decompression and the compiled parser
+    release the GIL), so that reading the next block overlaps with the caller's work on the
+    current one. What producing an item raises is raised here, after the items before it. When
+    the caller stops early (``break``, an exception, ``close()``), the producer stops at its
+    next item and ``items`` is closed on its thread.
+    """
+    slots: queue.Queue = queue.Queue(max(1, depth))
+    stop = threading.Event()
+    done = object()
+
+    def offer(entry: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not offer(("item", item)):
+                    break
+            else:
+                offer(("end", done))
+        except BaseException as exc:  # handed to the caller, raised at its place
+            offer(("error", exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="read_ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, value = slots.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        worker.join()
 
 
 def prefetched(items: Iterable[T], prepare: Callable[[T], U]) -> Iterator[tuple[T, U]]:

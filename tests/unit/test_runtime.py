@@ -1,12 +1,14 @@
-"""runtime.prefetched: the one-ahead preparation the imputation and validation loops use."""
+"""runtime.prefetched and runtime.read_ahead: the one-ahead preparation the imputation and
+validation loops use, and the text VCF reader's blocks produced on a thread."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from vcfbert.runtime import prefetched
+from vcfbert.runtime import prefetched, read_ahead
 
 
 def test_prefetched_keeps_order_and_runs_one_ahead():
@@ -39,3 +41,54 @@ def test_prefetched_raises_at_the_failing_item():
         for x, _ in prefetched(range(5), prepare):
             got.append(x)
     assert got == [0, 1]
+
+
+def test_read_ahead_keeps_order_and_stays_within_its_depth():
+    produced: list[int] = []
+
+    def items():
+        for x in range(20):
+            produced.append(x)
+            yield x
+
+    got = []
+    for x in read_ahead(items(), depth=2):
+        time.sleep(0.005)  # let the producer run ahead as far as it may
+        # the item handed over, ``depth`` waiting, and one being produced
+        assert len(produced) <= x + 1 + 2 + 1
+        got.append(x)
+    assert got == list(range(20))
+    assert list(read_ahead(iter([]))) == []
+
+
+def test_read_ahead_raises_after_the_items_before_the_failure():
+    def items():
+        yield 0
+        yield 1
+        raise ValueError("block 2 is corrupt")
+
+    got = []
+    with pytest.raises(ValueError, match="block 2"):
+        for x in read_ahead(items()):
+            got.append(x)
+    assert got == [0, 1]
+
+
+def test_read_ahead_stops_and_closes_the_producer_when_the_caller_stops():
+    closed = threading.Event()
+    produced: list[int] = []
+
+    def items():
+        try:
+            for x in range(10_000):
+                produced.append(x)
+                yield x
+        finally:
+            closed.set()
+
+    for x in read_ahead(items()):
+        if x == 3:
+            break
+    assert closed.wait(5), "the producer was not closed"
+    assert len(produced) <= 3 + 1 + 1 + 1
+    assert not any(t.name == "read_ahead" for t in threading.enumerate())

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import h5py
@@ -94,6 +95,10 @@ class ReferencePanel:
 class ReferenceWriter:
     """Stream variants into a reference store, written atomically on :meth:`close`.
 
+    Variants are buffered ``BLOCK`` at a time; a full buffer is transposed, compressed and
+    written on a thread of its own while the next one fills (one write in flight at most), so
+    that parsing the VCF and writing the store overlap.
+
     Example::
 
         with ReferenceWriter(path, contig="20", samples=s, populations=p) as w:
@@ -132,8 +137,10 @@ class ReferenceWriter:
                           dtype=np.int8, chunks=_chunk(n_h, BLOCK), compression="gzip",
                           compression_opts=1, shuffle=True)
         self._buf: list[tuple[int, str, str, str, np.ndarray]] = []
-        self.n_variants = 0
+        self.n_variants = 0  # variants handed to the writing thread (written or in flight)
         self._closed = False
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="reference_writer")
+        self._pending: Future | None = None
 
     def add(self, position: int, ref: str, alt: str, vid: str, haplotypes: np.ndarray) -> None:
         """Append one variant; ``haplotypes`` is int8 [2S]."""
@@ -146,7 +153,7 @@ class ReferenceWriter:
     def add_variant_column(self, name: str, values_of_positions) -> None:
         """Add a per-variant float64 dataset ``name`` = ``values_of_positions(positions)`` once
         every variant is added (e.g. ``variant_cm`` from a genetic map)."""
-        self._flush()
+        self._drain()
         values = np.asarray(values_of_positions(self._h5["variant_position"][()]), np.float64)
         if values.shape != (self.n_variants,):
             raise ValueError(f"{name}: expected {self.n_variants} values, got {values.shape}")
@@ -159,7 +166,7 @@ class ReferenceWriter:
         """Record the haploid region (bool [V]) and the haploid samples (bool [S], males) once
         every variant is added; the ALT frequency of the region's variants then counts each
         male's allele once (stores keep it twice)."""
-        self._flush()
+        self._drain()
         region = np.asarray(haploid_variant, bool)
         male = np.asarray(sample_haploid, bool)
         if region.shape != (self.n_variants,) or male.shape != (self.n_haplotypes // 2,):
@@ -185,31 +192,53 @@ class ReferenceWriter:
         return self.n_variants + len(self._buf)
 
     def _flush(self) -> None:
+        """Hand the buffer to the writing thread (after the previous write has finished, so
+        that at most one buffer waits to be written)."""
         if not self._buf:
             return
-        n = len(self._buf)
-        start = self.n_variants
+        self._wait()
+        buf, self._buf = self._buf, []
+        self._pending = self._pool.submit(self._write, buf, self.n_variants)
+        self.n_variants += len(buf)
+
+    def _wait(self) -> None:
+        """Wait for the write in flight; what it raised is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _drain(self) -> None:
+        """Write every buffered variant and wait until the store holds them."""
+        self._flush()
+        self._wait()
+
+    def _write(self, buf: list[tuple[int, str, str, str, np.ndarray]], start: int) -> None:
+        """Append ``buf``'s variants at ``start`` (on the writing thread)."""
+        n = len(buf)
         h5 = self._h5
-        haps = transpose_int8(np.stack([b[4] for b in self._buf]))  # [2S, n]
+        haps = transpose_int8(np.stack([b[4] for b in buf]))  # [2S, n]
         called = haps >= 0
         n_called = called.sum(0)
         af = np.where(n_called > 0, (haps == 1).sum(0) / np.maximum(n_called, 1), np.nan)
         for name in ("variant_position", "variant_allele", "variant_id", "variant_af"):
             h5[name].resize(start + n, axis=0)
         h5["call_haplotype"].resize(start + n, axis=1)
-        h5["variant_position"][start:] = [b[0] for b in self._buf]
-        h5["variant_allele"][start:] = np.array([[b[1], b[2]] for b in self._buf], dtype=object)
-        h5["variant_id"][start:] = np.array([b[3] for b in self._buf], dtype=object)
+        h5["variant_position"][start:] = [b[0] for b in buf]
+        h5["variant_allele"][start:] = np.array([[b[1], b[2]] for b in buf], dtype=object)
+        h5["variant_id"][start:] = np.array([b[3] for b in buf], dtype=object)
         h5["variant_af"][start:] = af.astype(np.float32)
         h5["call_haplotype"][:, start:] = haps
-        self.n_variants += n
-        self._buf.clear()
 
     def close(self) -> None:
         """Flush, close and move the file to its final name."""
         if self._closed:
             return
-        self._flush()
+        try:
+            self._drain()
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        self._pool.shutdown()
         self._h5.attrs["n_variants"] = self.n_variants
         self._h5.close()
         self._closed = True
@@ -220,6 +249,11 @@ class ReferenceWriter:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._wait()
+        except Exception:  # noqa: BLE001 - the store is deleted; ``exc`` is what is reported
+            pass
+        self._pool.shutdown()
         self._h5.close()
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 

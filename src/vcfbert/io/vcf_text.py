@@ -305,9 +305,14 @@ def info_float(info: str, *keys: str) -> float:
 def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
                      samples: list[str] | None = None, want_ds: bool = False,
                      contig: str | None = None, require_gt: bool = True,
-                     block_bytes: int = BLOCK_BYTES) -> Iterator[TextBlock]:
+                     block_bytes: int = BLOCK_BYTES, ahead: bool = True
+                     ) -> Iterator[TextBlock]:
     """The records of a text VCF in file order (of ``contig`` only, if given), a block of
     about ``block_bytes`` of text at a time.
+
+    With ``ahead`` (the default) the next block is decompressed and parsed on a thread of
+    its own while the caller works on the current one (:func:`vcfbert.runtime.read_ahead`):
+    at most three blocks are alive at once. The blocks are the same either way.
 
     Args:
         file_samples: the header's sample names (every line must have a column for each;
@@ -316,13 +321,26 @@ def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
         want_ds: also parse FORMAT/DS (``TextBlock.ds``).
         require_gt: a record whose FORMAT lacks GT is an error (else its genotypes read as
             absent).
+        ahead: parse the next block on a thread while the caller works on this one.
 
     Raises:
         InputError: a line with too few columns or fewer sample columns than the header's
             samples, a position that is not a number, a genotype of ploidy above 2 or (with
             ``require_gt``) a record without GT — naming the record.
     """
-    path = str(path)
+    blocks = _parsed_blocks(str(path), file_samples, samples, want_ds, contig, require_gt,
+                            block_bytes)
+    if ahead:
+        from ..runtime import read_ahead
+
+        blocks = read_ahead(blocks)
+    yield from blocks
+
+
+def _parsed_blocks(path: str, file_samples: list[str], samples: list[str] | None,
+                   want_ds: bool, contig: str | None, require_gt: bool, block_bytes: int
+                   ) -> Iterator[TextBlock]:
+    """The blocks of :func:`iter_text_blocks`, produced on the caller's thread."""
     n_file = len(file_samples)
     if samples is None:
         col_map = np.arange(n_file, dtype=np.int64)
