@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from vcfbert.model.features import interval_runs as torch_runs
+from vcfbert.model.features import run_totals
 from vcfbert.model.hmm import (
     forward_backward,
     forward_backward_autograd,
@@ -35,6 +36,23 @@ def test_torch_runs_match_numpy():
     for b in range(3):
         nl, nr = interval_runs(q[b], c[b])
         assert np.array_equal(tl[b].numpy(), nl) and np.array_equal(tr[b].numpy(), nr)
+
+
+def test_compiled_run_totals_equal_the_torch_runs():
+    """The training forward's run totals per site (compiled on a CPU) against the torch runs
+    indexed by each site's interval, on random queries with unobserved slots."""
+    rng = np.random.default_rng(3)
+    for b, k, m, n in [(3, 7, 12, 20), (1, 1, 1, 3), (2, 5, 30, 0), (4, 9, 17, 40)]:
+        q = rng.integers(-1, 2, (b, m))
+        c = rng.integers(0, 2, (b, k, m))
+        obs = q >= 0
+        mismatch = torch.from_numpy((c != q[:, None, :]) & obs[:, None, :])
+        site_interval = torch.from_numpy(np.sort(rng.integers(0, m + 1, n)))
+        left, right = torch_runs(mismatch, torch.from_numpy(obs))
+        want = (left + right).index_select(2, site_interval).float()
+        got = run_totals(mismatch, torch.from_numpy(obs), site_interval)
+        assert got.dtype == torch.float32 and got.shape == (b, k, n)
+        assert torch.equal(got, want)
 
 
 def test_forward_backward_matches_reference():

@@ -8,6 +8,8 @@ Unobserved slots neither extend nor break a run. Dimensions: ``b`` queries, ``k`
 
 from __future__ import annotations
 
+import numba
+import numpy as np
 import torch
 
 
@@ -36,6 +38,58 @@ def interval_runs(mismatch: torch.Tensor, observed: torch.Tensor
     right_incl = _inclusive_left(mismatch.flip(-1), agree.flip(-1)).flip(-1)
     zero = torch.zeros_like(left_incl[..., :1])
     return torch.cat([zero, left_incl], -1), torch.cat([right_incl, zero], -1)
+
+
+@numba.njit(cache=True, nogil=True)
+def _run_totals_into(mismatch: np.ndarray, observed: np.ndarray, site_interval: np.ndarray,
+                     out: np.ndarray) -> None:
+    b, k, m = mismatch.shape
+    total = np.empty(m + 1, np.int32)
+    for q in range(b):
+        for c in range(k):
+            run = 0  # left runs: agreeing observed slots since the last mismatch
+            total[0] = 0
+            for j in range(m):
+                if mismatch[q, c, j]:
+                    run = 0
+                elif observed[q, j]:
+                    run += 1
+                total[j + 1] = run
+            run = 0  # right runs, added to the left ones
+            for j in range(m - 1, -1, -1):
+                if mismatch[q, c, j]:
+                    run = 0
+                elif observed[q, j]:
+                    run += 1
+                total[j] += run
+            for i in range(site_interval.shape[0]):
+                out[q, c, i] = total[site_interval[i]]
+
+
+def run_totals(mismatch: torch.Tensor, observed: torch.Tensor, site_interval: torch.Tensor
+               ) -> torch.Tensor:
+    """Left + right match run of every candidate around each site's interval:
+    ``(left + right).index_select(2, site_interval)`` of :func:`interval_runs`, as float.
+
+    On a CPU one compiled pass per candidate (the runs are integers, so the values are the
+    same); on other devices through :func:`interval_runs`. No gradient flows through runs.
+
+    Args:
+        mismatch: bool [b, k, m]; observed: bool [b, m]; site_interval: int64 [n], each
+            site's interval (0..m).
+
+    Returns:
+        float32 [b, k, n].
+    """
+    if mismatch.device.type != "cpu":
+        left, right = interval_runs(mismatch, observed)
+        return (left + right).index_select(2, site_interval).float()
+    b, k, _ = mismatch.shape
+    out = np.empty((b, k, site_interval.shape[0]), np.float32)
+    _run_totals_into(mismatch.detach().contiguous().numpy(),
+                     observed.detach().contiguous().numpy(),
+                     site_interval.detach().contiguous().numpy().astype(np.int64, copy=False), out)
+    return torch.from_numpy(out)
 
 
 def carrier_features(run_total: torch.Tensor, alleles: torch.Tensor, posterior: torch.Tensor,

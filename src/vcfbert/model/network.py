@@ -30,7 +30,7 @@ from torch import nn
 
 from ..tokens import ALT, MASK, REF  # noqa: F401 - re-exported
 from .config import ModelConfig
-from .features import carrier_features, interval_runs
+from .features import carrier_features, run_totals
 from .hmm import forward_backward, leave_one_out_alt
 
 MORGAN_PER_BP = 1e-8  # scaled by ModelConfig.cm_per_mb
@@ -330,8 +330,7 @@ class VcfBert(nn.Module):
                   + gamma.index_select(2, batch.site_right) * f)
         p_copy = (g_site * c_sites).sum(1).clamp(1e-5, 1 - 1e-5)  # [b, n]
 
-        left_run, right_run = interval_runs(mismatch, q_obs)  # [b, k, m + 1]
-        run_total = (left_run + right_run).index_select(2, batch.site_interval).float()
+        run_total = run_totals(mismatch, q_obs, batch.site_interval)  # [b, k, n]
         carriers = carrier_features(run_total, c_sites, g_site, valid)  # [b, n, 5]
         logits = self.output_logits(q_ctx, batch.site_left, batch.site_right, batch.site_af,
                                     batch.site_frac, p_copy, carriers)
