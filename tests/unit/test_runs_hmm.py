@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from vcfbert.model import hmm
 from vcfbert.model.features import interval_runs as torch_runs
 from vcfbert.model.features import run_totals
 from vcfbert.model.hmm import (
@@ -55,7 +57,15 @@ def test_compiled_run_totals_equal_the_torch_runs():
         assert torch.equal(got, want)
 
 
-def test_forward_backward_matches_reference():
+@pytest.fixture(params=["compiled", "torch"])
+def hmm_path(request, monkeypatch):
+    """Each HMM test runs through the compiled CPU passes and through the torch steps (what a
+    GPU runs)."""
+    monkeypatch.setattr(hmm, "COMPILED_ON_CPU", request.param == "compiled")
+    return request.param
+
+
+def test_forward_backward_matches_reference(hmm_path):
     rng = np.random.default_rng(2)
     b, k, m = 3, 5, 9
     log_emit = rng.normal(size=(b, k, m))
@@ -67,7 +77,7 @@ def test_forward_backward_matches_reference():
         np.testing.assert_allclose(got[i].numpy(), ref, rtol=1e-6, atol=1e-9)
 
 
-def test_forward_backward_ignores_invalid_candidates():
+def test_forward_backward_ignores_invalid_candidates(hmm_path):
     log_emit = torch.zeros(1, 3, 4)
     rho = torch.full((1, 4), 0.1)
     prior = torch.full((1, 3), 1 / 3)
@@ -87,14 +97,14 @@ def _hmm_inputs(seed: int, b: int, k: int, m: int, dtype=torch.float64):
     return log_emit, rho, prior, valid
 
 
-def test_hand_written_backward_passes_gradcheck():
+def test_hand_written_backward_passes_gradcheck(hmm_path):
     """The hand-written reverse pass of forward_backward against finite differences."""
     log_emit, rho, prior, valid = _hmm_inputs(3, 2, 4, 6)
     assert torch.autograd.gradcheck(lambda le, r, p: forward_backward(le, r, p, valid),
                                     (log_emit, rho, prior), eps=1e-6, atol=1e-6)
 
 
-def test_hand_written_backward_equals_autograd():
+def test_hand_written_backward_equals_autograd(hmm_path):
     """Same posterior and gradients (log-emissions, switch rates, prior) as autograd through
     every step, on random inputs with invalid candidates, in float64 and float32."""
     for seed, (b, k, m), dtype, tol in [(4, (3, 7, 11), torch.float64, 1e-10),
@@ -113,3 +123,39 @@ def test_hand_written_backward_equals_autograd():
             scale = float(slow.abs().max()) + 1.0
             assert float((fast - slow).abs().max()) <= tol * scale
         assert float(got[0][1][~valid].abs().max()) == 0.0  # no gradient to absent candidates
+
+
+def test_compiled_passes_equal_the_torch_steps_at_training_size(monkeypatch):
+    """Posterior and gradients of the compiled CPU passes against the torch steps, in float32
+    at a training batch's shape (k 384): equal up to rounding."""
+    log_emit, rho, prior, valid = _hmm_inputs(6, 3, 384, 120, torch.float32)
+    weight = torch.randn(3, 384, 120, generator=torch.Generator().manual_seed(10))
+    got = []
+    for compiled in (True, False):
+        monkeypatch.setattr(hmm, "COMPILED_ON_CPU", compiled)
+        for t in (log_emit, rho, prior):
+            t.grad = None
+        gamma = forward_backward(log_emit, rho, prior, valid)
+        (gamma * weight).sum().backward()
+        got.append([gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(),
+                    prior.grad.clone()])
+    for fast, slow in zip(*got, strict=True):
+        scale = float(slow.abs().max()) + 1e-12
+        assert float((fast - slow).abs().max()) <= 1e-4 * scale
+
+
+def test_compiled_passes_do_not_depend_on_the_threads(monkeypatch):
+    """The queries split over threads give the same posterior and gradients, bit for bit, as
+    one thread (each query's arithmetic is its own)."""
+    log_emit, rho, prior, valid = _hmm_inputs(7, 5, 33, 25, torch.float32)
+    got = []
+    for threads in (1, 3):
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)
+        for t in (log_emit, rho, prior):
+            t.grad = None
+        gamma = forward_backward(log_emit, rho, prior, valid)
+        (gamma * gamma.detach()).sum().backward()
+        got.append([gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(),
+                    prior.grad.clone()])
+    for one, several in zip(*got, strict=True):
+        assert torch.equal(one, several)

@@ -21,7 +21,9 @@ def forward_backward(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Ten
     backward replays thousands of tiny nodes (0.65 s for b 16, k 384, m 382 on a CPU core,
     against 0.1 s forward: most of a training step). :class:`_ScaledForwardBackward` computes
     the same gradients by reverse-mode through the recursion by hand, one batched step per
-    slot. Tested against autograd through :func:`forward_backward_autograd`.
+    slot. Tested against autograd through :func:`forward_backward_autograd`. On a CPU both
+    passes run compiled, one query at a time on ``torch.get_num_threads()`` threads
+    (:mod:`vcfbert.model.hmm_kernel`; the same values up to rounding, whatever the threads).
 
     Args:
         log_emit: float [b, k, m] log-likelihood of the evidence at each slot per candidate.
@@ -42,6 +44,9 @@ def forward_backward(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Ten
 
 
 _TINY = 1e-30  # floor of every normaliser
+# on a CPU the passes and their reverse pass run compiled (model/hmm_kernel.py); tests set it
+# False to check the torch steps (what a GPU runs) too
+COMPILED_ON_CPU = True
 
 
 def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor
@@ -58,6 +63,8 @@ def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tenso
     b, k, m = log_emit.shape
     emit = torch.exp(log_emit - log_emit.amax(dim=1, keepdim=True)).permute(2, 0, 1)
     emit = emit.contiguous()  # [m, b, k], max 1 per slot
+    if emit.device.type == "cpu" and COMPILED_ON_CPU:
+        return _compiled_passes(emit, rho, prior)
     rho_t = rho.t()  # [m, b]
     alpha = torch.empty_like(emit)
     beta = torch.empty_like(emit)
@@ -82,6 +89,51 @@ def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tenso
     post_norm = u.sum(2).clamp_min(_TINY)  # [m, b]
     gamma = (u / post_norm[:, :, None]).permute(1, 2, 0)
     return gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm
+
+
+def _compiled_passes(emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+    """:func:`_scaled_passes` from the scaled emissions ``emit`` [m, b, k] on a CPU, through
+    :func:`vcfbert.model.hmm_kernel.scaled_passes_into` (same outputs)."""
+    from .hmm_kernel import over_queries, scaled_passes_into
+
+    m, b, k = emit.shape
+    dtype = emit.dtype
+    rho_t = rho.detach().to(dtype).t().contiguous()
+    prior_c = prior.detach().to(dtype).contiguous()
+    alpha = torch.empty_like(emit)
+    beta = torch.empty_like(emit)
+    gamma_t = torch.empty_like(emit)
+    fwd_norm = torch.empty((m, b), dtype=dtype)
+    bwd_norm = torch.empty((m, b), dtype=dtype)
+    post_norm = torch.empty((m, b), dtype=dtype)
+    over_queries(scaled_passes_into, b, torch.get_num_threads(), emit.detach().numpy(),
+                 rho_t.numpy(), prior_c.numpy(), alpha.numpy(), beta.numpy(), fwd_norm.numpy(),
+                 bwd_norm.numpy(), post_norm.numpy(), gamma_t.numpy())
+    return gamma_t.permute(1, 2, 0), emit, alpha, beta, fwd_norm, bwd_norm, post_norm
+
+
+def _compiled_grad(grad_gamma: torch.Tensor, saved: tuple[torch.Tensor, ...]
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:meth:`_ScaledForwardBackward.backward` on a CPU, through
+    :func:`vcfbert.model.hmm_kernel.scaled_passes_grad_into` (same gradients)."""
+    from .hmm_kernel import over_queries, scaled_passes_grad_into
+
+    gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior = saved
+    dtype = emit.dtype
+    g_gamma = grad_gamma.to(dtype).permute(2, 0, 1).contiguous()  # [m, b, k]
+    gam = gamma.permute(2, 0, 1).contiguous()
+    rho_t = rho.to(dtype).t().contiguous()
+    prior_c = prior.to(dtype).contiguous()
+    g_emit = torch.empty_like(emit)
+    g_rho = torch.empty_like(rho_t)
+    g_prior = torch.empty_like(prior_c)
+    over_queries(scaled_passes_grad_into, emit.shape[1], torch.get_num_threads(),
+                 g_gamma.numpy(), gam.numpy(), emit.numpy(), alpha.numpy(), beta.numpy(),
+                 fwd_norm.numpy(), bwd_norm.numpy(), post_norm.numpy(), rho_t.numpy(),
+                 prior_c.numpy(), g_emit.numpy(), g_rho.numpy(), g_prior.numpy())
+    return ((g_emit * emit).permute(1, 2, 0), g_rho.t().to(rho.dtype),
+            g_prior.to(prior.dtype))
 
 
 def _normaliser_grad(g: torch.Tensor, y: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
@@ -115,6 +167,8 @@ class _ScaledForwardBackward(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_gamma: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if grad_gamma.device.type == "cpu" and COMPILED_ON_CPU:
+            return _compiled_grad(grad_gamma, ctx.saved_tensors)
         gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior = \
             ctx.saved_tensors
         m = emit.shape[0]
