@@ -89,6 +89,19 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     return logits, p_slot_loo
 
 
+def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first int64 [u]: the row where each distinct row first occurs, in increasing order;
+    inverse int64 [q]: for every row, its distinct row's place in ``first``) of a 2-D array,
+    so that ``rows[first][inverse]`` equals ``rows``."""
+    flat = np.ascontiguousarray(rows)
+    as_bytes = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
+    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
+    order = np.argsort(first, kind="stable")  # distinct rows in order of first occurrence
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order].astype(np.int64), rank[inverse.ravel()].astype(np.int64)
+
+
 @overload
 def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    slot_observed: np.ndarray, position: np.ndarray, query_slots: np.ndarray,
@@ -96,7 +109,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
                    slot_loo: Literal[False] = ..., threads: int = ...,
-                   tables: WindowTables | None = ...) -> np.ndarray: ...
+                   tables: WindowTables | None = ..., distinct: bool = ...) -> np.ndarray: ...
 
 
 @overload
@@ -106,7 +119,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
                    slot_loo: Literal[True], threads: int = ...,
-                   tables: WindowTables | None = ...) -> tuple[np.ndarray, np.ndarray]: ...
+                   tables: WindowTables | None = ..., distinct: bool = ...
+                   ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
@@ -116,7 +130,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
                    fast: bool | None = None, progress: str | None = None,
                    slot_loo: bool = False, threads: int = 1,
-                   tables: WindowTables | None = None
+                   tables: WindowTables | None = None, distinct: bool = True
                    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
     the leave-one-out ALT probabilities float32 [q, m] at the slots of the window's core (the
@@ -144,7 +158,22 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             using more than one, or the threads compete for the cores.
         tables: the window's :func:`vcfbert.model.copy_kernel.window_tables` for the fast
             path, when the caller built them already (built here when None).
+        distinct: compute each distinct query once (targets, not ``panel_haps``: a panel
+            haplotype's own sample is excluded, so its result is its own). A query's result
+            depends only on its alleles at the slots; ~20 % of a window's target haplotypes
+            repeat another's on ``ooa_speed``. The rows of the result are the same.
     """
+    if distinct and panel_haps is None and query_slots.shape[0] > 1:
+        first, inverse = distinct_rows(query_slots)
+        if first.size < query_slots.shape[0]:
+            res = predict_window(model, layout, arrays, slot_observed, position,
+                                 query_slots[first], searcher, batch_size=batch_size,
+                                 device=device, index_is_current=index_is_current, fast=fast,
+                                 progress=progress, slot_loo=slot_loo, threads=threads,
+                                 tables=tables, distinct=False)
+            if isinstance(res, tuple):
+                return res[0][inverse], res[1][inverse]
+            return res[inverse]
     model.eval()
     n_h = arrays.ref_slots.shape[0]
     if fast is None:

@@ -346,6 +346,48 @@ def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, 
             np.testing.assert_allclose(par_loo, fast_loo, atol=1e-6)
 
 
+def test_repeated_target_queries_are_computed_once(prepared, tiny_stores, monkeypatch):
+    """Targets that repeat another's alleles at the slots are computed once and get its rows:
+    the same probabilities and leave-one-out doses as computing every query, on the fused CPU
+    path and the torch path, with fewer queries run."""
+    import vcfbert.predict as predict_mod
+
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(1)
+        for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
+            head[-1].weight.copy_(torch.randn(head[-1].weight.shape, generator=gen) * 0.3)
+    params = keyencoder.from_model(model)
+    targets = read_targets(tiny_stores["tgt"])
+    observed = read_mask(d / "final.h5")[0]
+    wid = chrom.windows["window_id"][1]
+    layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
+    searcher = KeySearcher(flat_index(keys))
+    qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index, layout.slot_index)]
+    qs = np.concatenate([qs, qs[[3, 0, 3]], qs[:2]])  # five repeats, out of order
+    n_distinct = np.unique(qs, axis=0).shape[0]
+    run = []
+    original = predict_mod.query_keys
+    monkeypatch.setattr(predict_mod, "query_keys",
+                        lambda model, layout, q, *a, **k: run.append(q.shape[0])
+                        or original(model, layout, q, *a, **k))
+    for fast in (True, False):
+        run.clear()
+        every, every_loo = predict_window(model, layout, arrays, obs, chrom.position, qs,
+                                          searcher, batch_size=8, fast=fast, slot_loo=True,
+                                          distinct=False)
+        assert sum(run) == qs.shape[0]
+        run.clear()
+        once, once_loo = predict_window(model, layout, arrays, obs, chrom.position, qs,
+                                        searcher, batch_size=8, fast=fast, slot_loo=True)
+        assert sum(run) == n_distinct < qs.shape[0]
+        np.testing.assert_allclose(once, every, atol=1e-6)
+        np.testing.assert_allclose(once_loo, every_loo, atol=1e-6)
+        np.testing.assert_array_equal(once[-5:], once[[3, 0, 3, 0, 1]])
+
+
 def test_dataloader_workers_fork_and_stay_cpu_only(prepared, tmp_path, monkeypatch):
     """num_workers > 0 with the fork start method: workers only read arrays (no CUDA), and the
     epoch ends with exactly the weights of the single-process run."""
