@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -361,16 +362,28 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
     sums = np.zeros((len(SUM_ROWS), n_var))
     r2_sums = np.zeros((6, n_var))
     male = None if chrom.male is None else np.asarray(chrom.male, bool)[haps[0::2] // 2]
-    for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
-                                  device=device, cache=ConsecutiveWindowReader(),
-                                  desc="DR2 calibration", index_is_current=True,
-                                  threads=threads):
+
+    def add(win: ValidationWindow) -> None:
+        """The window's sums, into its own columns (cores do not overlap)."""
         lo, hi = win.layout.core_start, win.layout.core_end
         region = None if chrom.haploid_variant is None else chrom.haploid_variant[lo:hi]
         use = (win.af > 0) & (win.af < 1)  # [s, n]
         sums[:, lo:hi] = dr2_sums(win.probs, male, region, use=use)
         calls = np.where(np.repeat(use, 2, axis=0), win.truth, -1).astype(np.int8)
         r2_sums[:, lo:hi] = empirical_r2_sums(win.probs, calls, male, region)
+
+    # a window's sums are added on a thread while the next window is predicted
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
+                                      device=device, cache=ConsecutiveWindowReader(),
+                                      desc="DR2 calibration", index_is_current=True,
+                                      threads=threads):
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(add, win)
+        if pending is not None:
+            pending.result()
     return conditional_dr2(sums), empirical_r2(r2_sums)
 
 
