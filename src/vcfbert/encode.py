@@ -17,7 +17,7 @@ from .atomic import atomic_path
 from .keyencoder import KeyEncoderParams, encode_keys
 from .layout import WindowLayout
 from .masks import read_mask
-from .windowdata import Chromosome, WindowArrays, query_tokens, read_window_arrays
+from .windowdata import Chromosome, WindowArrays, query_tokens, read_slot_alleles
 
 if TYPE_CHECKING:
     from .model import VcfBert
@@ -59,8 +59,7 @@ def encode_window(params: KeyEncoderParams, chrom: Chromosome, window_id: str, m
     """Compute and save (atomically, ``.npy``) the keys of one window with numpy only."""
     observed, version = read_mask(mask_h5)
     layout = chrom.layout(window_id)
-    arrays = read_window_arrays(chrom.reference_h5, layout)
-    tokens = query_tokens(arrays.ref_slots, chrom.slot_mask(observed, layout))
+    tokens = query_tokens(read_slot_alleles(chrom, layout), chrom.slot_mask(observed, layout))
     keys = encode_keys(params, tokens, layout.slot_core_dist)
     with atomic_path(out_npy) as tmp, open(tmp, "wb") as fh:
         np.save(fh, keys, allow_pickle=False)

@@ -20,7 +20,13 @@ import pandas as pd
 from . import __version__
 from .atomic import atomic_path
 from .errors import InputError
-from .io.h5store import ReferenceWriter, TargetSet, read_variant_table, write_targets
+from .io.h5store import (
+    ReferenceWriter,
+    TargetSet,
+    read_variant_table,
+    reference_at_sites,
+    write_targets,
+)
 from .io.vcf import (
     ReadStats,
     contig_lengths,
@@ -343,7 +349,11 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
             f"{contig} (first: {low[0]}); remove them or lower `targets.min_call_rate`")
     prov = {"tool": "vcfbert parse_targets", "version": __version__,
             "vcf": os.path.basename(str(target_vcf)), "contig": contig}
-    write_targets(out_h5, targets, provenance=prov)
+    # the key jobs of every training epoch read the panel at the typed sites from here (a
+    # trained panel's run trains nothing, so it has no use for them)
+    write_targets(out_h5, targets, provenance=prov,
+                  reference_haplotypes=None if array_index is not None else
+                  reference_at_sites(reference_h5, targets.variant_ref_index))
     site_rows = [{"contig": contig, "outcome": k, "count": v} for k, v in sorted(counts.items())]
     with atomic_path(qc_sites_tsv) as tmp:
         pd.DataFrame(site_rows).to_csv(tmp, sep="\t", index=False)

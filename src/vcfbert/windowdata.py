@@ -108,6 +108,21 @@ def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayou
     return arrays_from_block(block, lo, layout)
 
 
+def read_slot_alleles(chrom: Chromosome, layout: WindowLayout) -> np.ndarray:
+    """int8 [H, m]: the reference haplotypes at the window's slots, what
+    ``read_window_arrays(...).ref_slots`` holds, without reading the window's span: from the
+    target store's copy of the reference at the typed sites (a window's slots are a run of
+    consecutive typed sites), or from the reference store when the target store predates it."""
+    from .io.h5store import read_reference_at_sites
+
+    cols = np.searchsorted(chrom.typed_index, layout.slot_index)
+    if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
+        found = read_reference_at_sites(chrom.targets_h5, int(cols[0]), int(cols[-1]) + 1)
+        if found is not None:
+            return found
+    return read_window_arrays(chrom.reference_h5, layout).ref_slots
+
+
 class ConsecutiveWindowReader:
     """Reads the arrays of windows visited left to right (an imputation job's run of
     windows, the DR2 calibration), decompressing each reference variant once.

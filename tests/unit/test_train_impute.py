@@ -516,3 +516,37 @@ def test_epoch_cache_warms_in_order_with_the_same_arrays(prepared):
         np.testing.assert_array_equal(got.ac_core, want.ac_core)
     item = data[0]
     assert item["arrays"] is data.window_cache()._items[("20", wids[-1])]
+
+
+def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, tmp_path,
+                                                                  monkeypatch):
+    """The key jobs read a window's slot alleles from the target store's copy of the
+    reference at the typed sites: the same alleles as the window's span read from the
+    reference store, for every window; a target store without the copy falls back to it; and
+    the copy is read in small blocks of variants as well."""
+    import dataclasses
+    import shutil
+
+    import h5py
+
+    from vcfbert.io import h5store
+    from vcfbert.windowdata import read_slot_alleles
+
+    chrom = Chromosome.load("20", tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
+    with h5py.File(chrom.targets_h5) as h5:
+        assert "reference_call_haplotype" in h5
+    old = tmp_path / "old_targets.h5"
+    shutil.copyfile(chrom.targets_h5, old)
+    with h5py.File(old, "a") as h5:
+        del h5["reference_call_haplotype"]
+    legacy = dataclasses.replace(chrom, targets_h5=str(old))
+    for wid in chrom.windows["window_id"]:
+        layout = chrom.layout(wid)
+        want = read_window_arrays(chrom.reference_h5, layout).ref_slots
+        np.testing.assert_array_equal(read_slot_alleles(chrom, layout), want, err_msg=wid)
+        np.testing.assert_array_equal(read_slot_alleles(legacy, layout), want, err_msg=wid)
+    monkeypatch.setattr(h5store, "BLOCK", 5)  # many blocks, most holding a few typed sites
+    whole = h5store.read_reference(chrom.reference_h5).haplotypes
+    np.testing.assert_array_equal(h5store.reference_at_sites(chrom.reference_h5,
+                                                             chrom.typed_index),
+                                  whole[:, chrom.typed_index])

@@ -17,6 +17,9 @@ Target store (``targets.h5``, aligned to the reference):
     call_haplotype    int8  [2T, M]   alleles coded as in the reference (swaps undone)
     sample_id         str   [T]
     sample_phased     bool  [T]       every heterozygous genotype of the sample is phased
+    reference_call_haplotype int8 [2S, M]  the reference panel at the typed sites (what the
+                                      training's key jobs read; absent in a trained panel's
+                                      run and in stores of earlier versions)
 """
 
 from __future__ import annotations
@@ -341,9 +344,29 @@ class TargetSet:
         return (self.haplotypes >= 0).any(axis=0)
 
 
+def reference_at_sites(reference_h5: str | os.PathLike[str], index: np.ndarray
+                       ) -> np.ndarray:
+    """int8 [2S, M]: the reference store's haplotypes at the sorted variant indices ``index``
+    (the targets' typed sites), read ``BLOCK`` variants at a time."""
+    index = np.asarray(index, np.int64)
+    with open_store(reference_h5) as h5:
+        ds = h5["call_haplotype"]
+        out = np.empty((ds.shape[0], index.size), np.int8)
+        if index.size == 0:
+            return out
+        for a in range(int(index[0]), int(index[-1]) + 1, BLOCK):
+            i0, i1 = np.searchsorted(index, [a, a + BLOCK])
+            if i1 > i0:
+                out[:, i0:i1] = ds[:, a:a + BLOCK][:, index[i0:i1] - a]
+    return out
+
+
 def write_targets(path: str | os.PathLike[str], targets: TargetSet,
-                  provenance: dict[str, Any] | None = None) -> None:
-    """Write an aligned target store atomically."""
+                  provenance: dict[str, Any] | None = None,
+                  reference_haplotypes: np.ndarray | None = None) -> None:
+    """Write an aligned target store atomically; with ``reference_haplotypes`` (int8
+    [2S, M], :func:`reference_at_sites`) also the reference panel at the typed sites
+    (``reference_call_haplotype``), so that a window's slot alleles are one small read."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.attrs.update({"contig": targets.contig, "format": FORMAT,
                          "format_version": FORMAT_VERSION, "role": "target",
@@ -360,6 +383,23 @@ def write_targets(path: str | os.PathLike[str], targets: TargetSet,
         haploid = targets.sample_haploid
         h5.create_dataset("sample_haploid", data=np.zeros(len(targets.sample_id), bool)
                           if haploid is None else haploid.astype(bool))
+        if reference_haplotypes is not None:
+            ref = np.asarray(reference_haplotypes, np.int8)
+            if ref.shape[1] != m:
+                raise ValueError(f"reference_haplotypes: {ref.shape[1]} sites, the targets {m}")
+            h5.create_dataset("reference_call_haplotype", data=ref,
+                              chunks=(ref.shape[0], max(1, min(64, m))) if m else None,
+                              compression="gzip", compression_opts=1, shuffle=True)
+
+
+def read_reference_at_sites(path: str | os.PathLike[str], lo: int, hi: int
+                            ) -> np.ndarray | None:
+    """int8 [2S, hi - lo]: the reference haplotypes at typed sites ``lo``..``hi`` - 1 of a
+    target store (:func:`write_targets`); None for a store written without them."""
+    with open_store(path) as h5:
+        if "reference_call_haplotype" not in h5:
+            return None
+        return h5["reference_call_haplotype"][:, lo:hi]
 
 
 def read_targets(path: str | os.PathLike[str]) -> TargetSet:
