@@ -189,9 +189,10 @@ def test_output_head_width():
 
 
 def test_keys_same_with_and_without_gradients():
-    """The key encoder gathers one value per token without gradients and multiplies a one-hot
-    with them (a cheaper backward): the keys are bit-identical, and the token embedding's
-    gradient through the one-hot path equals autograd through the gather."""
+    """The key encoder gathers one value per token without gradients, and with them (on a
+    CPU) gathers through ``_TokenValue``, whose backward counts each token's gradient with
+    bincount: the keys are bit-identical, and the token embedding's gradient equals autograd
+    through the plain gather."""
     torch.manual_seed(3)
     model = VcfBert(ModelConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, k_retrieve=8,
                                 k_keep=4))

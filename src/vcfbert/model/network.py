@@ -97,14 +97,36 @@ class KeyEncoder(nn.Module):
         """tokens long [..., m] -> L2-normalised keys float [..., d_key]."""
         table = self.allele_sign + token_weight @ self.u  # [3]: one value per token
         if torch.is_grad_enabled() and table.requires_grad:
-            # one-hot @ table: its backward is a matmul, 5x faster on a CPU than the gather's
-            # scatter-add into three entries (the same values either way)
-            phi = (F.one_hot(tokens, 3).to(table.dtype) @ table[:, None]).squeeze(-1)
+            if tokens.device.type == "cpu":
+                # a gather whose backward counts the gradient per token in one pass
+                # (bincount): 7 ms against 53 ms for one-hot @ table at [16, 448, 382]
+                phi = _TokenValue.apply(table, tokens)
+            else:
+                # one-hot @ table: its backward is a matmul (deterministic on a GPU, where
+                # bincount and the gather's scatter-add use atomics)
+                phi = (F.one_hot(tokens, 3).to(table.dtype) @ table[:, None]).squeeze(-1)
         else:
             phi = table[tokens]  # [..., m]: a gather, no one-hot [..., m, 3] is built
         w = torch.exp(self.log_weight[slot_core_dist.clamp_max(self.max_core_dist)])  # [m]
         vec = self.slot_vectors[slot_index.clamp_max(self.max_slots - 1)]  # [m, d_key]
         return F.normalize((phi * w) @ vec, dim=-1)
+
+
+class _TokenValue(torch.autograd.Function):
+    """``table[tokens]`` for a 3-entry ``table``; the gradient of each entry is the sum of the
+    output gradient over its tokens, counted in float64 by ``torch.bincount`` (CPU)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(tokens)
+        ctx.n = table.shape[0]
+        return table[tokens]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (tokens,) = ctx.saved_tensors
+        counts = torch.bincount(tokens.reshape(-1), weights=grad.reshape(-1), minlength=ctx.n)
+        return counts.to(grad.dtype), None
 
 
 def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
