@@ -97,6 +97,16 @@ def _hmm_inputs(seed: int, b: int, k: int, m: int, dtype=torch.float64):
     return log_emit, rho, prior, valid
 
 
+def _posterior_and_grads(fn, log_emit, rho, prior, valid, weight):
+    """[posterior, then the gradients of (posterior * weight).sum() with respect to the
+    log-emissions, switch rates and prior] through ``fn`` (a forward_backward)."""
+    for t in (log_emit, rho, prior):
+        t.grad = None
+    gamma = fn(log_emit, rho, prior, valid)
+    (gamma * weight).sum().backward()
+    return [gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(), prior.grad.clone()]
+
+
 def test_hand_written_backward_passes_gradcheck(hmm_path):
     """The hand-written reverse pass of forward_backward against finite differences."""
     log_emit, rho, prior, valid = _hmm_inputs(3, 2, 4, 6)
@@ -111,14 +121,8 @@ def test_hand_written_backward_equals_autograd(hmm_path):
                                         (5, (4, 64, 40), torch.float32, 2e-4)]:
         log_emit, rho, prior, valid = _hmm_inputs(seed, b, k, m, dtype)
         weight = torch.randn(b, k, m, dtype=dtype, generator=torch.Generator().manual_seed(9))
-        got = []
-        for fn in (forward_backward, forward_backward_autograd):
-            for t in (log_emit, rho, prior):
-                t.grad = None
-            gamma = fn(log_emit, rho, prior, valid)
-            (gamma * weight).sum().backward()
-            got.append([gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(),
-                        prior.grad.clone()])
+        got = [_posterior_and_grads(fn, log_emit, rho, prior, valid, weight)
+               for fn in (forward_backward, forward_backward_autograd)]
         for fast, slow in zip(*got, strict=True):
             scale = float(slow.abs().max()) + 1.0
             assert float((fast - slow).abs().max()) <= tol * scale
@@ -133,12 +137,7 @@ def test_compiled_passes_equal_the_torch_steps_at_training_size(monkeypatch):
     got = []
     for compiled in (True, False):
         monkeypatch.setattr(hmm, "COMPILED_ON_CPU", compiled)
-        for t in (log_emit, rho, prior):
-            t.grad = None
-        gamma = forward_backward(log_emit, rho, prior, valid)
-        (gamma * weight).sum().backward()
-        got.append([gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(),
-                    prior.grad.clone()])
+        got.append(_posterior_and_grads(forward_backward, log_emit, rho, prior, valid, weight))
     for fast, slow in zip(*got, strict=True):
         scale = float(slow.abs().max()) + 1e-12
         assert float((fast - slow).abs().max()) <= 1e-4 * scale
@@ -148,14 +147,10 @@ def test_compiled_passes_do_not_depend_on_the_threads(monkeypatch):
     """The queries split over threads give the same posterior and gradients, bit for bit, as
     one thread (each query's arithmetic is its own)."""
     log_emit, rho, prior, valid = _hmm_inputs(7, 5, 33, 25, torch.float32)
+    weight = torch.randn(5, 33, 25, generator=torch.Generator().manual_seed(11))
     got = []
     for threads in (1, 3):
         monkeypatch.setattr(torch, "get_num_threads", lambda n=threads: n)
-        for t in (log_emit, rho, prior):
-            t.grad = None
-        gamma = forward_backward(log_emit, rho, prior, valid)
-        (gamma * gamma.detach()).sum().backward()
-        got.append([gamma.detach().clone(), log_emit.grad.clone(), rho.grad.clone(),
-                    prior.grad.clone()])
+        got.append(_posterior_and_grads(forward_backward, log_emit, rho, prior, valid, weight))
     for one, several in zip(*got, strict=True):
         assert torch.equal(one, several)
