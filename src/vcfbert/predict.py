@@ -161,19 +161,17 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
         distinct: compute each distinct query once (targets, not ``panel_haps``: a panel
             haplotype's own sample is excluded, so its result is its own). A query's result
             depends only on its alleles at the slots; ~20 % of a window's target haplotypes
-            repeat another's on ``ooa_speed``. The rows of the result are the same.
+            repeat another's on ``ooa_speed``. The rows of the result are the same, and no
+            output array beyond the result is allocated.
     """
-    if distinct and panel_haps is None and query_slots.shape[0] > 1:
+    n_queries = query_slots.shape[0]
+    first = inverse = None  # the distinct queries' rows, and each row's distinct query
+    if distinct and panel_haps is None and n_queries > 1:
         first, inverse = distinct_rows(query_slots)
-        if first.size < query_slots.shape[0]:
-            res = predict_window(model, layout, arrays, slot_observed, position,
-                                 query_slots[first], searcher, batch_size=batch_size,
-                                 device=device, index_is_current=index_is_current, fast=fast,
-                                 progress=progress, slot_loo=slot_loo, threads=threads,
-                                 tables=tables, distinct=False)
-            if isinstance(res, tuple):
-                return res[0][inverse], res[1][inverse]
-            return res[inverse]
+        if first.size == n_queries:
+            first = inverse = None
+    if first is not None:
+        query_slots = query_slots[first]  # computed; the outputs are filled at their rows
     model.eval()
     n_h = arrays.ref_slots.shape[0]
     if fast is None:
@@ -181,8 +179,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     geo = WindowGeometry.of(layout, position) if fast else None
     if geo is not None and tables is None:
         tables = window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
-    out = np.empty((query_slots.shape[0], layout.n_sites), np.float32)
-    loo_out = np.empty((query_slots.shape[0], layout.n_slots), np.float32) if slot_loo else None
+    out = np.empty((n_queries, layout.n_sites), np.float32)
+    loo_out = np.empty((n_queries, layout.n_slots), np.float32) if slot_loo else None
     core_slots = layout.core_slots
     loo_slots = ((int(core_slots[0]), int(core_slots[-1]) + 1) if slot_loo and core_slots.size
                  else (0, 0))
@@ -190,7 +188,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                disable=progress is None, mininterval=5)
 
     def run_batch(lo: int) -> int:
-        """Fill rows lo..lo + batch_size of the outputs; returns the number of rows."""
+        """Fill the outputs of computed queries lo..lo + batch_size; returns their number."""
         with torch.no_grad():  # grad mode is per thread: the decorator covers the caller only
             qs = query_slots[lo:lo + batch_size]
             ph = panel_haps[lo:lo + batch_size] if panel_haps is not None else None
@@ -224,9 +222,10 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                         loo[:, loo_slots[1]:] = 0.0
                     else:
                         logits, _ = model(batch)
-            out[lo:lo + qs.shape[0]] = torch.sigmoid(logits.float()).cpu().numpy()
+            rows = slice(lo, lo + qs.shape[0]) if first is None else first[lo:lo + qs.shape[0]]
+            out[rows] = torch.sigmoid(logits.float()).cpu().numpy()
             if loo_out is not None:
-                loo_out[lo:lo + qs.shape[0]] = loo
+                loo_out[rows] = loo
             return qs.shape[0]
 
     starts = range(0, query_slots.shape[0], batch_size)
@@ -238,4 +237,11 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
         for lo in starts:
             bar.update(run_batch(lo))
     bar.close()
+    if first is not None:  # each repeated query takes its distinct query's rows
+        repeat = np.ones(n_queries, bool)
+        repeat[first] = False
+        source = first[inverse[repeat]]
+        out[repeat] = out[source]
+        if loo_out is not None:
+            loo_out[repeat] = loo_out[source]
     return out if loo_out is None else (out, loo_out)
