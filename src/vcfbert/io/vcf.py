@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from ..errors import InputError
@@ -297,6 +298,101 @@ def _records(vcf, path: str, contig: str) -> Iterator:
             yield rec
 
 
+@numba.njit(cache=True, nogil=True)
+def _prepare_calls(gt: np.ndarray, duplicate: bool, one: np.ndarray, missing: np.ndarray,
+                   phased: np.ndarray, alleles: np.ndarray, first_alt: np.ndarray) -> None:
+    """Fill :class:`_Calls`' arrays from int16 [b, S, 3] genotypes in one pass."""
+    b, n, _ = gt.shape
+    for r in range(b):
+        for i in range(n):
+            x0 = gt[r, i, 0]
+            x1 = gt[r, i, 1]
+            ph = gt[r, i, 2] != 0
+            hap = x1 == -2
+            one[r, i] = hap
+            if hap and duplicate:
+                x1 = x0
+                ph = True  # a haploid call has no phase to lose
+            missing[r, i] = x0 < 0 or x1 < 0
+            phased[r, i] = ph or x0 == x1
+            alleles[r, 2 * i] = x0
+            alleles[r, 2 * i + 1] = x1
+            first_alt[r, 2 * i] = -1 if x0 < 0 else (1 if x0 == 1 else 0)
+            first_alt[r, 2 * i + 1] = -1 if x1 < 0 else (1 if x1 == 1 else 0)
+
+
+@dataclasses.dataclass
+class _Calls:
+    """The genotypes of a block of ``b`` records (``S`` samples), prepared once for the block
+    (:func:`iter_variants` reads a text VCF a parser block at a time, a BCF a record at a
+    time as a block of one)."""
+
+    haploid: np.ndarray  # bool [b, S]: a haploid call (its allele twice with "duplicate")
+    haploid_any: np.ndarray  # bool [b]
+    missing: np.ndarray  # bool [b, S]: a missing allele
+    missing_any: np.ndarray  # bool [b]
+    phased: np.ndarray  # bool [b, S]: phased or homozygous
+    phased_all: np.ndarray  # bool [b]
+    alleles: np.ndarray  # int16 [b, 2S]: the alleles, haplotype h = 2 * sample + p
+    first_alt: np.ndarray  # int8 [b, 2S]: haplotypes of ALT 1 (0/1, -1 missing)
+
+    @classmethod
+    def of(cls, gt: np.ndarray, haploid: str) -> _Calls:
+        """From int16 [b, S, 3] genotypes (cyvcf2's layout: -2 second allele of a haploid
+        call; last column phased); with ``haploid == "duplicate"`` a haploid call becomes its
+        allele twice and counts as phased. One compiled pass over the block."""
+        b, n, _ = gt.shape
+        one = np.empty((b, n), bool)
+        missing = np.empty((b, n), bool)
+        phased = np.empty((b, n), bool)
+        alleles = np.empty((b, 2 * n), np.int16)
+        first_alt = np.empty((b, 2 * n), np.int8)
+        _prepare_calls(np.ascontiguousarray(gt, np.int16), haploid == "duplicate", one,
+                       missing, phased, alleles, first_alt)
+        return cls(one, one.any(1), missing, missing.any(1), phased, phased.all(1), alleles,
+                   first_alt)
+
+    def haplotypes(self, r: int, allele: int) -> np.ndarray:
+        """int8 [2S] haplotypes of ALT ``allele`` (1-based) of record ``r``."""
+        if allele == 1:
+            return self.first_alt[r].copy()
+        flat = self.alleles[r]
+        return np.where(flat < 0, -1, flat == allele).astype(np.int8)
+
+
+def _text_records_with_calls(path: str | os.PathLike[str], file_samples: list[str],
+                             names: list[str], contig: str, haploid: str
+                             ) -> Iterator[tuple[object, _Calls, int]]:
+    """(record, its block's :class:`_Calls`, its row) of a text VCF's records on ``contig``."""
+    from .vcf_text import iter_text_blocks
+
+    for block in iter_text_blocks(path, file_samples, samples=names, contig=contig):
+        calls = _Calls.of(block.gt, haploid)
+        for r in range(len(block)):
+            yield block.record(r), calls, r
+
+
+def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names: list[str],
+                               multiallelic: str) -> Iterator[tuple[object, _Calls, int]]:
+    """(record, :class:`_Calls` of the record alone, 0) of ``contig`` through cyvcf2."""
+    for rec in _records(vcf, path, contig):
+        if not rec.ALT or (len(rec.ALT) > 1 and multiallelic == "drop"):
+            # dropped before its genotypes are looked at
+            yield rec, _NO_CALLS, 0
+            continue
+        gt = genotypes(rec, path)  # int16 [S, ploidy + 1]
+        if gt.shape[1] == 2:  # every sample haploid
+            gt = np.stack([gt[:, 0], np.full(len(gt), -2, gt.dtype), gt[:, 1]], 1)
+        if gt.shape[1] != 3:
+            raise InputError(f"{path}: record {contig}:{int(rec.POS)}, sample {names[0]}: "
+                             "genotype is not diploid; vcfbert reads diploid genotypes and "
+                             "haploid ones (chrX in males)")
+        yield rec, _Calls.of(gt[None], haploid), 0
+
+
+_NO_CALLS = _Calls.of(np.zeros((1, 0, 3), np.int16), "error")
+
+
 def iter_variants(
     path: str | os.PathLike[str],
     contig: str,
@@ -336,7 +432,6 @@ def iter_variants(
     require_gt(path, role)
     vcf = None
     if uses_text_reader(path, contig, reader):
-        from .vcf_text import iter_text_records
 
         file_samples = check_header(path)
         names = file_samples
@@ -347,18 +442,19 @@ def iter_variants(
                                  "is not in the VCF")
             wanted = set(samples)
             names = [s for s in file_samples if s in wanted]
-        records: Iterator = iter_text_records(path, file_samples, samples=names,
-                                              contig=contig)
+        records: Iterator = _text_records_with_calls(path, file_samples, names, contig,
+                                                     haploid)
     else:
         vcf = _open(path, samples)
         names = list(vcf.samples)
-        records = _records(vcf, str(path), contig)
+        records = _htslib_records_with_calls(vcf, str(path), contig, haploid, names,
+                                             multiallelic)
     if not names:
         raise InputError(f"{path}: the VCF has no samples")
     last_pos = -1
     seen_at_pos: set[tuple[str, str]] = set()
     try:
-        for rec in records:
+        for rec, calls, r in records:
             stats.records += 1
             pos = int(rec.POS)
             where = f"{path}: record {contig}:{pos}"
@@ -378,47 +474,27 @@ def iter_variants(
                     stats.dropped["multiallelic"] += 1
                     continue
                 stats.split_multiallelic += 1
-            # int16 [n_samples, ploidy + 1], last column: phased
-            gt = genotypes(rec, path) if vcf is not None else rec.gt
-            one = None
-            if gt.shape[1] == 2:  # every sample haploid
-                gt = np.stack([gt[:, 0], np.full(len(gt), -2, gt.dtype), gt[:, 1]], 1)
-            if gt.shape[1] != 3 or ((gt[:, 1] == -2).any() and haploid != "duplicate"):
-                bad = int(np.flatnonzero((gt[:, 1] == -2) if gt.shape[1] == 3 else
-                                         np.ones(len(names), bool))[0])
+            if calls.haploid_any[r] and haploid != "duplicate":
+                bad = int(np.flatnonzero(calls.haploid[r])[0])
                 raise InputError(
                     f"{where}, sample {names[bad]}: genotype is not diploid (e.g. chrX in "
                     "males); vcfbert reads haploid males on chrX (give the whole chromosome), "
-                    "other ploidies are not supported"
-                    if gt.shape[1] == 3 else
-                    f"{where}, sample {names[bad]}: genotype is not diploid; vcfbert reads "
-                    "diploid genotypes and haploid ones (chrX in males)"
-                )
-            if haploid == "duplicate":
-                one = gt[:, 1] == -2
-                if one.any():
-                    gt = gt.copy()
-                    gt[one, 1] = gt[one, 0]
-                    gt[one, 2] = 1  # a haploid call has no phase to lose
-            a = gt[:, :2]
-            missing = a < 0
-            phased = gt[:, 2].astype(bool) | (a[:, 0] == a[:, 1])
+                    "other ploidies are not supported")
             if role == "reference":
-                if missing.any():
-                    bad = int(np.flatnonzero(missing.any(1))[0])
+                if calls.missing_any[r]:
+                    bad = int(np.flatnonzero(calls.missing[r])[0])
                     raise InputError(
                         f"{where}, sample {names[bad]}: missing genotype in the reference panel; "
                         "the reference must be fully called and phased (phase and impute it "
                         "first, e.g. with Beagle)"
                     )
-                if not phased.all():
-                    bad = int(np.flatnonzero(~phased)[0])
+                if not calls.phased_all[r]:
+                    bad = int(np.flatnonzero(~calls.phased[r])[0])
                     raise InputError(
                         f"{where}, sample {names[bad]}: unphased heterozygous genotype in the "
                         "reference panel; the reference must be phased (e.g. with Beagle or "
                         "SHAPEIT) before it is used"
                     )
-            flat = a.reshape(-1)
             for j, alt in enumerate(alts, start=1):
                 if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
                     stats.dropped["symbolic_or_non_acgt_allele"] += 1
@@ -427,10 +503,10 @@ def iter_variants(
                     stats.dropped["duplicate_record"] += 1
                     continue
                 seen_at_pos.add((ref, alt))
-                haps = np.where(flat < 0, -1, flat == j).astype(np.int8)
                 stats.kept += 1
-                yield Variant(pos, ref, alt, rec.ID or ".", haps, phased.copy(),
-                              None if one is None else one.copy())
+                yield Variant(pos, ref, alt, rec.ID or ".", calls.haplotypes(r, j),
+                              calls.phased[r].copy(),
+                              None if haploid != "duplicate" else calls.haploid[r].copy())
     finally:
         if vcf is not None:
             vcf.close()
