@@ -20,6 +20,7 @@ rule impute_chunk:
         batch_size=config["impute"]["batch_size"],
         windows_per_job=config["impute"]["windows_per_job"],
         copying_states=config["impute"]["copying_states"],
+        match_states=config["impute"]["match_states"],
         format_fields=config.get("output", {}).get("format_fields", []),
         device=config["device"],
     log:

@@ -86,6 +86,7 @@ rule calibrate_dr2:
     params:
         samples=config["train"]["dr2_calibration_samples"],
         copying_states=config["impute"]["copying_states"],
+        match_states=config["impute"]["match_states"],
         device=config["device"],
     log:
         "logs/train/calibrate_dr2.log",

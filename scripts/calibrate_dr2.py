@@ -13,4 +13,5 @@ with run_step(snakemake):
                         split_tsv=inp.split, out=snakemake.output[0],
                         samples=int(snakemake.params.samples), device=snakemake.params.device,
                         threads=int(snakemake.threads),
-                        copying_states=int(snakemake.params.copying_states))
+                        copying_states=int(snakemake.params.copying_states),
+                        match_states=int(snakemake.params.match_states))

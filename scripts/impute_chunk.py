@@ -13,5 +13,6 @@ with run_step(snakemake):
                        batch_size=int(snakemake.params.batch_size),
                        device=snakemake.params.device, threads=int(snakemake.threads),
                        copying_states=int(snakemake.params.copying_states),
+                       match_states=int(snakemake.params.match_states),
                        dr2_calibration=snakemake.input.dr2_calibration or "",
                        format_fields=list(snakemake.params.format_fields))

@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],
                   reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
                   batch_size: int = 64, device: str = "auto", threads: int = 1,
-                  copying_states: int = 0, targets: TargetSet | None = None
+                  copying_states: int = 0, targets: TargetSet | None = None,
+                  match_states: int = 0
                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """The model's predictions for the targets at the cores of consecutive windows, one
     window at a time, in order.
@@ -101,7 +102,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
                                     targets.haplotypes[:, cols], searcher,
                                     batch_size=batch_size, device=dev, index_is_current=True,
                                     fast=fast, tables=tables, progress=f"impute {contig}:{wid}",
-                                    slot_loo=True, threads=threads)
+                                    slot_loo=True, threads=threads, match_states=match_states)
         core = layout.core_slots
         yield (int(layout.core_start), int(layout.core_end), np.asarray(probs, np.float32),
                np.asarray(loo[:, core], np.float32), cols[core])
@@ -111,7 +112,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str, out: str,
                  batch_size: int = 64, device: str = "auto", threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
-                 format_fields: list[str] | tuple[str, ...] = ()) -> None:
+                 format_fields: list[str] | tuple[str, ...] = (), match_states: int = 0) -> None:
     """Impute the core sites of consecutive windows for every target haplotype
     (:func:`predict_cores`) and write their VCF records into the piece ``out`` (``.vcf.gz``,
     with its sidecar; see :mod:`vcfbert.vcf_pieces`).
@@ -144,7 +145,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                 targets_h5=targets_h5, windows_tsv=windows_tsv,
                                 mask_h5=mask_h5, batch_size=batch_size, device=device,
                                 threads=threads, copying_states=copying_states,
-                                targets=targets)
+                                targets=targets, match_states=match_states)
     er2_sites = []
 
     def prepare(prediction: tuple[int, int, np.ndarray, np.ndarray, np.ndarray]

@@ -89,6 +89,25 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
     return logits, p_slot_loo
 
 
+def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.ndarray,
+                       ref_keys: np.ndarray, keys: np.ndarray, cand: np.ndarray,
+                       sim: np.ndarray, centre: int, n_match: int,
+                       exclude: np.ndarray | None, never: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """The retrieved states with ``n_match`` of them by match length
+    (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and ``never`` [x]
+    are never chosen."""
+    from .match_states import merge_match_states
+
+    forbidden = np.zeros((qs.shape[0], ref_slots.shape[0]), bool)
+    if never.size:
+        forbidden[:, never] = True
+    if exclude is not None:
+        np.put_along_axis(forbidden, np.asarray(exclude, np.int64), True, axis=1)
+    return merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim, centre,
+                              n_match, forbidden)
+
+
 def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first int64 [u]: the row where each distinct row first occurs, in increasing order;
     inverse int64 [q]: for every row, its distinct row's place in ``first``) of a 2-D array,
@@ -109,7 +128,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
                    slot_loo: Literal[False] = ..., threads: int = ...,
-                   tables: WindowTables | None = ..., distinct: bool = ...) -> np.ndarray: ...
+                   tables: WindowTables | None = ..., distinct: bool = ...,
+                   match_states: int = ...) -> np.ndarray: ...
 
 
 @overload
@@ -119,8 +139,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = ..., device: str = ..., index_is_current: bool = ...,
                    fast: bool | None = ..., progress: str | None = ...,
                    slot_loo: Literal[True], threads: int = ...,
-                   tables: WindowTables | None = ..., distinct: bool = ...
-                   ) -> tuple[np.ndarray, np.ndarray]: ...
+                   tables: WindowTables | None = ..., distinct: bool = ...,
+                   match_states: int = ...) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 @torch.no_grad()
@@ -130,8 +150,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                    batch_size: int = 32, device: str = "cpu", index_is_current: bool = False,
                    fast: bool | None = None, progress: str | None = None,
                    slot_loo: bool = False, threads: int = 1,
-                   tables: WindowTables | None = None, distinct: bool = True
-                   ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+                   tables: WindowTables | None = None, distinct: bool = True,
+                   match_states: int = 0) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """ALT probabilities float32 [q, n] at the window's core sites; with ``slot_loo`` also
     the leave-one-out ALT probabilities float32 [q, m] at the slots of the window's core (the
     copying HMM's prediction of each slot with the slot's own emission divided out; 0 at the
@@ -163,6 +183,10 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             depends only on its alleles at the slots; ~20 % of a window's target haplotypes
             repeat another's on ``ooa_speed``. The rows of the result are the same, and no
             output array beyond the result is allocated.
+        match_states: with an index of current keys on the fast path, this many of each
+            query's copying states are the reference haplotypes with the longest exact match
+            around the core's centre, the rest its retrieved states
+            (:mod:`vcfbert.match_states`); 0: retrieval alone.
     """
     n_queries = query_slots.shape[0]
     first = inverse = None  # the distinct queries' rows, and each row's distinct query
@@ -184,6 +208,12 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     core_slots = layout.core_slots
     loo_slots = ((int(core_slots[0]), int(core_slots[-1]) + 1) if slot_loo and core_slots.size
                  else (0, 0))
+    ref_keys = None
+    if match_states and geo is not None and index_is_current:
+        from .index import index_vectors
+
+        ref_keys = index_vectors(searcher.index)
+        centre = int(core_slots[core_slots.size // 2]) if core_slots.size else 0
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
 
@@ -197,6 +227,10 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
             if geo is not None and index_is_current:
                 cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
+                if ref_keys is not None:
+                    cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots,
+                                                   ref_keys, keys, cand, sim, centre,
+                                                   match_states, exclude, searcher.never)
             else:
                 cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
             if geo is not None:

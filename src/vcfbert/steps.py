@@ -304,7 +304,7 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
 def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
                   targets_h5: list[str], windows_tsv: list[str], final_masks: list[str],
                   split_tsv: str, out: str, samples: int, device: str, threads: int = 1,
-                  copying_states: int = 0) -> None:
+                  copying_states: int = 0, match_states: int = 0) -> None:
     """The DR2 recalibration of the selected model, fitted on validation samples
     (:func:`vcfbert.train.calibrate_dr2`)."""
     from .train import calibrate_dr2 as run
@@ -312,14 +312,15 @@ def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
     chroms = [_chromosome(c, r, t, w) for c, r, t, w in
               zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
     run(checkpoint=model, chroms=chroms, final_masks=final_masks, split_tsv=split_tsv, out=out,
-        samples=samples, device=device, threads=threads, copying_states=copying_states)
+        samples=samples, device=device, threads=threads, copying_states=copying_states,
+        match_states=match_states)
 
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
                  mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
-                 format_fields: list[str] | None = None) -> None:
+                 format_fields: list[str] | None = None, match_states: int = 0) -> None:
     """One chunk of consecutive windows imputed into its VCF piece (+ sidecar)."""
     from .impute import impute_chunk as run
     from .windows import impute_chunks, read_windows
@@ -331,7 +332,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
         window_ids=chunks[chunk], reference_h5=reference_h5, targets_h5=targets_h5,
         windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
         device=device, threads=threads, copying_states=copying_states,
-        dr2_calibration=dr2_calibration, format_fields=format_fields or [])
+        dr2_calibration=dr2_calibration, format_fields=format_fields or [],
+        match_states=match_states)
 
 
 def _as_list(files: str | list[str]) -> list[str]:

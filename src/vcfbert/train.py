@@ -226,8 +226,8 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
                        final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
                        cache: WindowArrayCache | ConsecutiveWindowReader,
                        desc: str = "EP_Val",
-                       index_is_current: bool = False, threads: int = 1
-                       ) -> Iterator[ValidationWindow]:
+                       index_is_current: bool = False, threads: int = 1,
+                       match_states: int = 0) -> Iterator[ValidationWindow]:
     """Predict held-out panel haplotypes window by window, as the targets are imputed.
 
     The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
@@ -269,7 +269,8 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
             probs = predict_window(model, layout, arrays, obs, chrom.position,
                                    arrays.ref_slots[haps], searcher, panel_haps=haps,
                                    batch_size=64, device=device, tables=tables,
-                                   index_is_current=index_is_current, threads=threads)
+                                   index_is_current=index_is_current, threads=threads,
+                                   match_states=match_states)
             truth = arrays.ref_core[haps].astype(np.float32)
             own = truth[0::2] + truth[1::2]  # leave-one-out panel frequency per pair
             af = (arrays.ac_core[None, :] - own) / (chrom.n_haplotypes - 2)
@@ -341,8 +342,8 @@ def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
-                     final_mask: np.ndarray, *, device: str, threads: int = 1
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     final_mask: np.ndarray, *, device: str, threads: int = 1,
+                     match_states: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Per variant of one chromosome, the conditional DR2 and the true r² over the held-out
     panel samples ``haps`` (int64 [2s], whole samples) imputed as the targets are
     (:func:`validation_windows`, copying states chosen as at imputation).
@@ -378,7 +379,7 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
         for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
                                       device=device, cache=ConsecutiveWindowReader(),
                                       desc="DR2 calibration", index_is_current=True,
-                                      threads=threads):
+                                      threads=threads, match_states=match_states):
             if pending is not None:
                 pending.result()
             pending = pool.submit(add, win)
@@ -389,11 +390,12 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
 
 def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
                   split_tsv: str, out: str, samples: int, device: str = "auto",
-                  threads: int = 1, copying_states: int = 0) -> Recalibration:
+                  threads: int = 1, copying_states: int = 0,
+                  match_states: int = 0) -> Recalibration:
     """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
     on ``samples`` validation samples (0: all) spread over the split, at the variants the
     targets do not type, and write it to ``out`` (``threads`` batches imputed at a time, with
-    the imputation's ``copying_states``: 0, the model's own)."""
+    the imputation's ``copying_states`` (0: the model's own) and ``match_states``)."""
     from .atomic import sha256_file
     from .calibration import fit, save
 
@@ -417,7 +419,8 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
     for chrom, h, path in zip(chroms, haps, final_masks, strict=True):
         if h.size == 0:
             continue
-        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev, threads=threads)
+        x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev, threads=threads,
+                                match_states=match_states)
         untyped = np.ones(x.size, bool)
         untyped[chrom.typed_index] = False
         xs.append(x[untyped])
@@ -426,7 +429,7 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
     n_windows = sum(len(c.windows) for c in chroms)
     cal = fit(np.concatenate(xs), np.concatenate(ys), np.concatenate(afs), source={
         "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
-        "copying_states": model.cfg.k_keep,
+        "copying_states": model.cfg.k_keep, "match_states": int(match_states),
         "validation_samples": [int(h.size // 2) for h in haps],
         "contigs": [c.contig for c in chroms], "windows": n_windows,
         "seconds": round(time.time() - t0, 1)})

@@ -550,3 +550,27 @@ def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, t
     np.testing.assert_array_equal(h5store.reference_at_sites(chrom.reference_h5,
                                                              chrom.typed_index),
                                   whole[:, chrom.typed_index])
+
+
+def test_match_states_run_on_the_fast_path(prepared, tiny_stores):
+    """Imputation with part of the copying states chosen by match length (targets, and panel
+    haplotypes with their own sample excluded): probabilities of the same shape, in [0, 1]."""
+    d = prepared["d"]
+    chrom = prepared["chrom"]
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    params = keyencoder.from_model(model)
+    targets = read_targets(tiny_stores["tgt"])
+    observed = read_mask(d / "final.h5")[0]
+    wid = chrom.windows["window_id"][1]
+    layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
+    searcher = KeySearcher(flat_index(keys))
+    qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index, layout.slot_index)]
+    for queries, panel_haps in ((qs, None), (arrays.ref_slots[:6], np.arange(6))):
+        base = predict_window(model, layout, arrays, obs, chrom.position, queries, searcher,
+                              panel_haps=panel_haps, batch_size=4, fast=True,
+                              index_is_current=True)
+        got = predict_window(model, layout, arrays, obs, chrom.position, queries, searcher,
+                             panel_haps=panel_haps, batch_size=4, fast=True,
+                             index_is_current=True, match_states=2)
+        assert got.shape == base.shape and np.isfinite(got).all()
+        assert got.min() >= 0 and got.max() <= 1
