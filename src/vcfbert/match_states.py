@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 
 
 @numba.njit(cache=True, nogil=True)
@@ -71,7 +72,10 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
     runs = np.empty((b, n_h), np.int32)
     centre_runs(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
                 np.ascontiguousarray(ref_slots, np.int8), int(centre), runs)
-    all_sim = query_keys.astype(np.float32) @ ref_keys.T.astype(np.float32)  # [b, H]
+    # through torch, whose thread pool the jobs cap (numpy's BLAS may keep its own threads,
+    # which then compete with the batches' threads)
+    all_sim = (torch.from_numpy(np.ascontiguousarray(query_keys, np.float32))
+               @ torch.from_numpy(np.ascontiguousarray(ref_keys, np.float32)).T).numpy()
     score_run = runs.astype(np.float64)
     if forbidden is not None:
         score_run[forbidden] = -np.inf
