@@ -346,26 +346,31 @@ def test_fast_window_prediction_equals_the_torch_forward(prepared, tiny_stores, 
             np.testing.assert_allclose(par_loo, fast_loo, atol=1e-6)
 
 
+def _second_window_targets(prepared, tiny_stores, model):
+    """(layout, arrays, observed slots, searcher over the model's keys, the targets' alleles
+    at the slots) of the tiny panel's second window, under the final mask."""
+    chrom = prepared["chrom"]
+    targets = read_targets(tiny_stores["tgt"])
+    observed = read_mask(prepared["d"] / "final.h5")[0]
+    layout, arrays, obs, keys = window_inputs(chrom, chrom.windows["window_id"][1], observed,
+                                              keyencoder.from_model(model))
+    qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index, layout.slot_index)]
+    return layout, arrays, obs, KeySearcher(flat_index(keys)), qs
+
+
 def test_repeated_target_queries_are_computed_once(prepared, tiny_stores, monkeypatch):
     """Targets that repeat another's alleles at the slots are computed once and get its rows:
     the same probabilities and leave-one-out doses as computing every query, on the fused CPU
     path and the torch path, with fewer queries run."""
     import vcfbert.predict as predict_mod
 
-    d = prepared["d"]
     chrom = prepared["chrom"]
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    model = model_from_checkpoint(load_checkpoint(prepared["d"] / "init.pt"))
     with torch.no_grad():
         gen = torch.Generator().manual_seed(1)
         for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
             head[-1].weight.copy_(torch.randn(head[-1].weight.shape, generator=gen) * 0.3)
-    params = keyencoder.from_model(model)
-    targets = read_targets(tiny_stores["tgt"])
-    observed = read_mask(d / "final.h5")[0]
-    wid = chrom.windows["window_id"][1]
-    layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
-    searcher = KeySearcher(flat_index(keys))
-    qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index, layout.slot_index)]
+    layout, arrays, obs, searcher, qs = _second_window_targets(prepared, tiny_stores, model)
     qs = np.concatenate([qs, qs[[3, 0, 3]], qs[:2]])  # five repeats, out of order
     n_distinct = np.unique(qs, axis=0).shape[0]
     run = []
@@ -555,16 +560,9 @@ def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, t
 def test_match_states_run_on_the_fast_path(prepared, tiny_stores):
     """Imputation with part of the copying states chosen by match length (targets, and panel
     haplotypes with their own sample excluded): probabilities of the same shape, in [0, 1]."""
-    d = prepared["d"]
     chrom = prepared["chrom"]
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
-    params = keyencoder.from_model(model)
-    targets = read_targets(tiny_stores["tgt"])
-    observed = read_mask(d / "final.h5")[0]
-    wid = chrom.windows["window_id"][1]
-    layout, arrays, obs, keys = window_inputs(chrom, wid, observed, params)
-    searcher = KeySearcher(flat_index(keys))
-    qs = targets.haplotypes[:, np.searchsorted(targets.variant_ref_index, layout.slot_index)]
+    model = model_from_checkpoint(load_checkpoint(prepared["d"] / "init.pt"))
+    layout, arrays, obs, searcher, qs = _second_window_targets(prepared, tiny_stores, model)
     for queries, panel_haps in ((qs, None), (arrays.ref_slots[:6], np.arange(6))):
         base = predict_window(model, layout, arrays, obs, chrom.position, queries, searcher,
                               panel_haps=panel_haps, batch_size=4, fast=True,
