@@ -373,12 +373,13 @@ def _text_records_with_calls(path: str | os.PathLike[str], file_samples: list[st
 
 
 def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names: list[str],
-                               multiallelic: str) -> Iterator[tuple[object, _Calls, int]]:
-    """(record, :class:`_Calls` of the record alone, 0) of ``contig`` through cyvcf2."""
+                               multiallelic: str) -> Iterator[tuple[object, _Calls | None, int]]:
+    """(record, :class:`_Calls` of the record alone, 0) of ``contig`` through cyvcf2; None
+    for a record dropped before its genotypes are looked at (no ALT, or a dropped
+    multi-allelic one)."""
     for rec in _records(vcf, path, contig):
         if not rec.ALT or (len(rec.ALT) > 1 and multiallelic == "drop"):
-            # dropped before its genotypes are looked at
-            yield rec, _NO_CALLS, 0
+            yield rec, None, 0
             continue
         gt = genotypes(rec, path)  # int16 [S, ploidy + 1]
         if gt.shape[1] == 2:  # every sample haploid
@@ -388,9 +389,6 @@ def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names:
                              "genotype is not diploid; vcfbert reads diploid genotypes and "
                              "haploid ones (chrX in males)")
         yield rec, _Calls.of(gt[None], haploid), 0
-
-
-_NO_CALLS = _Calls.of(np.zeros((1, 0, 3), np.int16), "error")
 
 
 def iter_variants(
@@ -474,6 +472,7 @@ def iter_variants(
                     stats.dropped["multiallelic"] += 1
                     continue
                 stats.split_multiallelic += 1
+            assert calls is not None  # only dropped records come without genotypes
             if calls.haploid_any[r] and haploid != "duplicate":
                 bad = int(np.flatnonzero(calls.haploid[r])[0])
                 raise InputError(
