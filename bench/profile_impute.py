@@ -3,6 +3,7 @@
     python bench/profile_impute.py bench/out/ooa_speed/speed.vcfbert --windows w0010 [--top 15]
     python bench/profile_impute.py <run> --windows w0002,w0003 --threads 2   # wall time only
     python bench/profile_impute.py <run> --windows w0002,w0003 --time-only   # 1 thread, no profile
+    python bench/profile_impute.py <run> --windows w0003 --match-states 96   # states by match length
 
 Runs the job's function on the given windows twice (the first run compiles or loads the numba
 kernel from its cache, as every job but the first does), profiles the second and prints the
@@ -97,6 +98,8 @@ def main() -> None:
                     help="batches at once (impute.threads); above 1 only the wall time is "
                          "printed (cProfile sees the calling thread alone)")
     ap.add_argument("--time-only", action="store_true", help="no profile: the wall time alone")
+    ap.add_argument("--match-states", type=int, default=0,
+                    help="copying states by match length (impute.match_states)")
     a = ap.parse_args()
     from vcfbert.runtime import cap_threads
 
@@ -113,7 +116,8 @@ def main() -> None:
                   targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
                   windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
                   mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/chunk.vcf.gz",
-                  batch_size=a.batch_size, device="cpu", threads=a.threads)
+                  batch_size=a.batch_size, device="cpu", threads=a.threads,
+                  match_states=a.match_states)
         impute_chunk(**kw)
         prof = cProfile.Profile() if a.threads == 1 and not a.time_only else None
         t0 = time.perf_counter()

@@ -63,7 +63,8 @@ def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np
                    slot_af: np.ndarray, site_af: np.ndarray,
                    query_core: np.ndarray | None = None, maf_scheme: str = "none",
                    panel_af_core: np.ndarray | None = None,
-                   sites: np.ndarray | None = None) -> WindowBatch:
+                   sites: np.ndarray | None = None,
+                   cand_forced: np.ndarray | None = None) -> WindowBatch:
     """Tensors for ``b`` queries of one window.
 
     Args:
@@ -75,6 +76,8 @@ def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np
         panel_af_core: float [n] panel frequencies that set the loss weights.
         sites: int [n'] subset of core sites (positions 0..n-1) to predict; ``site_af``,
             ``query_core`` and ``panel_af_core`` are given for all n sites and sliced here.
+        cand_forced: bool [b, K] candidates that re-scoring keeps whatever their similarity
+            (:attr:`WindowBatch.cand_forced`).
     """
     valid = cand_ids >= 0
     safe = np.where(valid, cand_ids, 0)
@@ -99,6 +102,8 @@ def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np
         site_right=geo.site_right,
         site_frac=geo.site_frac,
         site_af=torch.from_numpy(np.asarray(site_af, np.float32)),
+        cand_forced=(None if cand_forced is None
+                     else torch.from_numpy(np.asarray(cand_forced, bool))),
     )
     if query_core is not None:
         query_core = query_core[:, sel]

@@ -10,9 +10,14 @@ the retrieved states.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numba
 import numpy as np
 import torch
+from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+
+SLOTS_PER_ANCHOR = 16  # core slots per match anchor (docs/model.md, "Copying states by match length")
 
 
 @numba.njit(cache=True, nogil=True)
@@ -50,44 +55,229 @@ def centre_runs(query: np.ndarray, observed: np.ndarray, panel: np.ndarray, cent
             out[q, h] = n
 
 
+def pack_slots(alleles: np.ndarray) -> np.ndarray:
+    """uint64 [r, W] (W = ceil(m / 64)): bit ``i % 64`` of word ``i // 64`` is set where
+    ``alleles`` int8/bool [r, m] is 1 at slot ``i`` (a window's panel at its slots, packed
+    once per window for :func:`anchor_runs`)."""
+    a = np.asarray(alleles)
+    r, m = a.shape
+    n_words = max(1, (m + 63) // 64)
+    packed = np.zeros((r, n_words * 8), np.uint8)
+    packed[:, :(m + 7) // 8] = np.packbits(a == 1, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)
+
+
+_ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def anchor_runs(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray, m: int,
+                anchors: np.ndarray, out: np.ndarray) -> None:
+    """``out[a, h]``: :func:`centre_runs` of one query at each interval ``anchors[a]``, for
+    every panel haplotype, from the panel's packed bits (:func:`pack_slots`): the nearest
+    mismatch on each side of an anchor is found a 64-slot word at a time, and the run is the
+    number of compared slots between them.
+
+    Args:
+        query: int8 [m] alleles at the slots (-1 missing); observed: bool [m];
+        panel_bits: uint64 [H, W]; anchors: int64 [A] intervals (0..m); out: int32 [A, H].
+    """
+    n_words = panel_bits.shape[1]
+    qbits = np.zeros(n_words, np.uint64)
+    valid = np.zeros(n_words, np.uint64)
+    counts = np.zeros(m + 1, np.int32)  # counts[i]: compared slots before slot i
+    for i in range(m):
+        compared = observed[i] and query[i] >= 0
+        counts[i + 1] = counts[i] + (1 if compared else 0)
+        if compared:
+            bit = np.uint64(1) << np.uint64(i & 63)
+            valid[i >> 6] |= bit
+            if query[i] == 1:
+                qbits[i >> 6] |= bit
+    mism = np.empty(n_words, np.uint64)
+    for h in range(panel_bits.shape[0]):
+        for w in range(n_words):
+            mism[w] = (panel_bits[h, w] ^ qbits[w]) & valid[w]
+        for x in range(anchors.shape[0]):
+            a = anchors[x]
+            left = -1  # the last mismatch before the anchor
+            if a > 0:
+                w = (a - 1) >> 6
+                word = mism[w] & (_ALL >> np.uint64(63 - ((a - 1) & 63)))
+                while True:
+                    if word != 0:
+                        left = w * 64 + 63 - leading_zeros(word)
+                        break
+                    w -= 1
+                    if w < 0:
+                        break
+                    word = mism[w]
+            right = m  # the first mismatch at or after it
+            if a < m:
+                w = a >> 6
+                word = mism[w] & (_ALL << np.uint64(a & 63))
+                while True:
+                    if word != 0:
+                        right = w * 64 + trailing_zeros(word)
+                        break
+                    w += 1
+                    if w >= n_words:
+                        break
+                    word = mism[w]
+            out[x, h] = counts[right] - counts[left + 1]
+
+
+def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHOR) -> list[int]:
+    """The intervals around which match lengths are measured: one per ``slots_per_anchor``
+    core slots (at least one), each at the middle of its share of the core. A single anchor
+    is the core's centre, ``core_slots[size // 2]``.
+
+    Args:
+        core_slots: int [c] the window's core slots, increasing.
+    """
+    c = int(np.asarray(core_slots).size)
+    if c == 0:
+        return [0]
+    n = max(1, round(c / slots_per_anchor))
+    return [int(core_slots[min((2 * a + 1) * c // (2 * n), c - 1)]) for a in range(n)]
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest_by_anchor(runs: np.ndarray, sim: np.ndarray, forbidden: np.ndarray, want: int,
+                       out: np.ndarray) -> int:
+    """Fill ``out[:t]`` with the ``t = min(want, allowed)`` haplotypes of the longest
+    ``runs`` int32 [H] (ties: higher ``sim`` float32 [H], then lower id), never a
+    ``forbidden`` bool [H] one, longest first; returns ``t``. The runs are small integers,
+    so the cut is found by counting, and only the haplotypes above it are sorted."""
+    n_h = runs.shape[0]
+    top = 0
+    for h in range(n_h):
+        if not forbidden[h] and runs[h] > top:
+            top = runs[h]
+    count = np.zeros(top + 2, np.int64)
+    allowed = 0
+    for h in range(n_h):
+        if not forbidden[h]:
+            count[runs[h]] += 1
+            allowed += 1
+    t = min(want, allowed)
+    if t == 0:
+        return 0
+    cut = top  # the shortest run length that is (at least partly) taken
+    above = 0
+    while above + count[cut] < t:
+        above += count[cut]
+        cut -= 1
+    pool = np.empty(above + count[cut], np.int64)
+    n_pool = 0
+    for h in range(n_h):
+        if not forbidden[h] and runs[h] >= cut:
+            pool[n_pool] = h
+            n_pool += 1
+    # (run desc, sim desc, id asc): a stable sort by similarity, then by run
+    by_sim = pool[np.argsort(-sim[pool], kind="mergesort")]
+    order = by_sim[np.argsort(-runs[by_sim], kind="mergesort")]
+    out[:t] = order[:t]
+    return t
+
+
+@numba.njit(cache=True, nogil=True)
+def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray,
+                   anchors: np.ndarray, all_sim: np.ndarray, forbidden: np.ndarray,
+                   cand: np.ndarray, n_match: int, out_ids: np.ndarray,
+                   n_from_match: np.ndarray) -> None:
+    """:func:`merge_match_states`' choice for each query, before its ordering by
+    similarity (``out_ids`` int64 [b, k], -1 padded; its first ``n_from_match[q]`` entries
+    are the match-length states)."""
+    b, k = cand.shape
+    m = query.shape[1]
+    n_h = panel_bits.shape[0]
+    n_a = anchors.shape[0]
+    runs = np.empty((n_a, n_h), np.int32)
+    ranked = np.empty((n_a, n_match), np.int64)
+    n_ranked = np.empty(n_a, np.int64)
+    taken = np.zeros(n_h, np.bool_)
+    for q in range(b):
+        anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
+        for a in range(n_a):
+            n_ranked[a] = _longest_by_anchor(runs[a], all_sim[q], forbidden[q], n_match,
+                                             ranked[a])
+        n_out = 0
+        # the anchors' longest matches in turn: each anchor's first, then each one's second...
+        for t in range(n_match):
+            for a in range(n_a):
+                if n_out < n_match and t < n_ranked[a] and not taken[ranked[a, t]]:
+                    taken[ranked[a, t]] = True
+                    out_ids[q, n_out] = ranked[a, t]
+                    n_out += 1
+        n_out = min(n_out, k)
+        n_from_match[q] = n_out
+        for c in range(k):
+            h = cand[q, c]
+            if n_out < k and h >= 0 and not taken[h]:
+                taken[h] = True
+                out_ids[q, n_out] = h
+                n_out += 1
+        for c in range(n_out, k):
+            out_ids[q, c] = -1
+        for c in range(n_out):
+            taken[out_ids[q, c]] = False
+        for a in range(n_a):  # the picks beyond k (n_match > k) were marked too
+            for t in range(n_ranked[a]):
+                taken[ranked[a, t]] = False
+
+
 def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
                        ref_slots: np.ndarray, ref_keys: np.ndarray, query_keys: np.ndarray,
-                       cand: np.ndarray, sim: np.ndarray, centre: int, n_match: int,
-                       forbidden: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` states of each query: its ``n_match`` longest matches around interval
-    ``centre`` (ties by key similarity), then its retrieved states in their order, without
-    repeats; ordered by similarity, as the search returns them.
+                       cand: np.ndarray, sim: np.ndarray, anchors: Sequence[int], n_match: int,
+                       forbidden: np.ndarray | None = None, panel_bits: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` states of each query: ``n_match`` of them by match length — the longest
+    exact matches around each of the ``anchors`` in turn (ties by key similarity), without
+    repeats —, then its retrieved states in their order, without repeats; ordered by
+    similarity, as the search returns them.
 
     Args:
         query_slots: int8 [b, m]; slot_observed: bool [m]; ref_slots: int8 [H, m];
         ref_keys: float32 [H, d] and query_keys float32 [b, d]: the window's keys;
         cand, sim: int64 / float32 [b, k] the retrieved states (-1 / -inf: none);
-        forbidden: bool [b, H] haplotypes a query may not copy (its own sample, second copies).
+        anchors: intervals (0..m) around which match lengths are measured
+            (:func:`core_anchors`);
+        forbidden: bool [b, H] haplotypes a query may not copy (its own sample, second copies);
+        panel_bits: :func:`pack_slots` of ``ref_slots``, when the caller packed them once for
+            the window (else packed here).
 
     Returns:
-        (ids int64 [b, k], similarities float32 [b, k]).
+        (ids int64 [b, k], similarities float32 [b, k], from_match bool [b, k]: the states
+        chosen by match length).
     """
     b, k = cand.shape
     n_h = ref_slots.shape[0]
-    runs = np.empty((b, n_h), np.int32)
-    centre_runs(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
-                np.ascontiguousarray(ref_slots, np.int8), int(centre), runs)
+    anchor_arr = np.asarray(list(anchors), np.int64)
+    m = query_slots.shape[1]
+    if anchor_arr.size == 0 or anchor_arr.min() < 0 or anchor_arr.max() > m:
+        raise ValueError(f"merge_match_states needs anchors in 0..{m} (the intervals between "
+                         f"slots), got {anchor_arr.tolist()}")
     # through torch, whose thread pool the jobs cap (numpy's BLAS may keep its own threads,
     # which then compete with the batches' threads)
     all_sim = (torch.from_numpy(np.ascontiguousarray(query_keys, np.float32))
                @ torch.from_numpy(np.ascontiguousarray(ref_keys, np.float32)).T).numpy()
-    score_run = runs.astype(np.float64)
-    if forbidden is not None:
-        score_run[forbidden] = -np.inf
-    out_ids = np.full((b, k), -1, np.int64)
-    out_sim = np.full((b, k), -np.inf, np.float32)
-    for q in range(b):
-        longest = np.lexsort((-all_sim[q], -score_run[q]))[:min(n_match, k)]
-        longest = longest[np.isfinite(score_run[q, longest])]
-        chosen = list(dict.fromkeys([*longest.tolist(), *cand[q][cand[q] >= 0].tolist()]))[:k]
-        ids = np.asarray(chosen, np.int64)
-        s = all_sim[q, ids]
-        order = np.argsort(-s, kind="stable")
-        out_ids[q, :ids.size] = ids[order]
-        out_sim[q, :ids.size] = s[order]
-    return out_ids, out_sim
+    if forbidden is None:
+        forbidden = np.zeros((b, n_h), bool)
+    out_ids = np.empty((b, k), np.int64)
+    n_from_match = np.empty(b, np.int64)
+    if panel_bits is None:
+        panel_bits = pack_slots(ref_slots)
+    if panel_bits.shape != (n_h, max(1, (m + 63) // 64)):
+        raise ValueError("merge_match_states: panel_bits were packed from other slots")
+    _select_states(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
+                   panel_bits, anchor_arr,
+                   np.ascontiguousarray(all_sim, np.float32),
+                   np.ascontiguousarray(forbidden, bool), np.asarray(cand, np.int64),
+                   int(n_match), out_ids, n_from_match)
+    out_sim = np.where(out_ids >= 0, np.take_along_axis(all_sim, np.maximum(out_ids, 0), 1),
+                       -np.inf).astype(np.float32)
+    from_match = np.arange(k)[None, :] < n_from_match[:, None]
+    order = np.argsort(-out_sim, axis=1, kind="stable")
+    return (np.take_along_axis(out_ids, order, 1), np.take_along_axis(out_sim, order, 1),
+            np.take_along_axis(from_match, order, 1))

@@ -91,9 +91,9 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
 
 def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.ndarray,
                        ref_keys: np.ndarray, keys: np.ndarray, cand: np.ndarray,
-                       sim: np.ndarray, centre: int, n_match: int,
-                       exclude: np.ndarray | None, never: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray]:
+                       sim: np.ndarray, anchors: list[int], n_match: int,
+                       exclude: np.ndarray | None, never: np.ndarray,
+                       panel_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The retrieved states with ``n_match`` of them by match length
     (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and ``never`` [x]
     are never chosen."""
@@ -104,8 +104,9 @@ def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.
         forbidden[:, never] = True
     if exclude is not None:
         np.put_along_axis(forbidden, np.asarray(exclude, np.int64), True, axis=1)
-    return merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim, centre,
-                              n_match, forbidden)
+    ids, sims, _ = merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim,
+                                      anchors, n_match, forbidden, panel_bits)
+    return ids, sims
 
 
 def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +186,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             output array beyond the result is allocated.
         match_states: with an index of current keys on the fast path, this many of each
             query's copying states are the reference haplotypes with the longest exact match
-            around the core's centre, the rest its retrieved states
+            around anchors spread over the core (one per 16 core slots, taken in turn), the
+            rest its retrieved states
             (:mod:`vcfbert.match_states`); 0: retrieval alone.
     """
     n_queries = query_slots.shape[0]
@@ -211,9 +213,11 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     ref_keys = None
     if match_states and geo is not None and index_is_current:
         from .index import index_vectors
+        from .match_states import core_anchors, pack_slots
 
         ref_keys = index_vectors(searcher.index)
-        centre = int(core_slots[core_slots.size // 2]) if core_slots.size else 0
+        anchors = core_anchors(core_slots)
+        panel_bits = pack_slots(arrays.ref_slots)
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
 
@@ -229,8 +233,9 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                 cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
                 if ref_keys is not None:
                     cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots,
-                                                   ref_keys, keys, cand, sim, centre,
-                                                   match_states, exclude, searcher.never)
+                                                   ref_keys, keys, cand, sim, anchors,
+                                                   match_states, exclude, searcher.never,
+                                                   panel_bits)
             else:
                 cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
             if geo is not None:

@@ -88,6 +88,7 @@ class TrainConfig:
     checkpoint_every: int = 50
     num_workers: int = 0
     seed: int = 1
+    match_states: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -279,14 +280,17 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
 
 def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
              final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-             cache: WindowArrayCache) -> dict[str, float]:
+             cache: WindowArrayCache, match_states: int = 0) -> dict[str, float]:
     """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples
-    (:func:`validation_windows`)."""
+    (:func:`validation_windows`; with ``match_states``, that many copying states by match
+    length, as the model was trained and will impute)."""
     model.eval()
     doses, truths, afs = [], [], []
     ll_sum, ll_n = 0.0, 0
     for win in validation_windows(model, chroms, val_haps, final_masks,
-                                  max_haplotypes=max_haplotypes, device=device, cache=cache):
+                                  max_haplotypes=max_haplotypes, device=device, cache=cache,
+                                  index_is_current=bool(match_states),
+                                  match_states=match_states):
         probs, truth = win.probs, win.truth
         p = np.clip(probs, 1e-6, 1 - 1e-6)
         ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
@@ -528,7 +532,12 @@ def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, lay
         haps = np.array_split(haps, world_size)[rank]
     qslots = arrays.ref_slots[haps]
     keys = query_keys(model, layout, qslots, obs, device=device)
-    cand = searcher.search(keys, model.cfg.k_retrieve, own_sample(haps))
+    forced = None
+    if cfg.match_states:
+        cand, forced = _with_match_states(searcher, layout, arrays, obs, qslots, keys, haps,
+                                          model.cfg.k_retrieve, cfg.match_states)
+    else:
+        cand = searcher.search(keys, model.cfg.k_retrieve, own_sample(haps))
     n_h = chrom.n_haplotypes
     batch = assemble_batch(
         layout, arrays, obs, chrom.position, qslots, cand,
@@ -537,7 +546,8 @@ def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, lay
         query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
         panel_af_core=chrom.af[layout.core_start:layout.core_end],
         sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch, cfg.seed, epoch,
-                           item["index"])
+                           item["index"]),
+        cand_forced=forced,
     ).to(device)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                         enabled=device.startswith("cuda")):
@@ -550,6 +560,30 @@ def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, lay
     if haps.size:
         (loss / cfg.grad_accum_steps).backward()
     return _allreduce_scalar(loss.detach(), world_size), logits, batch, int(haps.size)
+
+
+def _with_match_states(searcher: KeySearcher, layout: WindowLayout, arrays: WindowArrays,
+                       obs: np.ndarray, qslots: np.ndarray, keys: np.ndarray, haps: np.ndarray,
+                       k: int, n_match: int) -> tuple[np.ndarray, np.ndarray]:
+    """A training batch's ``k`` candidates with ``n_match`` of them by match length around
+    the core's anchors under the epoch's mask (:func:`vcfbert.match_states.merge_match_states`,
+    as at imputation), and which those are (re-scoring keeps them).
+
+    Returns:
+        (cand int64 [b, k], forced bool [b, k]).
+    """
+    from .index import index_vectors
+    from .match_states import core_anchors, merge_match_states
+
+    exclude = own_sample(haps)
+    cand, sim = searcher.search_scored(keys, k, exclude)
+    forbidden = np.zeros((haps.size, arrays.ref_slots.shape[0]), bool)
+    forbidden[:, searcher.never] = True
+    np.put_along_axis(forbidden, exclude, True, axis=1)
+    ids, _, from_match = merge_match_states(
+        qslots, obs, arrays.ref_slots, index_vectors(searcher.index), keys, cand, sim,
+        core_anchors(layout.core_slots), n_match, forbidden)
+    return ids, from_match
 
 
 def _optimiser_step(state: _EpochState, cfg: TrainConfig, world_size: int) -> None:
@@ -579,7 +613,7 @@ def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[C
     t_val = time.time()
     metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
                             max_haplotypes=cfg.val_max_haplotypes, device=device,
-                            cache=cache))
+                            cache=cache, match_states=cfg.match_states))
     metrics["val_seconds"] = round(time.time() - t_val, 2)
     metrics["wall_seconds"] = round(time.time() - t_start, 2)
     save_checkpoint(out_checkpoint, state.model, epoch=epoch, step=state.global_step,

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vcfbert.match_states import centre_runs, merge_match_states
+from vcfbert.match_states import (
+    anchor_runs,
+    centre_runs,
+    core_anchors,
+    merge_match_states,
+    pack_slots,
+)
 from vcfbert.model.features import run_totals
 
 
@@ -47,8 +53,8 @@ def test_merged_states_hold_the_longest_matches_and_the_retrieved_ones():
     forbidden = np.zeros((b, h), bool)
     forbidden[0, 8] = True
     forbidden[:, cand[:, 0]] = False
-    ids, s = merge_match_states(query, observed, panel, ref_keys, q_keys, cand, sim,
-                                centre=m // 2, n_match=4, forbidden=forbidden)
+    ids, s, from_match = merge_match_states(query, observed, panel, ref_keys, q_keys, cand, sim,
+                                            anchors=[m // 2], n_match=4, forbidden=forbidden)
     assert ids.shape == (b, k) and (ids >= 0).all()
     assert 7 in ids[0] and 8 not in ids[0]
     for q in range(b):
@@ -57,8 +63,100 @@ def test_merged_states_hold_the_longest_matches_and_the_retrieved_ones():
         centre_runs(query[q:q + 1], observed, panel, m // 2, runs)
         score = np.where(forbidden[q], -1, runs[0])
         top = np.lexsort((-sims[q], -score))[:4]
-        assert set(top.tolist()) <= set(ids[q].tolist())
+        assert set(top.tolist()) == set(ids[q][from_match[q]].tolist())
         rest = [c for c in cand[q].tolist() if c not in set(top.tolist())][:k - 4]
         assert set(rest) <= set(ids[q].tolist())
         np.testing.assert_allclose(s[q], sims[q, ids[q]], rtol=1e-6)
         assert (np.diff(s[q]) <= 0).all()
+
+
+def _reference_merge(query, observed, panel, sims, cand, anchors, n_match, forbidden):
+    """The rule written out plainly: per anchor, the haplotypes by (run desc, similarity
+    desc, id asc); the anchors' first picks, then their second ones..., without repeats, up
+    to n_match; then the retrieved states; ordered by similarity (stable)."""
+    b, k = cand.shape
+    out, from_match = [], []
+    for q in range(b):
+        ranked = []
+        for a in anchors:
+            runs = np.empty((1, panel.shape[0]), np.int32)
+            centre_runs(query[q:q + 1], observed, panel, a, runs)
+            order = [h for h in np.lexsort((np.arange(panel.shape[0]), -sims[q], -runs[0]))
+                     if not forbidden[q, h]]
+            ranked.append(order[:n_match])
+        picks = []
+        for t in range(n_match):
+            for r in ranked:
+                if t < len(r) and r[t] not in picks and len(picks) < n_match:
+                    picks.append(int(r[t]))
+        chosen = list(dict.fromkeys([*picks[:k], *[c for c in cand[q].tolist() if c >= 0]]))[:k]
+        chosen.sort(key=lambda h: -sims[q, h])  # stable: equal similarities keep their order
+        out.append(chosen + [-1] * (k - len(chosen)))
+        from_match.append([h in picks[:k] for h in out[-1]])
+    return np.asarray(out, np.int64), np.asarray(from_match, bool)
+
+
+def test_states_from_several_anchors_follow_the_plain_rule():
+    """With several anchors, ties of run length and of similarity, forbidden haplotypes, more
+    match states than a query may get, and a short candidate list: the compiled selection
+    equals the rule written out in Python."""
+    rng = np.random.default_rng(2)
+    b, h, m, d, k = 5, 60, 30, 4, 12
+    query = rng.integers(-1, 2, (b, m)).astype(np.int8)
+    panel = rng.integers(0, 2, (h, m)).astype(np.int8)
+    panel[10:14] = np.where(query[1] >= 0, query[1], 0)  # equal runs (ties)
+    observed = rng.random(m) > 0.1
+    ref_keys = rng.integers(-2, 3, (h, d)).astype(np.float32)  # many equal similarities
+    q_keys = rng.integers(-2, 3, (b, d)).astype(np.float32)
+    sims = q_keys @ ref_keys.T
+    cand = np.argsort(-sims, axis=1, kind="stable")[:, :k].astype(np.int64)
+    cand[2, 8:] = -1  # a query with fewer retrieved states than k
+    sim = np.where(cand >= 0, np.take_along_axis(sims, np.maximum(cand, 0), 1), -np.inf)
+    forbidden = rng.random((b, h)) < 0.2
+    forbidden[np.arange(b)[:, None], np.maximum(cand, 0)] = False
+    for anchors, n_match in (([m // 2], 4), ([3, 12, 20, 27], 6), ([0, m], 9), ([5, 25], 40)):
+        ids, s, from_match = merge_match_states(query, observed, panel, ref_keys, q_keys, cand,
+                                                sim.astype(np.float32), anchors=anchors,
+                                                n_match=n_match, forbidden=forbidden)
+        want, want_match = _reference_merge(query, observed, panel, sims, cand, anchors, n_match,
+                                            forbidden)
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(from_match, want_match)
+        assert not forbidden[np.arange(b)[:, None], np.maximum(ids, 0)][ids >= 0].any()
+        np.testing.assert_allclose(s[ids >= 0], np.take_along_axis(sims, np.maximum(ids, 0),
+                                                                    1)[ids >= 0], rtol=1e-6)
+        assert np.isneginf(s[ids < 0]).all()
+
+
+def test_core_anchors_spread_over_the_core():
+    """One anchor per 16 core slots at the middle of its share; one (the centre) for a short
+    core; the window's first slot for an empty core."""
+    core = np.arange(100, 228)
+    assert core_anchors(core) == [108, 124, 140, 156, 172, 188, 204, 220]
+    assert core_anchors(np.arange(5, 15)) == [10]  # 10 slots: the centre, core[size // 2]
+    assert core_anchors(np.arange(0, 0)) == [0]
+
+
+def test_anchor_runs_from_packed_bits_equal_the_slot_by_slot_runs():
+    """The word-at-a-time runs equal centre_runs at every anchor, across word boundaries
+    (anchors at 0, 63, 64, 65, 128 and m), with missing alleles and unobserved slots, for
+    haplotypes that match everywhere, nowhere, or up to the panel's edges."""
+    rng = np.random.default_rng(3)
+    b, h, m = 3, 50, 150
+    query = rng.integers(-1, 2, (b, m)).astype(np.int8)
+    panel = rng.integers(0, 2, (h, m)).astype(np.int8)
+    panel[:4] = np.where(query[0] >= 0, query[0], 1)  # exact copies of query 0
+    panel[4] = np.where(query[0] >= 0, 1 - query[0], 0)  # the opposite everywhere
+    panel[5:10] = np.where(rng.random((5, m)) < 0.02, 1 - panel[:1], panel[:1])  # long runs
+    observed = rng.random(m) > 0.15
+    anchors = np.array([0, 1, 63, 64, 65, 100, 128, m - 1, m], np.int64)
+    bits = pack_slots(panel)
+    assert bits.shape == (h, 3) and bits.dtype == np.uint64
+    for q in range(b):
+        got = np.empty((anchors.size, h), np.int32)
+        anchor_runs(query[q], observed, bits, m, anchors, got)
+        for x, a in enumerate(anchors):
+            want = np.empty((1, h), np.int32)
+            centre_runs(query[q:q + 1], observed, panel, int(a), want)
+            np.testing.assert_array_equal(got[x], want[0])
+    assert got.max() > 0

@@ -212,3 +212,30 @@ def test_keys_same_with_and_without_gradients():
     vec = model.keys.slot_vectors[slots]
     torch.nn.functional.normalize((table[tok] * w) @ vec, dim=-1).sum().backward()
     torch.testing.assert_close(model.tok.weight.grad, via_onehot)
+
+
+def test_rescoring_keeps_the_forced_candidates():
+    """Candidates marked ``cand_forced`` (states by match length) are kept whatever their
+    similarity, the rest of the k_keep places go to the most similar others, and an invalid
+    candidate is never kept even when marked."""
+    torch.manual_seed(0)
+    model = VcfBert(tiny_config())  # k_retrieve 10, k_keep 6
+    batch = make_batch()
+    base_sim, base_keep = model.rescore(batch)
+    assert base_sim.shape == (3, 6)
+    forced = torch.zeros(3, 10, dtype=torch.bool)
+    for q in range(3):  # force three candidates that plain re-scoring drops
+        dropped = sorted(set(range(10)) - set(base_keep[q].tolist()))
+        forced[q, dropped[:3]] = True
+    forced[0, 9] = True
+    batch.cand_valid[0, 9] = False  # marked but invalid: never kept
+    batch.cand_forced = forced
+    _, keep = model.rescore(batch)
+    for q in range(3):
+        kept = set(keep[q].tolist())
+        want_forced = {c for c in range(10) if forced[q, c] and batch.cand_valid[q, c]}
+        assert want_forced <= kept
+        assert 9 not in kept or q != 0
+    batch.cand_forced = None
+    _, keep_plain = model.rescore(batch)
+    assert not torch.equal(keep_plain, keep)

@@ -18,6 +18,7 @@ from vcfbert.impute import impute_chunk, write_vcf
 from vcfbert.index import KeySearcher, build_index, flat_index
 from vcfbert.io.h5store import read_targets, store_samples
 from vcfbert.masks import epoch_mask, read_mask, write_mask
+from vcfbert.model import VcfBert
 from vcfbert.predict import predict_window
 from vcfbert.split import split_samples, write_split
 from vcfbert.train import TrainConfig, init_model, train_epoch
@@ -56,10 +57,10 @@ def prepared(tiny_stores, tmp_path_factory):
     return {"d": d, "chrom": chrom, "indexes": indexes}
 
 
-def _train(prepared, out, **kw):
+def _train(prepared, out, cfg_overrides=None, **kw):
     d = prepared["d"]
     cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
-                      val_max_haplotypes=8, max_sites_per_batch=64)
+                      val_max_haplotypes=8, max_sites_per_batch=64, **(cfg_overrides or {}))
     return train_epoch(epoch=0, previous_checkpoint=str(d / "init.pt"),
                        chroms=[prepared["chrom"]], masks=[str(d / "m0.h5")],
                        final_masks=[str(d / "final.h5")], index_paths=prepared["indexes"],
@@ -79,6 +80,27 @@ def test_epoch_trains_and_reports_metrics(prepared, tmp_path):
     before = load_checkpoint(prepared["d"] / "init.pt")["model"]["tok.weight"]
     after = load_checkpoint(tmp_path / "a" / "model.pt")["model"]["tok.weight"]
     assert not torch.equal(before, after)  # the embedding weights changed
+
+
+def test_epoch_with_match_states_keeps_them(prepared, tmp_path, monkeypatch):
+    """With train.match_states every batch carries its states by match length, re-scoring
+    keeps all of them, and the epoch trains and validates (with the same states)."""
+    forced_counts, dropped = [], []
+    rescore = VcfBert.rescore
+
+    def spy(self, batch):
+        sim, keep = rescore(self, batch)
+        if self.training:
+            assert batch.cand_forced is not None
+            kept = torch.zeros_like(batch.cand_forced).scatter_(1, keep, True)
+            forced_counts.append(int(batch.cand_forced.sum()))
+            dropped.append(int((batch.cand_forced & batch.cand_valid & ~kept).sum()))
+        return sim, keep
+
+    monkeypatch.setattr(VcfBert, "rescore", spy)
+    metrics = _train(prepared, tmp_path / "m", cfg_overrides={"match_states": 3})
+    assert len(forced_counts) == 6 and min(forced_counts) > 0 and sum(dropped) == 0
+    assert 0.5 < metrics["val_r2_overall"] <= 1.0
 
 
 def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):

@@ -57,6 +57,8 @@ class WindowBatch:
     targets: torch.Tensor | None = None  # float [b, n] true alleles (0/1)
     loss_mask: torch.Tensor | None = None  # bool [b, n] sites that count in the loss
     site_weight: torch.Tensor | None = None  # float [b, n] loss weight (MAF weighting)
+    cand_forced: torch.Tensor | None = None  # bool [b, K] kept by re-scoring whatever their
+    #                                          similarity (the copying states by match length)
 
     def to(self, device: torch.device | str) -> WindowBatch:
         return WindowBatch(**{f.name: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -217,6 +219,8 @@ class VcfBert(nn.Module):
         sim = torch.einsum("bkd,bd->bk", c_key, q_key)
         k = min(self.cfg.k_keep, sim.shape[1])
         masked = sim.detach().masked_fill(~batch.cand_valid, -1e4)
+        if batch.cand_forced is not None:  # above any similarity (keys are unit vectors)
+            masked = masked + 1e3 * (batch.cand_forced & batch.cand_valid)
         keep = masked.topk(k, dim=1).indices.sort(dim=1).values
         return sim.gather(1, keep), keep
 
