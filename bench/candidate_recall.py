@@ -2,6 +2,7 @@
 longest matches around the core (the IMPUTE5/PBWT way of choosing states).
 
     python bench/candidate_recall.py <run> --windows w0003,w0006,w0009 [--k 384] [--samples 48]
+        [--match 96]
 
 On a finished workflow run, for held-out panel haplotypes (validation samples, their own sample
 excluded, as the DR2 calibration imputes them) and each window's core, it compares three sets of
@@ -12,7 +13,10 @@ excluded, as the DR2 calibration imputes them) and each window's core, it compar
 * ``longest``: the ``k`` haplotypes with the longest exact match around the core's centre
   (left + right runs over the observed typed sites, the model's own match-run feature;
   ties broken by key similarity);
-* ``half``: the top ``k / 2`` of each, the rest filled from retrieval.
+* ``half``: the top ``k / 2`` of each, the rest filled from retrieval;
+* ``anchored``: the imputation's states with ``impute.match_states: --match`` (the longest
+  matches around anchors spread over the core, taken in turn, then retrieval's;
+  :func:`vcfbert.match_states.merge_match_states`).
 
 For every rare ALT allele a query carries at an untyped core site (ALT frequency in the rest of
 the panel in (0, 0.001) and [0.001, 0.005)), it reports the share that at least one state carries (no
@@ -55,10 +59,12 @@ def main() -> None:
     ap.add_argument("--chrom", default="20")
     ap.add_argument("--k", type=int, default=384)
     ap.add_argument("--samples", type=int, default=48)
+    ap.add_argument("--match", type=int, default=96, help="match states of the anchored set")
     args = ap.parse_args()
 
     from vcfbert import keyencoder
     from vcfbert.masks import read_mask
+    from vcfbert.match_states import core_anchors, merge_match_states
     from vcfbert.split import read_split
     from vcfbert.train import _train_haps, spread_samples
     from vcfbert.windowdata import Chromosome, query_tokens, read_window_arrays
@@ -73,7 +79,7 @@ def main() -> None:
     val = set(split.loc[split["split"] == "val", "sample"])
     haps = spread_samples(_train_haps(chrom, val), args.samples)
     bins = {"[0,0.001)": (0.0, 0.001), "[0.001,0.005)": (0.001, 0.005)}
-    tally = {(name, b): [0, 0, 0.0, 0.0] for name in ("retrieval", "longest", "half")
+    tally = {(name, b): [0, 0, 0.0, 0.0] for name in ("retrieval", "longest", "half", "anchored")
              for b in bins}
     for wid in args.windows.split(","):
         layout = chrom.layout(wid)
@@ -98,6 +104,11 @@ def main() -> None:
             chosen = list(dict.fromkeys(list(by_run[r, :k // 2]) + list(by_sim[r, :k])))[:k]
             half.append(chosen)
         sets["half"] = np.array(half)
+        top = by_sim[:, :k]
+        sets["anchored"] = merge_match_states(
+            arrays.ref_slots[haps], slot_obs, arrays.ref_slots, keys, keys[haps], top,
+            np.take_along_axis(sim, top, 1).astype(np.float32), core_anchors(core),
+            args.match, own)[0]
         typed = np.zeros(layout.n_sites, bool)  # the core's typed sites are not imputed
         in_core = chrom.typed_index[(chrom.typed_index >= layout.core_start)
                                     & (chrom.typed_index < layout.core_end)]

@@ -140,6 +140,12 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     called = targets.site_called
     table = read_variant_table(reference_h5)
     calibration = load_calibration(dr2_calibration) if dr2_calibration else None
+    fitted = None if calibration is None else calibration.source.get("match_states", 0)
+    if fitted is not None and int(fitted) != int(match_states):
+        log.warning("the DR2 calibration %s was fitted with impute.match_states: %s and this "
+                    "imputation uses %s: its DR2 may be off; impute with the setting it was "
+                    "fitted with (a trained panel's is in its config)", dr2_calibration, fitted,
+                    match_states)
     predictions = predict_cores(checkpoint=checkpoint, key_encoder=key_encoder, contig=contig,
                                 window_ids=window_ids, reference_h5=reference_h5,
                                 targets_h5=targets_h5, windows_tsv=windows_tsv,

@@ -308,6 +308,29 @@ def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
     assert not none.fitted.any() and load(tmp_path / "none.json").source["validation_samples"] == [0]
 
 
+def test_imputation_warns_when_dr2_was_fitted_with_other_match_states(prepared, tiny_stores,
+                                                                       tmp_path, caplog):
+    """A DR2 calibration fitted with one impute.match_states and an imputation with another:
+    one warning that names both (the DR2 would be fitted to other states); none when equal."""
+    from vcfbert.train import calibrate_dr2
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    cal = tmp_path / "dr2.json"
+    calibrate_dr2(checkpoint=str(d / "init.pt"), chroms=[chrom], final_masks=[str(d / "final.h5")],
+                  split_tsv=str(d / "split.tsv"), out=str(cal), samples=0, device="cpu",
+                  match_states=2)
+    for used, warned in ((0, True), (2, False)):
+        caplog.clear()
+        (tmp_path / f"m{used}").mkdir()
+        with caplog.at_level("WARNING", logger="vcfbert.impute"):
+            _impute_pieces(prepared, tiny_stores, tmp_path / f"m{used}", 100,
+                           dr2_calibration=str(cal), match_states=used)
+        messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert bool(messages) == warned
+        if warned:
+            assert "impute.match_states: 2" in messages[0] and "uses 0" in messages[0]
+
+
 def window_inputs(chrom, wid, observed, params):
     """(layout, reference arrays, observed slots, reference keys) of one window under the
     final mask ``observed``, keys from the key-encoder ``params``."""
