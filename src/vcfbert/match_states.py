@@ -143,23 +143,13 @@ def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHO
 
 
 @numba.njit(cache=True, nogil=True)
-def _longest_by_anchor(runs: np.ndarray, sim: np.ndarray, forbidden: np.ndarray, want: int,
-                       out: np.ndarray) -> int:
+def _longest_by_anchor(runs: np.ndarray, count: np.ndarray, top: int, allowed: int,
+                       sim: np.ndarray, sim_span: float, want: int, out: np.ndarray) -> int:
     """Fill ``out[:t]`` with the ``t = min(want, allowed)`` haplotypes of the longest
-    ``runs`` int32 [H] (ties: higher ``sim`` float32 [H], then lower id), never a
-    ``forbidden`` bool [H] one, longest first; returns ``t``. The runs are small integers,
-    so the cut is found by counting, and only the haplotypes above it are sorted."""
-    n_h = runs.shape[0]
-    top = 0
-    for h in range(n_h):
-        if not forbidden[h] and runs[h] > top:
-            top = runs[h]
-    count = np.zeros(top + 2, np.int64)
-    allowed = 0
-    for h in range(n_h):
-        if not forbidden[h]:
-            count[runs[h]] += 1
-            allowed += 1
+    ``runs`` int32 [H] (-1: forbidden; ties: higher ``sim`` float32 [H], then lower id),
+    longest first; returns ``t``. ``count`` [top + 1] holds how many allowed haplotypes have
+    each run length, so the cut is found by counting and only the haplotypes above it are
+    sorted, on one key (run, then similarity: ``sim_span`` exceeds the similarities' range)."""
     t = min(want, allowed)
     if t == 0:
         return 0
@@ -169,15 +159,16 @@ def _longest_by_anchor(runs: np.ndarray, sim: np.ndarray, forbidden: np.ndarray,
         above += count[cut]
         cut -= 1
     pool = np.empty(above + count[cut], np.int64)
+    key = np.empty(pool.size, np.float64)
     n_pool = 0
-    for h in range(n_h):
-        if not forbidden[h] and runs[h] >= cut:
+    for h in range(runs.shape[0]):
+        if runs[h] >= cut:
             pool[n_pool] = h
+            key[n_pool] = sim_span * runs[h] + sim[h]
             n_pool += 1
-    # (run desc, sim desc, id asc): a stable sort by similarity, then by run
-    by_sim = pool[np.argsort(-sim[pool], kind="mergesort")]
-    order = by_sim[np.argsort(-runs[by_sim], kind="mergesort")]
-    out[:t] = order[:t]
+    order = np.argsort(-key, kind="mergesort")  # stable: equal keys keep the lower id first
+    for i in range(t):
+        out[i] = pool[order[i]]
     return t
 
 
@@ -199,9 +190,27 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
     taken = np.zeros(n_h, np.bool_)
     for q in range(b):
         anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
+        # forbidden haplotypes out (-1), and the allowed ones counted by run length per anchor
+        count = np.zeros((n_a, m + 1), np.int64)
+        top = np.zeros(n_a, np.int64)
+        allowed = 0
+        span = 0.0
+        for h in range(n_h):
+            if forbidden[q, h]:
+                for a in range(n_a):
+                    runs[a, h] = -1
+            else:
+                allowed += 1
+                span = max(span, abs(all_sim[q, h]))
+                for a in range(n_a):
+                    r = runs[a, h]
+                    count[a, r] += 1
+                    if r > top[a]:
+                        top[a] = r
+        span = 2.0 * span + 1.0
         for a in range(n_a):
-            n_ranked[a] = _longest_by_anchor(runs[a], all_sim[q], forbidden[q], n_match,
-                                             ranked[a])
+            n_ranked[a] = _longest_by_anchor(runs[a], count[a], top[a], allowed, all_sim[q],
+                                             span, n_match, ranked[a])
         n_out = 0
         # the anchors' longest matches in turn: each anchor's first, then each one's second...
         for t in range(n_match):
