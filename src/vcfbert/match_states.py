@@ -185,9 +185,10 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
     n_h = panel_bits.shape[0]
     n_a = anchors.shape[0]
     runs = np.empty((n_a, n_h), np.int32)
-    ranked = np.empty((n_a, n_match), np.int64)
+    ranked = np.empty((n_a, max(min(n_match, k), 1)), np.int64)
     n_ranked = np.empty(n_a, np.int64)
     taken = np.zeros(n_h, np.bool_)
+    limit = min(n_match, k)  # more match states than a query has places: k of them
     for q in range(b):
         anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
         # forbidden haplotypes out (-1), and the allowed ones counted by run length per anchor
@@ -210,16 +211,15 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
         span = 2.0 * span + 1.0
         for a in range(n_a):
             n_ranked[a] = _longest_by_anchor(runs[a], count[a], top[a], allowed, all_sim[q],
-                                             span, n_match, ranked[a])
+                                             span, limit, ranked[a])
         n_out = 0
         # the anchors' longest matches in turn: each anchor's first, then each one's second...
-        for t in range(n_match):
+        for t in range(limit):
             for a in range(n_a):
-                if n_out < n_match and t < n_ranked[a] and not taken[ranked[a, t]]:
+                if n_out < limit and t < n_ranked[a] and not taken[ranked[a, t]]:
                     taken[ranked[a, t]] = True
                     out_ids[q, n_out] = ranked[a, t]
                     n_out += 1
-        n_out = min(n_out, k)
         n_from_match[q] = n_out
         for c in range(k):
             h = cand[q, c]
@@ -231,9 +231,6 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
             out_ids[q, c] = -1
         for c in range(n_out):
             taken[out_ids[q, c]] = False
-        for a in range(n_a):  # the picks beyond k (n_match > k) were marked too
-            for t in range(n_ranked[a]):
-                taken[ranked[a, t]] = False
 
 
 def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,

@@ -160,3 +160,32 @@ def test_anchor_runs_from_packed_bits_equal_the_slot_by_slot_runs():
             centre_runs(query[q:q + 1], observed, panel, int(a), want)
             np.testing.assert_array_equal(got[x], want[0])
     assert got.max() > 0
+
+
+def test_selection_stays_in_bounds_with_more_match_states_than_places(tmp_path):
+    """The compiled selection, compiled with numba's bounds checks (a fresh process and
+    cache), with more match states asked for than a query has copying states (a small
+    model's k_retrieve under the default train.match_states): no index leaves its array."""
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from vcfbert.match_states import merge_match_states
+rng = np.random.default_rng(4)
+b, h, m, k = 3, 40, 70, 8
+query = rng.integers(-1, 2, (b, m)).astype(np.int8)
+panel = rng.integers(0, 2, (h, m)).astype(np.int8)
+keys = rng.normal(size=(h, 4)).astype(np.float32)
+q_keys = rng.normal(size=(b, 4)).astype(np.float32)
+cand = np.tile(np.arange(k), (b, 1)).astype(np.int64)
+ids, _, from_match = merge_match_states(query, np.ones(m, bool), panel, keys, q_keys, cand,
+                                        np.zeros((b, k), np.float32), [10, 35, 60], 96)
+assert (ids >= 0).all() and from_match.all() and len(set(ids[0].tolist())) == k
+print("ok")
+"""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
