@@ -19,9 +19,10 @@ excluded, as the DR2 calibration imputes them) and each window's core, it compar
   :func:`vcfbert.match_states.merge_match_states`).
 
 For every rare ALT allele a query carries at an untyped core site (ALT frequency in the rest of
-the panel in (0, 0.001) and [0.001, 0.005)), it reports the share that at least one state carries (no
-state carrying it: the HMM cannot copy it) and the mean number of carriers among the states.
-A diagnostic only: the model was trained with retrieval's states.
+the panel in (0, 0.001) and [0.001, 0.005)), it reports the share that at least one state
+carries (no state carrying it: the HMM cannot copy it) and the mean number of carriers among
+the states. A diagnostic outside the workflow (the default model trains and imputes with the
+anchored states).
 """
 
 from __future__ import annotations
@@ -30,26 +31,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-
-
-def longest_match(query: np.ndarray, panel: np.ndarray, observed: np.ndarray,
-                  centre: int) -> np.ndarray:
-    """int32 [b, H]: matching observed slots left of interval ``centre`` plus right of it,
-    each run stopped by the first mismatch (``query`` int8 [b, m], -1 missing; ``panel``
-    int8 [H, m])."""
-    import torch
-
-    from vcfbert.model.features import run_totals
-
-    q = torch.from_numpy(query.astype(np.int16))
-    obs = torch.from_numpy(observed[None, :] & (query >= 0))
-    out = []
-    for lo in range(0, query.shape[0], 8):
-        qs = q[lo:lo + 8]
-        mismatch = (torch.from_numpy(panel.astype(np.int16))[None] != qs[:, None, :]) \
-            & obs[lo:lo + 8, None, :]
-        out.append(run_totals(mismatch, obs[lo:lo + 8], torch.tensor([centre])).numpy()[..., 0])
-    return np.concatenate(out).astype(np.int32)
 
 
 def main() -> None:
@@ -64,7 +45,7 @@ def main() -> None:
 
     from vcfbert import keyencoder
     from vcfbert.masks import read_mask
-    from vcfbert.match_states import core_anchors, merge_match_states
+    from vcfbert.match_states import centre_runs, core_anchors, merge_match_states
     from vcfbert.split import read_split
     from vcfbert.train import _train_haps, spread_samples
     from vcfbert.windowdata import Chromosome, query_tokens, read_window_arrays
@@ -92,8 +73,9 @@ def main() -> None:
         sim[own] = -np.inf
         core = layout.core_slots
         centre = int(core[len(core) // 2]) if core.size else layout.n_slots // 2
-        runs = longest_match(arrays.ref_slots[haps], arrays.ref_slots, slot_obs,
-                             centre).astype(np.float64)
+        runs = np.empty((haps.size, arrays.ref_slots.shape[0]), np.int32)
+        centre_runs(arrays.ref_slots[haps], slot_obs, arrays.ref_slots, centre, runs)
+        runs = runs.astype(np.float64)
         runs[own] = -np.inf
         by_sim = np.argsort(-sim, axis=1, kind="stable")
         by_run = np.lexsort((-sim, -runs), axis=1)  # longest first, then most similar

@@ -1,11 +1,11 @@
-"""Copying states chosen by match length around the core (an option of the imputation).
+"""Copying states chosen by match length around the window's core (training and imputation).
 
-The imputation's copying states are the top ``k`` reference haplotypes by retrieval key. Some
-of a query's rare alleles then have no carrier among them (3.0 % of those below 0.1 % on
-``ooa_speed``, ``bench/candidate_recall.py``); taking part of the states by the length of the
-exact match around the core's centre, as IMPUTE5 chooses its states, halves that. This module
-finds, per query, the reference haplotypes with the longest such match and merges them with
-the retrieved states.
+The copying states are the top ``k`` reference haplotypes by retrieval key. The key weighs the
+whole window, so some of a query's rare alleles have no carrier among them (2.5 % of those
+below 0.1 % on ``ooa_speed``, ``bench/candidate_recall.py``). This module finds, per query, the
+reference haplotypes with the longest exact match around anchors spread over the core (as
+IMPUTE5 and Beagle choose their states by match length) and merges them with the retrieved
+states; with them every such allele had a carrier among the states.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
-SLOTS_PER_ANCHOR = 16  # core slots per match anchor (docs/model.md, "Copying states by match length")
+# core slots per match anchor (docs/model.md, "Copying states by match length")
+SLOTS_PER_ANCHOR = 16
 
 
 @numba.njit(cache=True, nogil=True)
@@ -125,6 +126,18 @@ def anchor_runs(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray,
                         break
                     word = mism[w]
             out[x, h] = counts[right] - counts[left + 1]
+
+
+def forbidden_haplotypes(n_queries: int, n_haplotypes: int, exclude: np.ndarray | None,
+                         never: np.ndarray) -> np.ndarray:
+    """bool [b, H]: the haplotypes each query may not copy — its ``exclude`` row int [b, e]
+    (its own sample's; None: none) and every ``never`` one int [x] (a male's second copy)."""
+    forbidden = np.zeros((n_queries, n_haplotypes), bool)
+    if never.size:
+        forbidden[:, never] = True
+    if exclude is not None:
+        np.put_along_axis(forbidden, np.asarray(exclude, np.int64), True, axis=1)
+    return forbidden
 
 
 def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHOR) -> list[int]:

@@ -97,13 +97,9 @@ def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.
     """The retrieved states with ``n_match`` of them by match length
     (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and ``never`` [x]
     are never chosen."""
-    from .match_states import merge_match_states
+    from .match_states import forbidden_haplotypes, merge_match_states
 
-    forbidden = np.zeros((qs.shape[0], ref_slots.shape[0]), bool)
-    if never.size:
-        forbidden[:, never] = True
-    if exclude is not None:
-        np.put_along_axis(forbidden, np.asarray(exclude, np.int64), True, axis=1)
+    forbidden = forbidden_haplotypes(qs.shape[0], ref_slots.shape[0], exclude, never)
     ids, sims, _ = merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim,
                                       anchors, n_match, forbidden, panel_bits)
     return ids, sims

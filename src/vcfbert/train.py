@@ -573,13 +573,12 @@ def _with_match_states(searcher: KeySearcher, layout: WindowLayout, arrays: Wind
         (cand int64 [b, k], forced bool [b, k]).
     """
     from .index import index_vectors
-    from .match_states import core_anchors, merge_match_states
+    from .match_states import core_anchors, forbidden_haplotypes, merge_match_states
 
     exclude = own_sample(haps)
     cand, sim = searcher.search_scored(keys, k, exclude)
-    forbidden = np.zeros((haps.size, arrays.ref_slots.shape[0]), bool)
-    forbidden[:, searcher.never] = True
-    np.put_along_axis(forbidden, exclude, True, axis=1)
+    forbidden = forbidden_haplotypes(haps.size, arrays.ref_slots.shape[0], exclude,
+                                     searcher.never)
     ids, _, from_match = merge_match_states(
         qslots, obs, arrays.ref_slots, index_vectors(searcher.index), keys, cand, sim,
         core_anchors(layout.core_slots), n_match, forbidden)
