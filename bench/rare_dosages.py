@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import subprocess
 import tempfile
 
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--per-variant", required=True, help="a per-variant accuracy table")
     ap.add_argument("--panel-size", type=int, required=True, help="reference haplotypes")
     a = ap.parse_args()
+    if shutil.which("bcftools") is None:
+        raise SystemExit("bcftools not found: apt-get install bcftools (it reads the VCFs)")
     pv = pd.read_csv(a.per_variant, sep="\t")
     pv = pv[(~pv["typed"]) & (pv["maf_bin"] == "[0,0.001)")].reset_index(drop=True)
     flip = (pv["ref_af"] > 0.5).to_numpy()  # the minor allele is REF: count REF instead
