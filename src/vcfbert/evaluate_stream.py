@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Iterator
 
 import h5py
+import numba
 import numpy as np
 import pandas as pd
 
@@ -31,7 +32,6 @@ from .evaluate import (
     BIN_LABELS,
     best_guess_block,
     maf_bin,
-    per_variant_r2,
     record_calls,
     true_dose,
 )
@@ -79,33 +79,97 @@ class _TruthStore:
         return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.ndarray,
+                scored: np.ndarray, member: np.ndarray, sums: np.ndarray,
+                r2: np.ndarray) -> None:
+    """One pass over a block of variants: ``r2[v]``, the squared correlation of dose and
+    truth over the samples where both are known (NaN when either does not vary or fewer than
+    2 samples), and, for the ``scored`` variants, each statistic of :data:`_SUMS` added to
+    ``sums[g, bins[v]]`` for every group ``g`` holding the sample.
+
+    Args:
+        dose, hard, truth: float32 [b, S] ALT doses, best guesses (NaN: the rounded dose) and
+            true ALT counts (NaN: missing); bins: int64 [b] MAF bins; scored: bool [b];
+        member: bool [S, G] the samples of each group; sums: float64 [G, bins, 13], added to;
+        r2: float64 [b], written.
+    """
+    n_s, n_g = member.shape
+    n_stat = sums.shape[2]
+    acc = np.zeros((n_g, n_stat))
+    for v in range(dose.shape[0]):
+        n = sd = st = sdd = stt = sdt = 0.0
+        acc[:] = 0.0
+        for i in range(n_s):
+            t = np.float64(truth[v, i])
+            d = np.float64(dose[v, i])
+            if np.isnan(t) or np.isnan(d):
+                continue
+            n += 1.0
+            sd += d
+            st += t
+            sdd += d * d
+            stt += t * t
+            sdt += d * t
+            if not scored[v]:
+                continue
+            h = np.float64(hard[v, i])
+            if np.isnan(h):
+                h = np.rint(d)
+            h_alt, t_alt = h >= 1.0, t >= 1.0
+            nonref = h > 0.0 or t > 0.0
+            equal = h == t
+            for g in range(n_g):
+                if member[i, g]:
+                    a = acc[g]
+                    a[0] += 1.0
+                    a[1] += d
+                    a[2] += t
+                    a[3] += d * d
+                    a[4] += t * t
+                    a[5] += d * t
+                    a[6] += equal
+                    a[7] += nonref
+                    a[8] += nonref and equal
+                    a[9] += h_alt and t_alt
+                    a[10] += h_alt and not t_alt
+                    a[11] += t_alt and not h_alt
+                    a[12] += t_alt
+        r2[v] = np.nan
+        if n >= 2.0:
+            md, mt = sd / n, st / n
+            vd, vt = sdd / n - md * md, stt / n - mt * mt
+            if vd > 1e-12 and vt > 1e-12:
+                r2[v] = min(1.0, max(0.0, (sdt / n - md * mt) ** 2 / (vd * vt)))
+        if scored[v]:
+            sums[:, bins[v], :] += acc
+
+
 class _Accumulator:
-    """Sufficient statistics of :func:`vcfbert.evaluate.score` per (group, MAF bin)."""
+    """Sufficient statistics of :func:`vcfbert.evaluate.score` per (group, MAF bin), and the
+    per-variant r² (:func:`vcfbert.evaluate.per_variant_r2`), one compiled pass per block."""
 
     def __init__(self, groups: list[tuple[str, np.ndarray]]) -> None:
         self.groups = groups
-        self.sums = {name: np.zeros((len(BIN_LABELS), len(_SUMS))) for name, _ in groups}
-        # float64 [S, groups]: which samples each group holds (sums over samples = @)
-        self.indicator = np.stack([smask.astype(np.float64) for _, smask in groups], 1)
+        self._sums = np.zeros((len(groups), len(BIN_LABELS), len(_SUMS)))
+        self.sums = {name: self._sums[g] for g, (name, _) in enumerate(groups)}
+        # bool [S, groups]: which samples each group holds
+        self.member = np.ascontiguousarray(np.stack([smask.astype(bool) for _, smask in groups],
+                                                    1))
 
-    def add(self, dose: np.ndarray, hard: np.ndarray, truth: np.ndarray,
-            bins: np.ndarray) -> None:
-        """Add a block of variants (rows) with their MAF bin index ``bins`` [b]."""
-        d = dose.astype(np.float64)
-        t = truth.astype(np.float64)
-        h = hard.astype(np.float64)
-        ok = ~np.isnan(t) & ~np.isnan(d)
-        h = np.where(np.isnan(h), np.round(d), h)
-        d, t, h = np.where(ok, d, 0.0), np.where(ok, t, 0.0), np.where(ok, h, 0.0)
-        nonref = ok & ((h > 0) | (t > 0))
-        equal = ok & (h == t)
-        h_alt, t_alt = h >= 1, t >= 1
-        cells = [ok, d, t, d * d, t * t, d * t, equal, nonref, nonref & equal,
-                 ok & h_alt & t_alt, ok & h_alt & ~t_alt, ok & ~h_alt & t_alt, ok & t_alt]
-        # per (variant, group) sums of every statistic: [b, groups, len(_SUMS)]
-        per_variant = np.stack([c.astype(np.float64) @ self.indicator for c in cells], 2)
-        for g, (name, _) in enumerate(self.groups):
-            np.add.at(self.sums[name], bins, per_variant[:, g])
+    def add(self, dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.ndarray,
+            scored: np.ndarray | None = None) -> np.ndarray:
+        """Add the ``scored`` variants (rows; default all) of a block, with MAF bin index
+        ``bins`` [b], to the sums; returns float64 [b] the r² of every row."""
+        b = dose.shape[0]
+        r2 = np.empty(b)
+        _block_sums(np.ascontiguousarray(dose, np.float32),
+                    np.ascontiguousarray(hard, np.float32),
+                    np.ascontiguousarray(truth, np.float32),
+                    np.ascontiguousarray(bins, np.int64),
+                    np.ones(b, bool) if scored is None else np.ascontiguousarray(scored, bool),
+                    self.member, self._sums, r2)
+        return r2
 
     @staticmethod
     def metrics(s: np.ndarray) -> dict[str, float]:
@@ -450,11 +514,7 @@ def evaluate(imputed_vcf: str | os.PathLike[str] | list[str],
             if not held.any():
                 continue
             js, dose, hard = js[held], dose[held], hard[held]
-            tdose = truth.doses(js)
-            true_r2[js] = per_variant_r2(dose, tdose)
-            scored = ~typed[js]
-            if scored.any():
-                acc.add(dose[scored], hard[scored], tdose[scored], bin_index[js[scored]])
+            true_r2[js] = acc.add(dose, hard, truth.doses(js), bin_index[js], ~typed[js])
         # untyped sites the truth has but the imputed VCF lacks count as dose 0 (as before)
         absent = np.flatnonzero(tfound & ~found & ~typed)
         for start in range(0, absent.size, block_variants):
