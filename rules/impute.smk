@@ -8,7 +8,6 @@ rule impute_chunk:
         chromosomes=f"{RESULTS}/ingest/chromosomes.tsv",
         model=MODEL,
         key_encoder=KEY_ENCODER,
-        kernels=KERNELS,
         reference=REFERENCE_H5,
         targets=f"{RESULTS}/ingest/{{chrom}}/targets.h5",
         windows=WINDOWS_TSV,

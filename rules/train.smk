@@ -22,7 +22,6 @@ rule init_model:
 rule train_epoch:
     input:
         previous=model_before,
-        kernels=KERNELS,
         indexes=epoch_indexes,
         masks=epoch_masks,
         final_masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/final.h5"),
@@ -76,7 +75,6 @@ rule select_model:
 rule calibrate_dr2:
     input:
         model=f"{RESULTS}/train/model.pt",
-        kernels=KERNELS,
         final_masks=per_chrom(f"{RESULTS}/masks/{{chrom}}/final.h5"),
         reference=per_chrom(f"{RESULTS}/ingest/{{chrom}}/reference.h5"),
         targets=per_chrom(f"{RESULTS}/ingest/{{chrom}}/targets.h5"),

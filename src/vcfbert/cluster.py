@@ -68,8 +68,6 @@ FORMULAS: dict[str, MemoryFormula] = {
     # variant: data = genotype MB of the reference stores (measured: 1,156 MB peak for 597 MB,
     # ooa_speed)
     "calibrate_dr2": MemoryFormula(1000, 0.5),
-    # torch, numba and a tiny synthetic window (measured: 572 MB peak, compiling from scratch)
-    "compile_kernels": MemoryFormula(800, 0.0),
 }
 
 

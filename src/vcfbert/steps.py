@@ -397,14 +397,6 @@ def plots(*, accuracy: str | None, per_variant: str | None, metrics_csv: str | N
         p.qc_table(pd.concat([pd.read_csv(q, sep="\t") for q in qc_sites]), outputs["qc"])
 
 
-def compile_kernels(*, out: str) -> None:
-    """Compile (or load from numba's cache) every kernel the later jobs use
-    (:mod:`vcfbert.kernels`); ``out``: JSON of the seconds each part took."""
-    from .kernels import compile_kernels as compile_all
-
-    write_json(out, {"seconds": compile_all()})
-
-
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 

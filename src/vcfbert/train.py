@@ -56,7 +56,7 @@ from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
 from .layout import WindowLayout
 from .masks import read_mask
-from .model import ModelConfig, VcfBert, WindowBatch
+from .model import ModelConfig, VcfBert
 from .model.copy_kernel import WindowTables, window_tables
 from .model.network import weighted_loss_parts
 from .predict import predict_window
@@ -527,15 +527,28 @@ def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, lay
     number of query haplotypes here).
     """
     model = state.model
-    haps = item["haps"]
+    arrays, obs, haps = item["arrays"], item["slot_observed"], item["haps"]
     if world_size > 1:
         haps = np.array_split(haps, world_size)[rank]
-    batch = training_batch(model, layout, item["arrays"], item["slot_observed"], haps,
-                           searcher, cfg, position=chrom.position,
-                           panel_af_core=chrom.af[layout.core_start:layout.core_end],
-                           sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch,
-                                              cfg.seed, epoch, item["index"]),
-                           device=device)
+    qslots = arrays.ref_slots[haps]
+    keys = query_keys(model, layout, qslots, obs, device=device)
+    forced = None
+    if cfg.match_states:
+        cand, forced = _with_match_states(searcher, layout, arrays, obs, qslots, keys, haps,
+                                          model.cfg.k_retrieve, cfg.match_states)
+    else:
+        cand = searcher.search(keys, model.cfg.k_retrieve, own_sample(haps))
+    n_h = chrom.n_haplotypes
+    batch = assemble_batch(
+        layout, arrays, obs, chrom.position, qslots, cand,
+        slot_af=leave_one_out_af(arrays.ac_slots, arrays.ref_slots, haps, n_h),
+        site_af=leave_one_out_af(arrays.ac_core, arrays.ref_core, haps, n_h),
+        query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
+        panel_af_core=chrom.af[layout.core_start:layout.core_end],
+        sites=_site_subset(layout.n_sites, cfg.max_sites_per_batch, cfg.seed, epoch,
+                           item["index"]),
+        cand_forced=forced,
+    ).to(device)
     with torch.autocast(device_type="cuda", dtype=torch.bfloat16,
                         enabled=device.startswith("cuda")):
         logits, _ = model(batch, with_loss=False) if haps.size else (None, None)
@@ -547,33 +560,6 @@ def _batch_loss(state: _EpochState, item: dict[str, Any], chrom: Chromosome, lay
     if haps.size:
         (loss / cfg.grad_accum_steps).backward()
     return _allreduce_scalar(loss.detach(), world_size), logits, batch, int(haps.size)
-
-
-def training_batch(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
-                   obs: np.ndarray, haps: np.ndarray, searcher: KeySearcher, cfg: TrainConfig,
-                   *, position: np.ndarray, panel_af_core: np.ndarray,
-                   sites: np.ndarray | None, device: str = "cpu") -> WindowBatch:
-    """The batch of reference haplotypes ``haps`` (int [b]) of one window under the epoch's
-    mask ``obs`` (bool [m]): their keys, their ``k_retrieve`` candidates from ``searcher``
-    (``cfg.match_states`` of them by match length), leave-one-out frequencies, and the true
-    alleles at the core sites ``sites`` (all when None; ``panel_af_core`` float [n] sets the
-    loss weights)."""
-    qslots = arrays.ref_slots[haps]
-    keys = query_keys(model, layout, qslots, obs, device=device)
-    forced = None
-    if cfg.match_states:
-        cand, forced = _with_match_states(searcher, layout, arrays, obs, qslots, keys, haps,
-                                          model.cfg.k_retrieve, cfg.match_states)
-    else:
-        cand = searcher.search(keys, model.cfg.k_retrieve, own_sample(haps))
-    n_h = arrays.ref_slots.shape[0]
-    return assemble_batch(
-        layout, arrays, obs, position, qslots, cand,
-        slot_af=leave_one_out_af(arrays.ac_slots, arrays.ref_slots, haps, n_h),
-        site_af=leave_one_out_af(arrays.ac_core, arrays.ref_core, haps, n_h),
-        query_core=arrays.ref_core[haps], maf_scheme=cfg.maf_weighting,
-        panel_af_core=panel_af_core, sites=sites, cand_forced=forced,
-    ).to(device)
 
 
 def _with_match_states(searcher: KeySearcher, layout: WindowLayout, arrays: WindowArrays,

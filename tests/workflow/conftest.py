@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,15 +42,12 @@ def write_config(workdir: Path, config: dict | None) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool = True,
-              timeout: int = 900, env: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess:
-    """Run the workflow from ``workdir`` with ``config`` merged over config/config.yaml
-    (``env``: variables added to the environment)."""
+              timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the workflow from ``workdir`` with ``config`` merged over config/config.yaml."""
     cfg_path = write_config(workdir, config)
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir),
            "--configfile", str(cfg_path), *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir,
-                         env={**os.environ, **env} if env else None)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake failed ({res.returncode}):\n{res.stdout[-4000:]}\n"
                              f"{res.stderr[-6000:]}")

@@ -38,17 +38,9 @@ def check_imputed_vcf(path, n_variants: int, samples: set[str]) -> None:
 
 
 def test_demo_end_to_end(workdir):
-    """The README's first command, on the embedded demo (default config), as in a fresh
-    install: numba's cache starts empty."""
-    cache = workdir / "numba-cache"
-    snakemake(workdir, "--cores", "2", timeout=1500, env={"NUMBA_CACHE_DIR": str(cache)})
+    """The README's first command, on the embedded demo (default config)."""
+    snakemake(workdir, "--cores", "2", timeout=1500)
     res = workdir / "results"
-    # every kernel was compiled by compile_kernels (the parsers' by the parsing jobs before
-    # it): no later job paid for one
-    done = (res / "kernels/compiled.json").stat().st_mtime
-    compiled = {p.name: p.stat().st_mtime for p in cache.rglob("*.nbc")}
-    assert any("_select_states" in name for name in compiled)
-    assert [name for name, mtime in compiled.items() if mtime > done] == []
     n_ref = sum(1 for line in gzip.open(res / "simulate/reference.vcf.gz", "rt")
                 if not line.startswith("#"))
     targets = set(cyvcf2.VCF(str(res / "simulate/targets.vcf.gz")).samples)
