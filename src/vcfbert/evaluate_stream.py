@@ -97,9 +97,12 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
     n_s, n_g = member.shape
     n_stat = sums.shape[2]
     acc = np.zeros((n_g, n_stat))
+    cell = np.zeros(n_stat)
     for v in range(dose.shape[0]):
         n = sd = st = sdd = stt = sdt = 0.0
-        acc[:] = 0.0
+        for g in range(n_g):
+            for k in range(n_stat):
+                acc[g, k] = 0.0
         for i in range(n_s):
             t = np.float64(truth[v, i])
             d = np.float64(dose[v, i])
@@ -116,33 +119,41 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             h = np.float64(hard[v, i])
             if np.isnan(h):
                 h = np.rint(d)
-            h_alt, t_alt = h >= 1.0, t >= 1.0
-            nonref = h > 0.0 or t > 0.0
-            equal = h == t
+            h_alt = 1.0 if h >= 1.0 else 0.0
+            t_alt = 1.0 if t >= 1.0 else 0.0
+            nonref = 1.0 if (h > 0.0 or t > 0.0) else 0.0
+            equal = 1.0 if h == t else 0.0
+            cell[0] = 1.0
+            cell[1] = d
+            cell[2] = t
+            cell[3] = d * d
+            cell[4] = t * t
+            cell[5] = d * t
+            cell[6] = equal
+            cell[7] = nonref
+            cell[8] = nonref * equal
+            cell[9] = h_alt * t_alt
+            cell[10] = h_alt * (1.0 - t_alt)
+            cell[11] = t_alt * (1.0 - h_alt)
+            cell[12] = t_alt
             for g in range(n_g):
                 if member[i, g]:
-                    a = acc[g]
-                    a[0] += 1.0
-                    a[1] += d
-                    a[2] += t
-                    a[3] += d * d
-                    a[4] += t * t
-                    a[5] += d * t
-                    a[6] += equal
-                    a[7] += nonref
-                    a[8] += nonref and equal
-                    a[9] += h_alt and t_alt
-                    a[10] += h_alt and not t_alt
-                    a[11] += t_alt and not h_alt
-                    a[12] += t_alt
+                    for k in range(n_stat):
+                        acc[g, k] += cell[k]
         r2[v] = np.nan
         if n >= 2.0:
-            md, mt = sd / n, st / n
-            vd, vt = sdd / n - md * md, stt / n - mt * mt
+            md = sd / n
+            mt = st / n
+            vd = sdd / n - md * md
+            vt = stt / n - mt * mt
             if vd > 1e-12 and vt > 1e-12:
-                r2[v] = min(1.0, max(0.0, (sdt / n - md * mt) ** 2 / (vd * vt)))
+                c = sdt / n - md * mt
+                r2[v] = min(1.0, max(0.0, c * c / (vd * vt)))
         if scored[v]:
-            sums[:, bins[v], :] += acc
+            b = bins[v]
+            for g in range(n_g):
+                for k in range(n_stat):
+                    sums[g, b, k] += acc[g, k]
 
 
 class _Accumulator:
