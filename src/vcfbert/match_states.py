@@ -156,32 +156,74 @@ def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHO
 
 
 @numba.njit(cache=True, nogil=True)
-def _longest_by_anchor(runs: np.ndarray, count: np.ndarray, top: int, allowed: int,
-                       sim: np.ndarray, sim_span: float, want: int, out: np.ndarray) -> int:
-    """Fill ``out[:t]`` with the ``t = min(want, allowed)`` haplotypes of the longest
-    ``runs`` int32 [H] (-1: forbidden; ties: higher ``sim`` float32 [H], then lower id),
-    longest first; returns ``t``. ``count`` [top + 1] holds how many allowed haplotypes have
-    each run length, so the cut is found by counting and only the haplotypes above it are
-    sorted, on one key (run, then similarity: ``sim_span`` exceeds the similarities' range)."""
+def _sort_desc_stable(key: np.ndarray, n: int, order: np.ndarray, tmp: np.ndarray) -> None:
+    """``order[:n]``: the positions 0..n-1 by ``key`` float64 [>= n] descending, equal keys
+    in their original order (a bottom-up merge sort; ``tmp`` int64 [>= n] is scratch).
+    Written with scalar indexing only, which numba compiles far faster than ``np.argsort``'s
+    mergesort."""
+    for i in range(n):
+        order[i] = i
+    width = 1
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, o = lo, mid, lo
+            while i < mid and j < hi:
+                if key[order[j]] > key[order[i]]:  # strictly greater: ties keep the left one
+                    tmp[o] = order[j]
+                    j += 1
+                else:
+                    tmp[o] = order[i]
+                    i += 1
+                o += 1
+            while i < mid:
+                tmp[o] = order[i]
+                i += 1
+                o += 1
+            while j < hi:
+                tmp[o] = order[j]
+                j += 1
+                o += 1
+            lo = hi
+        for i in range(n):
+            order[i] = tmp[i]
+        width *= 2
+
+
+@numba.njit(cache=True, nogil=True)
+def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, allowed: int,
+                       sim: np.ndarray, q: int, sim_span: float, want: int,
+                       out: np.ndarray) -> int:
+    """Fill ``out[a, :t]`` with the ``t = min(want, allowed)`` haplotypes of the longest
+    ``runs[a]`` (int32 [A, H]; -1: forbidden; ties: higher ``sim[q]`` (float32 [b, H]), then
+    lower id), longest first; returns ``t``. ``count[a]`` [top + 1] holds how many allowed
+    haplotypes have each run length, so the cut is found by counting and only the haplotypes
+    above it are sorted, on one key (run, then similarity: ``sim_span`` exceeds the
+    similarities' range)."""
     t = min(want, allowed)
     if t == 0:
         return 0
     cut = top  # the shortest run length that is (at least partly) taken
     above = 0
-    while above + count[cut] < t:
-        above += count[cut]
+    while above + count[a, cut] < t:
+        above += count[a, cut]
         cut -= 1
-    pool = np.empty(above + count[cut], np.int64)
-    key = np.empty(pool.size, np.float64)
+    size = above + count[a, cut]
+    pool = np.empty(size, np.int64)
+    key = np.empty(size, np.float64)
     n_pool = 0
-    for h in range(runs.shape[0]):
-        if runs[h] >= cut:
+    for h in range(runs.shape[1]):
+        r = runs[a, h]
+        if r >= cut:
             pool[n_pool] = h
-            key[n_pool] = sim_span * runs[h] + sim[h]
+            key[n_pool] = sim_span * r + sim[q, h]
             n_pool += 1
-    order = np.argsort(-key, kind="mergesort")  # stable: equal keys keep the lower id first
+    order = np.empty(n_pool, np.int64)
+    _sort_desc_stable(key, n_pool, order, np.empty(n_pool, np.int64))
     for i in range(t):
-        out[i] = pool[order[i]]
+        out[a, i] = pool[order[i]]
     return t
 
 
@@ -223,8 +265,8 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
                         top[a] = r
         span = 2.0 * span + 1.0
         for a in range(n_a):
-            n_ranked[a] = _longest_by_anchor(runs[a], count[a], top[a], allowed, all_sim[q],
-                                             span, limit, ranked[a])
+            n_ranked[a] = _longest_by_anchor(runs, a, count, top[a], allowed, all_sim, q,
+                                             span, limit, ranked)
         n_out = 0
         # the anchors' longest matches in turn: each anchor's first, then each one's second...
         for t in range(limit):
