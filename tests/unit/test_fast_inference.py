@@ -14,10 +14,12 @@ from vcfbert.model import ModelConfig, VcfBert
 from vcfbert.predict import fast_logits
 
 
-def active_model(k: int, seed: int, d_head: int = 0) -> VcfBert:
-    """A small model whose zero-initialised heads are randomised, so every input matters."""
+def active_model(k: int, seed: int, d_head: int = 0, context: int = 0) -> VcfBert:
+    """A small model whose zero-initialised heads are randomised, so every input matters
+    (``context``: its ``context_flank_slots``)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
+                      context_flank_slots=context,
                       k_keep=k, max_slots=64, max_core_dist=16, d_head=d_head)
     model = VcfBert(cfg).eval()
     with torch.no_grad():
@@ -40,12 +42,13 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
     return position, layout, arrays
 
 
-@pytest.mark.parametrize(("seed", "d_head", "shared_af"),
-                         [(0, 0, False), (1, 0, False), (2, 8, False), (3, 0, True)])
-def test_fast_logits_match_the_model_forward(seed, d_head, shared_af):
+@pytest.mark.parametrize(("seed", "d_head", "shared_af", "context"),
+                         [(0, 0, False, 0), (1, 0, False, 0), (2, 8, False, 0), (3, 0, True, 0),
+                          (4, 8, False, 3)])
+def test_fast_logits_match_the_model_forward(seed, d_head, shared_af, context):
     rng = np.random.default_rng(seed)
     k, b, n_h = 12, 5, 40
-    model = active_model(k, seed, d_head)
+    model = active_model(k, seed, d_head, context)
     position, layout, arrays = random_window(rng, n_var=120, n_typed=30, n_h=n_h)
     m = layout.n_slots
     slot_observed = rng.random(m) < 0.8

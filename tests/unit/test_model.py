@@ -239,3 +239,45 @@ def test_rescoring_keeps_the_forced_candidates():
     batch.cand_forced = None
     _, keep_plain = model.rescore(batch)
     assert not torch.equal(keep_plain, keep)
+
+
+def test_context_range_covers_the_slots_near_the_core():
+    from vcfbert.model.network import context_range
+
+    dist = torch.tensor([4, 3, 2, 1, 0, 0, 0, 1, 2, 3])
+    assert context_range(dist, 0) == (0, 10)
+    assert context_range(dist, 1) == (3, 8)
+    assert context_range(dist, 3) == (1, 10)
+    assert context_range(dist, 9) == (0, 10)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_slots_outside_the_context_keep_their_own_embedding(grad):
+    """With context_flank_slots, a token outside the transformer's range changes its own
+    slot's context only, and one inside does not reach the slots outside; the training
+    (module) and inference (fused) encoders agree."""
+    torch.manual_seed(0)
+    model = VcfBert(tiny_config(context_flank_slots=2)).eval()
+    m = 12
+    dist = torch.clamp(torch.abs(torch.arange(m) - 5.5) - 1.5, min=0).long()  # core: slots 4-7
+    idx = torch.arange(m)
+    af = torch.rand(1, m)
+    tok = torch.randint(0, 2, (1, m))
+    with torch.set_grad_enabled(grad):
+        base = model.encode_tokens(tok, idx, dist, af).detach()
+        outer = tok.clone()
+        outer[0, 0] = 1 - outer[0, 0]  # distance 4: outside the context
+        moved = model.encode_tokens(outer, idx, dist, af).detach()
+        inner = tok.clone()
+        inner[0, 5] = 1 - inner[0, 5]  # a core slot
+        moved_in = model.encode_tokens(inner, idx, dist, af).detach()
+    changed = (moved - base).abs().amax(-1)[0] > 1e-6
+    assert changed.tolist() == [True] + [False] * (m - 1)
+    changed_in = (moved_in - base).abs().amax(-1)[0] > 1e-6
+    lo, hi = 2, 10  # within 2 slots of the core
+    assert changed_in[lo:hi].all() and not changed_in[:lo].any() and not changed_in[hi:].any()
+    with torch.no_grad():
+        fused = model.encode_tokens(tok, idx, dist, af)
+    with torch.enable_grad():
+        module = model.encode_tokens(tok, idx, dist, af).detach()
+    torch.testing.assert_close(fused, module, atol=1e-5, rtol=1e-5)

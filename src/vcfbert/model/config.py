@@ -35,6 +35,11 @@ class ModelConfig:
             and variant, so its width sets most of the per-site cost of imputation.
         err_init: initial per-slot mismatch probability of the copying HMM.
         cm_per_mb: genetic distance per physical distance used without a genetic map.
+        context_flank_slots: the query transformer attends over the core's slots and this many
+            on each side (those within this distance of the core); slots farther out enter
+            the copying HMM with their own embedding only, so the flanks can be long (long
+            matches for rare variants) while the attention, quadratic in the slots it covers,
+            stays the same size. 0: every slot (checkpoints made before the key existed).
     """
 
     d_model: int = 32
@@ -53,6 +58,7 @@ class ModelConfig:
     cm_per_mb: float = 1.0
     n_reference_haplotypes: int = 0
     d_head: int = 0
+    context_flank_slots: int = 0
 
     def initial_switch_rate(self) -> float:
         """Switches per Morgan the copying layer starts from (then learned)."""
@@ -63,6 +69,9 @@ class ModelConfig:
         return self.d_head or 2 * self.d_model
 
     def __post_init__(self) -> None:
+        if self.context_flank_slots < 0:
+            raise InputError(f"model.context_flank_slots ({self.context_flank_slots}) must be "
+                             ">= 0 (0: every slot)")
         if self.d_head < 0:
             raise InputError(f"model.d_head ({self.d_head}) must be >= 0 (0: 2 * d_model)")
         if self.d_model % self.n_heads:

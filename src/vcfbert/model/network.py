@@ -148,6 +148,19 @@ def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor) -> torch.
     return x
 
 
+def context_range(slot_core_dist: torch.Tensor, flank: int) -> tuple[int, int]:
+    """``(lo, hi)``: the slots ``lo:hi`` within ``flank`` slots of the core, from the slots'
+    distances to the core ``slot_core_dist`` long [m] (0 inside it); all when ``flank`` is 0
+    or no slot is that close."""
+    m = int(slot_core_dist.shape[0])
+    if flank <= 0:
+        return 0, m
+    near = torch.nonzero(slot_core_dist <= flank).flatten()
+    if near.numel() == 0:
+        return 0, m
+    return int(near[0]), int(near[-1]) + 1
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     last = nn.Linear(d_hidden, d_out)
     nn.init.zeros_(last.weight)
@@ -191,15 +204,25 @@ class VcfBert(nn.Module):
 
     def encode_tokens(self, query_tokens: torch.Tensor, slot_index: torch.Tensor,
                       slot_core_dist: torch.Tensor, slot_af: torch.Tensor) -> torch.Tensor:
-        """Query context float [b, m, d] of tokens long [b, m] (see :class:`WindowBatch`)."""
+        """Query context float [b, m, d] of tokens long [b, m] (see :class:`WindowBatch`).
+
+        The transformer covers the slots within ``cfg.context_flank_slots`` of the core (all
+        when 0; they are contiguous: ``slot_core_dist`` [m] falls towards the core and rises
+        after it); the slots outside keep their own normalised embedding."""
         cfg = self.cfg
-        x = (self.tok(query_tokens)
-             + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
-             + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
-             + self.af_proj(af_features(slot_af)))
+        x = self.in_norm(self.tok(query_tokens)
+                         + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
+                         + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
+                         + self.af_proj(af_features(slot_af)))
+        lo, hi = context_range(slot_core_dist, cfg.context_flank_slots)
+        inner = x[:, lo:hi]
         if self.training or torch.is_grad_enabled():
-            return self.out_norm(self.encoder(self.in_norm(x)))
-        return self.out_norm(encoder_inference(self.encoder, self.in_norm(x)))
+            inner = self.encoder(inner)
+        else:
+            inner = encoder_inference(self.encoder, inner)
+        if lo > 0 or hi < x.shape[1]:
+            inner = torch.cat([x[:, :lo], inner, x[:, hi:]], dim=1)
+        return self.out_norm(inner)
 
     def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
             slot_core_dist: torch.Tensor) -> torch.Tensor:
