@@ -77,13 +77,13 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     observed, _ = read_mask(mask_h5)
     model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     params = load_key_encoder(key_encoder)
-    reader = ConsecutiveWindowReader()  # each variant decompressed once
+    reader = ConsecutiveWindowReader()  # each core's variants decompressed once
     fast = not dev.startswith("cuda")  # predict_window's default path
 
-    def prepare(layout: WindowLayout) -> tuple[WindowArrays, np.ndarray, KeySearcher,
-                                                WindowTables | None]:
+    def prepare(wid: str, layout: WindowLayout) -> tuple[WindowArrays, np.ndarray, KeySearcher,
+                                                         WindowTables | None]:
         """A window's reference arrays, observed slots, exact index and kernel tables."""
-        arrays = reader.read(reference_h5, layout)
+        arrays = reader.get(chrom, wid, layout)
         slot_obs = chrom.slot_mask(observed, layout)
         keys = encode_keys(params, query_tokens(arrays.ref_slots, slot_obs),
                            layout.slot_core_dist)
@@ -96,7 +96,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     # the next window is prepared while this one is predicted: its serial steps (reading,
     # keys, tables: ~0.3 s a window on a 6,000-haplotype panel) no longer leave cores idle
     for (wid, layout), (arrays, slot_obs, searcher, tables) in prefetched(
-            zip(window_ids, layouts, strict=True), lambda w: prepare(w[1])):
+            zip(window_ids, layouts, strict=True), lambda w: prepare(*w)):
         cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
         probs, loo = predict_window(model, layout, arrays, slot_obs, chrom.position,
                                     targets.haplotypes[:, cols], searcher,

@@ -537,8 +537,26 @@ def test_consecutive_reader_equals_whole_reads(tiny_stores, tmp_path):
         if previous is not None:  # arrays handed out before stay valid
             np.testing.assert_array_equal(previous[0].ref_core, previous[1].ref_core)
         previous = (got, want)
-    assert reader.get(chrom, ids[1], chrom.layout(ids[1])).ref_core.shape == \
-        read_window_arrays(chrom.reference_h5, chrom.layout(ids[1])).ref_core.shape
+    # get(): the slots from the target store's copy of the reference at the typed sites, the
+    # core from the reference store; the span read when the target store has no copy
+    import dataclasses
+
+    import h5py
+
+    old = tmp_path / "old_targets.h5"
+    shutil.copyfile(chrom.targets_h5, old)
+    with h5py.File(old, "a") as h5:
+        del h5["reference_call_haplotype"]
+    legacy = dataclasses.replace(chrom, targets_h5=str(old))
+    for source in (chrom, legacy):
+        for wid in [*ids, ids[0]]:
+            layout = chrom.layout(wid)
+            got = reader.get(source, wid, layout)
+            want = read_window_arrays(chrom.reference_h5, layout)
+            for name in ("ref_slots", "ref_core", "ac_slots", "ac_core"):
+                np.testing.assert_array_equal(getattr(got, name), getattr(want, name),
+                                              err_msg=f"{name} {wid}")
+            assert got.ref_slots.flags.c_contiguous and got.ref_core.flags.c_contiguous
 
 
 def test_epoch_cache_warms_in_order_with_the_same_arrays(prepared):
