@@ -37,8 +37,7 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
     haps = (rng.random((n_h, n_var)) < rng.random(n_var) * 0.5).astype(np.int8)
     ref_slots = np.ascontiguousarray(haps[:, layout.slot_index])
     ref_core = np.ascontiguousarray(haps[:, layout.core_start:layout.core_end])
-    arrays = WindowArrays(ref_slots, ref_core, ref_slots.sum(0, dtype=np.int32),
-                          ref_core.sum(0, dtype=np.int32))
+    arrays = WindowArrays.of(ref_slots, ref_core)
     return position, layout, arrays
 
 
