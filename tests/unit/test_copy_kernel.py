@@ -175,3 +175,34 @@ def test_identical_candidates_are_lumped_exactly():
     ok = [0, 1, 3, 4, 5]  # the torch path has no output for a query without candidates
     np.testing.assert_allclose(p[ok], p_ref[ok], atol=2e-5)
     np.testing.assert_allclose(feat[ok][..., :4], feat_ref[ok][..., :4], atol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["first", "last", "both_ends"])
+def test_core_at_the_window_edges_and_leave_one_out_ranges(where):
+    """The kernel keeps the posterior and match runs only at the rows the core reads (its
+    intervals' flanking slots, the leave-one-out slots): sites in the first interval (left of
+    every slot), the last (right of every slot) or both still match the torch path, and a
+    leave-one-out range away from the sites gives what the all-slot computation gives there,
+    0 elsewhere."""
+    rng = np.random.default_rng({"first": 21, "last": 22, "both_ends": 23}[where])
+    n_h, m, n, b, k = 50, 20, 40, 5, 16
+    panel = mosaic_panel(rng, n_h, m + n)
+    kw = random_window(rng, panel, m, b, k)
+    choices = {"first": [0, 1], "last": [m - 1, m], "both_ends": [0, 1, m - 1, m]}[where]
+    kw["site_interval"] = np.sort(rng.choice(choices, n)).astype(np.int64)
+    p, feat, loo_all = copy_features(**kw)
+    p_ref, feat_ref = reference_of(kw)
+    np.testing.assert_allclose(p, p_ref, atol=2e-5)
+    np.testing.assert_allclose(feat[..., :4], feat_ref[..., :4], atol=1e-6)
+    for lo, hi in [(8, 12), (0, 3), (m - 2, m)]:
+        p2, feat2, loo = copy_features(loo_slots=(lo, hi), **kw)
+        np.testing.assert_allclose(loo[:, lo:hi], loo_all[:, lo:hi], atol=2e-6)
+        assert not loo[:, :lo].any() and not loo[:, hi:].any()
+        np.testing.assert_allclose(p2, p, atol=2e-6)
+        np.testing.assert_allclose(feat2, feat, atol=2e-5)
+    # no core sites at all: the leave-one-out slots alone
+    none = dict(kw, site_interval=np.zeros(0, np.int64), site_frac=np.zeros(0, np.float32),
+                ref_core=kw["ref_core"][:, :0])
+    p0, _, loo0 = copy_features(loo_slots=(5, 9), **none)
+    assert p0.shape == (b, 0)
+    np.testing.assert_allclose(loo0[:, 5:9], loo_all[:, 5:9], atol=2e-6)
