@@ -281,3 +281,45 @@ def test_slots_outside_the_context_keep_their_own_embedding(grad):
     with torch.enable_grad():
         module = model.encode_tokens(tok, idx, dist, af).detach()
     torch.testing.assert_close(fused, module, atol=1e-5, rtol=1e-5)
+
+
+def test_copy_parameters_equal_the_heads_on_concatenated_inputs():
+    """copy_parameters applies each head's first layer to the parts of its input and sums
+    them; values and gradients equal the heads run on the concatenated inputs (the modules'
+    own forward), with every head's weights random."""
+    torch.manual_seed(3)
+    model = VcfBert(tiny_config())
+    for head in (model.rate_head, model.mismatch_head, model.emit_head):
+        for p in head.parameters():
+            torch.nn.init.normal_(p, std=0.3)
+    b, m, d = 3, 12, model.cfg.d_model
+    q_ctx = torch.randn(b, m, d, requires_grad=True)
+    slot_af = torch.rand(b, m)
+    gap = torch.rand(m) * 5e4
+
+    def reference() -> tuple[torch.Tensor, ...]:
+        from vcfbert.model.network import MORGAN_PER_BP, af_features
+
+        mu = torch.nn.functional.softplus(model.mismatch_bias + model.mismatch_head(
+            torch.cat([q_ctx, af_features(slot_af)], -1)).squeeze(-1))
+        tok01 = model.tok.weight[:2]
+        pair = torch.cat([q_ctx[:, :, None, :].expand(-1, -1, 2, -1),
+                          tok01[None, None].expand(b, m, -1, -1)], -1)
+        s = model.emit_head(pair).squeeze(-1)
+        prev = torch.cat([q_ctx[:, :1], q_ctx[:, :-1]], 1)
+        log_rate = model.log_rate + model.rate_head(torch.cat([prev, q_ctx], -1)).squeeze(-1)
+        rho = -torch.expm1(-torch.exp(log_rate) * gap[None] * (MORGAN_PER_BP
+                                                               * model.cfg.cm_per_mb))
+        return mu, s, rho
+
+    got, want = model.copy_parameters(q_ctx, slot_af, gap), reference()
+    assert got[1].shape == (b, m, 2)
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
+    weights = [torch.randn_like(x) for x in got]
+    params = [q_ctx, model.tok.weight, *model.rate_head.parameters(),
+              *model.mismatch_head.parameters(), *model.emit_head.parameters()]
+    g_got = torch.autograd.grad(sum((x * w).sum() for x, w in zip(got, weights)), params)
+    g_want = torch.autograd.grad(sum((x * w).sum() for x, w in zip(want, weights)), params)
+    for x, y in zip(g_got, g_want, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)

@@ -262,18 +262,28 @@ class VcfBert(nn.Module):
             carrying REF / ALT, rho float [b, m] switch probability into each slot).
         """
         cfg = self.cfg
-        b, m = q_ctx.shape[:2]
+        d = q_ctx.shape[-1]
         slot_feat = af_features(slot_af)  # [b, m, 3]
-        mu = F.softplus(self.mismatch_bias + self.mismatch_head(
-            torch.cat([q_ctx, slot_feat], -1)).squeeze(-1))  # [b, m]
+        # Each head's first layer is linear in its concatenated input, so it is applied to
+        # the parts and summed: the same function as head(cat(...)) without the [b, m, 2, 2d]
+        # and [b, m, 2d] inputs (the emission head's query part is computed once for both
+        # candidate alleles).
+        first, act, last = self.mismatch_head
+        h = F.linear(q_ctx, first.weight[:, :d], first.bias) + F.linear(
+            slot_feat, first.weight[:, d:])
+        mu = F.softplus(self.mismatch_bias + last(act(h)).squeeze(-1))  # [b, m]
         # per-candidate emission term: the candidates' tokens re-embedded with the shared
         # embedding, read against the query context (gradients reach self.tok here)
-        tok01 = self.tok.weight[:2]  # [2, d]
-        pair = torch.cat([q_ctx[:, :, None, :].expand(-1, -1, 2, -1),
-                          tok01[None, None].expand(b, m, -1, -1)], -1)
-        s = self.emit_head(pair).squeeze(-1)  # [b, m, 2]
-        prev = torch.cat([q_ctx[:, :1], q_ctx[:, :-1]], 1)
-        log_rate = self.log_rate + self.rate_head(torch.cat([prev, q_ctx], -1)).squeeze(-1)
+        first, act, last = self.emit_head
+        tok01 = F.linear(self.tok.weight[:2], first.weight[:, d:])  # [2, d]
+        h = F.linear(q_ctx, first.weight[:, :d], first.bias)[:, :, None, :] + tok01
+        s = last(act(h)).squeeze(-1)  # [b, m, 2]: candidate carries REF / ALT
+        # the switch rate into slot i reads the contexts of slots i - 1 (i for the first) and i
+        first, act, last = self.rate_head
+        from_prev = F.linear(q_ctx, first.weight[:, :d])
+        h = torch.cat([from_prev[:, :1], from_prev[:, :-1]], 1) + F.linear(
+            q_ctx, first.weight[:, d:], first.bias)
+        log_rate = self.log_rate + last(act(h)).squeeze(-1)
         gap = slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
         rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
         return mu, s, rho
