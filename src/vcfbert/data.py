@@ -81,7 +81,8 @@ def assemble_batch(layout: WindowLayout, arrays: WindowArrays, slot_observed: np
     """
     valid = cand_ids >= 0
     safe = np.where(valid, cand_ids, 0)
-    cand_tokens = arrays.ref_slots[safe].astype(np.int64)  # [b, K, m]
+    cand_tokens = arrays.ref_slots[safe]  # int8 [b, K, m]: 8x smaller than int64, and the
+    # [b, K, m] tensors built from it (masking, gathering the kept ones) are too
     sel = np.arange(layout.n_sites) if sites is None else np.asarray(sites, np.int64)
     core = arrays.ref_core if sites is None else arrays.ref_core[:, sel]
     cand_sites = core[safe].astype(np.float32)  # [b, K, n]

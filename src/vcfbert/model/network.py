@@ -46,7 +46,7 @@ class WindowBatch:
     slot_core_dist: torch.Tensor  # long [m] slots away from the core (0 inside)
     slot_gap_bp: torch.Tensor  # float [m] bp from the previous slot (0 for the first)
     slot_af: torch.Tensor  # float [b, m] panel ALT frequency (leave-one-out in training)
-    cand_tokens: torch.Tensor  # long [b, K, m] candidate alleles at the slots (0/1)
+    cand_tokens: torch.Tensor  # int8 (or any integer) [b, K, m] candidate alleles at the slots (0/1)
     cand_sites: torch.Tensor  # float [b, K, n] candidate alleles at the core sites
     cand_valid: torch.Tensor  # bool [b, K] candidate exists
     site_interval: torch.Tensor  # long [n] interval (0..m) of each core site
@@ -96,7 +96,10 @@ class KeyEncoder(nn.Module):
 
     def forward(self, tokens: torch.Tensor, slot_index: torch.Tensor,
                 slot_core_dist: torch.Tensor, token_weight: torch.Tensor) -> torch.Tensor:
-        """tokens long [..., m] -> L2-normalised keys float [..., d_key]."""
+        """tokens [..., m] (any integer type; 0 REF, 1 ALT, 2 MASK) -> L2-normalised keys
+        float [..., d_key]."""
+        if tokens.dtype not in (torch.int32, torch.int64):
+            tokens = tokens.to(torch.int32)  # an index type (int8, e.g. candidates', is not)
         table = self.allele_sign + token_weight @ self.u  # [3]: one value per token
         if torch.is_grad_enabled() and table.requires_grad:
             if tokens.device.type == "cpu":
@@ -106,7 +109,7 @@ class KeyEncoder(nn.Module):
             else:
                 # one-hot @ table: its backward is a matmul (deterministic on a GPU, where
                 # bincount and the gather's scatter-add use atomics)
-                phi = (F.one_hot(tokens, 3).to(table.dtype) @ table[:, None]).squeeze(-1)
+                phi = (F.one_hot(tokens.long(), 3).to(table.dtype) @ table[:, None]).squeeze(-1)
         else:
             phi = table[tokens]  # [..., m]: a gather, no one-hot [..., m, 3] is built
         w = torch.exp(self.log_weight[slot_core_dist.clamp_max(self.max_core_dist)])  # [m]
@@ -237,7 +240,7 @@ class VcfBert(nn.Module):
         """
         obs = batch.slot_observed
         q_key = self.key(batch.query_tokens, batch.slot_index, batch.slot_core_dist)
-        c_tok = torch.where(obs, batch.cand_tokens, torch.full_like(batch.cand_tokens, MASK))
+        c_tok = torch.where(obs, batch.cand_tokens, MASK)  # MASK where the query's is masked
         c_key = self.key(c_tok, batch.slot_index, batch.slot_core_dist)  # [b, K, d_key]
         sim = torch.einsum("bkd,bd->bk", c_key, q_key)
         k = min(self.cfg.k_keep, sim.shape[1])
@@ -376,8 +379,9 @@ class VcfBert(nn.Module):
         mu, s, rho = self.copy_parameters(q_ctx, batch.slot_af, batch.slot_gap_bp)
         q_obs = batch.query_tokens != MASK  # [b, m]
         mismatch = (c_tok != batch.query_tokens[:, None, :]) & q_obs[:, None, :]
-        s_c = torch.gather(s[:, None].expand(-1, c_tok.shape[1], -1, -1), 3,
-                           c_tok[..., None]).squeeze(-1)  # [b, k, m]
+        # each candidate's emission term for the allele it carries: a select, not a gather
+        # from s expanded to [b, k, m, 2] (whose backward zero-fills and scatters into that)
+        s_c = torch.where(c_tok == 1, s[:, None, :, 1], s[:, None, :, 0])  # [b, k, m]
         log_emit = -mu[:, None, :] * mismatch.float() + s_c
 
         with torch.autocast(device_type=log_emit.device.type, enabled=False):
