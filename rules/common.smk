@@ -266,8 +266,9 @@ def training_data(wildcards, input):
 
 
 def chunk_data(wildcards, input):
+    w = config["windows"]
     return cluster.chunk_data_mb(input.reference, input.targets, input.windows,
-                                 int(config["impute"]["windows_per_job"]))
+                                 1 + 2 * int(w["flank_sites"]) / int(w["core_sites"]))
 
 
 def phasing_mem(wildcards, input, attempt):

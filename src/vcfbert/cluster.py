@@ -62,7 +62,9 @@ FORMULAS: dict[str, MemoryFormula] = {
     # every window's arrays stay cached; the floor holds torch, the model and the batch's
     # [b, k, n] tensors with their gradients: data = genotype MB of the reference stores
     "train_epoch": MemoryFormula(1500, 2.5),
-    # the chunk's windows and its float32 probabilities: data = chunk_data_mb
+    # a window's span of the reference and two windows' float32 probabilities: data =
+    # chunk_data_mb (measured on ooa_speed: 1,191 MB peak for 13 windows of 2,000 target
+    # haplotypes, data 352 MB; 2,443 MiB for 20,000 haplotypes, data 1,454 MB)
     "impute_chunk": MemoryFormula(700, 2.0),
     # torch, numba, the model, 4 cached windows of the reference and 15 float64 sums per
     # variant: data = genotype MB of the reference stores (measured: 1,156 MB peak for 597 MB,
@@ -111,15 +113,19 @@ def windows_count(windows_tsv: str) -> int:
 
 
 def chunk_data_mb(reference_h5: str, targets_h5: str, windows_tsv: str,
-                  windows_per_job: int) -> float:
-    """An imputation chunk's share of the reference matrix plus its float32 probabilities
-    ``[2T, chunk variants]`` (about windows_per_job / W of the chromosome's variants)."""
+                  span_cores: float = 5.0) -> float:
+    """The data an imputation job holds at once, whatever its number of windows: the
+    reference over one window's span (``span_cores`` cores wide: its core and both flanks,
+    ``1 + 2 * flank_sites / core_sites``) and the float32 probabilities ``[2T, window
+    variants]`` of two windows (the one predicted and the one being written; the job streams
+    its windows, :func:`vcfbert.impute.impute_chunk`)."""
 
-    share = min(1.0, windows_per_job / windows_count(windows_tsv))
+    n_windows = windows_count(windows_tsv)
     ref = genotype_mb([reference_h5])
     n_targets = _shape(targets_h5)[0]
     n_var = _shape(reference_h5)[1]
-    return share * (ref + n_targets * n_var * 4 / MB)
+    return (min(1.0, span_cores / n_windows) * ref
+            + 2 * n_targets * min(n_var, 2 * n_var / n_windows) * 4 / MB)
 
 
 def _shape(store: str) -> tuple[int, int]:

@@ -23,9 +23,14 @@ def test_data_sizes_from_the_stores(tiny_stores):
     with h5py.File(tiny_stores["ref"]) as h5:
         n_h, n_v = h5["call_haplotype"].shape
     assert cluster.genotype_mb([tiny_stores["ref"], "missing.h5"]) == pytest.approx(n_h * n_v / 1e6)
-    chunk = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"],
-                                  windows_per_job=1)
-    assert 0 < chunk < cluster.genotype_mb([tiny_stores["ref"]]) + 24 * n_v * 4 / 1e6
+    n_t = h5py.File(tiny_stores["tgt"])["call_haplotype"].shape[0]
+    chunk = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
+    # a window's span of the reference and two windows' probabilities: never more than the
+    # whole reference and two copies of every target's probabilities
+    assert 0 < chunk <= cluster.genotype_mb([tiny_stores["ref"]]) + 2 * n_t * n_v * 4 / 1e6
+    narrow = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"],
+                                   span_cores=0.0)
+    assert narrow < chunk  # the reference's share grows with the span
     assert cluster.reference_block_mb(tiny_stores["paths"].reference_vcf) == \
         pytest.approx(120 * 4096 / 1e6)
     assert cluster.training_threads([tiny_stores["ref"]]) == 2
@@ -89,5 +94,5 @@ def test_inputs_not_made_yet_give_the_floor():
     (a placeholder's characters include '/') must not be opened."""
     assert cluster.genotype_mb("<TBD>") == 0 and cluster.genotype_mb(["/", "<TBD>"]) == 0
     assert cluster.training_threads("<TBD>") == 2
-    assert cluster.chunk_data_mb("<TBD>", "/", "<TBD>", 8) == 0
+    assert cluster.chunk_data_mb("<TBD>", "/", "<TBD>") == 0
     assert not cluster.needs_phasing("/")
