@@ -5,7 +5,8 @@ count), trains vcfbert once with the workflow on ``--train-targets`` of the targ
 default config), then imputes target sets of growing size with that trained model by calling
 the workflow's own job functions (``vcfbert.steps``: parse_targets, impute_chunk, which
 writes its VCF piece, and write_vcf), each job as its own process under ``/usr/bin/time -v``,
-``--cores`` jobs at a time — what ``snakemake --cores N`` runs after training. Every target set uses the same array,
+each chunk job on ``min(impute.threads, --cores)`` threads and as many jobs at a time as
+``--cores`` holds — what ``snakemake --cores N`` runs after training. Every target set uses the same array,
 so the windows and the model of the training run apply unchanged.
 
     python bench/scaling.py ooa_scaling --sizes 100,1000,3000
@@ -49,9 +50,10 @@ def subset_targets(src: Path, dst: Path, n: int) -> None:
     pysam.tabix_index(str(dst), preset="vcf", force=True)
 
 
-def job(name: str, call: str, kwargs: dict, log: Path) -> dict:
-    """Run ``vcfbert.steps.<call>(**kwargs)`` in its own process; wall s and peak RSS MiB."""
-    code = (f"import json, sys\nfrom vcfbert.runtime import cap_threads\ncap_threads(1)\n"
+def job(name: str, call: str, kwargs: dict, log: Path, threads: int = 1) -> dict:
+    """Run ``vcfbert.steps.<call>(**kwargs)`` in its own process, torch and FAISS capped to
+    ``threads`` (as Snakemake's ``threads`` does); wall s and peak RSS MiB."""
+    code = (f"import json, sys\nfrom vcfbert.runtime import cap_threads\ncap_threads({threads})\n"
             f"from vcfbert import steps\nsteps.{call}(**json.loads(sys.argv[1]))\n")
     t0 = time.time()
     with open(log, "w") as fh:
@@ -84,8 +86,11 @@ def train(data: Path, out: Path, spec: dict, n_train: int, cores: int) -> Path:
 
 
 def impute_set(run_dir: Path, data: Path, out: Path, n: int, cores: int,
-               windows_per_job: int) -> list[dict]:
-    """Impute ``n`` targets with the trained model: the jobs a workflow run would start."""
+               windows_per_job: int, threads: int, match_states: int = 0,
+               copying_states: int = 0) -> list[dict]:
+    """Impute ``n`` targets with the trained model: the jobs a workflow run would start, each
+    chunk on ``threads`` threads, ``cores // threads`` of them at a time, with the run's
+    copying states (``impute.match_states``, ``impute.copying_states``)."""
     from vcfbert.windows import impute_chunks, read_windows
 
     res = run_dir / "results"
@@ -109,11 +114,12 @@ def impute_set(run_dir: Path, data: Path, out: Path, n: int, cores: int,
             "key_encoder": str(res / "train/model.keys.npz"), "contig": "20", "chunk": chunk,
             "windows_per_job": windows_per_job, **common, "targets_h5": tgt_h5,
             "windows_tsv": windows_tsv, "mask_h5": str(res / "masks/20/final.h5"),
-            "out": str(work / f"{chunk}.vcf.gz"), "batch_size": 32, "device": "cpu"},
-            work / f"{chunk}.log")
+            "out": str(work / f"{chunk}.vcf.gz"), "batch_size": 32, "device": "cpu",
+            "threads": threads, "match_states": match_states,
+            "copying_states": copying_states}, work / f"{chunk}.log", threads)
 
     t0 = time.time()
-    with ThreadPoolExecutor(cores) as pool:
+    with ThreadPoolExecutor(max(1, cores // threads)) as pool:
         rows += list(pool.map(one, chunks))
     rows.append({"job": "impute_chunk (all, wall)", "wall_s": round(time.time() - t0, 2),
                  "peak_mib": None})
@@ -143,7 +149,10 @@ def main() -> None:
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     rows = []
     for n in map(int, a.sizes.split(",")):
-        rows += impute_set(run_dir, data, out, n, a.cores, cfg["impute"]["windows_per_job"])
+        rows += impute_set(run_dir, data, out, n, a.cores, cfg["impute"]["windows_per_job"],
+                           max(1, min(int(cfg["impute"]["threads"]), a.cores)),
+                           int(cfg["impute"]["match_states"]),
+                           int(cfg["impute"]["copying_states"]))
         pd.DataFrame(rows).to_csv(out / "scaling.tsv", sep="\t", index=False)
     df = pd.DataFrame(rows)
     per = []
@@ -159,9 +168,11 @@ def main() -> None:
                     "largest_job_mib": int(g.peak_mib.max()),
                     "largest_job": str(g.loc[g.peak_mib.idxmax(), "job"])})
     table = pd.DataFrame(per).set_index("targets")
-    head = (f"scenario `{a.scenario}`: imputation jobs (parse targets, impute chunks {a.cores} "
-            "at a time, each writing its VCF piece, then the VCF) with one trained model; wall s, ms per target "
-            "sample, largest job's peak RSS (MiB)")
+    threads = max(1, min(int(cfg["impute"]["threads"]), a.cores))
+    head = (f"scenario `{a.scenario}`: imputation jobs (parse targets, impute chunks of "
+            f"{cfg['impute']['windows_per_job']} windows on {threads} thread(s), "
+            f"{max(1, a.cores // threads)} at a time, each writing its VCF piece, then the VCF) "
+            "with one trained model; wall s, ms per target sample, largest job's peak RSS (MiB)")
     (out / "scaling.md").write_text(f"{head}\n\n{markdown(table)}\n")
     print((out / "scaling.md").read_text())
 
