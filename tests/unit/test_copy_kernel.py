@@ -206,3 +206,5 @@ def test_core_at_the_window_edges_and_leave_one_out_ranges(where):
     p0, _, loo0 = copy_features(loo_slots=(5, 9), **none)
     assert p0.shape == (b, 0)
     np.testing.assert_allclose(loo0[:, 5:9], loo_all[:, 5:9], atol=2e-6)
+    _, _, nothing = copy_features(loo_slots=(0, 0), **none)  # no rows at all to keep
+    assert not nothing.any()

@@ -185,8 +185,8 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
     if loo_hi > loo_lo:
         post_lo = min(post_lo, loo_lo)
         post_hi = max(post_hi, loo_hi)
-    if post_hi <= post_lo:
-        post_lo = 0
+    if post_hi <= post_lo:  # nothing to keep: no pass beyond the first forward row
+        post_lo = m
         post_hi = 0
     f_lo = max(post_lo - 1, 0)  # forward rows f_lo..post_hi-1 are kept (gamma[i - f_lo])
     # candidates' alleles at the slots, slot-major [m, k] (contiguous over candidates), read
