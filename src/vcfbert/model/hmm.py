@@ -34,27 +34,25 @@ def forward_backward(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Ten
     Returns:
         float [b, k, m] posterior, summing to 1 over ``k``.
     """
-    if valid is None:
-        valid = torch.ones(log_emit.shape[:2], dtype=torch.bool, device=log_emit.device)
+    if valid is not None:
+        log_emit = log_emit.masked_fill(~valid[:, :, None], -1e4)
     if not (torch.is_grad_enabled()
             and (log_emit.requires_grad or rho.requires_grad or prior.requires_grad)):
         with torch.no_grad():
-            return _scaled_passes(log_emit, rho, prior, valid)[0]
-    return _ScaledForwardBackward.apply(log_emit, rho, prior, valid)
+            return _scaled_passes(log_emit, rho, prior)[0]
+    return _ScaledForwardBackward.apply(log_emit, rho, prior)
 
 
 _TINY = 1e-30  # floor of every normaliser
-_MASKED = -1e4  # log-emission of an invalid candidate (its emission underflows to 0)
 # on a CPU the passes and their reverse pass run compiled (model/hmm_kernel.py); tests set it
 # False to check the torch steps (what a GPU runs) too
 COMPILED_ON_CPU = True
 
 
-def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor,
-                   valid: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor
+                   ) -> tuple[torch.Tensor, ...]:
     """The scaled forward and backward passes (no gradients recorded), slot-major inside so
-    that every step reads and writes contiguous ``[b, k]`` rows; the invalid candidates'
-    (``valid`` bool [b, k]) log-emissions are taken as ``_MASKED``.
+    that every step reads and writes contiguous ``[b, k]`` rows.
 
     Returns:
         (gamma [b, k, m] posterior; then, slot-major: emit [m, b, k] emissions scaled to a
@@ -63,11 +61,10 @@ def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tenso
         (row m - 1 unused), post_norm [m, b] the posterior's; all after the ``_TINY`` floor).
     """
     b, k, m = log_emit.shape
-    if log_emit.device.type == "cpu" and COMPILED_ON_CPU:
-        return _compiled_passes(log_emit, valid, rho, prior)
-    log_emit = log_emit.masked_fill(~valid[:, :, None], _MASKED)
     emit = torch.exp(log_emit - log_emit.amax(dim=1, keepdim=True)).permute(2, 0, 1)
     emit = emit.contiguous()  # [m, b, k], max 1 per slot
+    if emit.device.type == "cpu" and COMPILED_ON_CPU:
+        return _compiled_passes(emit, rho, prior)
     rho_t = rho.t()  # [m, b]
     alpha = torch.empty_like(emit)
     beta = torch.empty_like(emit)
@@ -94,19 +91,14 @@ def _scaled_passes(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tenso
     return gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm
 
 
-def _compiled_passes(log_emit: torch.Tensor, valid: torch.Tensor, rho: torch.Tensor,
-                     prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """:func:`_scaled_passes` on a CPU: the scaled emissions by
-    :func:`vcfbert.model.hmm_kernel.scaled_emissions_into`, the passes by
+def _compiled_passes(emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor
+                     ) -> tuple[torch.Tensor, ...]:
+    """:func:`_scaled_passes` from the scaled emissions ``emit`` [m, b, k] on a CPU, through
     :func:`vcfbert.model.hmm_kernel.scaled_passes_into` (same outputs)."""
-    from .hmm_kernel import over_queries, scaled_emissions_into, scaled_passes_into
+    from .hmm_kernel import over_queries, scaled_passes_into
 
-    b, k, m = log_emit.shape
-    dtype = log_emit.dtype
-    emit = torch.empty((m, b, k), dtype=dtype)
-    threads = torch.get_num_threads()
-    over_queries(scaled_emissions_into, b, threads, log_emit.detach().contiguous().numpy(),
-                 valid.contiguous().numpy(), emit.numpy())
+    m, b, k = emit.shape
+    dtype = emit.dtype
     rho_t = rho.detach().to(dtype).t().contiguous()
     prior_c = prior.detach().to(dtype).contiguous()
     alpha = torch.empty_like(emit)
@@ -115,7 +107,7 @@ def _compiled_passes(log_emit: torch.Tensor, valid: torch.Tensor, rho: torch.Ten
     fwd_norm = torch.empty((m, b), dtype=dtype)
     bwd_norm = torch.empty((m, b), dtype=dtype)
     post_norm = torch.empty((m, b), dtype=dtype)
-    over_queries(scaled_passes_into, b, threads, emit.numpy(),
+    over_queries(scaled_passes_into, b, torch.get_num_threads(), emit.detach().numpy(),
                  rho_t.numpy(), prior_c.numpy(), alpha.numpy(), beta.numpy(), fwd_norm.numpy(),
                  bwd_norm.numpy(), post_norm.numpy(), gamma_t.numpy())
     return gamma_t.permute(1, 2, 0), emit, alpha, beta, fwd_norm, bwd_norm, post_norm
@@ -124,27 +116,24 @@ def _compiled_passes(log_emit: torch.Tensor, valid: torch.Tensor, rho: torch.Ten
 def _compiled_grad(grad_gamma: torch.Tensor, saved: tuple[torch.Tensor, ...]
                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:meth:`_ScaledForwardBackward.backward` on a CPU, through
-    :func:`vcfbert.model.hmm_kernel.scaled_passes_grad_into` (same gradients; the
-    log-emissions' comes out as [b, k, m], 0 for invalid candidates)."""
+    :func:`vcfbert.model.hmm_kernel.scaled_passes_grad_into` (same gradients)."""
     from .hmm_kernel import over_queries, scaled_passes_grad_into
 
-    gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior, valid = saved
+    gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior = saved
     dtype = emit.dtype
-    m, b, k = emit.shape
-    g_gamma = grad_gamma.to(dtype).contiguous()  # [b, k, m], read as it is
-    gam = gamma.permute(2, 0, 1).contiguous()  # a view of the [m, b, k] posterior: no copy
+    g_gamma = grad_gamma.to(dtype).permute(2, 0, 1).contiguous()  # [m, b, k]
+    gam = gamma.permute(2, 0, 1).contiguous()
     rho_t = rho.to(dtype).t().contiguous()
     prior_c = prior.to(dtype).contiguous()
     g_emit = torch.empty_like(emit)
-    g_log_emit = torch.empty((b, k, m), dtype=dtype)
     g_rho = torch.empty_like(rho_t)
     g_prior = torch.empty_like(prior_c)
-    over_queries(scaled_passes_grad_into, b, torch.get_num_threads(),
+    over_queries(scaled_passes_grad_into, emit.shape[1], torch.get_num_threads(),
                  g_gamma.numpy(), gam.numpy(), emit.numpy(), alpha.numpy(), beta.numpy(),
                  fwd_norm.numpy(), bwd_norm.numpy(), post_norm.numpy(), rho_t.numpy(),
-                 prior_c.numpy(), valid.contiguous().numpy(), g_emit.numpy(),
-                 g_log_emit.numpy(), g_rho.numpy(), g_prior.numpy())
-    return g_log_emit, g_rho.t().to(rho.dtype), g_prior.to(prior.dtype)
+                 prior_c.numpy(), g_emit.numpy(), g_rho.numpy(), g_prior.numpy())
+    return ((g_emit * emit).permute(1, 2, 0), g_rho.t().to(rho.dtype),
+            g_prior.to(prior.dtype))
 
 
 def _normaliser_grad(g: torch.Tensor, y: torch.Tensor, norm: torch.Tensor) -> torch.Tensor:
@@ -167,20 +156,20 @@ class _ScaledForwardBackward(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor,
-                valid: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor
+                ) -> torch.Tensor:
         gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm = _scaled_passes(
-            log_emit, rho, prior, valid)
+            log_emit, rho, prior)
         ctx.save_for_backward(gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho,
-                              prior, valid)
+                              prior)
         return gamma
 
     @staticmethod
     def backward(ctx, grad_gamma: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if grad_gamma.device.type == "cpu" and COMPILED_ON_CPU:
-            return (*_compiled_grad(grad_gamma, ctx.saved_tensors), None)
-        gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior, valid = \
+            return _compiled_grad(grad_gamma, ctx.saved_tensors)
+        gamma, emit, alpha, beta, fwd_norm, bwd_norm, post_norm, rho, prior = \
             ctx.saved_tensors
         m = emit.shape[0]
         g_gamma = grad_gamma.permute(2, 0, 1)  # [m, b, k]
@@ -220,9 +209,7 @@ class _ScaledForwardBackward(torch.autograd.Function):
         g_x = _normaliser_grad(g_alpha[0], alpha[0], fwd_norm[0])
         g_prior += g_x * emit[0]
         g_emit[0] += g_x * prior
-        # the invalid candidates' log-emissions were replaced by a constant: no gradient
-        g_log_emit = (g_emit * emit).permute(1, 2, 0).masked_fill(~valid[:, :, None], 0.0)
-        return g_log_emit, g_rho.t(), g_prior, None
+        return (g_emit * emit).permute(1, 2, 0), g_rho.t(), g_prior
 
 
 def forward_backward_autograd(log_emit: torch.Tensor, rho: torch.Tensor, prior: torch.Tensor,

@@ -8,12 +8,8 @@ batch of b 32, k 384, m ~380 on a CPU core); these run the same arithmetic in on
 query. The results equal the torch ones up to float rounding (the sums are taken in another
 order and in float64), which the tests check.
 
-Arrays are slot-major, as in the torch versions: ``[m, b, k]`` per slot, query and candidate;
-the log-emissions come in and their gradient goes out as ``[b, k, m]`` (autograd's layout), the
-masking of invalid candidates, the per-slot scaling and the transposition done in the same
-passes (:func:`scaled_emissions_into`, the end of :func:`scaled_passes_grad_into`), not as
-separate ``[b, k, m]`` tensors. :func:`over_queries` runs a kernel on a few threads, each over
-its own range of queries.
+Arrays are slot-major, as in the torch versions: ``[m, b, k]`` per slot, query and candidate.
+:func:`over_queries` runs a kernel on a few threads, each over its own range of queries.
 """
 
 from __future__ import annotations
@@ -21,51 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import math
-
 import numba
 import numpy as np
 
 TINY = 1e-30  # floor of every normaliser (hmm._TINY)
-MASKED = -1e4  # log-emission of an invalid candidate (hmm._MASKED)
 # reassociation lets LLVM vectorise the sums over candidates (as in copy_kernel); no flag that
 # assumes finite values
 FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
-def scaled_emissions_into(log_emit: np.ndarray, valid: np.ndarray, emit: np.ndarray,
-                          q_lo: int, q_hi: int) -> None:
-    """The scaled emissions of the queries ``q_lo``..``q_hi`` - 1, slot-major: ``emit[i, q,
-    c] = exp(x[q, c, i] - max_c' x[q, c', i])`` where ``x`` is ``log_emit`` with the invalid
-    candidates' entries set to ``MASKED`` (as :func:`vcfbert.model.hmm._scaled_passes` does
-    in torch with ``masked_fill``, ``amax``, ``exp`` and a transposing copy, one pass each).
-
-    Args:
-        log_emit: [b, k, m] log-emissions (C order); valid: bool [b, k].
-        emit: [m, b, k] output.
-    """
-    b, k, m = log_emit.shape
-    mx = np.empty(m, log_emit.dtype)
-    for q in range(q_lo, q_hi):
-        for i in range(m):
-            mx[i] = -np.inf
-        for c in range(k):
-            if valid[q, c]:
-                row = log_emit[q, c]
-                for i in range(m):
-                    mx[i] = max(mx[i], row[i])
-            else:
-                for i in range(m):
-                    mx[i] = max(mx[i], MASKED)
-        for c in range(k):
-            if valid[q, c]:
-                row = log_emit[q, c]
-                for i in range(m):
-                    emit[i, q, c] = math.exp(row[i] - mx[i])
-            else:
-                for i in range(m):
-                    emit[i, q, c] = math.exp(MASKED - mx[i])
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST)
@@ -147,19 +105,15 @@ def _normaliser_grad_into(g: np.ndarray, y: np.ndarray, norm: float, out: np.nda
 def scaled_passes_grad_into(g_gamma: np.ndarray, gamma: np.ndarray, emit: np.ndarray,
                             alpha: np.ndarray, beta: np.ndarray, fwd_norm: np.ndarray,
                             bwd_norm: np.ndarray, post_norm: np.ndarray, rho_t: np.ndarray,
-                            prior: np.ndarray, valid: np.ndarray, g_emit: np.ndarray,
-                            g_log_emit: np.ndarray, g_rho: np.ndarray, g_prior: np.ndarray,
-                            q_lo: int, q_hi: int) -> None:
+                            prior: np.ndarray, g_emit: np.ndarray, g_rho: np.ndarray,
+                            g_prior: np.ndarray, q_lo: int, q_hi: int) -> None:
     """The reverse-mode pass of :class:`vcfbert.model.hmm._ScaledForwardBackward` for the
     queries ``q_lo``..``q_hi`` - 1.
 
     Args:
-        g_gamma: [b, k, m] gradient w.r.t. the posterior (as autograd gives it); the rest as
+        g_gamma: [m, b, k] gradient w.r.t. the posterior; the rest as
             :func:`scaled_passes_into` filled them.
-        g_emit: [m, b, k] scratch: gradient w.r.t. the scaled emissions.
-        valid: bool [b, k] the candidates that exist.
-        g_log_emit: [b, k, m] output: gradient w.r.t. the log-emissions (``g_emit * emit``
-            for valid candidates, 0 for the others, whose entries were masked).
+        g_emit: [m, b, k] output: gradient w.r.t. the scaled emissions (not yet times them).
         g_rho: [m, b] output (row 0 stays 0); g_prior: [b, k] output.
     """
     m, b, k = emit.shape
@@ -167,14 +121,13 @@ def scaled_passes_grad_into(g_gamma: np.ndarray, gamma: np.ndarray, emit: np.nda
     g_beta = np.empty((m, k), emit.dtype)
     g_x = np.empty(k, emit.dtype)
     for q in range(q_lo, q_hi):
-        g_gam = g_gamma[q]  # [k, m]: read across its rows, each step one column
         for i in range(m):
             dot = 0.0
             if post_norm[i, q] > TINY:
                 for c in range(k):
-                    dot += g_gam[c, i] * gamma[i, q, c]
+                    dot += g_gamma[i, q, c] * gamma[i, q, c]
             for c in range(k):
-                g_u = (g_gam[c, i] - dot) / post_norm[i, q]
+                g_u = (g_gamma[i, q, c] - dot) / post_norm[i, q]
                 g_alpha[i, c] = g_u * beta[i, q, c]
                 g_beta[i, c] = g_u * alpha[i, q, c]
                 g_emit[i, q, c] = 0.0
@@ -216,14 +169,6 @@ def scaled_passes_grad_into(g_gamma: np.ndarray, gamma: np.ndarray, emit: np.nda
         for c in range(k):
             g_prior[q, c] += g_x[c] * emit[0, q, c]
             g_emit[0, q, c] += g_x[c] * prior[q, c]
-        for c in range(k):
-            out = g_log_emit[q, c]
-            if valid[q, c]:
-                for i in range(m):
-                    out[i] = g_emit[i, q, c] * emit[i, q, c]
-            else:
-                for i in range(m):
-                    out[i] = 0.0
 
 
 def over_queries(kernel: Callable[..., None], b: int, threads: int, *args: np.ndarray) -> None:
