@@ -21,12 +21,9 @@ import numba
 import numpy as np
 
 TINY = 1e-30  # floor of every normaliser (hmm._TINY)
-# reassociation lets LLVM vectorise the sums over candidates (as in copy_kernel); no flag that
-# assumes finite values
-FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True)
 def scaled_passes_into(emit: np.ndarray, rho_t: np.ndarray, prior: np.ndarray,
                        alpha: np.ndarray, beta: np.ndarray, fwd_norm: np.ndarray,
                        bwd_norm: np.ndarray, post_norm: np.ndarray, gamma: np.ndarray,
@@ -90,7 +87,7 @@ def scaled_passes_into(emit: np.ndarray, rho_t: np.ndarray, prior: np.ndarray,
                 gamma[i, q, c] = alpha[i, q, c] * beta[i, q, c] / norm
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True)
 def _normaliser_grad_into(g: np.ndarray, y: np.ndarray, norm: float, out: np.ndarray) -> None:
     """``out`` = gradient w.r.t. ``x`` [k] of ``y = x / max(sum(x), tiny)`` given ``g`` [k]."""
     dot = 0.0
@@ -101,7 +98,7 @@ def _normaliser_grad_into(g: np.ndarray, y: np.ndarray, norm: float, out: np.nda
         out[c] = (g[c] - dot) / norm
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True)
 def scaled_passes_grad_into(g_gamma: np.ndarray, gamma: np.ndarray, emit: np.ndarray,
                             alpha: np.ndarray, beta: np.ndarray, fwd_norm: np.ndarray,
                             bwd_norm: np.ndarray, post_norm: np.ndarray, rho_t: np.ndarray,
