@@ -2,9 +2,11 @@
 run's data (the formulas of ``vcfbert.cluster``, first attempt) next to the peak RSS Snakemake
 measured for its jobs (``benchmarks/``).
 
-    python bench/requests_vs_use.py RUN_DIR [--windows-per-job 8] [--reference-vcf PATH]
+    python bench/requests_vs_use.py RUN_DIR [--reference-vcf PATH]
 
-RUN_DIR is the folder a workflow ran in (with ``results/``, ``benchmarks/``). Prints a
+RUN_DIR is the folder a workflow ran in (with ``results/``, ``benchmarks/``; its
+``config.yaml``, when there, gives the reference VCF and the windows' core and flank sizes).
+Prints a
 markdown table: rule, jobs, request (MB, smallest–largest), peak RSS (MB, largest), and the
 request / use ratio of the job closest to its request (jobs too short for Snakemake to sample
 their memory report 0).
@@ -45,7 +47,7 @@ def request_for(rule: str, run: Path, match: re.Match, args: argparse.Namespace)
         return cluster.request_mb(rule, cluster.genotype_mb(refs))
     if rule == "impute_chunk":
         return cluster.request_mb(rule, cluster.chunk_data_mb(
-            ref, str(res / f"ingest/{chrom}/targets.h5"), windows, args.windows_per_job))
+            ref, str(res / f"ingest/{chrom}/targets.h5"), windows, args.span_cores))
     return None
 
 
@@ -62,13 +64,20 @@ PATTERNS = {  # benchmark file (relative to benchmarks/) -> rule
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run", type=Path)
-    ap.add_argument("--windows-per-job", type=int, default=8)
     ap.add_argument("--d-key", type=int, default=128)
-    ap.add_argument("--reference-vcf", default="")
+    ap.add_argument("--reference-vcf", default="",
+                    help="default: the run's config.yaml reference_vcf, else the demo's")
     a = ap.parse_args()
+    cfg = {}
+    if (a.run / "config.yaml").exists():
+        import yaml
+
+        cfg = yaml.safe_load((a.run / "config.yaml").read_text()) or {}
+    win = cfg.get("windows", {})
+    a.span_cores = 1 + 2 * int(win.get("flank_sites", 256)) / int(win.get("core_sites", 128))
     if not a.reference_vcf:
         demo = a.run / "results/simulate/reference.vcf.gz"
-        a.reference_vcf = str(demo) if demo.exists() else ""
+        a.reference_vcf = cfg.get("reference_vcf") or (str(demo) if demo.exists() else "")
     rows = []
     for tsv in sorted((a.run / "benchmarks").rglob("*.tsv")):
         rel = str(tsv.relative_to(a.run / "benchmarks"))

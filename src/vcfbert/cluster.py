@@ -51,8 +51,12 @@ class MemoryFormula:
 
 # rule -> formula; the data each rule's size is measured by: see data_mb()
 FORMULAS: dict[str, MemoryFormula] = {
-    # streams one block of 4,096 variants: data = 2S x 4096 bytes (reference_block_mb)
-    "parse_reference": MemoryFormula(200, 4.0),
+    # streams blocks of 4,096 variants, several in flight (the text read ahead on a thread,
+    # ~2x the block; the parsed and transposed block; the block the store's writer thread
+    # holds); the floor holds numpy, h5py and the compiled parser: data = 2S x 4096 bytes
+    # (reference_block_mb). Measured peaks: 322 MB for 600 samples (data 4.9 MB), 627 MB for
+    # 3,000 (24.6 MB), 685 MB for 4,050 (33.2 MB); 200 + 4x data asked for half of that.
+    "parse_reference": MemoryFormula(350, 16.0),
     # pass-through of phased targets (Beagle, when it phases: beagle_mb)
     "phase_targets": MemoryFormula(300, 0.0),
     # one window of the reference: data = genotype MB / windows
@@ -122,10 +126,10 @@ def chunk_data_mb(reference_h5: str, targets_h5: str, windows_tsv: str,
 
     n_windows = windows_count(windows_tsv)
     ref = genotype_mb([reference_h5])
-    n_targets = _shape(targets_h5)[0]
+    n_targets = _shape(targets_h5)[0]  # target haplotypes (2T)
     n_var = _shape(reference_h5)[1]
-    return (min(1.0, span_cores / n_windows) * ref
-            + 2 * n_targets * min(n_var, 2 * n_var / n_windows) * 4 / MB)
+    two_windows = min(n_var, 2 * n_var / n_windows)  # variants of two windows' cores
+    return min(1.0, span_cores / n_windows) * ref + n_targets * two_windows * 4 / MB
 
 
 def _shape(store: str) -> tuple[int, int]:

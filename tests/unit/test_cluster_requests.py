@@ -26,8 +26,8 @@ def test_data_sizes_from_the_stores(tiny_stores):
     n_t = h5py.File(tiny_stores["tgt"])["call_haplotype"].shape[0]
     chunk = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
     # a window's span of the reference and two windows' probabilities: never more than the
-    # whole reference and two copies of every target's probabilities
-    assert 0 < chunk <= cluster.genotype_mb([tiny_stores["ref"]]) + 2 * n_t * n_v * 4 / 1e6
+    # whole reference and every target haplotype's probabilities
+    assert 0 < chunk <= cluster.genotype_mb([tiny_stores["ref"]]) + n_t * n_v * 4 / 1e6
     narrow = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"],
                                    span_cores=0.0)
     assert narrow < chunk  # the reference's share grows with the span
