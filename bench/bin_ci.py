@@ -4,11 +4,13 @@ variants, per MAF bin.
     python bench/bin_ci.py --truth data/truth.vcf.gz --per-variant vcfbert.accuracy.pv.tsv.gz \\
         vcfbert=vcfbert.vcf.gz beagle=beagle.vcf.gz [--bootstrap 2000] [--seed 1]
 
-Reads each imputed VCF's DS and the truth's genotypes, and keeps, per untyped variant (the
-evaluator's per-variant table gives each variant's reference-MAF bin and whether it is typed),
-the sums over target samples that the aggregate r² is pooled from (n, Σd, Σt, Σd², Σt², Σdt;
-``vcfbert.evaluate_stream``). The r² of a bin is computed from the pooled sums, so each
-method's row reproduces its ``accuracy.tsv`` r² for the bin. The variants of a bin are then
+Reads the truth and each imputed VCF as the evaluator's dense reference does
+(``vcfbert.evaluate.read_truth``, ``read_imputed``, aligned to the evaluator's per-variant table
+with swapped alleles flipped and samples matched by name), and keeps, per untyped variant (the
+table gives each variant's reference-MAF bin and whether it is typed), the sums over target
+samples that the aggregate r² is pooled from (n, Σd, Σt, Σd², Σt², Σdt). The r² of a bin comes
+from the pooled sums (``vcfbert.evaluate_stream.pooled_r2``), so each method's row reproduces
+its ``accuracy.tsv`` r² for the bin. The variants of a bin are then
 resampled with replacement (the same resample for both methods: a paired bootstrap), and the
 table gives the difference first − second with its 95 % percentile interval and the share of
 resamples in which the first method is ahead. Variants, not samples, are resampled: a bin's r²
@@ -23,58 +25,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SUMS = ("n", "sd", "st", "sdd", "stt", "sdt")
 
-
-def variant_sums(vcf: str, truth: dict[tuple[int, str, str], np.ndarray],
-                 truth_samples: list[str]) -> dict[tuple[int, str, str], np.ndarray]:
-    """float64 [6] sums per variant of ``vcf`` (its DS against the truth's ALT counts, over the
-    samples both files hold, where the truth is called)."""
-    import cyvcf2
-
-    reader = cyvcf2.VCF(vcf, lazy=True, threads=2)
-    cols = [truth_samples.index(s) for s in reader.samples]
-    out = {}
-    for rec in reader:
-        key = (rec.POS, rec.REF, rec.ALT[0] if rec.ALT else ".")
-        t_all = truth.get(key)
-        if t_all is None:
-            continue
-        ds = rec.format("DS")
-        if ds is None:
-            raise SystemExit(f"{vcf}: no DS at {rec.CHROM}:{rec.POS}")
-        d = ds[:, 0].astype(np.float64)
-        t = t_all[cols]
-        ok = t >= 0
-        d, t = d[ok], t[ok].astype(np.float64)
-        out[key] = np.array([d.size, d.sum(), t.sum(), (d * d).sum(), (t * t).sum(),
-                             (d * t).sum()])
+def variant_sums(dose: np.ndarray, truth: np.ndarray, block: int = 4096) -> np.ndarray:
+    """float64 [V, 6] (n, Σd, Σt, Σd², Σt², Σdt) per variant over the samples where both the
+    dose and the truth (float [V, S], NaN missing) are known, ``block`` variants at a time."""
+    out = np.zeros((dose.shape[0], 6))
+    for lo in range(0, dose.shape[0], block):
+        d = dose[lo:lo + block].astype(np.float64)
+        t = truth[lo:lo + block].astype(np.float64)
+        ok = ~(np.isnan(d) | np.isnan(t))
+        d, t = np.where(ok, d, 0.0), np.where(ok, t, 0.0)
+        out[lo:lo + block] = np.stack([ok.sum(1), d.sum(1), t.sum(1), (d * d).sum(1),
+                                       (t * t).sum(1), (d * t).sum(1)], 1)
     return out
-
-
-def read_truth(path: str) -> tuple[dict[tuple[int, str, str], np.ndarray], list[str]]:
-    """ALT counts int8 [S] per variant (-1 missing) and the truth's sample names."""
-    import cyvcf2
-
-    reader = cyvcf2.VCF(path, gts012=True, threads=2)
-    out = {}
-    for rec in reader:
-        g = rec.gt_types.astype(np.int8)  # 0, 1, 2 ALT alleles; 3 unknown
-        g[g == 3] = -1
-        if rec.ploidy == 1:  # haploid calls: 0 or 1 ALT allele (gts012 gives 0 / 2)
-            g[g == 2] = 1
-        out[(rec.POS, rec.REF, rec.ALT[0] if rec.ALT else ".")] = g
-    return out, list(reader.samples)
-
-
-def pooled_r2(s: np.ndarray) -> np.ndarray:
-    """r² from pooled sums [..., 6] (nan where undefined)."""
-    n, sd, st, sdd, stt, sdt = np.moveaxis(s, -1, 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        md, mt = sd / n, st / n
-        vd, vt = sdd / n - md * md, stt / n - mt * mt
-        r2 = (sdt / n - md * mt) ** 2 / (vd * vt)
-    return np.where((vd > 1e-12) & (vt > 1e-12), np.minimum(r2, 1.0), np.nan)
 
 
 def main() -> None:
@@ -87,23 +50,32 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the table here (tsv)")
     ap.add_argument("methods", nargs=2, metavar="NAME=VCF")
     a = ap.parse_args()
+    from vcfbert.evaluate import _align, read_imputed, read_truth
+    from vcfbert.evaluate_stream import pooled_r2
+
     names = [m.split("=", 1)[0] for m in a.methods]
-    truth, samples = read_truth(a.truth)
-    sums = [variant_sums(m.split("=", 1)[1], truth, samples) for m in a.methods]
     pv = pd.read_csv(a.per_variant, sep="\t", dtype={"contig": str})
-    pv = pv[~pv["typed"].astype(bool)]
-    keys = list(zip(pv["position"], pv["ref"], pv["alt"], strict=True))
+    pv = pv[~pv["typed"].astype(bool)].reset_index(drop=True)
+    truth_gm = read_truth(a.truth)
+    samples = truth_gm.samples
+    truth, _, in_truth, _ = _align(pv, truth_gm, samples)
+    del truth_gm
+    sums, found = [], in_truth
+    for m in a.methods:
+        dose, _, in_vcf, _ = _align(pv, read_imputed(m.split("=", 1)[1]), samples)
+        sums.append(variant_sums(dose, truth))
+        found = found & in_vcf
     rng = np.random.default_rng(a.seed)
     rows = []
     for label, idx in pv.groupby("maf_bin", sort=False).indices.items():
-        both = [k for k in (keys[i] for i in idx) if k in sums[0] and k in sums[1]]
-        s = np.stack([np.stack([m[k] for k in both]) for m in sums])  # [2, V, 6]
+        idx = idx[found[idx]]
+        s = np.stack([m[idx] for m in sums])  # [2, V, 6]
         r2 = pooled_r2(s.sum(1))
-        counts = rng.multinomial(len(both), np.full(len(both), 1 / len(both)), a.bootstrap)
+        counts = rng.multinomial(idx.size, np.full(idx.size, 1 / idx.size), a.bootstrap)
         boot = pooled_r2(np.einsum("bv,mvs->mbs", counts.astype(np.float64), s))  # [2, B]
         diff = boot[0] - boot[1]
         lo, hi = np.nanpercentile(diff, [2.5, 97.5])
-        rows.append({"maf_bin": label, "variants": len(both), names[0]: round(r2[0], 5),
+        rows.append({"maf_bin": label, "variants": int(idx.size), names[0]: round(r2[0], 5),
                      names[1]: round(r2[1], 5), "difference": round(r2[0] - r2[1], 5),
                      "ci95_low": round(lo, 5), "ci95_high": round(hi, 5),
                      f"share_{names[0]}_ahead": round(float(np.mean(diff > 0)), 3)})
@@ -119,4 +91,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from vcfbert.errors import InputError
+
+    try:
+        main()
+    except InputError as e:  # unreadable or mismatched inputs: one line, no traceback
+        raise SystemExit(f"bin_ci.py: {e}") from None

@@ -156,6 +156,18 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
                     sums[g, b, k] += acc[g, k]
 
 
+def pooled_r2(sums: np.ndarray) -> np.ndarray:
+    """Aggregate r² from pooled sums float [..., 6] = (n, Σd, Σt, Σd², Σt², Σdt) over
+    (variant, sample) pairs: the squared correlation of dose and truth, capped at 1; NaN
+    where fewer than 2 pairs or either has no variance (below 1e-12)."""
+    n, sd, st, sdd, stt, sdt = np.moveaxis(np.asarray(sums, np.float64), -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        md, mt = sd / n, st / n
+        vd, vt = sdd / n - md * md, stt / n - mt * mt
+        r2 = np.minimum(1.0, (sdt / n - md * mt) ** 2 / (vd * vt))
+    return np.where((n > 1) & (vd > 1e-12) & (vt > 1e-12), r2, np.nan)
+
+
 class _Accumulator:
     """Sufficient statistics of :func:`vcfbert.evaluate.score` per (group, MAF bin), and the
     per-variant r² (:func:`vcfbert.evaluate.per_variant_r2`), one compiled pass per block."""
@@ -188,13 +200,7 @@ class _Accumulator:
         v = dict(zip(_SUMS, s, strict=True))
         n = v["n"]
         out: dict[str, float] = {"n_genotypes": int(n)}
-        r2 = float("nan")
-        if n > 1:
-            md, mt = v["sd"] / n, v["st"] / n
-            vd, vt = v["sdd"] / n - md * md, v["stt"] / n - mt * mt
-            if vd > 1e-12 and vt > 1e-12:
-                r2 = float(min(1.0, (v["sdt"] / n - md * mt) ** 2 / (vd * vt)))
-        out["r2"] = r2
+        out["r2"] = float(pooled_r2(np.asarray(s[:6])))
         out["concordance"] = float(v["equal"] / n) if n else float("nan")
         out["nrd"] = float(1 - v["nonref_equal"] / v["nonref"]) if v["nonref"] else float("nan")
         denom = 2 * v["tp"] + v["fp"] + v["fn"]

@@ -164,6 +164,19 @@ def context_range(slot_core_dist: torch.Tensor, flank: int) -> tuple[int, int]:
     return int(near[0]), int(near[-1]) + 1
 
 
+def _first_layer_parts(layer: nn.Linear, *parts: torch.Tensor) -> list[torch.Tensor]:
+    """``layer`` applied to each part of its concatenated input separately (its weight's
+    columns split by the parts' widths, the bias added to the first part's), so that the
+    parts' sum (broadcast) equals ``layer(torch.cat(parts, -1))`` without building the
+    concatenation."""
+    out, col = [], 0
+    for i, x in enumerate(parts):
+        width = x.shape[-1]
+        out.append(F.linear(x, layer.weight[:, col:col + width], layer.bias if i == 0 else None))
+        col += width
+    return out
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     last = nn.Linear(d_hidden, d_out)
     nn.init.zeros_(last.weight)
@@ -265,27 +278,22 @@ class VcfBert(nn.Module):
             carrying REF / ALT, rho float [b, m] switch probability into each slot).
         """
         cfg = self.cfg
-        d = q_ctx.shape[-1]
-        slot_feat = af_features(slot_af)  # [b, m, 3]
         # Each head's first layer is linear in its concatenated input, so it is applied to
-        # the parts and summed: the same function as head(cat(...)) without the [b, m, 2, 2d]
-        # and [b, m, 2d] inputs (the emission head's query part is computed once for both
-        # candidate alleles).
+        # the parts and summed (_first_layer_parts): the same function as head(cat(...))
+        # without the [b, m, 2, 2d] and [b, m, 2d] inputs (the emission head's query part is
+        # computed once for both candidate alleles).
         first, act, last = self.mismatch_head
-        h = F.linear(q_ctx, first.weight[:, :d], first.bias) + F.linear(
-            slot_feat, first.weight[:, d:])
-        mu = F.softplus(self.mismatch_bias + last(act(h)).squeeze(-1))  # [b, m]
+        ctx, freq = _first_layer_parts(first, q_ctx, af_features(slot_af))
+        mu = F.softplus(self.mismatch_bias + last(act(ctx + freq)).squeeze(-1))  # [b, m]
         # per-candidate emission term: the candidates' tokens re-embedded with the shared
         # embedding, read against the query context (gradients reach self.tok here)
         first, act, last = self.emit_head
-        tok01 = F.linear(self.tok.weight[:2], first.weight[:, d:])  # [2, d]
-        h = F.linear(q_ctx, first.weight[:, :d], first.bias)[:, :, None, :] + tok01
-        s = last(act(h)).squeeze(-1)  # [b, m, 2]: candidate carries REF / ALT
+        ctx, tok01 = _first_layer_parts(first, q_ctx, self.tok.weight[:2])  # [b, m, d], [2, d]
+        s = last(act(ctx[:, :, None, :] + tok01)).squeeze(-1)  # [b, m, 2]: carries REF / ALT
         # the switch rate into slot i reads the contexts of slots i - 1 (i for the first) and i
         first, act, last = self.rate_head
-        from_prev = F.linear(q_ctx, first.weight[:, :d])
-        h = torch.cat([from_prev[:, :1], from_prev[:, :-1]], 1) + F.linear(
-            q_ctx, first.weight[:, d:], first.bias)
+        prev, cur = _first_layer_parts(first, q_ctx, q_ctx)
+        h = torch.cat([prev[:, :1], prev[:, :-1]], 1) + cur
         log_rate = self.log_rate + last(act(h)).squeeze(-1)
         gap = slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
         rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
