@@ -319,7 +319,7 @@ def test_copy_parameters_equal_the_heads_on_concatenated_inputs():
     weights = [torch.randn_like(x) for x in got]
     params = [q_ctx, model.tok.weight, *model.rate_head.parameters(),
               *model.mismatch_head.parameters(), *model.emit_head.parameters()]
-    g_got = torch.autograd.grad(sum((x * w).sum() for x, w in zip(got, weights)), params)
-    g_want = torch.autograd.grad(sum((x * w).sum() for x, w in zip(want, weights)), params)
+    g_got = torch.autograd.grad(sum((x * w).sum() for x, w in zip(got, weights, strict=True)), params)
+    g_want = torch.autograd.grad(sum((x * w).sum() for x, w in zip(want, weights, strict=True)), params)
     for x, y in zip(g_got, g_want, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
