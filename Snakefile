@@ -18,6 +18,7 @@ configfile: CONFIGFILE
 
 include: "rules/common.smk"
 include: "rules/simulate.smk"
+include: "rules/kernels.smk"
 include: "rules/ingest.smk"
 include: "rules/windows.smk"
 include: "rules/encode.smk"

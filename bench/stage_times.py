@@ -2,18 +2,27 @@
 (``benchmark:`` of every rule).
 
     python bench/stage_times.py .            # the run's working directory (has benchmarks/)
+    python bench/stage_times.py . --timeline [--log 0]  # when each job ran (Snakemake's log)
 
 Prints, per stage, the number of jobs, the summed and the longest job wall time (seconds). Jobs
 of one stage run in parallel (``--cores``), so the summed time is CPU-side work, not elapsed
 time; the run's elapsed time is Snakemake's own (``time snakemake ...``).
+
+With ``--timeline``, the newest ``.snakemake/log/*.snakemake.log`` of the run (``--log 0``:
+the first, e.g. the whole workflow before ``bench/speed.py``'s re-runs) (its clock lines
+have one-second resolution) gives each job's start and end, seconds from the run's start, and
+its threads; then how many seconds of the run had 0, 1, 2, ... threads' worth of jobs running:
+where cores stood idle, and which jobs ran alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -51,10 +60,69 @@ def stage_table(run_dir: Path) -> pd.DataFrame:
     return out.sort_values("order").drop(columns="order").round(1)
 
 
+_CLOCK = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+_RULE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
+_JOBID = re.compile(r"^\s+jobid: (\d+)$")
+_THREADS = re.compile(r"^\s+threads: (\d+)$")
+_WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
+_FINISHED = re.compile(r"^Finished jobid: (\d+)")
+
+
+def job_timeline(log_path: Path) -> pd.DataFrame:
+    """One row per finished job of a Snakemake log: rule, wildcards, threads, start and end
+    (seconds from the log's first clock line)."""
+    clock = t0 = None
+    jobs: dict[int, dict] = {}
+    current: dict | None = None
+    for line in log_path.read_text().splitlines():
+        if m := _CLOCK.match(line):
+            clock = datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
+            t0 = clock if t0 is None else t0
+        elif m := _RULE.match(line):
+            current = {"rule": m.group(1), "wildcards": "", "threads": 1, "start": clock - t0}
+        elif current is not None and (m := _WILDCARDS.match(line)):
+            current["wildcards"] = m.group(1)
+        elif current is not None and (m := _THREADS.match(line)):
+            current["threads"] = int(m.group(1))
+        elif current is not None and (m := _JOBID.match(line)):
+            jobs[int(m.group(1))] = current
+        elif (m := _FINISHED.match(line)) and int(m.group(1)) in jobs:
+            jobs[int(m.group(1))]["end"] = clock - t0
+    rows = [j for j in jobs.values() if "end" in j]
+    if not rows:
+        raise SystemExit(f"no finished jobs in {log_path}")
+    return pd.DataFrame(rows).sort_values(["start", "end"]).reset_index(drop=True)
+
+
+def busy_seconds(timeline: pd.DataFrame) -> pd.Series:
+    """Seconds of the run (to its last job's end) with each number of threads' worth of jobs
+    running; a second counts a job from its start up to its end."""
+    end = int(np.ceil(timeline["end"].max()))
+    busy = np.zeros(end, np.int64)
+    for j in timeline.itertuples():
+        busy[int(j.start):max(int(j.end), int(j.start) + 1)] += j.threads
+    return pd.Series(busy).value_counts().sort_index().rename("seconds")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", nargs="?", default=".", type=Path)
+    ap.add_argument("--timeline", action="store_true",
+                    help="each job's start, end and threads from the newest Snakemake log")
+    ap.add_argument("--log", type=int, default=-1,
+                    help="with --timeline: which of the run's logs, in time order (0 = first)")
     a = ap.parse_args()
+    if a.timeline:
+        logs = sorted((a.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
+        if not logs:
+            raise SystemExit(f"no Snakemake log under {a.run_dir / '.snakemake/log'}")
+        print(f"# {logs[a.log]}")
+        tl = job_timeline(logs[a.log])
+        tl["seconds"] = tl["end"] - tl["start"]
+        print(tl.to_string(index=False))
+        print("\nthreads busy -> seconds of the run")
+        print(busy_seconds(tl).to_string())
+        return
     table = stage_table(a.run_dir)
     try:
         print(table.to_markdown())

@@ -303,8 +303,8 @@ onstart:
 def final_outputs(wildcards):
     # the per-chromosome VCFs through their manifest (a fixed path: `snakemake -n` shows the
     # whole DAG before the chromosomes are known)
-    out = [f"{RESULTS}/imputed/chromosomes.tsv", TRAINING_METRICS, f"{RESULTS}/report/training_curves.png",
-            f"{RESULTS}/report/qc_sites.png"]
+    out = [f"{RESULTS}/kernels.json", f"{RESULTS}/imputed/chromosomes.tsv", TRAINING_METRICS,
+           f"{RESULTS}/report/training_curves.png", f"{RESULTS}/report/qc_sites.png"]
     if config.get("output", {}).get("merged_vcf"):
         out += [MERGED_VCF, f"{MERGED_VCF}.tbi"]
     if TRUTH_FILES:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from .atomic import atomic_path, write_text_atomic
 from .errors import InputError
@@ -51,6 +50,8 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
     """The chromosomes to impute: the reference's (or the trained panel's) that the targets
     have, each with the files that hold it. With a trained panel, ``reference_vcf`` is
     optional and checked against it."""
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     if trained_panel:
         from . import trained_panel as tp
         from .inputs import files_by_contig
@@ -84,6 +85,8 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
 
 def chromosome_files(chromosomes_tsv: str, label: str) -> dict[str, str]:
     """The row of a chromosome label: contig, reference_file, target_file, genetic_map_file."""
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     df = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
     hit = df[df["wildcard"] == label]
     if hit.empty:
@@ -101,6 +104,8 @@ def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str]
                   targets_h5: list[str], windows_tsv: list[str], model: str, key_encoder: str,
                   metrics_csv: str, reference_vcf: str | list[str], config: dict[str, Any],
                   command: str, dr2_calibration: str = "") -> None:
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     from .trained_panel import build
 
     table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str)
@@ -112,12 +117,15 @@ def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str]
 
 
 def contig_of(chromosomes_tsv: str, label: str) -> str:
-    """The VCF contig name behind a chromosome label used in paths."""
-    df = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str)
-    hit = df.loc[df["wildcard"] == label, "contig"]
-    if hit.empty:
-        raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
-    return str(hit.iloc[0])
+    """The VCF contig name behind a chromosome label used in paths (read with the csv
+    module: every shard job calls this, and pandas alone takes 0.2 s to import)."""
+    import csv
+
+    with open(chromosomes_tsv, newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            if row.get("wildcard") == label:
+                return str(row["contig"])
+    raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
 
 
 def overlapping_samples(reference_vcf: str, target_vcf: str) -> list[str]:
@@ -171,7 +179,7 @@ def define_windows(*, reference_h5: str, targets_h5: str, core_sites: int, flank
     from .windows import define_windows as run
     from .windows import write_windows
 
-    table = read_variant_table(reference_h5)
+    table = read_variant_table(reference_h5, fields=("position",))
     targets = read_targets(targets_h5)
     df = run(table["position"], targets.variant_ref_index, core_sites=core_sites,
              flank_sites=flank_sites)
@@ -206,6 +214,21 @@ def refresh_mask(*, targets_h5: str, contig: str, epoch: str, drop_fraction: flo
         observed, frac = epoch_mask(n, int(epoch), contig, drop_fraction), drop_fraction
     write_mask(out, observed, version=epoch, contig=contig, drop_fraction=frac)
     log.info("mask %s for %s: %d of %d slots observed", epoch, contig, observed.sum(), n)
+
+
+def compile_kernels(*, out: str) -> None:
+    """Fill numba's cache with the pipeline's kernels (:mod:`vcfbert.kernels`) and record the
+    seconds each took in ``out`` (JSON): near zero when the cache was already filled."""
+    import numba
+
+    from .kernels import KERNELS
+    from .kernels import compile_kernels as run
+
+    seconds = run()
+    missing = sorted(set(KERNELS) - set(seconds))
+    write_json(out, {"numba": numba.__version__, "seconds": seconds, "not_compiled": missing})
+    log.info("%d of %d kernels ready in numba's cache (%.1f s)", len(seconds), len(KERNELS),
+             sum(seconds.values()))
 
 
 def init_model(*, model_config: dict[str, Any], seed: int, out: str,
@@ -283,6 +306,8 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
     """Keep the epoch with the best validation score; write the per-epoch metrics table."""
     import shutil
 
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     rows = [json.loads(Path(m).read_text()) for m in metrics]
     df = pd.DataFrame(rows).sort_values("epoch")
     scores = df[criterion].fillna(-np.inf) if criterion in df else pd.Series(
@@ -355,6 +380,8 @@ def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:
     """``results/imputed/chromosomes.tsv``: each chromosome's imputed VCF, its index, size and
     SHA-256 (what an imputation server lists beside its downloads)."""
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     from .atomic import sha256_file
 
     table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
@@ -385,6 +412,8 @@ def evaluate(*, imputed_vcf: str | list[str], truth_vcf: str | list[str], refere
 
 def plots(*, accuracy: str | None, per_variant: str | None, metrics_csv: str | None,
           qc_sites: list[str], outputs: dict[str, str]) -> None:
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     from . import plots as p
 
     if "r2_by_maf" in outputs:
@@ -408,6 +437,8 @@ def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str,
     Rows: per contig, each site outcome (matched, allele_swapped, strand_flipped, dropped by
     reason) and sample call-rate statistics.
     """
+    import pandas as pd  # here, not at the top: the shard jobs start without it
+
     rows = []
     for path in qc_sites:
         df = pd.read_csv(path, sep="\t", dtype={"contig": str})

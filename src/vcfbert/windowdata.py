@@ -38,7 +38,7 @@ class Chromosome:
     @classmethod
     def load(cls, contig: str, reference_h5: str, targets_h5: str,
              windows_tsv: str) -> Chromosome:
-        table = read_variant_table(reference_h5)
+        table = read_variant_table(reference_h5, fields=("position", "af", "haploid"))
         with open_store(reference_h5) as h5:
             n_h = int(h5["call_haplotype"].shape[0])
             samples = list(h5["sample_id"].asstr()[()])

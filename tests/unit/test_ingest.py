@@ -147,7 +147,7 @@ def test_qc_reports_regions_without_typed_sites(tmp_path):
 
 def test_tiled_int8_transpose():
     """The reference writer's transpose of a block of variants into haplotype rows."""
-    from vcfbert.io.h5store import transpose_int8
+    from vcfbert.io.transpose import transpose_int8
 
     rng = np.random.default_rng(5)
     for shape in [(0, 4), (1, 1), (3, 70), (130, 129), (257, 65)]:

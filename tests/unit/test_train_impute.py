@@ -635,3 +635,75 @@ def test_match_states_run_on_the_fast_path(prepared, tiny_stores):
                              index_is_current=True, match_states=2)
         assert got.shape == base.shape and np.isfinite(got).all()
         assert got.min() >= 0 and got.max() <= 1
+
+
+_AFTER_COMPILE = """
+import json, sys
+import numba
+from vcfbert import keyencoder
+from vcfbert.data import Chromosome
+from vcfbert.evaluate import site_table
+from vcfbert.evaluate_stream import evaluate
+from vcfbert.impute import impute_chunk, write_vcf
+from vcfbert.ingest import parse_targets
+from vcfbert.kernels import KERNELS, kernel
+from vcfbert.train import TrainConfig, train_epoch
+
+a = json.loads(sys.argv[1])
+d, t = a["d"], a["tmp"]
+chrom = Chromosome.load("20", a["ref"], a["tgt"], a["windows"])
+cfg = TrainConfig(batch_size=8, max_batches_per_epoch=2, val_max_haplotypes=8,
+                  max_sites_per_batch=64, match_states=3)
+train_epoch(epoch=0, previous_checkpoint=d + "/init.pt", chroms=[chrom], masks=[d + "/m0.h5"],
+            final_masks=[d + "/final.h5"], index_paths={tuple(k.split(":")): v
+                                                        for k, v in a["indexes"].items()},
+            split_tsv=d + "/split.tsv", out_checkpoint=t + "/model.pt",
+            out_metrics=t + "/metrics.json", partial_dir=t + "/partial", cfg=cfg, device="cpu",
+            progress=False)
+impute_chunk(checkpoint=d + "/init.pt", key_encoder=keyencoder.companion_path(d + "/init.pt"),
+             contig="20", window_ids=chrom.windows["window_id"].tolist(), reference_h5=a["ref"],
+             targets_h5=a["tgt"], windows_tsv=a["windows"], mask_h5=d + "/final.h5",
+             out=t + "/c.vcf.gz", batch_size=16, device="cpu", match_states=3)
+write_vcf(pieces=[t + "/c.vcf.gz"], out=t + "/imputed.vcf.gz", targets_h5=[a["tgt"]],
+          reference_h5=[a["ref"]], command="test")
+evaluate(t + "/imputed.vcf.gz", a["truth"], site_table([a["ref"]], [a["tgt"]]))
+parse_targets(a["targets_vcf"], a["ref"], "20", t + "/tgt.h5", t + "/qs.tsv", t + "/qm.tsv")
+report = {}
+for name in KERNELS:
+    st = kernel(name).stats
+    report[name] = [sum(st.cache_hits.values()), sum(st.cache_misses.values())]
+print(json.dumps(report))
+"""
+
+
+def test_jobs_find_every_kernel_compiled_ahead(prepared, tiny_stores, tmp_path):
+    """After :func:`vcfbert.kernels.compile_kernels` filled an empty numba cache, a training
+    epoch (match states, validation), an imputation, the VCF, its evaluation and target
+    parsing, in a fresh process, load every kernel they call from the cache and compile
+    none: the signatures in vcfbert.kernels.KERNELS are the ones the pipeline uses."""
+    import os
+    import subprocess
+    import sys
+
+    from vcfbert.kernels import KERNELS
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import json; from vcfbert.kernels import compile_kernels; "
+         "print(json.dumps(compile_kernels()))"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout.splitlines()[-1])) == set(KERNELS)
+    paths = tiny_stores["paths"]
+    args = {"d": str(prepared["d"]), "tmp": str(tmp_path), "ref": tiny_stores["ref"],
+            "tgt": tiny_stores["tgt"], "windows": tiny_stores["windows"],
+            "indexes": {":".join(k): v for k, v in prepared["indexes"].items()},
+            "truth": paths.truth_vcf, "targets_vcf": paths.target_vcf}
+    run = subprocess.run([sys.executable, "-c", _AFTER_COMPILE, json.dumps(args)], env=env,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.splitlines()[-1])
+    compiled_in_the_jobs = {name: misses for name, (_, misses) in report.items() if misses}
+    assert not compiled_in_the_jobs, (
+        f"kernels compiled by the jobs, not ahead: {compiled_in_the_jobs}; add their "
+        "signatures to vcfbert.kernels.KERNELS")
+    assert all(hits for hits, _ in report.values()), report  # every kernel listed is used

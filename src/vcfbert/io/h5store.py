@@ -32,7 +32,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import h5py
-import numba
 import numpy as np
 
 from .. import __version__
@@ -43,28 +42,6 @@ FORMAT = "vcfbert-genotypes"
 FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 BLOCK = 4096
-
-
-@numba.njit(cache=True, nogil=True)
-def _transpose_into(src: np.ndarray, out: np.ndarray) -> None:
-    tile = 64
-    n, m = src.shape
-    for i0 in range(0, n, tile):
-        for j0 in range(0, m, tile):
-            for i in range(i0, min(i0 + tile, n)):
-                for j in range(j0, min(j0 + tile, m)):
-                    out[j, i] = src[i, j]
-
-
-def transpose_int8(a: np.ndarray) -> np.ndarray:
-    """C-contiguous transpose of an int8 matrix [n, m] -> [m, n], in 64 x 64 tiles. numpy's
-    ``np.stack(..., axis=1)`` of the variants' haplotype vectors writes one byte per cache
-    line: parsing ``ooa_speed``'s reference (6,000 haplotypes x 99,451 variants) took 20.3 s
-    with it and 15.6 s with this (same store, byte for byte)."""
-    src = np.ascontiguousarray(a, np.int8)
-    out = np.empty((src.shape[1], src.shape[0]), np.int8)
-    _transpose_into(src, out)
-    return out
 
 
 def _chunk(n_rows: int, n_cols: int) -> tuple[int, int]:
@@ -219,6 +196,8 @@ class ReferenceWriter:
         """Append ``buf``'s variants at ``start`` (on the writing thread)."""
         n = len(buf)
         h5 = self._h5
+        from .transpose import transpose_int8  # numba: only the writers need it
+
         haps = transpose_int8(np.stack([b[4] for b in buf]))  # [2S, n]
         called = haps >= 0
         n_called = called.sum(0)
@@ -307,17 +286,27 @@ def read_reference(path: str | os.PathLike[str]) -> ReferencePanel:
         )
 
 
-def read_variant_table(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """The per-variant arrays of a store (no genotypes)."""
+VARIANT_FIELDS = ("position", "alleles", "ids", "af", "haploid")
+
+
+def read_variant_table(path: str | os.PathLike[str],
+                       fields: tuple[str, ...] = VARIANT_FIELDS) -> dict[str, np.ndarray]:
+    """The per-variant arrays of a store (no genotypes): ``fields`` of
+    :data:`VARIANT_FIELDS` (the string columns, ``alleles`` and ``ids``, are the slow ones to
+    read: ~0.25 s for 100,000 variants)."""
+    unknown = set(fields) - set(VARIANT_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown variant fields {sorted(unknown)}; known: {VARIANT_FIELDS}")
     with open_store(path) as h5:
-        return {
-            "position": h5["variant_position"][()],
-            "alleles": _strings(h5["variant_allele"]),
-            "ids": _strings(h5["variant_id"]),
-            "af": h5["variant_af"][()],
-            "haploid": (h5["variant_haploid"][()] if "variant_haploid" in h5
-                        else np.zeros(h5["variant_position"].shape[0], bool)),
+        read = {
+            "position": lambda: h5["variant_position"][()],
+            "alleles": lambda: _strings(h5["variant_allele"]),
+            "ids": lambda: _strings(h5["variant_id"]),
+            "af": lambda: h5["variant_af"][()],
+            "haploid": lambda: (h5["variant_haploid"][()] if "variant_haploid" in h5
+                                else np.zeros(h5["variant_position"].shape[0], bool)),
         }
+        return {name: read[name]() for name in fields}
 
 
 def read_haplotype_slice(path: str | os.PathLike[str], start: int, end: int) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""Compile the numba kernels ahead of the jobs that use them.
+
+Every kernel is ``@numba.njit(cache=True)``: the first process that calls it compiles it (a
+few seconds each; ~14 s in all for the training, imputation and evaluation kernels on one
+core) and writes the machine code to numba's cache (``__pycache__`` beside the module, or
+``NUMBA_CACHE_DIR``); later processes load it in milliseconds. In a fresh install, or after an
+upgrade, the first training epoch would pay that compilation on the workflow's critical path.
+The workflow's ``compile_kernels`` job runs :func:`compile_kernels` instead at the start, on
+the core that parsing the reference leaves idle, so that the epochs, imputation and evaluation
+jobs find the cache filled.
+
+Nothing depends on it for correctness: a kernel missing from the cache (another CPU, a
+read-only install, a signature not listed here) is compiled where it is first called, as
+without this module. :data:`KERNELS` lists each top-level kernel called from Python with the
+argument types the pipeline calls it with (the kernels they call are compiled into them);
+``tests/unit/test_kernels.py`` checks that a training epoch, an imputation and an evaluation
+after :func:`compile_kernels` compile nothing more.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Callable
+
+from numba import types
+
+log = logging.getLogger(__name__)
+
+
+def _a(dtype: types.Type, ndim: int, readonly: bool = False) -> types.Array:
+    """A C-contiguous array type (what ``np.ascontiguousarray`` hands the kernels)."""
+    return types.Array(dtype, ndim, "C", readonly=readonly)
+
+
+_i8, _i16, _i32, _i64 = types.int8, types.int16, types.int32, types.int64
+_u8, _f32, _f64, _b = types.uint8, types.float32, types.float64, types.boolean
+
+# "module:function" -> the argument types of each signature the pipeline calls it with, in
+# the order the workflow needs them (training first: the first epoch starts soonest)
+KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
+    "vcfbert.model.hmm_kernel:scaled_passes_into": [(
+        _a(_f32, 3), _a(_f32, 2), _a(_f32, 2), _a(_f32, 3), _a(_f32, 3), _a(_f32, 2),
+        _a(_f32, 2), _a(_f32, 2), _a(_f32, 3), _i64, _i64)],
+    "vcfbert.model.hmm_kernel:scaled_passes_grad_into": [(
+        _a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_f32, 2),
+        _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_f32, 3), _a(_f32, 2),
+        _a(_f32, 2), _i64, _i64)],
+    "vcfbert.model.features:_run_totals_into": [(
+        _a(_b, 3), _a(_b, 2), _a(_i64, 1), _a(_f32, 3))],
+    "vcfbert.match_states:_select_states": [(
+        _a(_i8, 2), _a(_b, 1), _a(types.uint64, 2), _a(_i64, 1), _a(_f32, 2), _a(_b, 2),
+        _a(_i64, 2), _i64, _a(_i64, 2), _a(_i64, 1))],
+    "vcfbert.model.copy_kernel:_all_queries_head": [(
+        _a(_i8, 2), _a(_i64, 2), _a(_b, 2), _a(_i8, 2), _i64, _a(_i32, 2), _a(_i64, 1),
+        _a(_i64, 1), _a(_i32, 1), _a(_i32, 1), _a(_f32, 2), _a(_f32, 3), _a(_f32, 2),
+        _a(_f32, 2), _a(_f32, 1), _a(_i64, 1), _i64, _i64, _a(_f32, 2), _a(_f32, 3),
+        _a(_f32, 2), _a(_f32, 3), _a(_f32, 3), _a(_f32, 3), _a(_i64, 1), _a(_i64, 1),
+        _a(_f32, 2), _a(_f32, 3), _a(_f32, 2))],
+    "vcfbert.vcf_cells:_site_stats": [(
+        _a(_f32, 2), _a(_b, 1), _a(_b, 1), _a(_f64, 1), _a(_f64, 1))],
+    "vcfbert.vcf_cells:_records": [(
+        _a(_f32, 2), _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_b, 1),
+        _a(_b, 1), _a(_u8, 1))],
+    "vcfbert.evaluate_stream:_block_sums": [(
+        _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_i64, 1), _a(_b, 1), _a(_b, 2),
+        _a(_f64, 3), _a(_f64, 1))],
+    "vcfbert.io.vcf_text:_parse_lines": [(
+        _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1), _i64, _b,
+        _a(_i64, 3), _a(_i16, 3), _a(_f32, 2), _a(_i32, 1))],
+    "vcfbert.io.vcf:_prepare_calls": [(
+        _a(_i16, 3), _b, _a(_b, 2), _a(_b, 2), _a(_b, 2), _a(_i16, 2), _a(_i8, 2))],
+}
+
+
+def kernel(name: str) -> Callable:
+    """The numba dispatcher ``"module:function"`` of :data:`KERNELS`."""
+    module, function = name.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def compile_kernels(names: list[str] | None = None) -> dict[str, float]:
+    """Compile (or load from numba's cache) every signature of :data:`KERNELS` (or of
+    ``names``); returns the seconds each kernel took. A kernel that fails to compile is
+    logged and skipped: the job that calls it compiles it, or reports the error itself."""
+    seconds: dict[str, float] = {}
+    for name in names or list(KERNELS):
+        t0 = time.perf_counter()
+        try:
+            dispatcher = kernel(name)
+            for signature in KERNELS[name]:
+                dispatcher.compile(signature)
+        except Exception as exc:  # noqa: BLE001 - an optimisation only: never fail the run
+            log.warning("could not compile %s ahead (%s: %s); it compiles where it is used",
+                        name, type(exc).__name__, exc)
+            continue
+        seconds[name] = round(time.perf_counter() - t0, 3)
+        log.info("%s: %.2f s", name, seconds[name])
+    return seconds
