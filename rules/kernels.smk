@@ -1,6 +1,6 @@
-# numba's cache filled at the start, on a core that parsing leaves idle, instead of inside the
-# first epoch (vcfbert/kernels.py). Nothing waits for it: a job that starts first compiles
-# what it needs itself, as it would without this rule.
+# numba's cache filled at the start, at the lowest CPU priority beside the parsing, instead of
+# inside the first epoch (vcfbert/kernels.py). Nothing waits for it: a job that starts first
+# compiles what it needs itself, as it would without this rule.
 
 
 rule compile_kernels:

@@ -5,9 +5,11 @@ few seconds each; ~14 s in all for the training, imputation and evaluation kerne
 core) and writes the machine code to numba's cache (``__pycache__`` beside the module, or
 ``NUMBA_CACHE_DIR``); later processes load it in milliseconds. In a fresh install, or after an
 upgrade, the first training epoch would pay that compilation on the workflow's critical path.
-The workflow's ``compile_kernels`` job runs :func:`compile_kernels` instead at the start, on
-the core that parsing the reference leaves idle, so that the epochs, imputation and evaluation
-jobs find the cache filled.
+The workflow's ``compile_kernels`` job runs :func:`compile_kernels` instead at the start, at
+the lowest CPU priority (``nice 19``) beside the reference's parsing and the first key jobs,
+so that the epochs, imputation and evaluation jobs find the cache filled. (Without the low
+priority it slowed the parsing, which keeps more than one core busy, by about as much as it
+saved: tried and reverted in 921bce5.)
 
 Nothing depends on it for correctness: a kernel missing from the cache (another CPU, a
 read-only install, a signature not listed here) is compiled where it is first called, as
