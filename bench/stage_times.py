@@ -90,7 +90,7 @@ def job_timeline(log_path: Path) -> pd.DataFrame:
             jobs[int(m.group(1))]["end"] = clock - t0
     rows = [j for j in jobs.values() if "end" in j]
     if not rows:
-        raise SystemExit(f"no finished jobs in {log_path}")
+        return pd.DataFrame(columns=["rule", "wildcards", "threads", "start", "end"])
     return pd.DataFrame(rows).sort_values(["start", "end"]).reset_index(drop=True)
 
 
@@ -110,14 +110,22 @@ def main() -> None:
     ap.add_argument("--timeline", action="store_true",
                     help="each job's start, end and threads from the newest Snakemake log")
     ap.add_argument("--log", type=int, default=-1,
-                    help="with --timeline: which of the run's logs, in time order (0 = first)")
+                    help="with --timeline: which of the run's logs, in time order (0 = first; "
+                         "default: the newest that ran jobs)")
     a = ap.parse_args()
     if a.timeline:
         logs = sorted((a.run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
         if not logs:
             raise SystemExit(f"no Snakemake log under {a.run_dir / '.snakemake/log'}")
-        print(f"# {logs[a.log]}")
-        tl = job_timeline(logs[a.log])
+        # by default the newest log that ran jobs (`snakemake --report` writes one without)
+        chosen = [logs[a.log]] if a.log != -1 else logs[::-1]
+        for path in chosen:
+            tl = job_timeline(path)
+            if not tl.empty:
+                break
+        else:
+            raise SystemExit(f"no finished jobs in {', '.join(map(str, chosen))}")
+        print(f"# {path}")
         tl["seconds"] = tl["end"] - tl["start"]
         print(tl.to_string(index=False))
         print("\nthreads busy -> seconds of the run")
