@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+# pandas is imported inside the steps that use it: an index job starts without it (its import
+# took longer than the job's work)
 from .atomic import atomic_path, write_text_atomic
 from .errors import InputError
 
@@ -51,7 +53,7 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
     """The chromosomes to impute: the reference's (or the trained panel's) that the targets
     have, each with the files that hold it. With a trained panel, ``reference_vcf`` is
     optional and checked against it."""
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     if trained_panel:
         from . import trained_panel as tp
@@ -84,17 +86,6 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
     log.info("chromosomes to impute: %s", contigs)
 
 
-def chromosome_files(chromosomes_tsv: str, label: str) -> dict[str, str]:
-    """The row of a chromosome label: contig, reference_file, target_file, genetic_map_file."""
-    import pandas as pd  # here, not at the top: the shard jobs start without it
-
-    df = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
-    hit = df[df["wildcard"] == label]
-    if hit.empty:
-        raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
-    return hit.iloc[0].to_dict()
-
-
 def verify_trained_panel(*, panel_dir: str, out: str) -> None:
     from .trained_panel import write_verified
 
@@ -105,7 +96,7 @@ def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str]
                   targets_h5: list[str], windows_tsv: list[str], model: str, key_encoder: str,
                   metrics_csv: str, reference_vcf: str | list[str], config: dict[str, Any],
                   command: str, dr2_calibration: str = "") -> None:
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     from .trained_panel import build
 
@@ -118,8 +109,8 @@ def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str]
 
 
 def contig_of(chromosomes_tsv: str, label: str) -> str:
-    """The VCF contig name behind a chromosome label used in paths (read with the csv
-    module: every shard job calls this, and pandas alone takes 0.2 s to import)."""
+    """The VCF contig name behind a chromosome label used in paths (the table read with the
+    csv module: every shard job calls this)."""
     import csv
 
     with open(chromosomes_tsv, newline="") as fh:
@@ -311,7 +302,7 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
     """Keep the epoch with the best validation score; write the per-epoch metrics table."""
     import shutil
 
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     rows = [json.loads(Path(m).read_text()) for m in metrics]
     df = pd.DataFrame(rows).sort_values("epoch")
@@ -385,7 +376,7 @@ def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:
     """``results/imputed/chromosomes.tsv``: each chromosome's imputed VCF, its index, size and
     SHA-256 (what an imputation server lists beside its downloads)."""
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     from .atomic import sha256_file
 
@@ -417,7 +408,7 @@ def evaluate(*, imputed_vcf: str | list[str], truth_vcf: str | list[str], refere
 
 def plots(*, accuracy: str | None, per_variant: str | None, metrics_csv: str | None,
           qc_sites: list[str], outputs: dict[str, str]) -> None:
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     from . import plots as p
 
@@ -442,7 +433,7 @@ def qc_summary(*, qc_sites: list[str], qc_samples: list[str], out: str,
     Rows: per contig, each site outcome (matched, allele_swapped, strand_flipped, dropped by
     reason) and sample call-rate statistics.
     """
-    import pandas as pd  # here, not at the top: the shard jobs start without it
+    import pandas as pd
 
     rows = []
     for path in qc_sites:
