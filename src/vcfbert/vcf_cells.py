@@ -17,6 +17,7 @@ import numpy as np
 EXTRA_CODES = {"HDS": 1, "AP1": 2, "AP2": 3}
 CELL_BYTES = 28  # widest "0|1:1.234:0.123,0.456,0.789" and its tab or newline
 EXTRA_BYTES = {"HDS": 12, "AP1": 6, "AP2": 6}  # widest ":0.123,0.456", ":0.123", ":0.123"
+_HOM_REF = np.frombuffer(b"0|0:0:1,0,0\t", np.uint8).copy()  # a certain 0|0 cell and its tab
 
 
 @numba.njit(cache=True, nogil=True)
@@ -44,6 +45,7 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
              extra: np.ndarray, male: np.ndarray, haploid_variant: np.ndarray,
              buf: np.ndarray) -> int:
     n_var, n_hap = by_variant.shape
+    n_extra = extra.shape[0]
     at = 0
     start = 0
     for j in range(n_var):
@@ -72,6 +74,14 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
                         at = _put_decimal(buf, at + 1, p1)
                 buf[at] = 9
                 at += 1
+                continue
+            if n_extra == 0 and p1 + p2 < 0.00049:
+                # "0|0:0:1,0,0", most cells of a rare variant: every number rounds to 0 or 1
+                # (p1 p2 and p1 q2 + q1 p2 are at most p1 + p2, q1 q2 at least 1 - p1 - p2;
+                # the bound stays clear of the rounding edge at 0.0005)
+                for i in range(12):
+                    buf[at + i] = _HOM_REF[i]
+                at += 12
                 continue
             buf[at] = 49 if p1 > 0.5 else 48
             buf[at + 1] = 124  # "|"

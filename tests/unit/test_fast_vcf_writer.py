@@ -40,6 +40,25 @@ def test_format_records_matches_reference(n_samples):
     assert fast == slow
 
 
+def test_near_certain_hom_ref_cells_match_reference():
+    """The formatter's shortcut for cells that print as ``0|0:0:1,0,0`` agrees with the
+    per-string formatter for every pair of small probabilities around its bound and the
+    rounding edge (DS and GP rounding to 0 and 1 at 0.0005)."""
+    import dataclasses
+
+    small = np.array([0.0, 1e-7, 1e-4, 2.4e-4, 2.45e-4, 2.449e-4, 2.5e-4, 2.51e-4, 3e-4,
+                      4.8e-4, 4.899e-4, 4.9e-4, 4.901e-4, 4.999e-4, 5e-4, 5.001e-4, 6e-4,
+                      1e-3], np.float32)
+    pairs = np.array([(a, b) for a in small for b in small], np.float32)  # [n * n, 2]
+    chrom = random_chrom(np.random.default_rng(5), n_var=3, n_samples=len(pairs))
+    hp = np.repeat(pairs.reshape(-1)[:, None], 3, axis=1)  # [2T, 3]: the pairs at every site
+    chrom = dataclasses.replace(chrom, hap_prob=hp)
+    fast = bytes(format_records(chrom, 0, 3)).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, 3))
+    assert fast == slow
+    assert "0|0:0:1,0,0" in fast and "0|0:0.001:0.999,0.001,0" in fast
+
+
 def test_er2_on_typed_records_matches_reference_and_read_back(tmp_path):
     """INFO/ER2 (3 decimals) on TYPED records where it is defined; omitted where it is NaN
     and on every IMP record, whatever the array holds there."""
