@@ -85,6 +85,7 @@ rule calibrate_dr2:
         f"{RESULTS}/train/dr2_calibration.json",
     params:
         samples=config["train"]["dr2_calibration_samples"],
+        windows=config["train"]["dr2_calibration_windows"],
         copying_states=config["impute"]["copying_states"],
         match_states=config["impute"]["match_states"],
         device=config["device"],

@@ -14,4 +14,5 @@ with run_step(snakemake):
                         samples=int(snakemake.params.samples), device=snakemake.params.device,
                         threads=int(snakemake.threads),
                         copying_states=int(snakemake.params.copying_states),
-                        match_states=int(snakemake.params.match_states))
+                        match_states=int(snakemake.params.match_states),
+                        windows=int(snakemake.params.windows))

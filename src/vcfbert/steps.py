@@ -325,16 +325,17 @@ def select_model(*, models: list[str], metrics: list[str], out_model: str,
 def calibrate_dr2(*, model: str, contigs: list[str], reference_h5: list[str],
                   targets_h5: list[str], windows_tsv: list[str], final_masks: list[str],
                   split_tsv: str, out: str, samples: int, device: str, threads: int = 1,
-                  copying_states: int = 0, match_states: int = 0) -> None:
+                  copying_states: int = 0, match_states: int = 0, windows: int = 0) -> None:
     """The DR2 recalibration of the selected model, fitted on validation samples
-    (:func:`vcfbert.train.calibrate_dr2`)."""
+    (:func:`vcfbert.train.calibrate_dr2`) in ``windows`` windows spread over the chromosomes
+    (0: all)."""
     from .train import calibrate_dr2 as run
 
     chroms = [_chromosome(c, r, t, w) for c, r, t, w in
               zip(contigs, reference_h5, targets_h5, windows_tsv, strict=True)]
     run(checkpoint=model, chroms=chroms, final_masks=final_masks, split_tsv=split_tsv, out=out,
         samples=samples, device=device, threads=threads, copying_states=copying_states,
-        match_states=match_states)
+        match_states=match_states, windows=windows)
 
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,

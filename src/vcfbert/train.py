@@ -228,7 +228,8 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
                        cache: WindowArrayCache | ConsecutiveWindowReader,
                        desc: str = "EP_Val",
                        index_is_current: bool = False, threads: int = 1,
-                       match_states: int = 0) -> Iterator[ValidationWindow]:
+                       match_states: int = 0, windows: list[list[str]] | None = None
+                       ) -> Iterator[ValidationWindow]:
     """Predict held-out panel haplotypes window by window, as the targets are imputed.
 
     The queries are ``val_haps`` (per chromosome; the first ``max_haplotypes`` of them, 0:
@@ -236,7 +237,8 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
     with the current weights and searched exactly, the queries' own samples excluded. With
     ``index_is_current`` the index's top ``k_keep`` are the copying states, as at imputation;
     otherwise its ``k_retrieve`` hits are re-scored, as in training
-    (:func:`vcfbert.predict.predict_window`, ``threads`` batches at a time).
+    (:func:`vcfbert.predict.predict_window`, ``threads`` batches at a time). ``windows``: the
+    window ids to predict, per chromosome (default: all).
     """
     import faiss
 
@@ -263,10 +265,11 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
             return layout, arrays, obs, KeySearcher(index, device,
                                                     never=chrom.second_copies(layout)), tables
 
-        windows = tqdm(chrom.windows["window_id"], desc=f"{desc}:{chrom.contig}",
-                       unit="window", file=sys.stderr, mininterval=5)
+        ids = list(chrom.windows["window_id"]) if windows is None else windows[ci]
+        bar = tqdm(ids, desc=f"{desc}:{chrom.contig}", unit="window", file=sys.stderr,
+                   mininterval=5)
         # the next window is prepared while this one is predicted (runtime.prefetched)
-        for _, (layout, arrays, obs, searcher, tables) in prefetched(windows, prepare):
+        for _, (layout, arrays, obs, searcher, tables) in prefetched(bar, prepare):
             probs = predict_window(model, layout, arrays, obs, chrom.position,
                                    arrays.ref_slots[haps], searcher, panel_haps=haps,
                                    batch_size=64, device=device, tables=tables,
@@ -345,12 +348,29 @@ def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
     return pairs[pick].ravel()
 
 
+def spread_windows(window_ids: list[list[str]], n_windows: int) -> list[list[str]]:
+    """Of every chromosome's windows (``window_ids``, in order), ``n_windows`` in all spread
+    evenly over them, taken as one sequence (0 or more than there are: all); per chromosome,
+    in order."""
+    flat = [(c, w) for c, ids in enumerate(window_ids) for w in ids]
+    if n_windows <= 0 or n_windows >= len(flat):
+        return [list(ids) for ids in window_ids]
+    pick = set(np.linspace(0, len(flat) - 1, n_windows).round().astype(np.int64).tolist())
+    out: list[list[str]] = [[] for _ in window_ids]
+    for i, (c, w) in enumerate(flat):
+        if i in pick:
+            out[c].append(w)
+    return out
+
+
 def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
                      final_mask: np.ndarray, *, device: str, threads: int = 1,
-                     match_states: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     match_states: int = 0, windows: list[str] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per variant of one chromosome, the conditional DR2 and the true r² over the held-out
     panel samples ``haps`` (int64 [2s], whole samples) imputed as the targets are
-    (:func:`validation_windows`, copying states chosen as at imputation).
+    (:func:`validation_windows`, copying states chosen as at imputation), in the cores of
+    ``windows`` (default: every window; NaN elsewhere).
 
     A sample does not count at a variant where the panel without it lacks one of the alleles
     (it holds every copy of the ALT allele, or of the REF allele): a target never meets such
@@ -383,7 +403,8 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
         for win in validation_windows(model, [chrom], [haps], [final_mask], max_haplotypes=0,
                                       device=device, cache=ConsecutiveWindowReader(),
                                       desc="DR2 calibration", index_is_current=True,
-                                      threads=threads, match_states=match_states):
+                                      threads=threads, match_states=match_states,
+                                      windows=None if windows is None else [windows]):
             if pending is not None:
                 pending.result()
             pending = pool.submit(add, win)
@@ -395,11 +416,12 @@ def calibration_data(model: VcfBert, chrom: Chromosome, haps: np.ndarray,
 def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: list[str],
                   split_tsv: str, out: str, samples: int, device: str = "auto",
                   threads: int = 1, copying_states: int = 0,
-                  match_states: int = 0) -> Recalibration:
+                  match_states: int = 0, windows: int = 0) -> Recalibration:
     """Fit the DR2 recalibration (:mod:`vcfbert.calibration`) of the model in ``checkpoint``
     on ``samples`` validation samples (0: all) spread over the split, at the variants the
-    targets do not type, and write it to ``out`` (``threads`` batches imputed at a time, with
-    the imputation's ``copying_states`` (0: the model's own) and ``match_states``)."""
+    targets do not type in the cores of ``windows`` windows spread over the chromosomes (0:
+    all), and write it to ``out`` (``threads`` batches imputed at a time, with the
+    imputation's ``copying_states`` (0: the model's own) and ``match_states``)."""
     from .atomic import sha256_file
     from .calibration import fit, save
 
@@ -419,18 +441,20 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
         cal.source = {"model": os.path.basename(checkpoint), "validation_samples": [0]}
         save(cal, out)
         return cal
+    chosen = spread_windows([list(c.windows["window_id"]) if h.size else []
+                             for c, h in zip(chroms, haps, strict=True)], windows)
     xs, ys, afs = [], [], []
-    for chrom, h, path in zip(chroms, haps, final_masks, strict=True):
-        if h.size == 0:
+    for chrom, h, path, ids in zip(chroms, haps, final_masks, chosen, strict=True):
+        if h.size == 0 or not ids:
             continue
         x, y = calibration_data(model, chrom, h, read_mask(path)[0], device=dev, threads=threads,
-                                match_states=match_states)
+                                match_states=match_states, windows=ids)
         untyped = np.ones(x.size, bool)
         untyped[chrom.typed_index] = False
         xs.append(x[untyped])
         ys.append(y[untyped])
         afs.append(np.asarray(chrom.af, np.float64)[untyped])
-    n_windows = sum(len(c.windows) for c in chroms)
+    n_windows = sum(len(ids) for ids in chosen)
     cal = fit(np.concatenate(xs), np.concatenate(ys), np.concatenate(afs), source={
         "model": os.path.basename(checkpoint), "model_sha256": sha256_file(checkpoint),
         "copying_states": model.cfg.k_keep, "match_states": int(match_states),

@@ -308,6 +308,50 @@ def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
     assert not none.fitted.any() and load(tmp_path / "none.json").source["validation_samples"] == [0]
 
 
+def test_calibrate_dr2_on_fewer_windows(prepared, tmp_path):
+    """train.dr2_calibration_windows: the windows are spread over the chromosomes taken as one
+    sequence; the calibration pass on some windows gives, in their cores, what the pass over
+    every window gives, and nothing elsewhere; the map is fitted on those variants alone."""
+    from vcfbert.calibration import load
+    from vcfbert.split import read_split
+    from vcfbert.train import calibrate_dr2, calibration_data, spread_windows
+
+    assert spread_windows([["a", "b", "c"], ["d", "e"]], 3) == [["a", "c"], ["e"]]
+    assert spread_windows([["a", "b", "c"], ["d", "e"]], 1) == [["a"], []]
+    for n in (0, 5, 9):
+        assert spread_windows([["a", "b", "c"], ["d", "e"]], n) == [["a", "b", "c"], ["d", "e"]]
+    d, chrom = prepared["d"], prepared["chrom"]
+    ids = list(chrom.windows["window_id"])
+    assert len(ids) >= 3
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    split = read_split(d / "split.tsv")
+    val = set(split.loc[split["split"] == "val", "sample"])
+    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
+                     for h in (2 * i, 2 * i + 1)])
+    mask = read_mask(d / "final.h5")[0]
+    _, y_all = calibration_data(model, chrom, haps, mask, device="cpu")
+    some = [ids[0], ids[-1]]
+    _, y = calibration_data(model, chrom, haps, mask, device="cpu", windows=some)
+    inside = np.zeros(y.size, bool)
+    for wid in some:
+        layout = chrom.layout(wid)
+        inside[layout.core_start:layout.core_end] = True
+    assert not np.isfinite(y[~inside]).any()
+    np.testing.assert_array_equal(np.isfinite(y[inside]), np.isfinite(y_all[inside]))
+    fin = inside & np.isfinite(y_all)
+    assert fin.sum() > 5
+    np.testing.assert_allclose(y[fin], y_all[fin], rtol=1e-5, atol=1e-6)
+    out = tmp_path / "dr2_calibration.json"
+    calibrate_dr2(checkpoint=str(d / "init.pt"), chroms=[chrom], final_masks=[str(d / "final.h5")],
+                  split_tsv=str(d / "split.tsv"), out=str(out), samples=0, device="cpu",
+                  windows=2)
+    back = load(out)
+    assert back.source["windows"] == 2
+    untyped = np.ones(y.size, bool)
+    untyped[chrom.typed_index] = False
+    assert back.variants.sum() == (np.isfinite(y) & untyped).sum()
+
+
 def test_imputation_warns_when_dr2_was_fitted_with_other_match_states(prepared, tiny_stores,
                                                                        tmp_path, caplog):
     """A DR2 calibration fitted with one impute.match_states and an imputation with another:
