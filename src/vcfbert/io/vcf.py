@@ -128,9 +128,10 @@ def check_header(path: str | os.PathLike[str]) -> list[str]:
         raise InputError(f"{path}: the header has no '#CHROM POS ID REF ALT ...' line; it is "
                          "not a complete VCF header")
     samples = chrom[0].split("\t")[9:]
-    dup = sorted({s for s in samples if samples.count(s) > 1})
+    counts = Counter(samples)  # one pass: samples.count per name was quadratic (0.6 s at 3,000)
+    dup = sorted(s for s, n in counts.items() if n > 1)
     if dup:
-        raise InputError(f"{path}: sample name {dup[0]} appears {samples.count(dup[0])} times in "
+        raise InputError(f"{path}: sample name {dup[0]} appears {counts[dup[0]]} times in "
                          f"the header ({len(dup)} duplicated name(s)); give every sample a unique "
                          "name (bcftools reheader -s)")
     return samples
