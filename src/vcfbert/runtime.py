@@ -7,6 +7,7 @@ the errors a user can fix into one line plus a non-zero exit status.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import logging
@@ -183,6 +184,29 @@ def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     finally:
         stop.set()
         worker.join()
+
+
+def ordered_map(fn: Callable[[T], U], items: Iterable[T], *, threads: int,
+                depth: int | None = None) -> Iterator[U]:
+    """``fn(item)`` for each item, in order, computed on ``threads`` threads (``fn`` should
+    release the GIL for most of its work): at most ``depth`` (default ``threads``) results
+    wait beyond the one being handed out. What ``fn`` raises is raised at its item. When the
+    caller stops early, the items not started are dropped."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    depth = threads if depth is None else max(1, depth)
+    pool = ThreadPoolExecutor(threads)
+    pending: collections.deque = collections.deque()
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def prefetched(items: Iterable[T], prepare: Callable[[T], U]) -> Iterator[tuple[T, U]]:

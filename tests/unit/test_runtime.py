@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vcfbert.runtime import prefetched, read_ahead
+from vcfbert.runtime import ordered_map, prefetched, read_ahead
 
 
 def test_prefetched_keeps_order_and_runs_one_ahead():
@@ -92,3 +92,33 @@ def test_read_ahead_stops_and_closes_the_producer_when_the_caller_stops():
     assert closed.wait(5), "the producer was not closed"
     assert len(produced) <= 3 + 1 + 1 + 1
     assert not any(t.name == "read_ahead" for t in threading.enumerate())
+
+
+def test_ordered_map_keeps_order_raises_at_its_item_and_stops_early():
+    """runtime.ordered_map: results in the items' order whatever order the threads finish
+    in; an exception at its item, after the results before it; at most ``depth`` items
+    started beyond the one handed out, and none started after the caller stops."""
+    import random
+
+    def slow_square(x: int) -> int:
+        time.sleep(random.random() * 0.01)
+        if x == 7:
+            raise ValueError("seven")
+        return x * x
+
+    assert list(ordered_map(slow_square, range(7), threads=3)) == [x * x for x in range(7)]
+    got = []
+    with pytest.raises(ValueError, match="seven"):
+        for y in ordered_map(slow_square, range(10), threads=3):
+            got.append(y)
+    assert got == [x * x for x in range(7)]
+    started = []
+
+    def record(x: int) -> int:
+        started.append(x)
+        return x
+
+    for y in ordered_map(record, range(100), threads=2, depth=2):
+        if y == 3:
+            break
+    assert max(started) <= 3 + 2 + 1

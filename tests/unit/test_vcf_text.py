@@ -98,6 +98,37 @@ def test_bgzip_blocks_split_lines_anywhere(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_blocks_parsed_on_threads_are_the_blocks_parsed_in_turn(tmp_path):
+    """Reading ahead, blocks are parsed several at a time and come back in file order: the
+    same blocks as one at a time on the caller's thread, and an error in a later block names
+    the record before it (the previous block's last) either way."""
+    from vcfbert.io.vcf_text import iter_text_blocks
+
+    samples, recs = random_panel(30, 400, seed=7)
+    path = write_vcf(tmp_path / "p.vcf.gz", samples, recs)
+
+    def read(**kw):
+        return [(b.chrom, b.pos.tolist(), b.ref, b.alt, b.gt.copy(), b.ds)
+                for b in iter_text_blocks(path, samples, want_ds=True, block_bytes=2000, **kw)]
+
+    serial = read(ahead=False)
+    assert len(serial) > 20  # many blocks
+    for threads in (1, 2, 3):
+        threaded = read(parse_threads=threads)
+        assert len(threaded) == len(serial)
+        for a, b in zip(serial, threaded, strict=True):
+            assert a[:4] == b[:4]
+            np.testing.assert_array_equal(a[4], b[4])
+            np.testing.assert_array_equal(a[5], b[5])
+    lines = [f"20\t{100 + i}\t.\tA\tC\t.\t.\t.\tGT" + "\t0|1" * 8 for i in range(300)]
+    lines[250] = "20\t350\t.\tA\tC\t.\t.\t.\tGT" + "\t0|1" * 7  # a column short
+    bad = _vcf(tmp_path, lines, "b.vcf")
+    for kw in ({"ahead": False}, {"parse_threads": 3}):
+        with pytest.raises(InputError, match=r"b.vcf: cannot parse the file after record "
+                                             r"20:349: a record with fewer sample columns"):
+            list(iter_text_blocks(bad, SAMPLES, block_bytes=500, **kw))
+
+
 @pytest.mark.parametrize("role", ["reference", "target"])
 def test_iter_variants_same_from_both_readers(tmp_path, role):
     samples, recs = random_panel(40, 200, seed=1)

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 
 BLOCK_BYTES = 1 << 24  # text decompressed and parsed at a time
+PARSE_THREADS = 1  # text blocks parsed at once when reading ahead (by default)
 
 # status of a parsed line
 OK = 0
@@ -305,14 +306,16 @@ def info_float(info: str, *keys: str) -> float:
 def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
                      samples: list[str] | None = None, want_ds: bool = False,
                      contig: str | None = None, require_gt: bool = True,
-                     block_bytes: int = BLOCK_BYTES, ahead: bool = True
-                     ) -> Iterator[TextBlock]:
+                     block_bytes: int = BLOCK_BYTES, ahead: bool = True,
+                     parse_threads: int = PARSE_THREADS) -> Iterator[TextBlock]:
     """The records of a text VCF in file order (of ``contig`` only, if given), a block of
     about ``block_bytes`` of text at a time.
 
-    With ``ahead`` (the default) the next block is decompressed and parsed on a thread of
-    its own while the caller works on the current one (:func:`vcfbert.runtime.read_ahead`):
-    at most three blocks are alive at once. The blocks are the same either way.
+    With ``ahead`` (the default) the blocks are read on a thread of their own while the caller
+    works on the current one (:func:`vcfbert.runtime.read_ahead`): that thread decompresses
+    the text and hands each block to ``parse_threads`` parsing threads (the compiled parser
+    releases the GIL), and the blocks come back in file order; a few blocks are alive at once.
+    The blocks, and any error, are the same either way.
 
     Args:
         file_samples: the header's sample names (every line must have a column for each;
@@ -321,96 +324,141 @@ def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
         want_ds: also parse FORMAT/DS (``TextBlock.ds``).
         require_gt: a record whose FORMAT lacks GT is an error (else its genotypes read as
             absent).
-        ahead: parse the next block on a thread while the caller works on this one.
+        ahead: read and parse on other threads while the caller works on this block.
+        parse_threads: blocks parsed at once with ``ahead``.
 
     Raises:
         InputError: a line with too few columns or fewer sample columns than the header's
             samples, a position that is not a number, a genotype of ploidy above 2 or (with
             ``require_gt``) a record without GT — naming the record.
     """
-    blocks = _parsed_blocks(str(path), file_samples, samples, want_ds, contig, require_gt,
-                            block_bytes)
-    if ahead:
-        from ..runtime import read_ahead
+    parse = _BlockParser(str(path), file_samples, samples, want_ds, contig, require_gt)
+    texts = _text_blocks(str(path), block_bytes)
+    if not ahead:
+        yield from _checked((parse(text) for text in texts), parse.path)
+        return
+    from ..runtime import ordered_map, read_ahead
 
-        blocks = read_ahead(blocks)
-    yield from blocks
+    yield from _checked(read_ahead(ordered_map(parse, texts, threads=parse_threads)),
+                        parse.path)
 
 
-def _parsed_blocks(path: str, file_samples: list[str], samples: list[str] | None,
-                   want_ds: bool, contig: str | None, require_gt: bool, block_bytes: int
-                   ) -> Iterator[TextBlock]:
-    """The blocks of :func:`iter_text_blocks`, produced on the caller's thread."""
-    n_file = len(file_samples)
-    if samples is None:
-        col_map = np.arange(n_file, dtype=np.int64)
-        n_out = n_file
-    else:
-        where = {s: i for i, s in enumerate(file_samples)}
-        col_map = np.full(n_file, -1, np.int64)
-        for i, s in enumerate(samples):
-            col_map[where[s]] = i
-        n_out = len(samples)
-    want = contig.encode() if contig is not None else None
+@dataclasses.dataclass
+class _Parsed:
+    """One text block parsed: its records of the wanted contig (None: none), the first
+    problem found (``status`` code and the records involved; raised in file order by
+    :func:`_checked`, which knows the record before the block) and its last record."""
+
+    block: TextBlock | None
+    last: str | None  # "chrom:pos" of the block's last record (any contig)
+    problem: tuple[int, int, str, str | None, str] | None = None  # status, row, record,
+    # the record before it in the block (None: the first), FORMAT
+
+
+def _checked(parsed: Iterator[_Parsed], path: str) -> Iterator[TextBlock]:
+    """The blocks of :func:`iter_text_blocks` from parsed ones in file order, raising the
+    first block's problem with the record before it named."""
     last = None
-    for text in _text_blocks(path, block_bytes):
+    for p in parsed:
+        if p.problem is not None:
+            raise _problem_error(path, p.problem, last)
+        if p.last is not None:
+            last = p.last
+        if p.block is not None:
+            yield p.block
+
+
+def _problem_error(path: str, problem: tuple[int, int, str, str | None, str],
+                   last: str | None) -> InputError:
+    status, r, rec, before, fmt = problem
+    where_ = (f"after record {last}" if r == 0 and last else
+              f"after record {before}" if r else "at its first record")
+    if status == BAD_COLUMNS:
+        return InputError(
+            f"{path}: cannot parse the file {where_}: a record with fewer sample "
+            "columns than the header has samples (or fewer than 8 columns); check it "
+            "with `bcftools view`")
+    if status == NO_GT:
+        return InputError(f"{path}: record {rec} has no genotypes (FORMAT {fmt}; GT is "
+                          "needed)")
+    return InputError(f"{path}: record {rec}: a genotype is not diploid; vcfbert reads "
+                      "diploid genotypes and haploid ones (chrX in males)")
+
+
+class _BlockParser:
+    """Parse one block of text lines into a :class:`_Parsed` (any thread: the compiled pass
+    releases the GIL)."""
+
+    def __init__(self, path: str, file_samples: list[str], samples: list[str] | None,
+                 want_ds: bool, contig: str | None, require_gt: bool) -> None:
+        self.path = path
+        self.n_file = len(file_samples)
+        if samples is None:
+            self.col_map = np.arange(self.n_file, dtype=np.int64)
+            self.n_out = self.n_file
+        else:
+            where = {s: i for i, s in enumerate(file_samples)}
+            self.col_map = np.full(self.n_file, -1, np.int64)
+            for i, s in enumerate(samples):
+                self.col_map[where[s]] = i
+            self.n_out = len(samples)
+        self.want_ds = want_ds
+        self.want = contig.encode() if contig is not None else None
+        self.require_gt = require_gt
+
+    def __call__(self, text: bytes) -> _Parsed:
         buf = np.frombuffer(text, np.uint8)
         ends = np.flatnonzero(buf == 10)
         starts = np.empty_like(ends)
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
+        if ends.size:
+            starts[0] = 0
+            starts[1:] = ends[:-1] + 1
         keep = (ends > starts) & (buf[np.minimum(starts, buf.size - 1)] != 35)  # not '#'
         starts, ends = starts[keep], ends[keep]
+        out = _Parsed(None, None)
         if starts.size == 0:
-            continue
+            return out
         ends = ends - (buf[ends - 1] == 13)  # a '\r' before the newline (Windows files)
         b = starts.size
+        n_out = self.n_out
         fields = np.zeros((b, 9, 2), np.int64)
         gt = np.empty((b, n_out, 3), np.int16)
-        ds = np.full((b, n_out if want_ds else 0), np.nan, np.float32)
+        ds = np.full((b, n_out if self.want_ds else 0), np.nan, np.float32)
         status = np.empty(b, np.int32)
-        _parse_lines(buf, starts, ends, col_map, n_file, want_ds, fields, gt, ds, status)
+        _parse_lines(buf, starts, ends, self.col_map, self.n_file, self.want_ds, fields, gt,
+                     ds, status)
         cols = [[text[a:z] for a, z in fields[:, f].tolist()] for f in (0, 1, 2, 3, 4, 7, 8)]
         chrom = [c.decode() for c in cols[0]]
-        mine = np.ones(b, bool) if want is None else np.array([c == want for c in cols[0]])
-        if not require_gt:
+        mine = (np.ones(b, bool) if self.want is None
+                else np.array([c == self.want for c in cols[0]]))
+        if not self.require_gt:
             status[status == NO_GT] = OK
-        for r in np.flatnonzero((status != OK) & mine):
-            where_ = f"after record {last}" if r == 0 and last else (
-                f"after record {chrom[r - 1]}:{cols[1][r - 1].decode()}" if r else
-                "at its first record")
-            if status[r] == BAD_COLUMNS:
-                raise InputError(
-                    f"{path}: cannot parse the file {where_}: a record with fewer sample "
-                    "columns than the header has samples (or fewer than 8 columns); check it "
-                    "with `bcftools view`")
-            rec = f"{chrom[r]}:{cols[1][r].decode()}"
-            if status[r] == NO_GT:
-                fmt = text[fields[r, 8, 0]:fields[r, 8, 1]].decode()
-                raise InputError(f"{path}: record {rec} has no genotypes (FORMAT {fmt}; GT is "
-                                 "needed)")
-            raise InputError(f"{path}: record {rec}: a genotype is not diploid; vcfbert reads "
-                             "diploid genotypes and haploid ones (chrX in males)")
+        bad = np.flatnonzero((status != OK) & mine)
+        if bad.size:
+            r = int(bad[0])
+            fmt = text[fields[r, 8, 0]:fields[r, 8, 1]].decode()
+            before = f"{chrom[r - 1]}:{cols[1][r - 1].decode()}" if r else None
+            out.problem = (int(status[r]), r, f"{chrom[r]}:{cols[1][r].decode()}", before, fmt)
+            return out
         try:
             pos = np.array([int(x) for x in cols[1]], np.int64)
         except ValueError:
-            bad = next(x for x in cols[1] if not x.strip().isdigit())
-            raise InputError(f"{path}: a record has the position {bad.decode()!r}, not a "
-                             "number") from None
-        if b:
-            last = f"{chrom[-1]}:{pos[-1]}"
+            bad_pos = next(x for x in cols[1] if not x.strip().isdigit())
+            raise InputError(f"{self.path}: a record has the position {bad_pos.decode()!r}, "
+                             "not a number") from None
+        out.last = f"{chrom[-1]}:{pos[-1]}"
         sel = np.flatnonzero(mine)
         if sel.size == 0:
-            continue
+            return out
         vid = [None if v == b"." else v.decode() for v in cols[2]]
         alt = [[] if a == b"." else a.decode().split(",") for a in cols[4]]
-        block = TextBlock([chrom[r] for r in sel], pos[sel], [vid[r] for r in sel],
-                          [cols[3][r].decode() for r in sel], [alt[r] for r in sel],
-                          [cols[5][r].decode() for r in sel],
-                          [cols[6][r].decode() if n_file else "" for r in sel],
-                          gt if sel.size == b else gt[sel],
-                          (ds if sel.size == b else ds[sel]) if want_ds else None)
-        yield block
+        out.block = TextBlock([chrom[r] for r in sel], pos[sel], [vid[r] for r in sel],
+                              [cols[3][r].decode() for r in sel], [alt[r] for r in sel],
+                              [cols[5][r].decode() for r in sel],
+                              [cols[6][r].decode() if self.n_file else "" for r in sel],
+                              gt if sel.size == b else gt[sel],
+                              (ds if sel.size == b else ds[sel]) if self.want_ds else None)
+        return out
 
 
 def iter_text_records(path: str | os.PathLike[str], file_samples: list[str], **kwargs
