@@ -1,9 +1,9 @@
 # numba's cache filled at the start, at the lowest CPU priority beside the parsing, instead of
 # inside the first epoch (vcfbert/kernels.py). Nothing waits for it: a job that starts first
-# compiles what it needs itself, as it would without this rule. It takes no core from
-# Snakemake's count (threads: 0): at nice 19 it only uses what the other jobs leave, and
-# holding one of a laptop's cores made the jobs after the parsing run one at a time. On a
-# cluster the profile gives it one (profiles/slurm/config.yaml, set-threads).
+# compiles what it needs itself, as it would without this rule. Run locally it takes no core
+# from Snakemake's count (threads 0): at nice 19 it only uses what the other jobs leave, and
+# holding one of a laptop's cores made the jobs after the parsing run one at a time. A
+# cluster job asks for one core (sbatch refuses --cpus-per-task=0).
 
 
 rule compile_kernels:
@@ -13,7 +13,7 @@ rule compile_kernels:
         "logs/compile_kernels.log",
     benchmark:
         "benchmarks/compile_kernels.tsv"
-    threads: 0
+    threads: lambda wildcards: 0 if workflow.local_exec else 1
     resources:
         mem_mb=1500,
         runtime=15,
