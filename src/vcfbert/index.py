@@ -150,13 +150,28 @@ class KeySearcher:
         """
         return self.search_scored(queries, k, exclude)[0]
 
-    def search_scored(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None
+    def search_scored(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None,
+                      similarities: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 [b, k], inner products float32 [b, k]) of the best matches, best first;
-        -1 and -inf where fewer exist. ``exclude`` as in :meth:`search`."""
+        -1 and -inf where fewer exist. ``exclude`` as in :meth:`search`.
+
+        ``similarities``: float32 [b, H] the queries' inner products with every indexed key,
+        when the caller has them (the imputation computes them for the states by match
+        length): the best are then taken from them instead of searching again."""
         e = 0 if exclude is None else exclude.shape[1]
         want = min(self.ntotal, k + e + self.never.size)
-        if self._gpu_keys is not None:
+        if similarities is not None:
+            import torch
+
+            if similarities.shape != (queries.shape[0], self.ntotal):
+                raise ValueError(f"similarities of shape {similarities.shape} for "
+                                 f"{queries.shape[0]} queries and {self.ntotal} keys")
+            top = torch.from_numpy(np.ascontiguousarray(similarities, np.float32)).topk(
+                want, dim=1)
+            scores = top.values.numpy()
+            ids = top.indices.numpy().astype(np.int64)
+        elif self._gpu_keys is not None:
             import torch
 
             q = torch.from_numpy(np.ascontiguousarray(queries, np.float32)).to(self.device)

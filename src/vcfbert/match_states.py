@@ -288,10 +288,19 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
             taken[out_ids[q, c]] = False
 
 
+def key_similarities(query_keys: np.ndarray, ref_keys: np.ndarray) -> np.ndarray:
+    """float32 [b, H]: every query key's inner product with every reference key (float32
+    [b, d] and [H, d]), through torch, whose thread pool the jobs cap (numpy's BLAS may keep
+    its own threads, which then compete with the batches' threads)."""
+    return (torch.from_numpy(np.ascontiguousarray(query_keys, np.float32))
+            @ torch.from_numpy(np.ascontiguousarray(ref_keys, np.float32)).T).numpy()
+
+
 def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
                        ref_slots: np.ndarray, ref_keys: np.ndarray, query_keys: np.ndarray,
                        cand: np.ndarray, sim: np.ndarray, anchors: Sequence[int], n_match: int,
-                       forbidden: np.ndarray | None = None, panel_bits: np.ndarray | None = None
+                       forbidden: np.ndarray | None = None, panel_bits: np.ndarray | None = None,
+                       all_sim: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` states of each query: ``n_match`` of them by match length — the longest
     exact matches around each of the ``anchors`` in turn (ties by key similarity), without
@@ -307,6 +316,8 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
         forbidden: bool [b, H] haplotypes a query may not copy (its own sample, second copies);
         panel_bits: :func:`pack_slots` of ``ref_slots``, when the caller packed them once for
             the window (else packed here).
+        all_sim: float32 [b, H] ``query_keys @ ref_keys.T``, when the caller has it (else
+            computed here).
 
     Returns:
         (ids int64 [b, k], similarities float32 [b, k], from_match bool [b, k]: the states
@@ -319,10 +330,10 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
     if anchor_arr.size == 0 or anchor_arr.min() < 0 or anchor_arr.max() > m:
         raise ValueError(f"merge_match_states needs anchors in 0..{m} (the intervals between "
                          f"slots), got {anchor_arr.tolist()}")
-    # through torch, whose thread pool the jobs cap (numpy's BLAS may keep its own threads,
-    # which then compete with the batches' threads)
-    all_sim = (torch.from_numpy(np.ascontiguousarray(query_keys, np.float32))
-               @ torch.from_numpy(np.ascontiguousarray(ref_keys, np.float32)).T).numpy()
+    if all_sim is None:
+        all_sim = key_similarities(query_keys, ref_keys)
+    elif all_sim.shape != (b, n_h):
+        raise ValueError(f"merge_match_states: all_sim of shape {all_sim.shape}, not {(b, n_h)}")
     if forbidden is None:
         forbidden = np.zeros((b, n_h), bool)
     out_ids = np.empty((b, k), np.int64)

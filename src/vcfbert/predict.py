@@ -90,18 +90,20 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
 
 
 def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.ndarray,
-                       ref_keys: np.ndarray, keys: np.ndarray, cand: np.ndarray,
-                       sim: np.ndarray, anchors: list[int], n_match: int,
-                       exclude: np.ndarray | None, never: np.ndarray,
+                       ref_keys: np.ndarray, keys: np.ndarray, searcher: KeySearcher, k: int,
+                       anchors: list[int], n_match: int, exclude: np.ndarray | None,
                        panel_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The retrieved states with ``n_match`` of them by match length
-    (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and ``never`` [x]
-    are never chosen."""
-    from .match_states import forbidden_haplotypes, merge_match_states
+    """The index's top ``k`` states with ``n_match`` of them by match length
+    (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and the searcher's
+    ``never`` are never chosen. The queries' inner products with every reference key are
+    computed once, for both choices (the search takes its top ``k`` from them)."""
+    from .match_states import forbidden_haplotypes, key_similarities, merge_match_states
 
-    forbidden = forbidden_haplotypes(qs.shape[0], ref_slots.shape[0], exclude, never)
+    all_sim = key_similarities(keys, ref_keys)
+    cand, sim = searcher.search_scored(keys, k, exclude, similarities=all_sim)
+    forbidden = forbidden_haplotypes(qs.shape[0], ref_slots.shape[0], exclude, searcher.never)
     ids, sims, _ = merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim,
-                                      anchors, n_match, forbidden, panel_bits)
+                                      anchors, n_match, forbidden, panel_bits, all_sim=all_sim)
     return ids, sims
 
 
@@ -226,12 +228,12 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             exclude = own_sample(ph) if ph is not None else None
             slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
             if geo is not None and index_is_current:
-                cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
                 if ref_keys is not None:
                     cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots,
-                                                   ref_keys, keys, cand, sim, anchors,
-                                                   match_states, exclude, searcher.never,
-                                                   panel_bits)
+                                                   ref_keys, keys, searcher, model.cfg.k_keep,
+                                                   anchors, match_states, exclude, panel_bits)
+                else:
+                    cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
             else:
                 cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
             if geo is not None:

@@ -117,6 +117,30 @@ def test_search_scored_matches_brute_force_and_excludes():
     assert (ids_all[:, 50:] == -1).all() and np.isneginf(sc_all[:, 50:]).all()
 
 
+def test_search_from_given_similarities_equals_the_index_search():
+    """KeySearcher.search_scored with the queries' inner products given (the imputation's
+    states by match length compute them anyway) returns what the FAISS search returns: the
+    same ids and scores, exclusions, never-ids and padding included."""
+    import faiss
+
+    rng = np.random.default_rng(3)
+    keys = rng.normal(size=(60, 16)).astype(np.float32)
+    index = faiss.IndexFlatIP(16)
+    index.add(keys)
+    q = rng.normal(size=(7, 16)).astype(np.float32)
+    sims = q @ keys.T
+    exclude = np.stack([rng.choice(60, 2, replace=False) for _ in range(7)])
+    for never in (None, np.array([5, 17, 41])):
+        searcher = KeySearcher(index, never=never)
+        for k, ex in ((10, None), (10, exclude), (58, exclude), (70, None)):
+            a_ids, a_sc = searcher.search_scored(q, k, ex)
+            b_ids, b_sc = searcher.search_scored(q, k, ex, similarities=sims)
+            np.testing.assert_array_equal(a_ids, b_ids)
+            np.testing.assert_allclose(a_sc, b_sc, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="similarities of shape"):
+        KeySearcher(index).search_scored(q, 5, similarities=sims[:, :10])
+
+
 def test_inference_encoder_and_head_equal_the_training_path():
     rng = np.random.default_rng(5)
     model = active_model(12, 5)
