@@ -288,11 +288,5 @@ def write_tables(acc: pd.DataFrame, per_variant: pd.DataFrame, acc_path: str,
     with atomic_path(acc_path) as tmp:
         acc.to_csv(tmp, sep="\t", index=False, float_format="%.5f")
     text = per_variant.to_csv(sep="\t", index=False, float_format="%.5f").encode()
-    with atomic_path(per_variant_path) as tmp:
-        out = BgzfWriter(tmp, threads=2)  # libdeflate on two threads: gzip took ~0.5 s
-        try:
-            out.write(text)
-        except BaseException:
-            out.abort()
-            raise
-        out.close()
+    with atomic_path(per_variant_path) as tmp, BgzfWriter(tmp, threads=2) as out:
+        out.write(text)

@@ -127,21 +127,16 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
     extra = check_format_fields(list(format_fields))
     written = []
     with atomic_path(out) as tmp:
-        writer = BgzfWriter(tmp, threads=threads)
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix="piece") as pool:
-                pending: Future | None = None
-                for item in cores:
-                    if pending is not None:
-                        written.append(pending.result())
-                    pending = pool.submit(
-                        lambda it: write_records(writer.write, prepare(it), extra), item)
+        with BgzfWriter(tmp, threads=threads) as writer, \
+                ThreadPoolExecutor(1, thread_name_prefix="piece") as pool:
+            pending: Future | None = None
+            for item in cores:
                 if pending is not None:
                     written.append(pending.result())
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
+                pending = pool.submit(
+                    lambda it: write_records(writer.write, prepare(it), extra), item)
+            if pending is not None:
+                written.append(pending.result())
         if sum(written) != core_end - core_start:
             raise ValueError(f"{sum(written)} records written for variants "
                              f"{core_start}:{core_end}")

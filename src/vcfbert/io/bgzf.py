@@ -94,6 +94,16 @@ class BgzfWriter:
         while self._pending:
             self._fh.write(self._pending.popleft().result())
 
+    def __enter__(self) -> BgzfWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close (the EOF member written) when the block succeeds, abort when it raises."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
     def close(self) -> None:
         self._flush(final=True)
         self._fh.write(EOF_BLOCK)

@@ -344,15 +344,24 @@ def iter_text_blocks(path: str | os.PathLike[str], file_samples: list[str], *,
 
 
 @dataclasses.dataclass
+class _Problem:
+    """The first bad record of a block (raised by :func:`_checked`, which knows the record
+    before the block)."""
+
+    status: int  # BAD_COLUMNS, HIGH_PLOIDY or NO_GT
+    record: str  # "chrom:pos"
+    before: str | None  # the record before it in the block; None: it is the block's first
+    fmt: str  # its FORMAT column
+
+
+@dataclasses.dataclass
 class _Parsed:
-    """One text block parsed: its records of the wanted contig (None: none), the first
-    problem found (``status`` code and the records involved; raised in file order by
-    :func:`_checked`, which knows the record before the block) and its last record."""
+    """One text block parsed: its records of the wanted contig (None: none), its last record
+    and the first problem found."""
 
     block: TextBlock | None
     last: str | None  # "chrom:pos" of the block's last record (any contig)
-    problem: tuple[int, int, str, str | None, str] | None = None  # status, row, record,
-    # the record before it in the block (None: the first), FORMAT
+    problem: _Problem | None = None
 
 
 def _checked(parsed: Iterator[_Parsed], path: str) -> Iterator[TextBlock]:
@@ -368,17 +377,17 @@ def _checked(parsed: Iterator[_Parsed], path: str) -> Iterator[TextBlock]:
             yield p.block
 
 
-def _problem_error(path: str, problem: tuple[int, int, str, str | None, str],
-                   last: str | None) -> InputError:
-    status, r, rec, before, fmt = problem
-    where_ = (f"after record {last}" if r == 0 and last else
-              f"after record {before}" if r else "at its first record")
-    if status == BAD_COLUMNS:
+def _problem_error(path: str, problem: _Problem, last: str | None) -> InputError:
+    """The error for ``problem``; ``last``: the record before its block (None: none)."""
+    before = problem.before or last
+    where_ = f"after record {before}" if before else "at its first record"
+    rec, fmt = problem.record, problem.fmt
+    if problem.status == BAD_COLUMNS:
         return InputError(
             f"{path}: cannot parse the file {where_}: a record with fewer sample "
             "columns than the header has samples (or fewer than 8 columns); check it "
             "with `bcftools view`")
-    if status == NO_GT:
+    if problem.status == NO_GT:
         return InputError(f"{path}: record {rec} has no genotypes (FORMAT {fmt}; GT is "
                           "needed)")
     return InputError(f"{path}: record {rec}: a genotype is not diploid; vcfbert reads "
@@ -438,7 +447,8 @@ class _BlockParser:
             r = int(bad[0])
             fmt = text[fields[r, 8, 0]:fields[r, 8, 1]].decode()
             before = f"{chrom[r - 1]}:{cols[1][r - 1].decode()}" if r else None
-            out.problem = (int(status[r]), r, f"{chrom[r]}:{cols[1][r].decode()}", before, fmt)
+            out.problem = _Problem(int(status[r]), f"{chrom[r]}:{cols[1][r].decode()}", before,
+                                   fmt)
             return out
         try:
             pos = np.array([int(x) for x in cols[1]], np.int64)
