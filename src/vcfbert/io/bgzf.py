@@ -5,8 +5,8 @@ with a ``BC`` extra field holding the member's size, ending with a fixed empty m
 gzip reader, htslib (bcftools, tabix), plink2 and pysam read it. Writing it ourselves lets the
 imputed VCF — gigabytes of text for thousands of targets — be compressed on every core the
 job has, where pysam's ``BGZFile`` uses one. The blocks are deflated by libdeflate (the
-``deflate`` package): at level 6 it makes the same size as zlib's level 6 in a little over half
-the time, and its CRC-32 is several times faster (docs/model.md, "Inference speed").
+``deflate`` package), faster than zlib at level 6 for about the same size (docs/model.md,
+"Inference speed", for what it changed in the imputation).
 """
 
 from __future__ import annotations
