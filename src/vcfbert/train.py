@@ -337,6 +337,11 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     return out
 
 
+def _evenly_spread(total: int, n: int) -> np.ndarray:
+    """int64 [<= n]: ``n`` positions in 0..total-1 spread evenly, first and last included."""
+    return np.unique(np.linspace(0, total - 1, n).round().astype(np.int64))
+
+
 def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
     """The haplotypes (int64 [2s]) of ``n_samples`` samples spread evenly over ``haps``
     (whole samples, in the panel's order, which often groups populations); 0 or more samples
@@ -344,8 +349,7 @@ def spread_samples(haps: np.ndarray, n_samples: int) -> np.ndarray:
     pairs = np.asarray(haps, np.int64).reshape(-1, 2)
     if n_samples <= 0 or n_samples >= pairs.shape[0]:
         return pairs.ravel()
-    pick = np.unique(np.linspace(0, pairs.shape[0] - 1, n_samples).round().astype(np.int64))
-    return pairs[pick].ravel()
+    return pairs[_evenly_spread(pairs.shape[0], n_samples)].ravel()
 
 
 def spread_windows(window_ids: list[list[str]], n_windows: int) -> list[list[str]]:
@@ -355,7 +359,7 @@ def spread_windows(window_ids: list[list[str]], n_windows: int) -> list[list[str
     flat = [(c, w) for c, ids in enumerate(window_ids) for w in ids]
     if n_windows <= 0 or n_windows >= len(flat):
         return [list(ids) for ids in window_ids]
-    pick = set(np.linspace(0, len(flat) - 1, n_windows).round().astype(np.int64).tolist())
+    pick = set(_evenly_spread(len(flat), n_windows).tolist())
     out: list[list[str]] = [[] for _ in window_ids]
     for i, (c, w) in enumerate(flat):
         if i in pick:
