@@ -208,3 +208,49 @@ def test_core_at_the_window_edges_and_leave_one_out_ranges(where):
     np.testing.assert_allclose(loo0[:, 5:9], loo_all[:, 5:9], atol=2e-6)
     _, _, nothing = copy_features(loo_slots=(0, 0), **none)  # no rows at all to keep
     assert not nothing.any()
+
+
+FRESH_OR_CACHED = """
+import hashlib, sys
+import numpy as np
+from vcfbert.model.copy_kernel import HeadInputs, copy_head_inputs
+rng = np.random.default_rng(7)
+n_h, m, n, b, k, hw = 500, 80, 300, 4, 384, 16
+panel = (rng.random((n_h, m + n)) < rng.random(m + n) * 0.3).astype(np.int8)
+interval = np.sort(rng.integers(20, 61, n)).astype(np.int64)
+head = HeadInputs(site_const=rng.normal(size=(1, n, hw)).astype(np.float32),
+                  left_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
+                  right_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
+                  site_left=np.clip(interval - 1, 0, m - 1), site_right=np.clip(interval, 0, m - 1),
+                  weight=rng.normal(size=(hw, 6)).astype(np.float32))
+prior = rng.random((b, k)).astype(np.float32)
+out = copy_head_inputs(
+    head, query_tokens=panel[:b, :m].copy(), cand_ids=np.stack([rng.permutation(n_h)[:k]
+                                                               for _ in range(b)]),
+    ref_slots=np.ascontiguousarray(panel[:, :m]), ref_core=np.ascontiguousarray(panel[:, m:]),
+    mu=rng.uniform(1, 6, (b, m)).astype(np.float32),
+    emit_bonus=rng.normal(0, 0.3, (b, m, 2)).astype(np.float32),
+    rho=rng.uniform(0.001, 0.2, (b, m)).astype(np.float32), prior=prior / prior.sum(1)[:, None],
+    site_interval=interval, site_frac=rng.random(n).astype(np.float32))
+print(hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in out)).hexdigest())
+"""
+
+
+def test_the_kernel_compiled_here_equals_the_one_loaded_from_the_cache(tmp_path):
+    """The workflow's jobs either compile the kernel or load it from numba's cache (filled by
+    ``compile_kernels`` or an earlier job), so both must give the same bits. A kernel whose
+    fastmath callee was linked in rather than inlined got other vectorised sums when loaded
+    from the cache (the callee's own object code) than when just compiled."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    digests = []
+    for _ in range(2):  # the first compiles and fills the empty cache, the second loads it
+        res = subprocess.run([sys.executable, "-c", FRESH_OR_CACHED], env=env,
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-2000:]
+        digests.append(res.stdout.strip())
+        assert any(tmp_path.rglob("*copy_kernel._all_queries_head*.nbi"))
+    assert digests[0] == digests[1]

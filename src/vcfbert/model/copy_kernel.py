@@ -137,11 +137,15 @@ def haplotype_classes(ref_slots: np.ndarray, ref_core: np.ndarray) -> np.ndarray
 
 
 # reassociation lets LLVM vectorise the sums over candidates; no flag that assumes finite
-# values (the emission maximum starts at -inf)
+# values (the emission maximum starts at -inf). The per-query functions are inlined into the
+# kernels that call them (numba ``inline="always"``): called as separate functions, the
+# kernel loaded from numba's cache rounded its vectorised sums differently from the same
+# kernel just compiled, so a job's results depended on whether it found the cache filled
+# (tests/unit/test_copy_kernel.py).
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
                prior_all, site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out):
@@ -413,6 +417,10 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
                     else:
                         best_ref[j] = gbest[u]
                 n_pending = kept
+    # log1p(carriers) / 5 for every possible carrier count (a sum of ones: an exact integer)
+    log_carriers = np.empty(k_all + 1, f32)
+    for count in range(k_all + 1):
+        log_carriers[count] = f32(math.log1p(count) / 5.0)
     for j in range(n):
         f = site_frac[j]
         w = acc[j, 0] + f * acc[j, 1]
@@ -420,12 +428,12 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
         p_out[j] = min(max(w, f32(1e-5)), f32(1.0 - 1e-5))
         feat_out[j, 0] = best_alt[j]
         feat_out[j, 1] = best_ref[j]
-        feat_out[j, 2] = f32(math.log1p(n_alt) / 5.0)
+        feat_out[j, 2] = log_carriers[int(n_alt)]
         feat_out[j, 3] = f32(1.0) if n_alt > 0 else f32(0.0)
         feat_out[j, 4] = (acc[j, 2] + f * acc[j, 3]) / max(w, f32(1e-6))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=FAST)
 def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
                  pat_ptr, pat_site, hap_class, mu, s, rho, prior, site_frac, interval_start,
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
@@ -437,14 +445,21 @@ def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pa
                    feat_out[b], loo_out[b])
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_w,
                  hidden_out, logit_out):
     """The output head's first layer for one query's sites (see :func:`copy_head_inputs`)."""
     f32 = np.float32
     hw = head_w.shape[0]
+    # most sites of a query have no ALT carrier among its states: their probability is the
+    # clamp's lower bound, whose logit is computed once
+    p_low = f32(1e-5)
+    logit_low = f32(math.log(p_low)) - f32(math.log1p(-p_low))
     for j in range(p.shape[0]):
-        lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
+        if p[j] == p_low:
+            lc = logit_low
+        else:
+            lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
         logit_out[j] = lc
         x0 = lc / f32(10.0)
         f0 = feat[j, 0]
@@ -462,7 +477,7 @@ def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_rig
                     + head_w[t, 5] * f4)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=FAST)
 def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, hap_class, mu, s, rho, prior,
                       site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out,
