@@ -354,6 +354,7 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
     touched = np.empty(k + 1, np.int64)
     alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
     pending = np.empty(n, np.int64)
+    group = np.empty(k, np.int64)  # each candidate's group in the current interval
     for row in range(pattern_id.shape[0]):
         interval = first_interval + row
         j0 = interval_start[interval]
@@ -364,8 +365,12 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
         left = max(interval - 1, 0)
         right = min(interval, m - 1)
         n_touched = 0
+        # each candidate's group first (a gather the compiler can vectorise), then the groups
+        # this query touches, then the sums: no loop carries both the gather and the scatter
         for c in range(k):
-            u = ids[cand[c]] + 1
+            group[c] = ids[cand[c]] + 1
+        for c in range(k):
+            u = group[c]
             if stamp[u] != row:
                 stamp[u] = row
                 for col in range(5):
@@ -373,9 +378,14 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
                 gbest[u] = f32(0.0)
                 touched[n_touched] = u
                 n_touched += 1
-            v = log_run[run[row, c]]
-            gl = gamma[left - f_lo, c]
-            dg = gamma[right - f_lo, c] - gl
+        g_left = gamma[left - f_lo]
+        g_right = gamma[right - f_lo]
+        run_row = run[row]
+        for c in range(k):
+            u = group[c]
+            v = log_run[run_row[c]]
+            gl = g_left[c]
+            dg = g_right[c] - gl
             gacc[u, 0] += gl
             gacc[u, 1] += dg
             gacc[u, 2] += gl * v
