@@ -211,7 +211,7 @@ def test_core_at_the_window_edges_and_leave_one_out_ranges(where):
 
 
 FRESH_OR_CACHED = """
-import hashlib, sys
+import hashlib
 import numpy as np
 from vcfbert.model.copy_kernel import HeadInputs, copy_head_inputs
 rng = np.random.default_rng(7)
@@ -221,7 +221,8 @@ interval = np.sort(rng.integers(20, 61, n)).astype(np.int64)
 head = HeadInputs(site_const=rng.normal(size=(1, n, hw)).astype(np.float32),
                   left_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
                   right_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
-                  site_left=np.clip(interval - 1, 0, m - 1), site_right=np.clip(interval, 0, m - 1),
+                  site_left=np.clip(interval - 1, 0, m - 1),
+                  site_right=np.clip(interval, 0, m - 1),
                   weight=rng.normal(size=(hw, 6)).astype(np.float32))
 prior = rng.random((b, k)).astype(np.float32)
 out = copy_head_inputs(
