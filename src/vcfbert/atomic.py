@@ -11,6 +11,27 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
+
+
+class CloseOrAbort:
+    """A writer with ``close()`` (finish the output) and ``abort()`` (discard it) used as a
+    context manager: closed when the ``with`` block succeeds, aborted when it raises."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _tmp_name(path: Path) -> Path:

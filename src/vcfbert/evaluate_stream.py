@@ -323,9 +323,9 @@ def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int
     chosen = [file_samples[c] for c in cols]
     last_pos = -1
     seen_at_pos: set[tuple[str, str]] = set()
-    # two blocks parsed at once: the evaluation's scoring keeps only one core busy
-    # (evaluate 8.8 -> 8.0 s on ooa_speed; the reference's parsing, whose own thread is busy,
-    # got slower with it and keeps one)
+    # two blocks parsed at once: the evaluation's scoring keeps only one core busy (the
+    # reference's parsing, whose own threads fill the cores, keeps one; docs/model.md,
+    # "Inference speed")
     for tb in iter_text_blocks(path, file_samples, samples=chosen, contig=contig,
                                parse_threads=2):
         rows_: list[int] = []

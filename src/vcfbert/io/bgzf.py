@@ -19,6 +19,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import deflate
 
+from ..atomic import CloseOrAbort
+
 BLOCK_INPUT = 65280  # uncompressed bytes per block (what htslib uses)
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
@@ -33,7 +35,7 @@ def compress_block(data: bytes | memoryview, level: int) -> bytes:
     return header + body + struct.pack("<II", deflate.crc32(data), len(data))
 
 
-class BgzfWriter:
+class BgzfWriter(CloseOrAbort):
     """Append bytes to a BGZF file; blocks are compressed ``threads`` at a time.
 
     Compression runs behind the caller: blocks go to the thread pool as they fill and are
@@ -41,6 +43,9 @@ class BgzfWriter:
     next records while the pool compresses the previous ones. Full blocks are compressed from
     the caller's buffer without a copy: what is passed to :meth:`write` must not change
     afterwards.
+
+    A context manager: closed (the EOF member written) when the block succeeds, aborted
+    when it raises.
 
     Args:
         path: file to create (truncated).
@@ -93,16 +98,6 @@ class BgzfWriter:
             self._buf = bytearray()
         while self._pending:
             self._fh.write(self._pending.popleft().result())
-
-    def __enter__(self) -> BgzfWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        """Close (the EOF member written) when the block succeeds, abort when it raises."""
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def close(self) -> None:
         self._flush(final=True)

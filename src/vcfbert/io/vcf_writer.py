@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..atomic import CloseOrAbort
 
 VCF_VERSION = "VCFv4.2"
 
@@ -42,7 +43,7 @@ def column_header(samples: list[str]) -> str:
                       *samples])
 
 
-class BgzipVcfWriter:
+class BgzipVcfWriter(CloseOrAbort):
     """Write text lines into ``path`` (BGZF) and index it with tabix on close.
 
     Usage::
@@ -99,15 +100,6 @@ class BgzipVcfWriter:
         for p in (self.tmp, Path(f"{self.tmp}.tbi")):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
-
-    def __enter__(self) -> BgzipVcfWriter:
-        return self
-
-    def __exit__(self, et, ev, tb) -> None:
-        if ev is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def format_float(values: np.ndarray, digits: int) -> np.ndarray:

@@ -146,9 +146,25 @@ FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _feature_tables(m, k_all):
+    """(log_run float32 [2m + 2]: log1p(run) / 6 for every possible match run over ``m``
+    slots; log_carriers float32 [k_all + 1]: log1p(carriers) / 5 for every carrier count, a
+    sum of ones and so an exact integer), built once per batch for :func:`_one_query`."""
+    f32 = np.float32
+    log_run = np.empty(2 * m + 2, f32)
+    for r in range(2 * m + 2):
+        log_run[r] = f32(math.log1p(r) / 6.0)
+    log_carriers = np.empty(k_all + 1, f32)
+    for count in range(k_all + 1):
+        log_carriers[count] = f32(math.log1p(count) / 5.0)
+    return log_run, log_carriers
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
-               prior_all, site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out):
+               prior_all, site_frac, interval_start, loo_lo, loo_hi, log_run, log_carriers,
+               p_out, feat_out, loo_out):
     m = qtok.shape[0]
     n = site_frac.shape[0]
     f32 = np.float32
@@ -332,9 +348,6 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
             row_run = run[i - i_lo]
             for c in range(k):
                 row_run[c] += right[c]
-    log_run = np.empty(2 * m + 2, f32)  # log1p(run) / 6 for every possible run length
-    for r in range(2 * m + 2):
-        log_run[r] = f32(math.log1p(r) / 6.0)
     # Per interval with sites, the candidates are pooled by their allele pattern over the
     # interval's sites (WindowTables): group 0 holds the candidates with REF at every site,
     # group u + 1 those with pattern u. A group's sums are taken over its carriers, then added
@@ -427,10 +440,6 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
                     else:
                         best_ref[j] = gbest[u]
                 n_pending = kept
-    # log1p(carriers) / 5 for every possible carrier count (a sum of ones: an exact integer)
-    log_carriers = np.empty(k_all + 1, f32)
-    for count in range(k_all + 1):
-        log_carriers[count] = f32(math.log1p(count) / 5.0)
     for j in range(n):
         f = site_frac[j]
         w = acc[j, 0] + f * acc[j, 1]
@@ -448,11 +457,12 @@ def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pa
                  pat_ptr, pat_site, hap_class, mu, s, rho, prior, site_frac, interval_start,
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
+    log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
-                   rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, p_out[b],
-                   feat_out[b], loo_out[b])
+                   rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
+                   log_carriers, p_out[b], feat_out[b], loo_out[b])
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
@@ -495,11 +505,12 @@ def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_i
                       hidden_out, logit_out):
     shared = site_const.shape[0] == 1
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
+    log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
-                   rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, p_out[b],
-                   feat_out[b], loo_out[b])
+                   rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
+                   log_carriers, p_out[b], feat_out[b], loo_out[b])
         _head_hidden(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
                      right_proj[b], site_left, site_right, head_w, hidden_out[b], logit_out[b])
 
