@@ -213,7 +213,7 @@ def test_core_at_the_window_edges_and_leave_one_out_ranges(where):
 FRESH_OR_CACHED = """
 import hashlib
 import numpy as np
-from vcfbert.model.copy_kernel import HeadInputs, copy_head_inputs
+from vcfbert.model.copy_kernel import HeadInputs, copy_head_logits
 rng = np.random.default_rng(7)
 n_h, m, n, b, k, hw = 500, 80, 300, 4, 384, 16
 panel = (rng.random((n_h, m + n)) < rng.random(m + n) * 0.3).astype(np.int8)
@@ -223,9 +223,11 @@ head = HeadInputs(site_const=rng.normal(size=(1, n, hw)).astype(np.float32),
                   right_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
                   site_left=np.clip(interval - 1, 0, m - 1),
                   site_right=np.clip(interval, 0, m - 1),
-                  weight=rng.normal(size=(hw, 6)).astype(np.float32))
+                  weight=rng.normal(size=(hw, 6)).astype(np.float32),
+                  last_weight=rng.normal(size=hw).astype(np.float32), last_bias=0.3,
+                  copy_scale=0.9)
 prior = rng.random((b, k)).astype(np.float32)
-out = copy_head_inputs(
+out = copy_head_logits(
     head, query_tokens=panel[:b, :m].copy(), cand_ids=np.stack([rng.permutation(n_h)[:k]
                                                                for _ in range(b)]),
     ref_slots=np.ascontiguousarray(panel[:, :m]), ref_core=np.ascontiguousarray(panel[:, m:]),
@@ -255,3 +257,29 @@ def test_the_kernel_compiled_here_equals_the_one_loaded_from_the_cache(tmp_path)
         digests.append(res.stdout.strip())
         assert any(tmp_path.rglob("*copy_kernel._all_queries_head*.nbi"))
     assert digests[0] == digests[1]
+
+
+def test_the_kernels_gelu_is_torchs_exact_gelu():
+    """The fused head's GELU (erf from a fitted rational function, bench/fit_erf.py) against
+    torch's exact GELU in float64, over the range a hidden unit takes and far beyond it."""
+    import numba
+    import torch
+
+    from vcfbert.model.copy_kernel import _gelu
+
+    @numba.njit
+    def gelu_all(x):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = _gelu(x[i])
+        return out
+
+    x = np.concatenate([np.linspace(-12, 12, 400_001), [-1e4, -50.0, 0.0, 50.0, 1e4]])
+    x = x.astype(np.float32).astype(np.float64)  # the kernel's inputs are float32
+    got = gelu_all(x.astype(np.float32)).astype(np.float64)
+    exact = torch.nn.functional.gelu(torch.from_numpy(x)).numpy()
+    err = np.abs(got - exact)
+    assert np.all(err <= 2e-7 * np.abs(x) + 1e-7), float((err / (np.abs(x) + 0.5)).max())
+    assert got[-5] == 0.0 and got[-3] == 0.0 and got[-1] == np.float32(1e4)
+    # a wrong coefficient is caught: the test fails for an erf that is off by 1e-5
+    assert np.abs(0.5 * x * 1e-5).max() > (2e-7 * np.abs(x) + 1e-7).max()

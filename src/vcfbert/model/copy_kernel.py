@@ -145,7 +145,7 @@ def haplotype_classes(ref_slots: np.ndarray, ref_core: np.ndarray) -> np.ndarray
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _feature_tables(m, k_all):
     """(log_run float32 [2m + 2]: log1p(run) / 6 for every possible match run over ``m``
     slots; log_carriers float32 [k_all + 1]: log1p(carriers) / 5 for every carrier count, a
@@ -160,7 +160,7 @@ def _feature_tables(m, k_all):
     return log_run, log_carriers
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
                prior_all, site_frac, interval_start, loo_lo, loo_hi, log_run, log_carriers,
@@ -452,7 +452,7 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
         feat_out[j, 4] = (acc[j, 2] + f * acc[j, 3]) / max(w, f32(1e-6))
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
                  pat_ptr, pat_site, hap_class, mu, s, rho, prior, site_frac, interval_start,
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
@@ -465,12 +465,49 @@ def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pa
                    log_carriers, p_out[b], feat_out[b], loo_out[b])
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
-def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_w,
-                 hidden_out, logit_out):
-    """The output head's first layer for one query's sites (see :func:`copy_head_inputs`)."""
+# erf(z) ~ z * P(z^2) / Q(z^2) for |z| <= 4, fitted by bench/fit_erf.py (largest error
+# 3.5e-7 in float32, against math.erf); beyond 4, erf is 1 in float32. Unlike math.erf (a
+# libm call per value), the rational form vectorises over the head's hidden units.
+_ERF_Z_MAX = 4.0
+_ERF_P = (1.1283789766e+00, 1.9624821692e-01, 5.3467362612e-02, 4.0036026423e-03,
+          2.8803852650e-04, 1.9748143799e-06)
+_ERF_Q = (1.0, 5.0725161464e-01, 1.1647609513e-01, 1.5444346072e-02, 1.2163453074e-03,
+          3.7480540347e-05)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
+def _gelu(x):
+    """The exact (erf) GELU ``x * (1 + erf(x / sqrt(2))) / 2`` of a float32 ``x``, with erf
+    from the fitted rational function above (absolute error <= 2e-7 * |x| + 1e-7, tested)."""
     f32 = np.float32
-    hw = head_w.shape[0]
+    z = min(max(x * f32(0.7071067811865476), f32(-_ERF_Z_MAX)), f32(_ERF_Z_MAX))
+    t = z * z
+    num = f32(_ERF_P[5])
+    num = num * t + f32(_ERF_P[4])
+    num = num * t + f32(_ERF_P[3])
+    num = num * t + f32(_ERF_P[2])
+    num = num * t + f32(_ERF_P[1])
+    num = num * t + f32(_ERF_P[0])
+    den = f32(_ERF_Q[5])
+    den = den * t + f32(_ERF_Q[4])
+    den = den * t + f32(_ERF_Q[3])
+    den = den * t + f32(_ERF_Q[2])
+    den = den * t + f32(_ERF_Q[1])
+    den = den * t + f32(_ERF_Q[0])
+    erf = min(max(z * num / den, f32(-1.0)), f32(1.0))
+    return f32(0.5) * x * (f32(1.0) + erf)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
+def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_wt,
+                 last_w, last_b, copy_scale, logit_out):
+    """The whole output head for one query's sites (see :func:`copy_head_logits`): the first
+    layer, the GELU and the last layer, with the copied probability's logit added.
+    ``head_wt`` float32 [6, hw] is :class:`HeadInputs`' ``weight`` transposed, so that the
+    loop over the hidden units reads each feature's weights contiguously (strided, the loop
+    ran ~3.5x slower)."""
+    f32 = np.float32
+    hw = head_wt.shape[1]
     # most sites of a query have no ALT carrier among its states: their probability is the
     # clamp's lower bound, whose logit is computed once
     p_low = f32(1e-5)
@@ -480,7 +517,6 @@ def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_rig
             lc = logit_low
         else:
             lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
-        logit_out[j] = lc
         x0 = lc / f32(10.0)
         f0 = feat[j, 0]
         f1 = feat[j, 1]
@@ -490,19 +526,21 @@ def _head_hidden(p, feat, site_const, left_proj, right_proj, site_left, site_rig
         lp = left_proj[site_left[j]]
         rp = right_proj[site_right[j]]
         sc = site_const[j]
-        h = hidden_out[j]
+        total = f32(0.0)
         for t in range(hw):
-            h[t] = (sc[t] + lp[t] + rp[t] + head_w[t, 0] * x0 + head_w[t, 1] * f0
-                    + head_w[t, 2] * f1 + head_w[t, 3] * f2 + head_w[t, 4] * f3
-                    + head_w[t, 5] * f4)
+            h = (sc[t] + lp[t] + rp[t] + head_wt[0, t] * x0 + head_wt[1, t] * f0
+                 + head_wt[2, t] * f1 + head_wt[3, t] * f2 + head_wt[4, t] * f3
+                 + head_wt[5, t] * f4)
+            total += last_w[t] * _gelu(h)
+        logit_out[j] = copy_scale * lc + (total + last_b)
 
 
-@numba.njit(cache=True, nogil=True, fastmath=FAST)
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, hap_class, mu, s, rho, prior,
                       site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out,
-                      site_const, left_proj, right_proj, site_left, site_right, head_w,
-                      hidden_out, logit_out):
+                      site_const, left_proj, right_proj, site_left, site_right, head_wt,
+                      last_w, last_b, copy_scale, logit_out):
     shared = site_const.shape[0] == 1
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
@@ -511,13 +549,15 @@ def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_i
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_out[b], feat_out[b], loo_out[b])
-        _head_hidden(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
-                     right_proj[b], site_left, site_right, head_w, hidden_out[b], logit_out[b])
+        _head_logits(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
+                     right_proj[b], site_left, site_right, head_wt, last_w, last_b, copy_scale,
+                     logit_out[b])
 
 
 class HeadInputs(NamedTuple):
-    """What the output head's first (linear) layer needs besides the kernel's features, for
-    :func:`copy_head_inputs`. ``hw`` hidden width, ``b`` queries, ``m`` slots, ``n`` sites."""
+    """The output head's weights and the parts of its first (linear) layer that do not depend
+    on the kernel's features, for :func:`copy_head_logits`. ``hw`` hidden width, ``b``
+    queries, ``m`` slots, ``n`` sites."""
 
     site_const: np.ndarray  # float32 [1 or b, n, hw] bias + the allele-frequency and position terms
     left_proj: np.ndarray  # float32 [b, m, hw] query context of each slot, left-slot weights
@@ -525,38 +565,45 @@ class HeadInputs(NamedTuple):
     site_left: np.ndarray  # int [n] slot on the left of each site (clipped)
     site_right: np.ndarray  # int [n] slot on the right (clipped)
     weight: np.ndarray  # float32 [hw, 6] weights of logit(p_copy) / 10 and the 5 carrier features
+    last_weight: np.ndarray  # float32 [hw] the last layer's weights (after the GELU)
+    last_bias: float  # the last layer's bias
+    copy_scale: float  # the weight of logit(p_copy) added to the head's output
 
 
-def copy_head_inputs(head: HeadInputs, **kwargs
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`copy_features` fused with the output head's first layer: instead of the copied
-    probability and carrier features, the head's hidden pre-activations at every site, so
-    that no ``[b, n, 10]`` input is assembled and no slot context is gathered to the sites in
-    torch. ``kwargs`` are :func:`copy_features`' arguments.
+def copy_head_logits(head: HeadInputs, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`copy_features` fused with the whole output head: instead of the copied
+    probability and carrier features, the ALT logits at every site, so that no ``[b, n, 10]``
+    input and no ``[b, n, hw]`` hidden layer is ever held: each site's hidden units stay in
+    registers (docs/model.md, "Inference speed"). ``kwargs`` are :func:`copy_features`'
+    arguments.
 
     ``hidden[b, j] = site_const[b, j] + left_proj[b, site_left[j]] + right_proj[b,
-    site_right[j]] + weight @ (logit(p_copy[b, j]) / 10, carriers[b, j])``.
+    site_right[j]] + weight @ (logit(p_copy[b, j]) / 10, carriers[b, j])`` and
+    ``logits[b, j] = copy_scale * logit(p_copy[b, j]) + last_weight @ gelu(hidden[b, j]) +
+    last_bias``, the GELU's erf from a fitted rational function (:func:`_gelu`).
 
     Returns:
-        (hidden float32 [b, n, hw], logit_copy float32 [b, n] the logit of the clamped copied
-        probability, p_slot_loo float32 [b, m] as :func:`copy_features`).
+        (logits float32 [b, n], p_slot_loo float32 [b, m] as :func:`copy_features`).
     """
     inputs, (p_out, feat_out, loo_out) = _kernel_args(**kwargs)
     b, n = p_out.shape
     hw = head.weight.shape[0]
-    hidden = np.empty((b, n, hw), np.float32)
-    logit = np.empty((b, n), np.float32)
+    logits = np.empty((b, n), np.float32)
     if head.site_const.shape[0] not in (1, b) or head.site_const.shape[1:] != (n, hw):
-        raise ValueError("copy_head_inputs: site_const must be [1 or b, n, hw]")
+        raise ValueError("copy_head_logits: site_const must be [1 or b, n, hw]")
+    if np.shape(head.last_weight) != (hw,):
+        raise ValueError("copy_head_logits: last_weight must be [hw]")
     if inputs is None:
-        return hidden, logit, loo_out
+        return logits, loo_out
     _all_queries_head(*inputs, p_out, feat_out, loo_out,
                       np.ascontiguousarray(head.site_const, np.float32),
                       np.ascontiguousarray(head.left_proj, np.float32),
                       np.ascontiguousarray(head.right_proj, np.float32),
                       np.asarray(head.site_left, np.int64), np.asarray(head.site_right, np.int64),
-                      np.ascontiguousarray(head.weight, np.float32), hidden, logit)
-    return hidden, logit, loo_out
+                      np.ascontiguousarray(np.asarray(head.weight, np.float32).T),
+                      np.ascontiguousarray(head.last_weight, np.float32),
+                      np.float32(head.last_bias), np.float32(head.copy_scale), logits)
+    return logits, loo_out
 
 
 def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,

@@ -323,7 +323,7 @@ class VcfBert(nn.Module):
                          site_frac: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The output head's first layer split by input, for the fused inference kernel
-        (:func:`vcfbert.model.copy_kernel.copy_head_inputs`), which adds the parts at each
+        (:func:`vcfbert.model.copy_kernel.copy_head_logits`), which adds the parts at each
         site with the copied probability and carrier features.
 
         Args:
@@ -345,6 +345,14 @@ class VcfBert(nn.Module):
                               first.bias)
         return (site_const, F.linear(q_ctx, w[:, :d]), F.linear(q_ctx, w[:, d:2 * d]),
                 w[:, 2 * d + 4:])
+
+    def head_last_layer(self) -> tuple[torch.Tensor, float, float]:
+        """(the output head's last-layer weights float [hw], its bias, ``copy_scale``) for the
+        fused inference kernel, which applies the head's exact (erf) GELU itself."""
+        _, act, last = self.out_head
+        if not (isinstance(act, nn.GELU) and act.approximate == "none"):
+            raise ValueError(f"the fused inference head computes the exact GELU, not {act}")
+        return last.weight.reshape(-1), float(last.bias), float(self.copy_scale)
 
     def logits_from_hidden(self, hidden: torch.Tensor, logit_copy: torch.Tensor) -> torch.Tensor:
         """ALT logits float [b, n] from the output head's hidden pre-activations [b, n, hw]
