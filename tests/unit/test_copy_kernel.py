@@ -127,7 +127,7 @@ def test_window_tables_reproduce_every_haplotypes_alleles():
     ref_slots, ref_core = panel[:, :10], panel[:, 10:]
     interval = np.sort(rng.integers(3, 8, 60)).astype(np.int64)
     t = window_tables(ref_slots, ref_core, interval)
-    np.testing.assert_array_equal(t.slot_alleles, ref_slots.T)
+    np.testing.assert_array_equal(t.hap_slots, ref_slots)
     assert t.first_interval == interval[0]
     for row in range(t.pattern_id.shape[0]):
         sites = np.flatnonzero(interval == t.first_interval + row)

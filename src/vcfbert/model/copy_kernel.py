@@ -50,8 +50,10 @@ class WindowTables(NamedTuple):
     """A window's reference panel laid out for the kernel; built once per window
     (:func:`window_tables`) and shared by every batch of queries.
 
-    ``slot_alleles`` is the panel at the slots, slot-major, so that gathering the candidates'
-    alleles reads one row of ``H`` alleles per slot. The rest are the distinct allele
+    ``hap_slots`` is the panel at the slots, haplotype-major: gathering a query's copying
+    states reads one contiguous row of ``m`` alleles per state (a slot-major panel, one row of
+    ``H`` alleles per slot read at the states' places, missed the cache at almost every
+    read: docs/model.md, "Inference speed"). The rest are the distinct allele
     patterns of the reference haplotypes over each interval's core sites: the retrieved
     candidates of a query are close relatives and share few patterns in an interval, so the
     kernel visits each pattern's ALT sites once, with the summed weights of the candidates
@@ -62,7 +64,7 @@ class WindowTables(NamedTuple):
     them.
     """
 
-    slot_alleles: np.ndarray  # int8 [m, H] reference alleles (0/1) at the slots
+    hap_slots: np.ndarray  # int8 [H, m] reference alleles (0/1) at the slots
     first_interval: int  # interval of pattern_id's row 0
     pattern_id: np.ndarray  # int32 [R, H] local pattern of each haplotype (-1: all REF)
     pattern_start: np.ndarray  # int64 [R + 1] global number of each row's local pattern 0
@@ -78,11 +80,11 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     (non-decreasing)."""
     ref_core = np.asarray(ref_core, np.int8)
     interval = np.asarray(site_interval, np.int64)
-    slot_alleles = np.ascontiguousarray(np.asarray(ref_slots, np.int8).T)
+    hap_slots = np.ascontiguousarray(ref_slots, np.int8)
     n_h, n = ref_core.shape
     hap_class = haplotype_classes(np.asarray(ref_slots, np.int8), ref_core)
     if n == 0:
-        return WindowTables(slot_alleles, 0, np.full((0, n_h), -1, np.int32),
+        return WindowTables(hap_slots, 0, np.full((0, n_h), -1, np.int32),
                             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32),
                             hap_class)
     if (np.diff(interval) < 0).any():
@@ -114,7 +116,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     alt_ptr = np.zeros(n_alt_all.size + 1, np.int64)
     np.cumsum(n_alt_all, out=alt_ptr[1:])
     alt_site = np.concatenate(sites) if sites else np.zeros(0, np.int32)
-    return WindowTables(slot_alleles, first, pattern_id, pattern_start, alt_ptr, alt_site,
+    return WindowTables(hap_slots, first, pattern_id, pattern_start, alt_ptr, alt_site,
                         hap_class)
 
 
@@ -161,7 +163,7 @@ def _feature_tables(m, k_all):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
-def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_id,
+def _one_query(qtok, cand_all, valid_all, hap_slots, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
                prior_all, site_frac, interval_start, loo_lo, loo_hi, log_run, log_carriers,
                p_out, feat_out, loo_out):
@@ -209,20 +211,27 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
         post_lo = m
         post_hi = 0
     f_lo = max(post_lo - 1, 0)  # forward rows f_lo..post_hi-1 are kept (gamma[i - f_lo])
-    # candidates' alleles at the slots, slot-major [m, k] (contiguous over candidates), read
-    # from the slot-major panel (a row of H alleles per slot stays in cache)
+    # the states' alleles at the slots, slot-major [m, k] (contiguous over states), copied
+    # from their haplotype-major rows in blocks of 64 states x 64 slots: each state's row is
+    # read contiguously and each block of the copy stays in the L1 cache
     allele = np.empty((m, k), np.int8)
+    for c0 in range(0, k, 64):
+        c1 = min(c0 + 64, k)
+        for i0 in range(0, m, 64):
+            i1 = min(i0 + 64, m)
+            for c in range(c0, c1):
+                panel_row = hap_slots[cand[c]]
+                for i in range(i0, i1):
+                    allele[i, c] = panel_row[i]
     # emissions take two values per slot (candidate carries REF or ALT); normalised by the
     # largest among the candidates, as forward_backward does per slot among the valid ones
     e0 = np.empty(m, f32)
     e1 = np.empty(m, f32)
     for i in range(m):
-        panel_row = slot_alleles[i]
+        row = allele[i]
         n1 = 0
         for c in range(k):
-            a = panel_row[cand[c]]
-            allele[i, c] = a
-            n1 += a
+            n1 += row[c]
         has1 = n1 > 0
         has0 = n1 < k
         le0 = s[i, 0]
@@ -453,13 +462,13 @@ def _one_query(qtok, cand_all, valid_all, slot_alleles, first_interval, pattern_
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def _all_queries(qtok, cand, valid, slot_alleles, first_interval, pattern_id, pattern_start,
+def _all_queries(qtok, cand, valid, hap_slots, first_interval, pattern_id, pattern_start,
                  pat_ptr, pat_site, hap_class, mu, s, rho, prior, site_frac, interval_start,
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
+        _one_query(qtok[b], cand[b], valid[b], hap_slots, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_out[b], feat_out[b], loo_out[b])
@@ -536,7 +545,7 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_id,
+def _all_queries_head(qtok, cand, valid, hap_slots, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, hap_class, mu, s, rho, prior,
                       site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out,
                       site_const, left_proj, right_proj, site_left, site_right, head_wt,
@@ -545,7 +554,7 @@ def _all_queries_head(qtok, cand, valid, slot_alleles, first_interval, pattern_i
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], slot_alleles, first_interval, pattern_id,
+        _one_query(qtok[b], cand[b], valid[b], hap_slots, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_out[b], feat_out[b], loo_out[b])
@@ -678,14 +687,14 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0
     tab = tables if tables is not None else window_tables(ref_slots, ref_core, interval)
-    if tab.slot_alleles.shape != (m, ref_slots.shape[0]) or n and (
+    if tab.hap_slots.shape != (ref_slots.shape[0], m) or n and (
             tab.first_interval != interval[0]
             or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
         raise ValueError("copy_features: the window tables were built for other slots, sites "
                          "or haplotypes")
     inputs = (np.ascontiguousarray(query_tokens, np.int8),
             np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
-            tab.slot_alleles, tab.first_interval, tab.pattern_id, tab.pattern_start,
+            tab.hap_slots, tab.first_interval, tab.pattern_id, tab.pattern_start,
             tab.alt_ptr, tab.alt_site, tab.hap_class, np.ascontiguousarray(mu, np.float32),
             np.ascontiguousarray(emit_bonus, np.float32), np.ascontiguousarray(rho, np.float32),
             np.ascontiguousarray(prior, np.float32), np.ascontiguousarray(site_frac, np.float32),
