@@ -121,16 +121,29 @@ def test_copy_features_match_the_torch_path_on_shared_segments(seed):
         copy_features(tables=other, **kw)
 
 
-def test_window_tables_reproduce_every_haplotypes_alleles():
+@pytest.mark.parametrize("lengths", [None, (1, 63, 64, 65, 0, 128, 200, 7)])
+def test_window_tables_reproduce_every_haplotypes_alleles(lengths):
+    """Each haplotype's pattern holds exactly its ALT sites in the interval, and haplotypes
+    with the same alleles there share one pattern (the grouping is exact): for short intervals
+    and for intervals of 0, 1, 63, 64, 65, 128 and 200 sites (patterns over several 64-bit
+    words, starting anywhere in a word)."""
     rng = np.random.default_rng(5)
-    panel = mosaic_panel(rng, 50, 70)
+    if lengths is None:
+        interval = np.sort(rng.integers(3, 8, 60)).astype(np.int64)
+    else:
+        interval = np.repeat(np.arange(2, 2 + len(lengths)), lengths).astype(np.int64)
+    panel = mosaic_panel(rng, 50, 10 + interval.size)
     ref_slots, ref_core = panel[:, :10], panel[:, 10:]
-    interval = np.sort(rng.integers(3, 8, 60)).astype(np.int64)
     t = window_tables(ref_slots, ref_core, interval)
     np.testing.assert_array_equal(t.hap_slots, ref_slots)
     assert t.first_interval == interval[0]
     for row in range(t.pattern_id.shape[0]):
         sites = np.flatnonzero(interval == t.first_interval + row)
+        alleles = ref_core[:, sites]
+        carriers = alleles.any(1)
+        distinct = np.unique(alleles[carriers], axis=0).shape[0] if carriers.any() else 0
+        assert t.pattern_start[row + 1] - t.pattern_start[row] == distinct
+        assert set(t.pattern_id[row][carriers]) == set(range(distinct))
         for h in range(panel.shape[0]):
             u = t.pattern_id[row, h]
             alt = sites[ref_core[h, sites] == 1]
@@ -139,6 +152,8 @@ def test_window_tables_reproduce_every_haplotypes_alleles():
             else:
                 g = t.pattern_start[row] + u
                 np.testing.assert_array_equal(t.alt_site[t.alt_ptr[g]:t.alt_ptr[g + 1]], alt)
+    if lengths is not None:
+        assert t.pattern_start[-1] > 50  # the long intervals hold many patterns: a real check
 
 
 def test_identical_candidates_are_lumped_exactly():

@@ -42,6 +42,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 MASK_TOKEN = 2
 
@@ -90,34 +91,123 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     if (np.diff(interval) < 0).any():
         raise ValueError("window_tables needs the sites sorted by interval")
     first, last = int(interval[0]), int(interval[-1])
-    bounds = np.searchsorted(interval, np.arange(first, last + 2))
-    pattern_id = np.full((last - first + 1, n_h), -1, np.int32)
-    pattern_start = np.zeros(last - first + 2, np.int64)
-    counts: list[np.ndarray] = []
-    sites: list[np.ndarray] = []
-    for row, (j0, j1) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        n_patterns = 0
-        if j1 > j0:
-            alleles = ref_core[:, j0:j1]
-            packed = np.ascontiguousarray(np.packbits(alleles, axis=1))
-            keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-            _, rep, inverse = np.unique(keys, return_index=True, return_inverse=True)
-            hap, col = np.nonzero(alleles[rep])  # ALT sites of each pattern, in order
-            n_alt = np.bincount(hap, minlength=rep.size)
-            # number the patterns that carry an ALT allele; the all-REF one becomes -1
-            carries = n_alt > 0
-            number = np.cumsum(carries) - 1
-            pattern_id[row] = np.where(carries, number, -1)[inverse.ravel()]
-            n_patterns = int(carries.sum())
-            counts.append(n_alt[carries])
-            sites.append((j0 + col).astype(np.int32))
-        pattern_start[row + 1] = pattern_start[row] + n_patterns
-    n_alt_all = np.concatenate(counts) if counts else np.zeros(0, np.int64)
-    alt_ptr = np.zeros(n_alt_all.size + 1, np.int64)
-    np.cumsum(n_alt_all, out=alt_ptr[1:])
-    alt_site = np.concatenate(sites) if sites else np.zeros(0, np.int32)
+    bounds = np.searchsorted(interval, np.arange(first, last + 2)).astype(np.int64)
+    pattern_id, pattern_start, alt_ptr, alt_site = _interval_patterns(pack_sites(ref_core),
+                                                                      bounds)
     return WindowTables(hap_slots, first, pattern_id, pattern_start, alt_ptr, alt_site,
                         hap_class)
+
+
+def pack_sites(alleles: np.ndarray) -> np.ndarray:
+    """uint64 [H, W + 1] (W = ceil(n / 64)): bit ``j % 64`` of word ``j // 64`` is set where
+    ``alleles`` int8 [H, n] is 1 at site ``j``; the last word is a zero pad, so that a bit
+    range starting in any word can read the word after it."""
+    a = np.asarray(alleles)
+    n_h, n = a.shape
+    n_words = (n + 63) // 64 + 1
+    packed = np.zeros((n_h, n_words * 8), np.uint8)
+    packed[:, :(n + 7) // 8] = np.packbits(a == 1, axis=1, bitorder="little")
+    return packed.view("<u8").astype(np.uint64, copy=False)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _interval_patterns(bits, bounds):
+    """The pattern part of :func:`window_tables` from the haplotypes' packed core alleles
+    ``bits`` uint64 [H, W + 1] (:func:`pack_sites`) and the intervals' site ranges ``bounds``
+    int64 [R + 1] (interval row r holds sites bounds[r]..bounds[r + 1] - 1): (pattern_id
+    int32 [R, H], pattern_start int64 [R + 1], alt_ptr int64 [P + 1], alt_site int32 [nnz]).
+
+    Per interval each haplotype's alleles are cut from its packed row (a few words), and the
+    distinct non-zero words are numbered in the order of their first haplotype through an
+    open-addressing hash table (keys compared word by word, so the grouping is exact).
+    """
+    n_h = bits.shape[0]
+    n_rows = bounds.shape[0] - 1
+    pattern_id = np.full((n_rows, n_h), -1, np.int32)
+    pattern_start = np.zeros(n_rows + 1, np.int64)
+    max_len = 1
+    for row in range(n_rows):
+        max_len = max(max_len, bounds[row + 1] - bounds[row])
+    max_words = (max_len + 63) // 64
+    words = np.zeros((n_h, max_words), np.uint64)
+    size = 1
+    while size < 2 * n_h:
+        size *= 2
+    table = np.empty(size, np.int64)  # a pattern's first haplotype, -1: empty
+    reps = np.empty(n_h, np.int64)
+    alt_ptr = np.zeros(1024, np.int64)
+    alt_site = np.empty(4096, np.int32)
+    n_patterns = 0
+    n_alt = 0
+    one = np.uint64(1)
+    for row in range(n_rows):
+        j0 = bounds[row]
+        j1 = bounds[row + 1]
+        n_local = 0
+        if j1 > j0:
+            n_words = (j1 - j0 + 63) // 64
+            for x in range(size):
+                table[x] = -1
+            for h in range(n_h):
+                key = np.uint64(0)
+                nonzero = False
+                for w in range(n_words):
+                    start = j0 + 64 * w
+                    src = start >> 6
+                    shift = np.uint64(start & 63)
+                    word = bits[h, src] >> shift
+                    if shift != 0:
+                        word |= bits[h, src + 1] << (np.uint64(64) - shift)
+                    left = j1 - start
+                    if left < 64:
+                        word &= (one << np.uint64(left)) - one
+                    words[h, w] = word
+                    nonzero = nonzero or word != 0
+                    key = (key ^ word) * _GOLDEN
+                if not nonzero:
+                    continue  # all REF: -1
+                slot = np.int64((key ^ (key >> np.uint64(29))) & np.uint64(size - 1))
+                while True:
+                    rep = table[slot]
+                    if rep < 0:
+                        table[slot] = h
+                        pattern_id[row, h] = n_local
+                        reps[n_local] = h
+                        n_local += 1
+                        break
+                    same = True
+                    for w in range(n_words):
+                        if words[rep, w] != words[h, w]:
+                            same = False
+                            break
+                    if same:
+                        pattern_id[row, h] = pattern_id[row, rep]
+                        break
+                    slot = (slot + 1) & (size - 1)
+            # each new pattern's ALT sites, in order, from its first haplotype's words
+            for p in range(n_local):
+                h = reps[p]
+                for w in range(n_words):
+                    word = words[h, w]
+                    while word != 0:
+                        if n_alt == alt_site.shape[0]:
+                            grown = np.empty(2 * n_alt, np.int32)
+                            grown[:n_alt] = alt_site
+                            alt_site = grown
+                        alt_site[n_alt] = np.int32(j0 + 64 * w + trailing_zeros(word))
+                        n_alt += 1
+                        word &= word - one
+                if n_patterns + 1 == alt_ptr.shape[0]:
+                    grown_ptr = np.zeros(2 * alt_ptr.shape[0], np.int64)
+                    grown_ptr[:n_patterns + 1] = alt_ptr[:n_patterns + 1]
+                    alt_ptr = grown_ptr
+                n_patterns += 1
+                alt_ptr[n_patterns] = n_alt
+        pattern_start[row + 1] = pattern_start[row] + n_local
+    return pattern_id, pattern_start, alt_ptr[:n_patterns + 1].copy(), alt_site[:n_alt].copy()
 
 
 def haplotype_classes(ref_slots: np.ndarray, ref_core: np.ndarray) -> np.ndarray:
