@@ -156,6 +156,31 @@ def test_window_tables_reproduce_every_haplotypes_alleles(lengths):
         assert t.pattern_start[-1] > 50  # the long intervals hold many patterns: a real check
 
 
+def test_pattern_ids_widen_beyond_32767_haplotypes():
+    """Pattern ids are int16 (an interval has at most as many patterns as haplotypes) up to
+    32,767 haplotypes and int32 beyond, with the same grouping."""
+    from vcfbert.model.copy_kernel import pattern_dtype
+
+    assert pattern_dtype(32_767) is np.int16 and pattern_dtype(32_768) is np.int32
+    rng = np.random.default_rng(9)
+    n_h = 32_800
+    ref_core = (rng.random((n_h, 12)) < 0.5).astype(np.int8)  # ~4,096 patterns per interval
+    interval = np.repeat([3, 4], 6).astype(np.int64)
+    t = window_tables(np.zeros((n_h, 6), np.int8), ref_core, interval)
+    assert t.pattern_id.dtype == np.int32
+    for row in range(2):
+        sites = np.flatnonzero(interval == 3 + row)
+        alleles = ref_core[:, sites]
+        distinct, inverse = np.unique(alleles, axis=0, return_inverse=True)
+        carriers = alleles.any(1)
+        assert t.pattern_start[row + 1] - t.pattern_start[row] == (distinct.any(1)).sum()
+        ids = t.pattern_id[row]
+        assert (ids[~carriers] == -1).all()
+        # the same pattern exactly where the alleles are the same
+        pairs = {(int(a), int(b)) for a, b in zip(inverse.ravel()[carriers], ids[carriers])}
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
+
+
 def test_identical_candidates_are_lumped_exactly():
     """A panel where most haplotypes have exact copies: the kernel lumps a query's candidates
     of one sequence into one state; the posterior-weighted sums, the carrier count, the runs
