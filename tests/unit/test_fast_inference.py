@@ -159,3 +159,24 @@ def test_inference_encoder_and_head_equal_the_training_path():
         logits_fast = model(batch, with_loss=False)[0]
     torch.testing.assert_close(ctx_fast, ctx_module, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits_fast, logits_module, atol=1e-4, rtol=1e-4)
+
+
+def test_the_fused_head_refuses_another_activation():
+    """The kernel computes the exact (erf) GELU of the output head itself: a model whose head
+    has another activation is refused with an error, not computed with the wrong one."""
+    rng = np.random.default_rng(6)
+    model = active_model(12, 6)
+    position, layout, arrays = random_window(rng, n_var=90, n_typed=40, n_h=30)
+    b, m = 2, layout.n_slots
+    qs = (rng.random((b, m)) < 0.3).astype(np.int8)
+    cand = np.stack([rng.permutation(30)[:12] for _ in range(b)]).astype(np.int64)
+    kw = dict(tokens=query_tokens(qs, np.ones(m, bool)),
+              slot_af=rng.random((b, m)).astype(np.float32) * 0.5,
+              site_af=rng.random((b, layout.n_sites)).astype(np.float32) * 0.5,
+              cand_ids=cand, cand_sim=rng.random((b, 12)).astype(np.float32))
+    geo = WindowGeometry.of(layout, position)
+    logits, _ = fast_logits(model, geo, arrays, **kw)
+    assert logits.shape == (b, layout.n_sites) and torch.isfinite(logits).all()
+    model.out_head[1] = torch.nn.GELU(approximate="tanh")
+    with pytest.raises(ValueError, match="exact GELU"):
+        fast_logits(model, geo, arrays, **kw)
