@@ -609,8 +609,8 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
     """The whole output head for one query's sites (see :func:`copy_head_logits`): the first
     layer, the GELU and the last layer, with the copied probability's logit added.
     ``head_wt`` float32 [6, hw] is :class:`HeadInputs`' ``weight`` transposed, so that the
-    loop over the hidden units reads each feature's weights contiguously (strided, the loop
-    ran ~3.5x slower)."""
+    loop over the hidden units reads each feature's weights contiguously and vectorises
+    (docs/model.md, "Inference speed")."""
     f32 = np.float32
     hw = head_wt.shape[1]
     # most sites of a query have no ALT carrier among its states: their probability is the
