@@ -102,7 +102,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
 def pattern_dtype(n_haplotypes: int) -> type:
     """The integer type of :class:`WindowTables`' ``pattern_id``: int16 up to 32,767
     haplotypes (an interval has at most as many patterns; half the bytes the kernel's
-    per-interval lookups read: the copying kernel ~5 % faster on ``ooa_speed``), else int32
+    per-interval lookups read: docs/model.md, "Inference speed"), else int32
     (compiled when first used)."""
     return np.int16 if n_haplotypes <= np.iinfo(np.int16).max else np.int32
 
