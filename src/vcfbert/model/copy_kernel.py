@@ -21,7 +21,10 @@ arrays (int8), so nothing larger than ``[k, m]`` is ever held:
    distinct pattern's ALT sites are visited once with its carriers' summed weights;
 5. per slot, the leave-one-out ALT probability: the posterior with the slot's own emission
    divided out (:func:`vcfbert.model.hmm.leave_one_out_alt` is the torch twin), from which
-   INFO/ER2 is computed at typed sites.
+   INFO/ER2 is computed at typed sites;
+6. at imputation (:func:`copy_head_logits`), the whole output head per site: its first layer
+   from per-slot and per-site parts computed in torch, its exact GELU (erf from a fitted
+   rational function) and its last layer, so that the kernel writes the ALT logits.
 
 Candidates that are the same reference sequence over the whole window (its slots and core
 sites) are first lumped into one copying state carrying their summed prior: the HMM's
