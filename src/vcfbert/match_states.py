@@ -11,11 +11,14 @@ states; with them every such allele had a carrier among the states.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numba
 import numpy as np
 import torch
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+
+from .rows import distinct_rows
 
 # core slots per match anchor (docs/model.md, "Copying states by match length")
 SLOTS_PER_ANCHOR = 16
@@ -66,6 +69,22 @@ def pack_slots(alleles: np.ndarray) -> np.ndarray:
     packed = np.zeros((r, n_words * 8), np.uint8)
     packed[:, :(m + 7) // 8] = np.packbits(a == 1, axis=1, bitorder="little")
     return packed.view("<u8").astype(np.uint64, copy=False)
+
+
+class PackedPanel(NamedTuple):
+    """A window's panel at its slots for the match-length search, packed once per window
+    (:func:`pack_panel`): each distinct sequence of slot alleles once (on a 6,000-haplotype
+    panel ~4,600 of 6,000), so that the runs around the anchors are found once per sequence."""
+
+    bits: np.ndarray  # uint64 [U, W] the distinct sequences, packed (:func:`pack_slots`)
+    hap_row: np.ndarray  # int64 [H] each haplotype's row of ``bits``
+
+
+def pack_panel(ref_slots: np.ndarray) -> PackedPanel:
+    """:class:`PackedPanel` of a window's panel at its slots, int8 [H, m]."""
+    bits = pack_slots(ref_slots)
+    first, hap_row = distinct_rows(bits)
+    return PackedPanel(np.ascontiguousarray(bits[first]), hap_row)
 
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -229,23 +248,25 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
 
 @numba.njit(cache=True, nogil=True)
 def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray,
-                   anchors: np.ndarray, all_sim: np.ndarray, forbidden: np.ndarray,
-                   cand: np.ndarray, n_match: int, out_ids: np.ndarray,
+                   hap_row: np.ndarray, anchors: np.ndarray, all_sim: np.ndarray,
+                   forbidden: np.ndarray, cand: np.ndarray, n_match: int, out_ids: np.ndarray,
                    n_from_match: np.ndarray) -> None:
     """:func:`merge_match_states`' choice for each query, before its ordering by
     similarity (``out_ids`` int64 [b, k], -1 padded; its first ``n_from_match[q]`` entries
-    are the match-length states)."""
+    are the match-length states). ``panel_bits`` uint64 [U, W] and ``hap_row`` int64 [H]
+    are a :class:`PackedPanel`'s: the runs are found once per distinct sequence."""
     b, k = cand.shape
     m = query.shape[1]
-    n_h = panel_bits.shape[0]
+    n_h = hap_row.shape[0]
     n_a = anchors.shape[0]
+    distinct_runs = np.empty((n_a, panel_bits.shape[0]), np.int32)
     runs = np.empty((n_a, n_h), np.int32)
     ranked = np.empty((n_a, max(min(n_match, k), 1)), np.int64)
     n_ranked = np.empty(n_a, np.int64)
     taken = np.zeros(n_h, np.bool_)
     limit = min(n_match, k)  # more match states than a query has places: k of them
     for q in range(b):
-        anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
+        anchor_runs(query[q], observed, panel_bits, m, anchors, distinct_runs)
         # forbidden haplotypes out (-1), and the allowed ones counted by run length per anchor
         count = np.zeros((n_a, m + 1), np.int64)
         top = np.zeros(n_a, np.int64)
@@ -258,8 +279,10 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarr
             else:
                 allowed += 1
                 span = max(span, abs(all_sim[q, h]))
+                row = hap_row[h]
                 for a in range(n_a):
-                    r = runs[a, h]
+                    r = distinct_runs[a, row]
+                    runs[a, h] = r
                     count[a, r] += 1
                     if r > top[a]:
                         top[a] = r
@@ -299,7 +322,7 @@ def key_similarities(query_keys: np.ndarray, ref_keys: np.ndarray) -> np.ndarray
 def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
                        ref_slots: np.ndarray, ref_keys: np.ndarray, query_keys: np.ndarray,
                        cand: np.ndarray, sim: np.ndarray, anchors: Sequence[int], n_match: int,
-                       forbidden: np.ndarray | None = None, panel_bits: np.ndarray | None = None,
+                       forbidden: np.ndarray | None = None, panel: PackedPanel | None = None,
                        all_sim: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` states of each query: ``n_match`` of them by match length — the longest
@@ -314,8 +337,8 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
         anchors: intervals (0..m) around which match lengths are measured
             (:func:`core_anchors`);
         forbidden: bool [b, H] haplotypes a query may not copy (its own sample, second copies);
-        panel_bits: :func:`pack_slots` of ``ref_slots``, when the caller packed them once for
-            the window (else packed here).
+        panel: :func:`pack_panel` of ``ref_slots``, when the caller packed it once for the
+            window (else packed here).
         all_sim: float32 [b, H] ``query_keys @ ref_keys.T``, when the caller has it (else
             computed here).
 
@@ -338,12 +361,12 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
         forbidden = np.zeros((b, n_h), bool)
     out_ids = np.empty((b, k), np.int64)
     n_from_match = np.empty(b, np.int64)
-    if panel_bits is None:
-        panel_bits = pack_slots(ref_slots)
-    if panel_bits.shape != (n_h, max(1, (m + 63) // 64)):
-        raise ValueError("merge_match_states: panel_bits were packed from other slots")
+    if panel is None:
+        panel = pack_panel(ref_slots)
+    if panel.hap_row.shape != (n_h,) or panel.bits.shape[1] != max(1, (m + 63) // 64):
+        raise ValueError("merge_match_states: the packed panel was made from other slots")
     _select_states(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
-                   panel_bits, anchor_arr,
+                   panel.bits, panel.hap_row, anchor_arr,
                    np.ascontiguousarray(all_sim, np.float32),
                    np.ascontiguousarray(forbidden, bool), np.asarray(cand, np.int64),
                    int(n_match), out_ids, n_from_match)

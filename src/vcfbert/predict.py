@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
 import numpy as np
 import torch
@@ -23,6 +23,10 @@ from .index import KeySearcher
 from .layout import WindowLayout
 from .model import VcfBert
 from .model.copy_kernel import HeadInputs, WindowTables, copy_head_logits, window_tables
+from .rows import distinct_rows
+
+if TYPE_CHECKING:
+    from .match_states import PackedPanel
 
 
 def frequencies(arrays: WindowArrays, n_haplotypes: int, panel_haps: np.ndarray | None,
@@ -94,7 +98,7 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
 def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.ndarray,
                        ref_keys: np.ndarray, keys: np.ndarray, searcher: KeySearcher, k: int,
                        anchors: list[int], n_match: int, exclude: np.ndarray | None,
-                       panel_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                       panel: PackedPanel) -> tuple[np.ndarray, np.ndarray]:
     """The index's top ``k`` states with ``n_match`` of them by match length
     (:func:`vcfbert.match_states.merge_match_states`); ``exclude`` [b, e] and the searcher's
     ``never`` are never chosen. The queries' inner products with every reference key are
@@ -105,21 +109,8 @@ def _with_match_states(qs: np.ndarray, slot_observed: np.ndarray, ref_slots: np.
     cand, sim = searcher.search_scored(keys, k, exclude, similarities=all_sim)
     forbidden = forbidden_haplotypes(qs.shape[0], ref_slots.shape[0], exclude, searcher.never)
     ids, sims, _ = merge_match_states(qs, slot_observed, ref_slots, ref_keys, keys, cand, sim,
-                                      anchors, n_match, forbidden, panel_bits, all_sim=all_sim)
+                                      anchors, n_match, forbidden, panel, all_sim=all_sim)
     return ids, sims
-
-
-def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(first int64 [u]: the row where each distinct row first occurs, in increasing order;
-    inverse int64 [q]: for every row, its distinct row's place in ``first``) of a 2-D array,
-    so that ``rows[first][inverse]`` equals ``rows``."""
-    flat = np.ascontiguousarray(rows)
-    as_bytes = flat.view(np.dtype((np.void, flat.dtype.itemsize * flat.shape[1]))).ravel()
-    _, first, inverse = np.unique(as_bytes, return_index=True, return_inverse=True)
-    order = np.argsort(first, kind="stable")  # distinct rows in order of first occurrence
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return first[order].astype(np.int64), rank[inverse.ravel()].astype(np.int64)
 
 
 @overload
@@ -213,11 +204,11 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     ref_keys = None
     if match_states and geo is not None and index_is_current:
         from .index import index_vectors
-        from .match_states import core_anchors, pack_slots
+        from .match_states import core_anchors, pack_panel
 
         ref_keys = index_vectors(searcher.index)
         anchors = core_anchors(core_slots)
-        panel_bits = pack_slots(arrays.ref_slots)
+        panel = pack_panel(arrays.ref_slots)
     bar = tqdm(total=query_slots.shape[0], desc=progress, unit="hap", file=sys.stderr,
                disable=progress is None, mininterval=5)
 
@@ -233,7 +224,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                 if ref_keys is not None:
                     cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots,
                                                    ref_keys, keys, searcher, model.cfg.k_keep,
-                                                   anchors, match_states, exclude, panel_bits)
+                                                   anchors, match_states, exclude, panel)
                 else:
                     cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
             else:

@@ -189,3 +189,20 @@ print("ok")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-2000:]
+
+
+def test_the_packed_panel_holds_each_slot_sequence_once():
+    """pack_panel keeps each distinct sequence of slot alleles once, in the order of its
+    first haplotype, and maps every haplotype to its own: unpacked through ``hap_row`` it is
+    the panel packed row by row."""
+    from vcfbert.match_states import pack_panel
+
+    rng = np.random.default_rng(4)
+    panel = rng.integers(0, 2, (30, 70)).astype(np.int8)
+    panel[[5, 17, 29]] = panel[2]
+    panel[11] = panel[3]
+    packed = pack_panel(panel)
+    assert packed.bits.shape == (26, 2)
+    np.testing.assert_array_equal(packed.bits[packed.hap_row], pack_slots(panel))
+    assert packed.hap_row[5] == packed.hap_row[17] == packed.hap_row[29] == packed.hap_row[2]
+    assert (np.diff(np.unique(packed.hap_row, return_index=True)[1]) > 0).all()
