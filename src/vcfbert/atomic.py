@@ -15,13 +15,14 @@ from typing import Self
 
 
 class CloseOrAbort:
-    """A writer with ``close()`` (finish the output) and ``abort()`` (discard it) used as a
-    context manager: closed when the ``with`` block succeeds, aborted when it raises."""
+    """A writer with ``close()`` (finish the output) and ``abort(exc)`` (discard it; ``exc``
+    is what interrupted the writing, when known) used as a context manager: closed when the
+    ``with`` block succeeds, aborted with the block's exception when it raises."""
 
     def close(self) -> None:
         raise NotImplementedError
 
-    def abort(self) -> None:
+    def abort(self, exc: BaseException | None = None) -> None:
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -31,7 +32,7 @@ class CloseOrAbort:
         if exc_type is None:
             self.close()
         else:
-            self.abort()
+            self.abort(exc)
 
 
 def _tmp_name(path: Path) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
 
-from .rows import distinct_rows
+from .rows import distinct_rows, pack_rows
 
 # core slots per match anchor (docs/model.md, "Copying states by match length")
 SLOTS_PER_ANCHOR = 16
@@ -62,13 +62,8 @@ def centre_runs(query: np.ndarray, observed: np.ndarray, panel: np.ndarray, cent
 def pack_slots(alleles: np.ndarray) -> np.ndarray:
     """uint64 [r, W] (W = ceil(m / 64)): bit ``i % 64`` of word ``i // 64`` is set where
     ``alleles`` int8/bool [r, m] is 1 at slot ``i`` (a window's panel at its slots, packed
-    once per window for :func:`anchor_runs`)."""
-    a = np.asarray(alleles)
-    r, m = a.shape
-    n_words = max(1, (m + 63) // 64)
-    packed = np.zeros((r, n_words * 8), np.uint8)
-    packed[:, :(m + 7) // 8] = np.packbits(a == 1, axis=1, bitorder="little")
-    return packed.view("<u8").astype(np.uint64, copy=False)
+    once per window for :func:`anchor_runs`; :func:`vcfbert.rows.pack_rows`)."""
+    return pack_rows(alleles)
 
 
 class PackedPanel(NamedTuple):

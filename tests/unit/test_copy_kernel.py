@@ -177,7 +177,8 @@ def test_pattern_ids_widen_beyond_32767_haplotypes():
         ids = t.pattern_id[row]
         assert (ids[~carriers] == -1).all()
         # the same pattern exactly where the alleles are the same
-        pairs = {(int(a), int(b)) for a, b in zip(inverse.ravel()[carriers], ids[carriers])}
+        pairs = {(int(a), int(b))
+                 for a, b in zip(inverse.ravel()[carriers], ids[carriers], strict=True)}
         assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs})
 
 

@@ -106,7 +106,7 @@ class BgzfWriter(CloseOrAbort):
         if self._pool is not None:
             self._pool.shutdown()
 
-    def abort(self) -> None:
+    def abort(self, exc: BaseException | None = None) -> None:
         self._fh.close()
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)

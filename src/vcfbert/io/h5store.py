@@ -35,7 +35,7 @@ import h5py
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..atomic import CloseOrAbort, atomic_path
 from ..errors import InputError, IntegrityError
 
 FORMAT = "vcfbert-genotypes"
@@ -72,7 +72,7 @@ class ReferencePanel:
         return int(self.haplotypes.shape[0])
 
 
-class ReferenceWriter:
+class ReferenceWriter(CloseOrAbort):
     """Stream variants into a reference store, written atomically on :meth:`close`.
 
     Variants are buffered ``BLOCK`` at a time; a full buffer is transposed, compressed and
@@ -226,8 +226,9 @@ class ReferenceWriter:
         self._closed = True
         self._ctx.__exit__(None, None, None)
 
-    def abort(self, exc: BaseException) -> None:
-        """Close and delete the temporary file (used when an error interrupts writing)."""
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Close and delete the temporary file (used when an error, ``exc``, interrupts
+        writing)."""
         if self._closed:
             return
         self._closed = True
@@ -237,16 +238,9 @@ class ReferenceWriter:
             pass
         self._pool.shutdown()
         self._h5.close()
+        if exc is None:
+            exc = RuntimeError("writing the reference store was aborted")
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> ReferenceWriter:
-        return self
-
-    def __exit__(self, et, ev, tb) -> None:
-        if ev is None:
-            self.close()
-        else:
-            self.abort(ev)
 
 
 def _check_format(h5: h5py.File, path: str | os.PathLike[str]) -> None:

@@ -94,7 +94,7 @@ class BgzipVcfWriter(CloseOrAbort):
             os.replace(f"{self.tmp}.tbi", f"{self.path}.tbi")
         os.replace(self.tmp, self.path)
 
-    def abort(self) -> None:
+    def abort(self, exc: BaseException | None = None) -> None:
         with contextlib.suppress(Exception):
             (self._fh.abort if hasattr(self._fh, "abort") else self._fh.close)()
         for p in (self.tmp, Path(f"{self.tmp}.tbi")):

@@ -47,6 +47,8 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from ..rows import distinct_rows, pack_rows
+
 MASK_TOKEN = 2
 
 
@@ -86,7 +88,8 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     interval = np.asarray(site_interval, np.int64)
     hap_slots = np.ascontiguousarray(ref_slots, np.int8)
     n_h, n = ref_core.shape
-    hap_class = haplotype_classes(np.asarray(ref_slots, np.int8), ref_core)
+    core_bits = pack_rows(ref_core, pad_words=1)  # for _interval_patterns' bit ranges
+    hap_class = haplotype_classes(pack_rows(hap_slots), core_bits)
     if n == 0:
         return WindowTables(hap_slots, 0, np.full((0, n_h), -1, pattern_dtype(n_h)),
                             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32),
@@ -96,8 +99,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     first, last = int(interval[0]), int(interval[-1])
     bounds = np.searchsorted(interval, np.arange(first, last + 2)).astype(np.int64)
     pattern_id = np.full((bounds.size - 1, n_h), -1, pattern_dtype(n_h))
-    pattern_start, alt_ptr, alt_site = _interval_patterns(pack_sites(ref_core), bounds,
-                                                          pattern_id)
+    pattern_start, alt_ptr, alt_site = _interval_patterns(core_bits, bounds, pattern_id)
     return WindowTables(hap_slots, first, pattern_id, pattern_start, alt_ptr, alt_site,
                         hap_class)
 
@@ -110,25 +112,14 @@ def pattern_dtype(n_haplotypes: int) -> type:
     return np.int16 if n_haplotypes <= np.iinfo(np.int16).max else np.int32
 
 
-def pack_sites(alleles: np.ndarray) -> np.ndarray:
-    """uint64 [H, W + 1] (W = ceil(n / 64)): bit ``j % 64`` of word ``j // 64`` is set where
-    ``alleles`` int8 [H, n] is 1 at site ``j``; the last word is a zero pad, so that a bit
-    range starting in any word can read the word after it."""
-    a = np.asarray(alleles)
-    n_h, n = a.shape
-    n_words = (n + 63) // 64 + 1
-    packed = np.zeros((n_h, n_words * 8), np.uint8)
-    packed[:, :(n + 7) // 8] = np.packbits(a == 1, axis=1, bitorder="little")
-    return packed.view("<u8").astype(np.uint64, copy=False)
-
-
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _interval_patterns(bits, bounds, pattern_id):
     """The pattern part of :func:`window_tables` from the haplotypes' packed core alleles
-    ``bits`` uint64 [H, W + 1] (:func:`pack_sites`) and the intervals' site ranges ``bounds``
+    ``bits`` uint64 [H, W + 1] (:func:`vcfbert.rows.pack_rows` with a pad word) and the
+    intervals' site ranges ``bounds``
     int64 [R + 1] (interval row r holds sites bounds[r]..bounds[r + 1] - 1): fills
     ``pattern_id`` int16/int32 [R, H] (-1 on entry) and returns (pattern_start int64 [R + 1],
     alt_ptr int64 [P + 1], alt_site int32 [nnz]).
@@ -222,22 +213,12 @@ def _interval_patterns(bits, bounds, pattern_id):
     return pattern_start, alt_ptr[:n_patterns + 1].copy(), alt_site[:n_alt].copy()
 
 
-def haplotype_classes(ref_slots: np.ndarray, ref_core: np.ndarray) -> np.ndarray:
-    """int32 [H]: one number per distinct sequence of alleles over a window's slots
-    ``ref_slots`` int8 [H, m] and core sites ``ref_core`` int8 [H, n] (0/1), numbered
-    0.. in the order of their first haplotype."""
-    n_h = ref_slots.shape[0]
-    if n_h == 0:
-        return np.zeros(0, np.int32)
-    packed = np.ascontiguousarray(np.concatenate(
-        [np.packbits(ref_slots, axis=1), np.packbits(ref_core, axis=1)], axis=1))
-    if packed.shape[1] == 0:
-        return np.zeros(n_h, np.int32)
-    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    renumber = np.empty(first.size, np.int32)
-    renumber[np.argsort(first, kind="stable")] = np.arange(first.size, dtype=np.int32)
-    return renumber[inverse.ravel()]
+def haplotype_classes(slot_bits: np.ndarray, core_bits: np.ndarray) -> np.ndarray:
+    """int32 [H]: one number per distinct sequence of alleles over a window's slots and core
+    sites, from their packed alleles (:func:`vcfbert.rows.pack_rows`, uint64 [H, *]),
+    numbered 0.. in the order of their first haplotype."""
+    rows = np.concatenate([slot_bits, core_bits], axis=1)
+    return distinct_rows(rows)[1].astype(np.int32)
 
 
 # reassociation lets LLVM vectorise the sums over candidates; no flag that assumes finite
