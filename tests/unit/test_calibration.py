@@ -84,6 +84,57 @@ def test_streamed_sums_give_the_writers_dr2_and_the_conditional_dr2(with_males):
     assert got[4] == pytest.approx(1.0)
 
 
+def sums_reference(hap_prob: np.ndarray, male: np.ndarray, region: np.ndarray,
+                   use: np.ndarray) -> np.ndarray:
+    """dr2_sums written out in numpy, one probability's logarithm at a time (float64)."""
+    p = np.clip(hap_prob.astype(np.float32), 0, 1).astype(np.float64)
+    p1, p2 = p[0::2], p[1::2]
+    haploid = male[:, None] & region[None, :] & use
+    diploid = ~(male[:, None] & region[None, :]) & use
+    ds = p1 + p2
+    with np.errstate(divide="ignore"):
+        la1, la2, lr1, lr2 = np.log(p1), np.log(p2), np.log1p(-p1), np.log1p(-p2)
+    z = np.zeros_like(ds)
+    return np.stack([
+        diploid.sum(0), np.where(diploid, ds, z).sum(0), np.where(diploid, ds * ds, z).sum(0),
+        np.where(diploid, p1 * p2, z).sum(0), haploid.sum(0), np.where(haploid, p1, z).sum(0),
+        np.where(haploid, p1 * p1, z).sum(0),
+        np.where(diploid, la1 + la2, np.where(haploid, la1, z)).sum(0),
+        np.where(diploid, lr1 + lr2, np.where(haploid, lr1, z)).sum(0)])
+
+
+@pytest.mark.parametrize("n_t", [1, 2, 5, 8])
+@pytest.mark.parametrize("with_males", [False, True])
+def test_sums_kernel_matches_the_sums_written_out(n_t, with_males):
+    """The kernel multiplies probabilities before taking logarithms: the same sums, also
+    with exact 0 and 1, tiny probabilities (float32 subnormals), males and left-out cells."""
+    rng = np.random.default_rng(n_t)
+    v = 11
+    hp = (rng.random((2 * n_t, v)) ** 4).astype(np.float32)
+    hp[:, 0] = 0.0
+    hp[:, 1] = 1.0
+    hp[:, 2] = 1e-45  # the smallest float32 subnormal everywhere: no underflow to -inf
+    hp[0, 3] = 0.0  # one haplotype certain REF, one certain ALT
+    hp[-1, 3] = 1.0
+    hp[:, 4] = 1 - 1e-7 * rng.random(2 * n_t)
+    hp[:, 5] = -0.1  # clipped to 0
+    hp[:, 6] = 1.2  # clipped to 1
+    male = np.zeros(n_t, bool)
+    region = np.zeros(v, bool)
+    use = np.ones((n_t, v), bool)
+    if with_males:
+        male[::2] = True
+        region[5:] = True
+        use[rng.random((n_t, v)) < 0.3] = False
+    got = cal.dr2_sums(hp, male, region, use=None if not with_males else use, cells=3 * n_t)
+    expect = sums_reference(hp, male, region, use)
+    np.testing.assert_allclose(got[:7], expect[:7], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.isneginf(got[7:]), np.isneginf(expect[7:]))
+    finite = np.isfinite(expect[7:])
+    np.testing.assert_allclose(got[7:][finite], expect[7:][finite], rtol=1e-12, atol=1e-12)
+    assert np.isfinite(got[7, 2])
+
+
 def test_samples_left_out_by_use_do_not_count():
     rng = np.random.default_rng(2)
     hp = rng.random((12, 5))

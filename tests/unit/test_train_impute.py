@@ -691,7 +691,7 @@ from vcfbert.evaluate_stream import evaluate
 from vcfbert.impute import impute_chunk, write_vcf
 from vcfbert.ingest import parse_targets
 from vcfbert.kernels import KERNELS, kernel
-from vcfbert.train import TrainConfig, train_epoch
+from vcfbert.train import TrainConfig, calibrate_dr2, train_epoch
 
 a = json.loads(sys.argv[1])
 d, t = a["d"], a["tmp"]
@@ -704,10 +704,14 @@ train_epoch(epoch=0, previous_checkpoint=d + "/init.pt", chroms=[chrom], masks=[
             split_tsv=d + "/split.tsv", out_checkpoint=t + "/model.pt",
             out_metrics=t + "/metrics.json", partial_dir=t + "/partial", cfg=cfg, device="cpu",
             progress=False)
+calibrate_dr2(checkpoint=d + "/init.pt", chroms=[chrom], final_masks=[d + "/final.h5"],
+              split_tsv=d + "/split.tsv", out=t + "/dr2.json", samples=4, device="cpu",
+              match_states=3)
 impute_chunk(checkpoint=d + "/init.pt", key_encoder=keyencoder.companion_path(d + "/init.pt"),
              contig="20", window_ids=chrom.windows["window_id"].tolist(), reference_h5=a["ref"],
              targets_h5=a["tgt"], windows_tsv=a["windows"], mask_h5=d + "/final.h5",
-             out=t + "/c.vcf.gz", batch_size=16, device="cpu", match_states=3)
+             out=t + "/c.vcf.gz", batch_size=16, device="cpu", match_states=3,
+             dr2_calibration=t + "/dr2.json")
 write_vcf(pieces=[t + "/c.vcf.gz"], out=t + "/imputed.vcf.gz", targets_h5=[a["tgt"]],
           reference_h5=[a["ref"]], command="test")
 evaluate(t + "/imputed.vcf.gz", a["truth"], site_table([a["ref"]], [a["tgt"]]))
@@ -722,7 +726,7 @@ print(json.dumps(report))
 
 def test_jobs_find_every_kernel_compiled_ahead(prepared, tiny_stores, tmp_path):
     """After :func:`vcfbert.kernels.compile_kernels` filled an empty numba cache, a training
-    epoch (match states, validation), an imputation, the VCF, its evaluation and target
+    epoch (match states, validation), a DR2 calibration, an imputation with it, the VCF, its evaluation and target
     parsing, in a fresh process, load every kernel they call from the cache and compile
     none: the signatures in vcfbert.kernels.KERNELS are the ones the pipeline uses."""
     import os
