@@ -189,6 +189,7 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
 
     from .imputed_vcf import check_format_fields, imputed_header
     from .io.h5store import open_store, target_sample_ids
+    from .io.tabix import ContigRecords
     from .io.vcf_writer import BgzipVcfWriter
     from .vcf_pieces import check_tiling, copy_piece, read_piece, samples_digest
 
@@ -200,11 +201,13 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
     samples: list[str] | None = None
     contigs: list[tuple[str, int | None]] = []
     ordered = []
+    positions: dict[str, np.ndarray] = {}
     for rpath, tpath in zip(reference_h5, targets_h5, strict=True):
         with open_store(rpath) as store:
             contig = str(store.attrs["contig"])
             length = int(store.attrs["contig_length"]) if "contig_length" in store.attrs else None
-            n_var = int(store["variant_position"].shape[0])
+            positions[contig] = store["variant_position"][()]
+            n_var = int(positions[contig].shape[0])
         these = target_sample_ids(tpath)
         if samples is not None and these != samples:
             raise InputError("the target samples differ between chromosomes; give one "
@@ -227,10 +230,16 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
     assert samples is not None
     header = imputed_header(contigs, samples, command=command, format_fields=extra,
                             recalibrated=any(p.dr2_recalibrated for p in ordered))
+    # the index from the pieces' record and member sizes (vcfbert.io.tabix): nothing read back
+    places: dict[str, list[tuple[np.ndarray, ...]]] = {}
     with BgzipVcfWriter(out, threads=threads) as w:
         w.write_lines(header)
         for p in tqdm(ordered, unit="piece", desc="write VCF", mininterval=5):
-            copy_piece(p, w)
+            start = copy_piece(p, w)
+            places.setdefault(p.contig, []).append(p.tabix_records(positions[p.contig], start))
+        w.set_index([ContigRecords(c, *(np.concatenate(parts) for parts in zip(*places[c],
+                                                                                strict=True)))
+                     for c, _ in contigs])
     log.info("wrote %s: %d chromosomes, %d variants, %d samples, from %d pieces", out,
              len(contigs), sum(p.core_end - p.core_start for p in ordered), len(samples),
              len(ordered))

@@ -240,14 +240,15 @@ def decimal_text(x: float) -> str:
 
 
 def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
-                   extra: tuple[str, ...] = ()) -> memoryview:
+                   extra: tuple[str, ...] = (), ends: np.ndarray | None = None) -> memoryview:
     """Record lines of variants ``lo:hi`` as ASCII bytes.
 
     Only the 9 fixed columns are formatted per variant in Python; the sample columns are
     written by one numba pass over the block (:func:`vcf_cells.records`, numbers as
     :func:`decimal_text` writes them). The ``extra`` fields (HDS, AP1, AP2;
     :func:`check_format_fields` order) add parts to every cell. Byte-identical to
-    :func:`records_reference`.
+    :func:`records_reference`. ``ends``: int64 [hi - lo] filled with where each record ends
+    in the text (None: not kept).
     """
     rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
     male, haploid_variant = chrom.haploid_cells(lo, hi)
@@ -260,7 +261,7 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
          f"{_info(af[j], dr2[j], bool(chrom.typed[x]), _er2(chrom, x))}"
          f"\t{form}\t").encode("ascii")
         for j, x in enumerate(range(lo, hi))]
-    return records(rows, fixed, extra, male, haploid_variant)
+    return records(rows, fixed, extra, male, haploid_variant, ends)
 
 
 def imputed_header(contigs: list[tuple[str, int | None]], samples: list[str], *,
@@ -306,15 +307,22 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
 
 def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
                   extra: tuple[str, ...] = (), cells_per_block: int = 4_000_000,
-                  on_block: Callable[[int], Any] | None = None) -> int:
+                  on_block: Callable[[int], Any] | None = None,
+                  lengths: np.ndarray | None = None) -> int:
     """Format every record of ``chrom`` and hand them to ``write``, ``cells_per_block``
     sample x variant cells at a time (``on_block(records)`` after each block); returns the
-    number of records."""
+    number of records. ``lengths``: int64 [records] filled with each record's bytes (None:
+    not kept)."""
     n = int(chrom.position.shape[0])
+    if lengths is not None and lengths.shape != (n,):
+        raise ValueError(f"write_records: lengths must be [{n}]")
     block = max(1, cells_per_block // max(1, chrom.hap_prob.shape[0] // 2))
+    ends = np.empty(min(n, block), np.int64)
     for lo in range(0, n, block):
         hi = min(n, lo + block)
-        write(format_records(chrom, lo, hi, extra))
+        write(format_records(chrom, lo, hi, extra, ends[:hi - lo]))
+        if lengths is not None:
+            lengths[lo:hi] = np.diff(ends[:hi - lo], prepend=0)
         if on_block is not None:
             on_block(hi - lo)
     return n

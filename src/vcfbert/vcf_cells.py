@@ -43,7 +43,7 @@ def _put_decimal(buf: np.ndarray, at: int, x: float) -> int:
 @numba.njit(cache=True, nogil=True)
 def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
              extra: np.ndarray, male: np.ndarray, haploid_variant: np.ndarray,
-             buf: np.ndarray) -> int:
+             buf: np.ndarray, ends: np.ndarray) -> int:
     n_var, n_hap = by_variant.shape
     n_extra = extra.shape[0]
     at = 0
@@ -105,6 +105,7 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
             buf[at] = 9  # tab
             at += 1
         buf[at - 1] = 10  # the record's last cell ends the line
+        ends[j] = at
     return at
 
 
@@ -166,8 +167,8 @@ def site_stats(rows: np.ndarray, male: np.ndarray | None = None,
 
 
 def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
-            male: np.ndarray | None = None,
-            haploid_variant: np.ndarray | None = None) -> memoryview:
+            male: np.ndarray | None = None, haploid_variant: np.ndarray | None = None,
+            ends: np.ndarray | None = None) -> memoryview:
     """The text of a block of records.
 
     Args:
@@ -178,6 +179,7 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
         male, haploid_variant: bool [T] and bool [v]: where both hold, the cell is haploid
             (``GT`` one allele, ``DS`` and ``HDS``/``AP1`` the ALT probability, ``GP`` two
             values, ``AP2`` missing), as Beagle writes males on chrX.
+        ends: int64 [v] filled with where each record ends in the text (None: not kept).
 
     Returns:
         The v records, each ending in a newline (a view of a fresh buffer).
@@ -190,5 +192,10 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
     width = CELL_BYTES + sum(EXTRA_BYTES[f] for f in extra)
     buf = np.empty(max(1, joined.size + n_var * (n_hap // 2) * width), np.uint8)
     codes = np.array([EXTRA_CODES[f] for f in extra], np.int64)
-    used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant), buf)
+    if ends is None:
+        ends = np.empty(n_var, np.int64)
+    elif ends.shape != (n_var,) or ends.dtype != np.int64:
+        raise ValueError(f"records: ends must be int64 [{n_var}]")
+    used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant), buf,
+                    ends)
     return memoryview(buf)[:used]

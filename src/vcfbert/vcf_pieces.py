@@ -7,10 +7,12 @@ observed alleles put back at typed sites, INFO/ER2 from the leave-one-out probab
 INFO/DR2 (recalibrated when a calibration is given) and every FORMAT cell. It writes them as a
 BGZF file without a header (``{chunk}.vcf.gz``, a whole number of BGZF members and the EOF
 member) and a JSON sidecar (``{chunk}.json``: the variant range, the samples, the FORMAT
-fields, the piece's size and SHA-256). Formatting and compression so run in the parallel
-imputation jobs (on a cluster, on as many nodes); what is left for the chromosome is
-:func:`concatenate`: check that the pieces tile its variants once, with the same samples and
-fields, write the header and copy the pieces' compressed bytes (no decompression), then index.
+fields, the piece's size and SHA-256, and for the tabix index each record's length in bytes
+and REF allele's length and each BGZF member's size). Formatting and compression so run in the
+parallel imputation jobs (on a cluster, on as many nodes); what is left for the chromosome is
+:func:`vcfbert.impute.write_vcf`: check that the pieces tile its variants once, with the same
+samples and fields, write the header and copy the pieces' compressed bytes (no
+decompression), and the index from the sidecars (:mod:`vcfbert.io.tabix`; nothing read back).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 PIECE_FORMAT = "vcfbert-imputed-vcf-piece"
-PIECE_VERSION = 1
+PIECE_VERSION = 2  # 2: the tabix index's record and member sizes
 
 
 def sidecar_path(piece: str | os.PathLike[str]) -> Path:
@@ -123,9 +125,20 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
 
     from .imputed_vcf import check_format_fields, write_records
     from .io.bgzf import BgzfWriter
+    from .io.tabix import pack_uint32
 
     extra = check_format_fields(list(format_fields))
     written = []
+    lengths: list[np.ndarray] = []  # each core's record lengths (bytes), in order
+    ref_lengths: list[np.ndarray] = []  # ... and REF allele lengths
+
+    def format_core(item: T) -> int:
+        dosages = prepare(item)
+        n = int(dosages.position.shape[0])
+        lengths.append(np.empty(n, np.int64))
+        ref_lengths.append(np.fromiter((len(a) for a in dosages.alleles[:, 0]), np.int64, n))
+        return write_records(writer.write, dosages, extra, lengths=lengths[-1])
+
     with atomic_path(out) as tmp:
         with BgzfWriter(tmp, threads=threads) as writer, \
                 ThreadPoolExecutor(1, thread_name_prefix="piece") as pool:
@@ -133,19 +146,25 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
             for item in cores:
                 if pending is not None:
                     written.append(pending.result())
-                pending = pool.submit(
-                    lambda it: write_records(writer.write, prepare(it), extra), item)
+                pending = pool.submit(format_core, item)
             if pending is not None:
                 written.append(pending.result())
         if sum(written) != core_end - core_start:
             raise ValueError(f"{sum(written)} records written for variants "
                              f"{core_start}:{core_end}")
+        record_bytes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+        members = np.array(writer.members, np.int64).reshape(-1, 2)
+        if record_bytes.sum() != writer.text_bytes or members[:, 1].sum() != writer.text_bytes:
+            raise ValueError(f"{out}: the records' sizes do not add up to the text written")
     piece = Piece(path=Path(out), contig=contig, core_start=int(core_start),
                   core_end=int(core_end), samples_sha256=samples_digest(samples),
                   n_samples=len(samples), format_fields=list(extra),
                   dr2_recalibrated=bool(dr2_recalibrated),
                   piece_bytes=os.path.getsize(out), piece_sha256=sha256_file(out),
-                  window_ids=list(window_ids))
+                  window_ids=list(window_ids), record_bytes=pack_uint32(record_bytes),
+                  ref_lengths=pack_uint32(np.concatenate(ref_lengths) if ref_lengths
+                                          else np.zeros(0, np.int64)),
+                  members=pack_uint32(members.ravel()))
     write_sidecar(piece)
     return piece
 
@@ -165,6 +184,30 @@ class Piece:
     piece_bytes: int
     piece_sha256: str
     window_ids: list[str]
+    record_bytes: str  # each record's length in bytes (vcfbert.io.tabix.pack_uint32)
+    ref_lengths: str  # each record's REF allele length (its span on the contig), packed
+    members: str  # each BGZF member's compressed and text size, in pairs, packed
+
+    def tabix_records(self, contig_position: np.ndarray, file_offset: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The piece's records for a tabix index when its members start at ``file_offset``
+        of a file: (0-based start, exclusive end, virtual offset, virtual offset after it),
+        from the sidecar's sizes and ``contig_position`` int [variants of the contig]."""
+        from .io.tabix import unpack_uint32, virtual_offsets
+
+        record_bytes = unpack_uint32(self.record_bytes)
+        ref_lengths = unpack_uint32(self.ref_lengths)
+        members = unpack_uint32(self.members).reshape(-1, 2)
+        n = self.core_end - self.core_start
+        if record_bytes.size != n or ref_lengths.size != n or \
+                record_bytes.sum() != members[:, 1].sum():
+            raise IntegrityError(f"{self.path}: its sidecar's record sizes do not fit its "
+                                 f"{n} records; delete it and re-run the workflow")
+        ends = np.cumsum(record_bytes)
+        beg = np.asarray(contig_position[self.core_start:self.core_end], np.int64) - 1
+        return (beg, beg + ref_lengths, virtual_offsets(ends - record_bytes, members,
+                                                        file_offset),
+                virtual_offsets(ends, members, file_offset))
 
     def fields(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
@@ -212,9 +255,10 @@ def check_tiling(contig: str, n_variants: int, pieces: list[Piece]) -> list[Piec
     return ordered
 
 
-def copy_piece(piece: Piece, writer: BgzipVcfWriter, chunk: int = 1 << 20) -> None:
+def copy_piece(piece: Piece, writer: BgzipVcfWriter, chunk: int = 1 << 20) -> int:
     """Append the piece's BGZF members (all but its EOF member) to ``writer``, checking its
-    size and SHA-256 against the sidecar on the way."""
+    size and SHA-256 against the sidecar on the way; returns the file offset of its first
+    member."""
     from .io.bgzf import EOF_BLOCK
 
     size = piece.path.stat().st_size
@@ -223,6 +267,7 @@ def copy_piece(piece: Piece, writer: BgzipVcfWriter, chunk: int = 1 << 20) -> No
                              f"{piece.piece_bytes}; delete it and re-run the workflow")
     digest = hashlib.sha256()
     body = size - len(EOF_BLOCK)
+    start = writer.write_members(b"")  # where the members go
     with open(piece.path, "rb") as fh:
         left = body
         while left > 0:
@@ -237,3 +282,4 @@ def copy_piece(piece: Piece, writer: BgzipVcfWriter, chunk: int = 1 << 20) -> No
     if tail != EOF_BLOCK or digest.hexdigest() != piece.piece_sha256:
         raise IntegrityError(f"{piece.path}: does not match its sidecar (truncated or "
                              "changed); delete it and re-run the workflow")
+    return start

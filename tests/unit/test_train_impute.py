@@ -180,6 +180,19 @@ def test_impute_chunks_write_pieces_that_make_the_vcf(prepared, tiny_stores, tmp
     core = ap[:, layout.core_start:layout.core_end]
     untyped = ~typed[layout.core_start:layout.core_end]
     np.testing.assert_allclose(core[:, untyped], probs[:, untyped], atol=5e-4 + 1e-6)
+    # the index made from the pieces' sizes finds what htslib's index of the file finds
+    import shutil
+
+    import pysam
+
+    theirs = tmp_path / "theirs.vcf.gz"
+    shutil.copy(vcf, theirs)
+    pysam.tabix_index(str(theirs), preset="vcf", force=True, keep_original=True)
+    with pysam.TabixFile(str(vcf)) as ours, pysam.TabixFile(str(theirs)) as htslib:
+        for pos in [*chrom.position[::5].tolist(), int(chrom.position[-1])]:
+            for lo, hi in ((pos - 1, pos), (pos - 1, pos + 20_000)):
+                got = list(ours.fetch(chrom.contig, lo, hi))
+                assert got and got == list(htslib.fetch(chrom.contig, lo, hi))
     # one window per job: the same records
     (tmp_path / "one").mkdir()
     _, singles = _impute_pieces(prepared, tiny_stores, tmp_path / "one", 1,

@@ -47,6 +47,11 @@ class BgzfWriter(CloseOrAbort):
     A context manager: closed (the EOF member written) when the block succeeds, aborted
     when it raises.
 
+    :attr:`members` lists the compressed and text size of every member written, in order (the
+    EOF member and members from :meth:`write_members` aside) and :attr:`text_bytes` counts
+    the text written: a place in the text maps to its virtual offset
+    (:func:`vcfbert.io.tabix.virtual_offsets`).
+
     Args:
         path: file to create (truncated).
         threads: compression threads (1: in the calling thread).
@@ -60,10 +65,13 @@ class BgzfWriter(CloseOrAbort):
         self._pool = ThreadPoolExecutor(self._threads) if self._threads > 1 else None
         self._buf = bytearray()  # the start of the next block (shorter than a block)
         self._max_pending = 16 * self._threads
-        self._pending: deque[Future] = deque()  # blocks being compressed, in file order
+        self._pending: deque[tuple[Future, int]] = deque()  # (member, text bytes), in order
+        self.members: list[tuple[int, int]] = []  # (compressed, text) bytes of each member
+        self.text_bytes = 0  # text written so far (in members or waiting for one)
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
+        self.text_bytes += len(view)
         if len(self._buf) + len(view) < BLOCK_INPUT:
             self._buf += view
             return
@@ -79,25 +87,37 @@ class BgzfWriter(CloseOrAbort):
 
     def _submit(self, block: bytes | memoryview) -> None:
         if self._pool is None:
-            self._fh.write(compress_block(block, self._level))
+            self._put(compress_block(block, self._level), len(block))
             return
-        self._pending.append(self._pool.submit(compress_block, block, self._level))
+        self._pending.append((self._pool.submit(compress_block, block, self._level),
+                              len(block)))
         while len(self._pending) > self._max_pending:
-            self._fh.write(self._pending.popleft().result())
+            self._put_pending()
 
-    def write_members(self, data: bytes | memoryview) -> None:
+    def _put(self, member: bytes, text: int) -> None:
+        self._fh.write(member)
+        self.members.append((len(member), text))
+
+    def _put_pending(self) -> None:
+        future, text = self._pending.popleft()
+        self._put(future.result(), text)
+
+    def write_members(self, data: bytes | memoryview) -> int:
         """Append complete BGZF members (e.g. another BGZF file's bytes without its EOF
         member) after everything written so far: the text not yet in a block is closed into
-        its own block first, so the members start on a block boundary."""
+        its own block first, so the members start on a block boundary. Returns the file
+        offset they start at (not counted in :attr:`members` or :attr:`text_bytes`)."""
         self._flush(final=False)
+        at = self._fh.tell()
         self._fh.write(data)
+        return at
 
     def _flush(self, *, final: bool) -> None:
         if self._buf:
             self._submit(bytes(self._buf))
             self._buf = bytearray()
         while self._pending:
-            self._fh.write(self._pending.popleft().result())
+            self._put_pending()
 
     def close(self) -> None:
         self._flush(final=True)

@@ -13,11 +13,15 @@ import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .. import __version__
 from ..atomic import CloseOrAbort
+
+if TYPE_CHECKING:
+    from .tabix import ContigRecords
 
 VCF_VERSION = "VCFv4.2"
 
@@ -44,7 +48,8 @@ def column_header(samples: list[str]) -> str:
 
 
 class BgzipVcfWriter(CloseOrAbort):
-    """Write text lines into ``path`` (BGZF) and index it with tabix on close.
+    """Write text lines into ``path`` (BGZF) and index it with tabix on close (htslib reads
+    the file back, unless :meth:`set_index` gave the records' places).
 
     Usage::
 
@@ -59,6 +64,7 @@ class BgzipVcfWriter(CloseOrAbort):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.index = index and compress
         self.compress = compress
+        self._tabix: list[ContigRecords] | None = None
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}.gz"
                                        if compress else f".{self.path.name}.tmp-{os.getpid()}")
         if compress:
@@ -78,19 +84,30 @@ class BgzipVcfWriter(CloseOrAbort):
         if data:
             self._fh.write(data)
 
-    def write_members(self, data: bytes | memoryview) -> None:
+    def write_members(self, data: bytes | memoryview) -> int:
         """Append complete BGZF members (records another job compressed; see
-        :meth:`vcfbert.io.bgzf.BgzfWriter.write_members`)."""
+        :meth:`vcfbert.io.bgzf.BgzfWriter.write_members`); returns the file offset they start
+        at."""
         if not self.compress:
             raise ValueError("BGZF members can only go into a compressed file")
-        self._fh.write_members(data)
+        return self._fh.write_members(data)
+
+    def set_index(self, contigs: list[ContigRecords]) -> None:
+        """Index the file with these records' places (:mod:`vcfbert.io.tabix`) on close,
+        instead of having htslib read the whole file back to find them."""
+        self._tabix = contigs
 
     def close(self) -> None:
         self._fh.close()
         if self.index:
-            import pysam
+            if self._tabix is not None:
+                from .tabix import write_tabix
 
-            pysam.tabix_index(str(self.tmp), preset="vcf", force=True, keep_original=True)
+                write_tabix(f"{self.tmp}.tbi", self._tabix)
+            else:
+                import pysam
+
+                pysam.tabix_index(str(self.tmp), preset="vcf", force=True, keep_original=True)
             os.replace(f"{self.tmp}.tbi", f"{self.path}.tbi")
         os.replace(self.tmp, self.path)
 
