@@ -52,7 +52,8 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
     "vcfbert.model.features:_run_totals_into": [(
         _a(_b, 3), _a(_b, 2), _a(_i64, 1), _a(_f32, 3))],
     "vcfbert.match_states:_select_states": [(
-        _a(_i8, 2), _a(_b, 1), _a(types.uint64, 2), _a(_i64, 1), _a(_i64, 1), _a(_f32, 2),
+        _a(_i8, 2), _a(_b, 1), _a(types.uint64, 2), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1),
+        _a(_i64, 1), _a(_f32, 2),
         _a(_b, 2), _a(_i64, 2), _i64, _a(_i64, 2), _a(_i64, 1))],
     "vcfbert.model.copy_kernel:_all_queries_head": [(
         _a(_i8, 2), _a(_i64, 2), _a(_b, 2), _a(_i8, 2), _i64, _a(_i16, 2), _a(_i64, 1),

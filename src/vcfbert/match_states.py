@@ -69,17 +69,23 @@ def pack_slots(alleles: np.ndarray) -> np.ndarray:
 class PackedPanel(NamedTuple):
     """A window's panel at its slots for the match-length search, packed once per window
     (:func:`pack_panel`): each distinct sequence of slot alleles once (on a 6,000-haplotype
-    panel ~4,600 of 6,000), so that the runs around the anchors are found once per sequence."""
+    panel ~4,600 of 6,000), so that the runs around the anchors are found, counted and ranked
+    once per sequence."""
 
     bits: np.ndarray  # uint64 [U, W] the distinct sequences, packed (:func:`pack_slots`)
     hap_row: np.ndarray  # int64 [H] each haplotype's row of ``bits``
+    row_start: np.ndarray  # int64 [U + 1] row u's haplotypes are row_haps[row_start[u]:...]
+    row_haps: np.ndarray  # int64 [H] the haplotypes by row, increasing within a row
 
 
 def pack_panel(ref_slots: np.ndarray) -> PackedPanel:
     """:class:`PackedPanel` of a window's panel at its slots, int8 [H, m]."""
     bits = pack_slots(ref_slots)
     first, hap_row = distinct_rows(bits)
-    return PackedPanel(np.ascontiguousarray(bits[first]), hap_row)
+    row_haps = np.argsort(hap_row, kind="stable").astype(np.int64)
+    row_start = np.concatenate([[0], np.cumsum(np.bincount(hap_row, minlength=first.size))])
+    return PackedPanel(np.ascontiguousarray(bits[first]), hap_row, row_start.astype(np.int64),
+                       row_haps)
 
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -170,52 +176,21 @@ def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHO
 
 
 @numba.njit(cache=True, nogil=True)
-def _sort_desc_stable(key: np.ndarray, n: int, order: np.ndarray, tmp: np.ndarray) -> None:
-    """``order[:n]``: the positions 0..n-1 by ``key`` float64 [>= n] descending, equal keys
-    in their original order (a bottom-up merge sort; ``tmp`` int64 [>= n] is scratch).
-    Written with scalar indexing only, which numba compiles far faster than ``np.argsort``'s
-    mergesort."""
-    for i in range(n):
-        order[i] = i
-    width = 1
-    while width < n:
-        lo = 0
-        while lo < n:
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i, j, o = lo, mid, lo
-            while i < mid and j < hi:
-                if key[order[j]] > key[order[i]]:  # strictly greater: ties keep the left one
-                    tmp[o] = order[j]
-                    j += 1
-                else:
-                    tmp[o] = order[i]
-                    i += 1
-                o += 1
-            while i < mid:
-                tmp[o] = order[i]
-                i += 1
-                o += 1
-            while j < hi:
-                tmp[o] = order[j]
-                j += 1
-                o += 1
-            lo = hi
-        for i in range(n):
-            order[i] = tmp[i]
-        width *= 2
-
-
-@numba.njit(cache=True, nogil=True)
 def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, allowed: int,
-                       sim: np.ndarray, q: int, sim_span: float, want: int,
-                       out: np.ndarray) -> int:
-    """Fill ``out[a, :t]`` with the ``t = min(want, allowed)`` haplotypes of the longest
-    ``runs[a]`` (int32 [A, H]; -1: forbidden; ties: higher ``sim[q]`` (float32 [b, H]), then
-    lower id), longest first; returns ``t``. ``count[a]`` [top + 1] holds how many allowed
-    haplotypes have each run length, so the cut is found by counting and only the haplotypes
-    above it are sorted, on one key (run, then similarity: ``sim_span`` exceeds the
-    similarities' range)."""
+                       row_allowed: np.ndarray, hap_row: np.ndarray, row_start: np.ndarray,
+                       row_haps: np.ndarray, forbidden: np.ndarray, sim: np.ndarray, q: int,
+                       sim_span: float, want: int, out: np.ndarray) -> int:
+    """Fill ``out[a, :t]`` with the ``t = min(want, allowed)`` allowed haplotypes of the
+    longest runs at anchor ``a`` (``runs`` int32 [A, U]: per distinct sequence; ties: higher
+    ``sim[q]`` (float32 [b, H]), then lower id), longest first; returns ``t``.
+
+    ``count[a]`` [top + 1] holds how many allowed haplotypes have each run length, so the cut
+    is found by counting; the haplotypes at or above it are placed by run length (a counting
+    sort) and sorted within a length by the key ``sim_span * run + similarity`` (``sim_span``
+    exceeds the similarities' range), then id; of the cut's length only the places still
+    free are filled. ``row_allowed`` [U]: each sequence's allowed haplotypes, which
+    :class:`PackedPanel`'s ``row_start`` / ``row_haps`` list with the forbidden ones
+    (``forbidden[q]``); ``hap_row`` [H] each haplotype's sequence."""
     t = min(want, allowed)
     if t == 0:
         return 0
@@ -224,67 +199,105 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
     while above + count[a, cut] < t:
         above += count[a, cut]
         cut -= 1
+    # the haplotypes of runs >= cut, placed by run length (longest first: a counting sort),
+    # each with its key
+    place = np.empty(top - cut + 2, np.int64)  # place[top - r]: next free place of length r
+    place[0] = 0
+    for r in range(top, cut - 1, -1):
+        place[top - r + 1] = place[top - r] + count[a, r]
+    bounds = place.copy()  # bounds[top - r] .. bounds[top - r + 1]: the run length r
     size = above + count[a, cut]
     pool = np.empty(size, np.int64)
     key = np.empty(size, np.float64)
-    n_pool = 0
-    for h in range(runs.shape[1]):
-        r = runs[a, h]
-        if r >= cut:
-            pool[n_pool] = h
-            key[n_pool] = sim_span * r + sim[q, h]
-            n_pool += 1
-    order = np.empty(n_pool, np.int64)
-    _sort_desc_stable(key, n_pool, order, np.empty(n_pool, np.int64))
+    for row in range(runs.shape[1]):
+        r = runs[a, row]
+        if r >= cut and row_allowed[row] > 0:
+            for i in range(row_start[row], row_start[row + 1]):
+                h = row_haps[i]
+                if not forbidden[q, h]:
+                    x = place[top - r]
+                    place[top - r] += 1
+                    pool[x] = h
+                    key[x] = sim_span * r + sim[q, h]
+    # within one run length: by key (the similarity) descending, then id; of the cut's run
+    # length only the first t - above are needed
+    for g in range(top - cut + 1):
+        lo, hi = bounds[g], bounds[g + 1]
+        if lo >= t:
+            break
+        keep = min(hi, t) - lo  # the places of this length that are taken
+        n_sorted = 0  # pool[lo:lo + n_sorted] is the best so far, in order
+        for x in range(lo, hi):
+            h, k_x = pool[x], key[x]
+            y = lo + n_sorted
+            if n_sorted == keep:  # full: x goes in only if it beats the last one
+                if not (k_x > key[y - 1] or (k_x == key[y - 1] and h < pool[y - 1])):
+                    continue
+                y -= 1
+            else:
+                n_sorted += 1
+            while y > lo and (k_x > key[y - 1] or (k_x == key[y - 1] and h < pool[y - 1])):
+                pool[y] = pool[y - 1]
+                key[y] = key[y - 1]
+                y -= 1
+            pool[y] = h
+            key[y] = k_x
     for i in range(t):
-        out[a, i] = pool[order[i]]
+        out[a, i] = pool[i]
     return t
 
 
 @numba.njit(cache=True, nogil=True)
 def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray,
-                   hap_row: np.ndarray, anchors: np.ndarray, all_sim: np.ndarray,
-                   forbidden: np.ndarray, cand: np.ndarray, n_match: int, out_ids: np.ndarray,
+                   hap_row: np.ndarray, row_start: np.ndarray, row_haps: np.ndarray,
+                   anchors: np.ndarray, all_sim: np.ndarray, forbidden: np.ndarray,
+                   cand: np.ndarray, n_match: int, out_ids: np.ndarray,
                    n_from_match: np.ndarray) -> None:
     """:func:`merge_match_states`' choice for each query, before its ordering by
     similarity (``out_ids`` int64 [b, k], -1 padded; its first ``n_from_match[q]`` entries
-    are the match-length states). ``panel_bits`` uint64 [U, W] and ``hap_row`` int64 [H]
-    are a :class:`PackedPanel`'s: the runs are found once per distinct sequence."""
+    are the match-length states). ``panel_bits`` uint64 [U, W], ``hap_row`` int64 [H],
+    ``row_start`` int64 [U + 1] and ``row_haps`` int64 [H] are a :class:`PackedPanel`'s: the
+    runs are found, counted and ranked once per distinct sequence, each weighted by its
+    allowed haplotypes."""
     b, k = cand.shape
     m = query.shape[1]
     n_h = hap_row.shape[0]
+    n_u = panel_bits.shape[0]
     n_a = anchors.shape[0]
-    distinct_runs = np.empty((n_a, panel_bits.shape[0]), np.int32)
-    runs = np.empty((n_a, n_h), np.int32)
+    runs = np.empty((n_a, n_u), np.int32)
     ranked = np.empty((n_a, max(min(n_match, k), 1)), np.int64)
     n_ranked = np.empty(n_a, np.int64)
     taken = np.zeros(n_h, np.bool_)
+    row_allowed = np.empty(n_u, np.int64)
     limit = min(n_match, k)  # more match states than a query has places: k of them
     for q in range(b):
-        anchor_runs(query[q], observed, panel_bits, m, anchors, distinct_runs)
-        # forbidden haplotypes out (-1), and the allowed ones counted by run length per anchor
-        count = np.zeros((n_a, m + 1), np.int64)
-        top = np.zeros(n_a, np.int64)
-        allowed = 0
+        anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
+        # each sequence's allowed haplotypes, and the allowed ones counted by run length
+        for u in range(n_u):
+            row_allowed[u] = row_start[u + 1] - row_start[u]
+        allowed = n_h
         span = 0.0
         for h in range(n_h):
             if forbidden[q, h]:
-                for a in range(n_a):
-                    runs[a, h] = -1
+                row_allowed[hap_row[h]] -= 1
+                allowed -= 1
             else:
-                allowed += 1
                 span = max(span, abs(all_sim[q, h]))
-                row = hap_row[h]
-                for a in range(n_a):
-                    r = distinct_runs[a, row]
-                    runs[a, h] = r
-                    count[a, r] += 1
+        span = 2.0 * span + 1.0
+        count = np.zeros((n_a, m + 1), np.int64)
+        top = np.zeros(n_a, np.int64)
+        for a in range(n_a):
+            for u in range(n_u):
+                w = row_allowed[u]
+                if w > 0:
+                    r = runs[a, u]
+                    count[a, r] += w
                     if r > top[a]:
                         top[a] = r
-        span = 2.0 * span + 1.0
         for a in range(n_a):
-            n_ranked[a] = _longest_by_anchor(runs, a, count, top[a], allowed, all_sim, q,
-                                             span, limit, ranked)
+            n_ranked[a] = _longest_by_anchor(runs, a, count, top[a], allowed, row_allowed,
+                                             hap_row, row_start, row_haps, forbidden, all_sim,
+                                             q, span, limit, ranked)
         n_out = 0
         # the anchors' longest matches in turn: each anchor's first, then each one's second...
         for t in range(limit):
@@ -361,7 +374,7 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
     if panel.hap_row.shape != (n_h,) or panel.bits.shape[1] != max(1, (m + 63) // 64):
         raise ValueError("merge_match_states: the packed panel was made from other slots")
     _select_states(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
-                   panel.bits, panel.hap_row, anchor_arr,
+                   panel.bits, panel.hap_row, panel.row_start, panel.row_haps, anchor_arr,
                    np.ascontiguousarray(all_sim, np.float32),
                    np.ascontiguousarray(forbidden, bool), np.asarray(cand, np.int64),
                    int(n_match), out_ids, n_from_match)

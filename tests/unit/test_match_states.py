@@ -194,7 +194,8 @@ print("ok")
 def test_the_packed_panel_holds_each_slot_sequence_once():
     """pack_panel keeps each distinct sequence of slot alleles once, in the order of its
     first haplotype, and maps every haplotype to its own: unpacked through ``hap_row`` it is
-    the panel packed row by row."""
+    the panel packed row by row; ``row_start`` / ``row_haps`` list each sequence's
+    haplotypes."""
     from vcfbert.match_states import pack_panel
 
     rng = np.random.default_rng(4)
@@ -206,3 +207,10 @@ def test_the_packed_panel_holds_each_slot_sequence_once():
     np.testing.assert_array_equal(packed.bits[packed.hap_row], pack_slots(panel))
     assert packed.hap_row[5] == packed.hap_row[17] == packed.hap_row[29] == packed.hap_row[2]
     assert (np.diff(np.unique(packed.hap_row, return_index=True)[1]) > 0).all()
+    # row_start / row_haps list each sequence's haplotypes, increasing
+    assert packed.row_start[0] == 0 and packed.row_start[-1] == 30
+    for u in range(26):
+        haps = packed.row_haps[packed.row_start[u]:packed.row_start[u + 1]]
+        np.testing.assert_array_equal(haps, np.flatnonzero(packed.hap_row == u))
+    np.testing.assert_array_equal(
+        packed.row_haps[packed.row_start[packed.hap_row[2]]:][:4], [2, 5, 17, 29])
