@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -86,8 +87,11 @@ def capture(run: Path, chrom: str, window: str, n_batches: int) -> list[list]:
 
 
 def variant(source: str, name: str, directory: str):
-    """The module compiled from ``source`` (no numba cache: each copy is its own)."""
+    """The module compiled from ``source`` (no numba cache: each copy is its own; its
+    imports from the package made absolute, as the copy lives outside it)."""
     path = Path(directory) / f"copy_kernel_{name}.py"
+    source = re.sub(r"^from \.\.(\w)", r"from vcfbert.\1", source, flags=re.M)
+    source = re.sub(r"^from \.(\w)", r"from vcfbert.model.\1", source, flags=re.M)
     path.write_text(source.replace("cache=True", "cache=False"))
     spec = importlib.util.spec_from_file_location(f"copy_kernel_{name}", path)
     assert spec is not None and spec.loader is not None
