@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 import torch
-from numba.cpython.unsafe.numbers import leading_zeros, trailing_zeros
+from numba.cpython.unsafe.numbers import leading_zeros
+from numba.extending import intrinsic
 
 from .rows import distinct_rows, pack_rows
 
@@ -62,7 +63,8 @@ def centre_runs(query: np.ndarray, observed: np.ndarray, panel: np.ndarray, cent
 def pack_slots(alleles: np.ndarray) -> np.ndarray:
     """uint64 [r, W] (W = ceil(m / 64)): bit ``i % 64`` of word ``i // 64`` is set where
     ``alleles`` int8/bool [r, m] is 1 at slot ``i`` (a window's panel at its slots, packed
-    once per window for :func:`anchor_runs`; :func:`vcfbert.rows.pack_rows`)."""
+    once per window for :func:`anchor_runs`, which reads it transposed;
+    :func:`vcfbert.rows.pack_rows`)."""
     return pack_rows(alleles)
 
 
@@ -73,6 +75,7 @@ class PackedPanel(NamedTuple):
     once per sequence."""
 
     bits: np.ndarray  # uint64 [U, W] the distinct sequences, packed (:func:`pack_slots`)
+    words: np.ndarray  # uint64 [W, U] the same, word-major: what :func:`anchor_runs` reads
     hap_row: np.ndarray  # int64 [H] each haplotype's row of ``bits``
     row_start: np.ndarray  # int64 [U + 1] row u's haplotypes are row_haps[row_start[u]:...]
     row_haps: np.ndarray  # int64 [H] the haplotypes by row, increasing within a row
@@ -84,68 +87,104 @@ def pack_panel(ref_slots: np.ndarray) -> PackedPanel:
     first, hap_row = distinct_rows(bits)
     row_haps = np.argsort(hap_row, kind="stable").astype(np.int64)
     row_start = np.concatenate([[0], np.cumsum(np.bincount(hap_row, minlength=first.size))])
-    return PackedPanel(np.ascontiguousarray(bits[first]), hap_row, row_start.astype(np.int64),
-                       row_haps)
+    distinct = np.ascontiguousarray(bits[first])
+    return PackedPanel(distinct, np.ascontiguousarray(distinct.T), hap_row,
+                       row_start.astype(np.int64), row_haps)
 
 
 _ALL = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-@numba.njit(cache=True, nogil=True)
-def anchor_runs(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray, m: int,
-                anchors: np.ndarray, out: np.ndarray) -> None:
+@intrinsic
+def popcount(typingctx, x):
+    """The number of set bits of an integer (LLVM's ``ctpop``, one instruction; numba has no
+    such function, and the loops below vectorise with it)."""
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+    return x(x), codegen
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def anchor_runs(query: np.ndarray, observed: np.ndarray, panel_words: np.ndarray, m: int,
+                anchors: np.ndarray, out: np.ndarray, mism: np.ndarray, last: np.ndarray,
+                first: np.ndarray) -> None:
     """``out[a, h]``: :func:`centre_runs` of one query at each interval ``anchors[a]``, for
-    every panel haplotype, from the panel's packed bits (:func:`pack_slots`): the nearest
-    mismatch on each side of an anchor is found a 64-slot word at a time, and the run is the
-    number of compared slots between them.
+    every panel haplotype, from the panel's packed bits, word-major (``panel_words`` uint64
+    [W, H]: :func:`pack_slots` transposed). The run is the number of compared slots between
+    the nearest mismatch on each side of an anchor.
+
+    Every step is a loop over the haplotypes that the compiler vectorises: each 64-slot word's
+    mismatches (``mism`` uint64 [W, H]); per word, the compared slots up to the last mismatch
+    at or before its end (``last`` int64 [W, H], 0: none) and before the first at or after its
+    start (``first``, all compared slots: none), as prefix and suffix maxima over the words;
+    then per anchor the anchor's own word, counted with ``popcount``, or the neighbouring
+    word's ``last`` / ``first``. No scan per haplotype, no lookup of a slot's count.
 
     Args:
         query: int8 [m] alleles at the slots (-1 missing); observed: bool [m];
-        panel_bits: uint64 [H, W]; anchors: int64 [A] intervals (0..m); out: int32 [A, H].
+        anchors: int64 [A] intervals (0..m); out: int32 [A, H]; ``mism``, ``last``,
+        ``first``: scratch of the shapes above (reused across queries).
     """
-    n_words = panel_bits.shape[1]
+    n_words, n_h = panel_words.shape
     qbits = np.zeros(n_words, np.uint64)
-    valid = np.zeros(n_words, np.uint64)
-    counts = np.zeros(m + 1, np.int32)  # counts[i]: compared slots before slot i
+    valid = np.zeros(n_words, np.uint64)  # the compared slots
     for i in range(m):
-        compared = observed[i] and query[i] >= 0
-        counts[i + 1] = counts[i] + (1 if compared else 0)
-        if compared:
+        if observed[i] and query[i] >= 0:
             bit = np.uint64(1) << np.uint64(i & 63)
             valid[i >> 6] |= bit
             if query[i] == 1:
                 qbits[i >> 6] |= bit
-    mism = np.empty(n_words, np.uint64)
-    for h in range(panel_bits.shape[0]):
-        for w in range(n_words):
-            mism[w] = (panel_bits[h, w] ^ qbits[w]) & valid[w]
-        for x in range(anchors.shape[0]):
-            a = anchors[x]
-            left = -1  # the last mismatch before the anchor
-            if a > 0:
-                w = (a - 1) >> 6
-                word = mism[w] & (_ALL >> np.uint64(63 - ((a - 1) & 63)))
-                while True:
-                    if word != 0:
-                        left = w * 64 + 63 - leading_zeros(word)
-                        break
-                    w -= 1
-                    if w < 0:
-                        break
-                    word = mism[w]
-            right = m  # the first mismatch at or after it
-            if a < m:
-                w = a >> 6
-                word = mism[w] & (_ALL << np.uint64(a & 63))
-                while True:
-                    if word != 0:
-                        right = w * 64 + trailing_zeros(word)
-                        break
-                    w += 1
-                    if w >= n_words:
-                        break
-                    word = mism[w]
-            out[x, h] = counts[right] - counts[left + 1]
+    word_start = np.zeros(n_words + 1, np.int64)  # compared slots before each word
+    for w in range(n_words):
+        word_start[w + 1] = word_start[w] + np.int64(popcount(valid[w]))
+    total = word_start[n_words]
+    for w in range(n_words):
+        q_word = qbits[w]
+        v_word = valid[w]
+        for h in range(n_h):
+            mism[w, h] = (panel_words[w, h] ^ q_word) & v_word
+    for w in range(n_words):
+        v_word = valid[w]
+        start = word_start[w]
+        for h in range(n_h):
+            word = mism[w, h]
+            before = last[w - 1, h] if w > 0 else np.int64(0)
+            # compared slots up to and including the word's highest mismatch
+            last[w, h] = (start + np.int64(popcount(v_word & (_ALL >> np.uint64(
+                leading_zeros(word)))))) if word != 0 else before
+    for w in range(n_words - 1, -1, -1):
+        v_word = valid[w]
+        start = word_start[w]
+        for h in range(n_h):
+            word = mism[w, h]
+            after = first[w + 1, h] if w < n_words - 1 else total
+            lowest = word & (~word + np.uint64(1))
+            # compared slots before the word's lowest mismatch
+            first[w, h] = (start + np.int64(popcount(v_word & (lowest - np.uint64(1))))
+                           if word != 0 else after)
+    none_left = np.zeros(n_h, np.int64)
+    none_right = np.full(n_h, total, np.int64)
+    for x in range(anchors.shape[0]):
+        a = anchors[x]
+        # the slots left of the anchor: word lw below bit (a - 1) & 63 inclusive
+        lw = (a - 1) >> 6 if a > 0 else 0
+        l_mask = _ALL >> np.uint64(63 - ((a - 1) & 63)) if a > 0 else np.uint64(0)
+        l_prev = last[lw - 1] if (a > 0 and lw > 0) else none_left
+        # the slots from the anchor on: word rw from bit a & 63
+        rw = a >> 6 if a < m else n_words - 1
+        r_mask = _ALL << np.uint64(a & 63) if a < m else np.uint64(0)
+        r_next = first[rw + 1] if (a < m and rw < n_words - 1) else none_right
+        l_row, l_valid, l_start = mism[lw], valid[lw], word_start[lw]
+        r_row, r_valid, r_start = mism[rw], valid[rw], word_start[rw]
+        for h in range(n_h):
+            word = l_row[h] & l_mask
+            left = (l_start + np.int64(popcount(l_valid & (_ALL >> np.uint64(
+                leading_zeros(word)))))) if word != 0 else l_prev[h]
+            word = r_row[h] & r_mask
+            lowest = word & (~word + np.uint64(1))
+            right = (r_start + np.int64(popcount(r_valid & (lowest - np.uint64(1))))
+                     if word != 0 else r_next[h])
+            out[x, h] = right - left
 
 
 def forbidden_haplotypes(n_queries: int, n_haplotypes: int, exclude: np.ndarray | None,
@@ -248,30 +287,34 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
 
 
 @numba.njit(cache=True, nogil=True)
-def _select_states(query: np.ndarray, observed: np.ndarray, panel_bits: np.ndarray,
+def _select_states(query: np.ndarray, observed: np.ndarray, panel_words: np.ndarray,
                    hap_row: np.ndarray, row_start: np.ndarray, row_haps: np.ndarray,
                    anchors: np.ndarray, all_sim: np.ndarray, forbidden: np.ndarray,
                    cand: np.ndarray, n_match: int, out_ids: np.ndarray,
                    n_from_match: np.ndarray) -> None:
     """:func:`merge_match_states`' choice for each query, before its ordering by
     similarity (``out_ids`` int64 [b, k], -1 padded; its first ``n_from_match[q]`` entries
-    are the match-length states). ``panel_bits`` uint64 [U, W], ``hap_row`` int64 [H],
+    are the match-length states). ``panel_words`` uint64 [W, U], ``hap_row`` int64 [H],
     ``row_start`` int64 [U + 1] and ``row_haps`` int64 [H] are a :class:`PackedPanel`'s: the
     runs are found, counted and ranked once per distinct sequence, each weighted by its
     allowed haplotypes."""
     b, k = cand.shape
     m = query.shape[1]
     n_h = hap_row.shape[0]
-    n_u = panel_bits.shape[0]
+    n_u = panel_words.shape[1]
     n_a = anchors.shape[0]
     runs = np.empty((n_a, n_u), np.int32)
+    n_words = panel_words.shape[0]
+    mism = np.empty((n_words, n_u), np.uint64)  # anchor_runs' scratch
+    last = np.empty((n_words, n_u), np.int64)
+    first = np.empty((n_words, n_u), np.int64)
     ranked = np.empty((n_a, max(min(n_match, k), 1)), np.int64)
     n_ranked = np.empty(n_a, np.int64)
     taken = np.zeros(n_h, np.bool_)
     row_allowed = np.empty(n_u, np.int64)
     limit = min(n_match, k)  # more match states than a query has places: k of them
     for q in range(b):
-        anchor_runs(query[q], observed, panel_bits, m, anchors, runs)
+        anchor_runs(query[q], observed, panel_words, m, anchors, runs, mism, last, first)
         # each sequence's allowed haplotypes, and the allowed ones counted by run length
         for u in range(n_u):
             row_allowed[u] = row_start[u + 1] - row_start[u]
@@ -374,7 +417,7 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
     if panel.hap_row.shape != (n_h,) or panel.bits.shape[1] != max(1, (m + 63) // 64):
         raise ValueError("merge_match_states: the packed panel was made from other slots")
     _select_states(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
-                   panel.bits, panel.hap_row, panel.row_start, panel.row_haps, anchor_arr,
+                   panel.words, panel.hap_row, panel.row_start, panel.row_haps, anchor_arr,
                    np.ascontiguousarray(all_sim, np.float32),
                    np.ascontiguousarray(forbidden, bool), np.asarray(cand, np.int64),
                    int(n_match), out_ids, n_from_match)

@@ -152,9 +152,12 @@ def test_anchor_runs_from_packed_bits_equal_the_slot_by_slot_runs():
     anchors = np.array([0, 1, 63, 64, 65, 100, 128, m - 1, m], np.int64)
     bits = pack_slots(panel)
     assert bits.shape == (h, 3) and bits.dtype == np.uint64
+    words = np.ascontiguousarray(bits.T)
+    scratch = (np.empty((3, h), np.uint64), np.empty((3, h), np.int64),
+               np.empty((3, h), np.int64))
     for q in range(b):
         got = np.empty((anchors.size, h), np.int32)
-        anchor_runs(query[q], observed, bits, m, anchors, got)
+        anchor_runs(query[q], observed, words, m, anchors, got, *scratch)
         for x, a in enumerate(anchors):
             want = np.empty((1, h), np.int32)
             centre_runs(query[q:q + 1], observed, panel, int(a), want)
@@ -205,6 +208,7 @@ def test_the_packed_panel_holds_each_slot_sequence_once():
     packed = pack_panel(panel)
     assert packed.bits.shape == (26, 2)
     np.testing.assert_array_equal(packed.bits[packed.hap_row], pack_slots(panel))
+    np.testing.assert_array_equal(packed.words, packed.bits.T)
     assert packed.hap_row[5] == packed.hap_row[17] == packed.hap_row[29] == packed.hap_row[2]
     assert (np.diff(np.unique(packed.hap_row, return_index=True)[1]) > 0).all()
     # row_start / row_haps list each sequence's haplotypes, increasing
