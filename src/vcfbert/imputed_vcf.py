@@ -308,21 +308,44 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
 def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
                   extra: tuple[str, ...] = (), cells_per_block: int = 4_000_000,
                   on_block: Callable[[int], Any] | None = None,
-                  lengths: np.ndarray | None = None) -> int:
-    """Format every record of ``chrom`` and hand them to ``write``, ``cells_per_block``
-    sample x variant cells at a time (``on_block(records)`` after each block); returns the
-    number of records. ``lengths``: int64 [records] filled with each record's bytes (None:
-    not kept)."""
+                  lengths: np.ndarray | None = None, threads: int = 1) -> int:
+    """Format every record of ``chrom`` and hand them to ``write`` in order,
+    ``cells_per_block`` sample x variant cells at a time (``on_block(records)`` after each
+    block); returns the number of records. ``lengths``: int64 [records] filled with each
+    record's bytes (None: not kept). ``threads`` blocks are formatted at once (the record
+    kernel releases the GIL), so at most that many blocks' text is held."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     n = int(chrom.position.shape[0])
     if lengths is not None and lengths.shape != (n,):
         raise ValueError(f"write_records: lengths must be [{n}]")
     block = max(1, cells_per_block // max(1, chrom.hap_prob.shape[0] // 2))
-    ends = np.empty(min(n, block), np.int64)
-    for lo in range(0, n, block):
+
+    def formatted(lo: int) -> tuple[int, int, memoryview]:
         hi = min(n, lo + block)
-        write(format_records(chrom, lo, hi, extra, ends[:hi - lo]))
+        ends = np.empty(hi - lo, np.int64)
+        text = format_records(chrom, lo, hi, extra, ends)
         if lengths is not None:
-            lengths[lo:hi] = np.diff(ends[:hi - lo], prepend=0)
+            lengths[lo:hi] = np.diff(ends, prepend=0)
+        return lo, hi, text
+
+    def put(lo: int, hi: int, text: memoryview) -> None:
+        write(text)
         if on_block is not None:
             on_block(hi - lo)
+
+    starts = range(0, n, block)
+    if threads <= 1 or len(starts) <= 1:
+        for lo in starts:
+            put(*formatted(lo))
+        return n
+    with ThreadPoolExecutor(threads, thread_name_prefix="records") as pool:
+        pending: deque[Future] = deque()
+        for lo in starts:
+            pending.append(pool.submit(formatted, lo))
+            if len(pending) >= threads:
+                put(*pending.popleft().result())
+        while pending:
+            put(*pending.popleft().result())
     return n

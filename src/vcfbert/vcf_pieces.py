@@ -117,9 +117,10 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
     ``cores`` yields one item per core (e.g. the model's predictions, computed as the
     iterator advances); ``prepare`` turns an item into the core's
     :class:`vcfbert.imputed_vcf.ChromosomeDosages`. Preparing and formatting a core run on
-    a thread of their own while the iterator computes the next one (at most one core waits),
-    and the BGZF blocks are compressed on ``threads`` threads behind them: the imputation
-    never stops for the writing.
+    a thread of their own while the iterator computes the next one (at most one core waits;
+    its records formatted ``threads`` blocks at a time, so that the last core, which nothing
+    else runs beside, takes less), and the BGZF blocks are compressed on ``threads`` threads
+    behind them: the imputation never stops for the writing.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -137,7 +138,8 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
         n = int(dosages.position.shape[0])
         lengths.append(np.empty(n, np.int64))
         ref_lengths.append(np.fromiter((len(a) for a in dosages.alleles[:, 0]), np.int64, n))
-        return write_records(writer.write, dosages, extra, lengths=lengths[-1])
+        return write_records(writer.write, dosages, extra, lengths=lengths[-1],
+                             threads=threads)
 
     with atomic_path(out) as tmp:
         with BgzfWriter(tmp, threads=threads) as writer, \

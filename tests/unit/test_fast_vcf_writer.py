@@ -40,6 +40,24 @@ def test_format_records_matches_reference(n_samples):
     assert fast == slow
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_records_written_in_order_with_their_lengths(threads):
+    """write_records hands the blocks over in order whatever the number of blocks formatted
+    at once, and each record's length is where the next one starts."""
+    from vcfbert.imputed_vcf import write_records
+
+    chrom = random_chrom(np.random.default_rng(5), n_var=53, n_samples=4)
+    parts, blocks = [], []
+    lengths = np.zeros(53, np.int64)
+    n = write_records(parts.append, chrom, cells_per_block=4 * 5, lengths=lengths,
+                      on_block=blocks.append, threads=threads)
+    text = b"".join(bytes(p) for p in parts).decode("ascii")
+    assert n == 53 and blocks == [5] * 10 + [3]
+    assert text == "".join(line + "\n" for line in records_reference(chrom, 0, 53))
+    lines = text.splitlines(keepends=True)
+    np.testing.assert_array_equal(lengths, [len(line) for line in lines])
+
+
 def test_near_certain_hom_ref_cells_match_reference():
     """The formatter's shortcut for cells that print as ``0|0:0:1,0,0`` agrees with the
     per-string formatter for every pair of small probabilities around its bound and the
