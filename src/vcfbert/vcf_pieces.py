@@ -129,17 +129,15 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
     from .io.tabix import pack_uint32
 
     extra = check_format_fields(list(format_fields))
-    written = []
-    lengths: list[np.ndarray] = []  # each core's record lengths (bytes), in order
-    ref_lengths: list[np.ndarray] = []  # ... and REF allele lengths
+    lengths: list[np.ndarray] = [np.zeros(0, np.int64)]  # each core's record lengths (bytes)
+    ref_lengths: list[np.ndarray] = [np.zeros(0, np.int64)]  # ... and REF allele lengths
 
-    def format_core(item: T) -> int:
+    def format_core(item: T) -> None:
         dosages = prepare(item)
         n = int(dosages.position.shape[0])
         lengths.append(np.empty(n, np.int64))
         ref_lengths.append(np.fromiter((len(a) for a in dosages.alleles[:, 0]), np.int64, n))
-        return write_records(writer.write, dosages, extra, lengths=lengths[-1],
-                             threads=threads)
+        write_records(writer.write, dosages, extra, lengths=lengths[-1], threads=threads)
 
     with atomic_path(out) as tmp:
         with BgzfWriter(tmp, threads=threads) as writer, \
@@ -147,16 +145,16 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
             pending: Future | None = None
             for item in cores:
                 if pending is not None:
-                    written.append(pending.result())
+                    pending.result()
                 pending = pool.submit(format_core, item)
             if pending is not None:
-                written.append(pending.result())
-        if sum(written) != core_end - core_start:
-            raise ValueError(f"{sum(written)} records written for variants "
+                pending.result()
+        record_bytes = np.concatenate(lengths)
+        if record_bytes.size != core_end - core_start:
+            raise ValueError(f"{record_bytes.size} records written for variants "
                              f"{core_start}:{core_end}")
-        record_bytes = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         members = np.array(writer.members, np.int64).reshape(-1, 2)
-        if record_bytes.sum() != writer.text_bytes or members[:, 1].sum() != writer.text_bytes:
+        if record_bytes.sum() != members[:, 1].sum():
             raise ValueError(f"{out}: the records' sizes do not add up to the text written")
     piece = Piece(path=Path(out), contig=contig, core_start=int(core_start),
                   core_end=int(core_end), samples_sha256=samples_digest(samples),
@@ -164,8 +162,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
                   dr2_recalibrated=bool(dr2_recalibrated),
                   piece_bytes=os.path.getsize(out), piece_sha256=sha256_file(out),
                   window_ids=list(window_ids), record_bytes=pack_uint32(record_bytes),
-                  ref_lengths=pack_uint32(np.concatenate(ref_lengths) if ref_lengths
-                                          else np.zeros(0, np.int64)),
+                  ref_lengths=pack_uint32(np.concatenate(ref_lengths)),
                   members=pack_uint32(members.ravel()))
     write_sidecar(piece)
     return piece

@@ -67,11 +67,9 @@ class BgzfWriter(CloseOrAbort):
         self._max_pending = 16 * self._threads
         self._pending: deque[tuple[Future, int]] = deque()  # (member, text bytes), in order
         self.members: list[tuple[int, int]] = []  # (compressed, text) bytes of each member
-        self.text_bytes = 0  # text written so far (in members or waiting for one)
 
     def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data).cast("B")
-        self.text_bytes += len(view)
         if len(self._buf) + len(view) < BLOCK_INPUT:
             self._buf += view
             return
@@ -84,6 +82,12 @@ class BgzfWriter(CloseOrAbort):
         for i in range(0, n_full, BLOCK_INPUT):
             self._submit(view[i:i + BLOCK_INPUT])
         self._buf = bytearray(view[n_full:])
+
+    @property
+    def text_bytes(self) -> int:
+        """The text written so far: in members, being compressed, or waiting for a block."""
+        return (sum(text for _, text in self.members) + sum(text for _, text in self._pending)
+                + len(self._buf))
 
     def _submit(self, block: bytes | memoryview) -> None:
         if self._pool is None:
