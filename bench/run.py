@@ -142,13 +142,24 @@ def main() -> None:
                          "--outdir and --data)")
     ap.add_argument("--data", default=None, help="reuse this data folder (e.g. "
                     "bench/out/<scenario>/data) instead of simulating the scenario again")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="a replicate: simulate the scenario with this seed instead of its own "
+                         "(default output bench/out/<scenario>_seed<N>/)")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
-    out = Path(a.outdir).resolve() if a.outdir else ROOT / "bench/out" / a.scenario
+    name = a.scenario
+    if a.seed is not None:
+        if a.data:
+            raise SystemExit("--seed simulates a replicate; it cannot reuse --data")
+        spec["simulation"]["seed"] = a.seed
+        name = f"{a.scenario}_seed{a.seed}"
+    out = Path(a.outdir).resolve() if a.outdir else ROOT / "bench/out" / name
     data = out / "data"
     if a.no_map:
         if not (data / "truth.vcf.gz").exists():
-            raise SystemExit(f"run `python bench/run.py {a.scenario}` first (it simulates the data)")
+            again = f" --seed {a.seed}" if a.seed is not None else ""
+            raise SystemExit(f"run `python bench/run.py {a.scenario}{again}` first (it "
+                             "simulates the data)")
         out = out.with_name(out.name + "_nomap")
         nomap = out / "data"
         nomap.mkdir(parents=True, exist_ok=True)
@@ -209,7 +220,7 @@ def main() -> None:
     table = table[cols].reindex([m for m in ALL if m in table.index])
     table = table.join(tdf.set_index("method")[["wall_s", "peak_mib"]])
     md = markdown(table)
-    (out / "summary.md").write_text(f"scenario `{a.scenario}` — aggregate dosage r² by "
+    (out / "summary.md").write_text(f"scenario `{name}` — aggregate dosage r² by "
                                     f"reference MAF (untyped sites)\n\n{md}\n")
     print((out / "summary.md").read_text())
     print(json.dumps(timing, indent=1))
