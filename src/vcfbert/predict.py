@@ -23,6 +23,12 @@ from .index import KeySearcher
 from .layout import WindowLayout
 from .model import VcfBert
 from .model.copy_kernel import HeadInputs, WindowTables, copy_head_logits, window_tables
+from .model.outer_slots import (
+    OuterSlotTables,
+    covers_sites,
+    outer_slot_tables,
+    shared_copy_parameters,
+)
 from .rows import distinct_rows
 
 if TYPE_CHECKING:
@@ -44,7 +50,8 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
                 tokens: np.ndarray, slot_af: np.ndarray, site_af: np.ndarray,
                 cand_ids: np.ndarray, cand_sim: np.ndarray,
                 tables: WindowTables | None = None,
-                loo_slots: tuple[int, int] | None = None
+                loo_slots: tuple[int, int] | None = None,
+                outer: OuterSlotTables | None = None
                 ) -> tuple[torch.Tensor, np.ndarray]:
     """ALT logits float [b, n] of ``b`` queries on the CPU, without ``[b, k, n]`` tensors,
     and the leave-one-out ALT probability float32 [b, m] at the slots (the copying HMM's
@@ -66,14 +73,29 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
             per window by the caller (else per call).
         loo_slots: the slots whose leave-one-out probability is computed (lo, hi); None:
             all, (0, 0): none (0 is returned there).
+        outer: the window's :func:`vcfbert.model.outer_slots.outer_slot_tables`, when every
+            query has the slot frequencies they were made with (the panel's, at imputation;
+            :func:`vcfbert.model.outer_slots.covers_sites` true): the slots outside the
+            transformer's context take their parameters from them, and only the context's
+            slots are embedded and run through the heads per query. The same function.
     """
     tok = torch.from_numpy(np.asarray(tokens, np.int64))
     slot_af_t = torch.from_numpy(np.asarray(slot_af, np.float32))
-    q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist, slot_af_t)
+    site_left, site_right = geo.site_left, geo.site_right
+    if outer is None:
+        q_ctx = model.encode_tokens(tok, geo.slot_index, geo.slot_core_dist, slot_af_t)
+        mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
+    else:  # the context's slots only; the head reads q_ctx at the core's (context) slots
+        lo, hi = outer.lo, outer.hi
+        q_ctx = model.out_norm(model.encode_context(model.slot_embedding(
+            tok[:, lo:hi], geo.slot_index[lo:hi], geo.slot_core_dist[lo:hi],
+            slot_af_t[:, lo:hi])))
+        mu, s, rho = shared_copy_parameters(model, outer, tok, q_ctx, slot_af_t[0],
+                                            geo.slot_gap_bp)
+        site_left, site_right = site_left - lo, site_right - lo
     valid = torch.from_numpy(cand_ids >= 0)
     sim = torch.from_numpy(np.where(cand_ids >= 0, cand_sim, 0.0).astype(np.float32))
     prior = model.switch_prior(sim, valid)
-    mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
     site_af = np.asarray(site_af)
     if site_af.shape[0] > 1 and site_af.strides[0] == 0:
         site_af = site_af[:1]  # one row for all queries (the panel's frequencies, broadcast)
@@ -82,8 +104,8 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         q_ctx, torch.from_numpy(site_af), geo.site_frac)
     last_weight, last_bias, copy_scale = model.head_last_layer()
     head = HeadInputs(site_const=site_const.numpy(), left_proj=left.numpy(),
-                      right_proj=right.numpy(), site_left=geo.site_left.numpy(),
-                      site_right=geo.site_right.numpy(), weight=weight.numpy(),
+                      right_proj=right.numpy(), site_left=site_left.numpy(),
+                      site_right=site_right.numpy(), weight=weight.numpy(),
                       last_weight=last_weight.numpy(), last_bias=last_bias,
                       copy_scale=copy_scale)
     logits, p_slot_loo = copy_head_logits(
@@ -196,6 +218,14 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     geo = WindowGeometry.of(layout, position) if fast else None
     if geo is not None and tables is None:
         tables = window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
+    outer = None  # targets share the panel's frequencies: the outer slots' tables, once
+    if geo is not None and panel_haps is None:
+        slot_af_row = frequencies(arrays, n_h, None, 1)[0][0]
+        outer = outer_slot_tables(model, geo.slot_index, geo.slot_core_dist,
+                                  torch.from_numpy(np.array(slot_af_row, np.float32)),
+                                  geo.slot_gap_bp)
+        if not covers_sites(outer, geo.site_left, geo.site_right):
+            outer = None
     out = np.empty((n_queries, layout.n_sites), np.float32)
     loo_out = np.empty((n_queries, layout.n_slots), np.float32) if slot_loo else None
     core_slots = layout.core_slots
@@ -239,7 +269,8 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                 logits, loo = fast_logits(model, geo, arrays,
                                           tokens=query_tokens(qs, slot_observed),
                                           slot_af=slot_af, site_af=site_af, cand_ids=cand,
-                                          cand_sim=sim, tables=tables, loo_slots=loo_slots)
+                                          cand_sim=sim, tables=tables, loo_slots=loo_slots,
+                                          outer=outer)
             else:
                 batch = assemble_batch(layout, arrays, slot_observed, position, qs, cand,
                                        slot_af=slot_af, site_af=site_af).to(device)

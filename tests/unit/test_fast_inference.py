@@ -180,3 +180,68 @@ def test_the_fused_head_refuses_another_activation():
     model.out_head[1] = torch.nn.GELU(approximate="tanh")
     with pytest.raises(ValueError, match="exact GELU"):
         fast_logits(model, geo, arrays, **kw)
+
+
+@pytest.mark.parametrize(("core", "context", "outside"),
+                         [((30, 90), 3, "both sides"), ((0, 50), 3, "right"),
+                          ((70, 120), 2, "left"), ((30, 90), 0, "none"), ((40, 80), 40, "none")])
+def test_outer_slot_tables_give_the_same_parameters_and_logits(core, context, outside):
+    """The slots outside the transformer's context from tables per slot and token (the
+    targets' case: every query has the panel's frequencies) against the model run per query:
+    the same mismatch penalties, emission terms and switch probabilities at every slot (the
+    context's edges included, with the core at either end of the window or the context
+    covering every slot), and the same logits and leave-one-out probabilities."""
+    from vcfbert.model.outer_slots import (
+        covers_sites,
+        outer_slot_tables,
+        shared_copy_parameters,
+    )
+
+    rng = np.random.default_rng(7)
+    k, b, n_h, n_var = 12, 6, 40, 120
+    model = active_model(k, 5, 0, context)
+    position = np.sort(rng.choice(np.arange(1, 200_000), n_var, replace=False))
+    typed = np.sort(rng.choice(n_var, 40, replace=False))
+    layout = make_layout(position, typed, 0, n_var, *core)
+    haps = (rng.random((n_h, n_var)) < rng.random(n_var) * 0.5).astype(np.int8)
+    arrays = WindowArrays.of(np.ascontiguousarray(haps[:, layout.slot_index]),
+                             np.ascontiguousarray(haps[:, layout.core_start:layout.core_end]))
+    geo = WindowGeometry.of(layout, position)
+    m = layout.n_slots
+    slot_observed = rng.random(m) < 0.8  # masked slots: the MASK token's table rows
+    qs = (rng.random((b, m)) < 0.3).astype(np.int8)
+    qs[rng.random((b, m)) < 0.1] = -1
+    tokens = query_tokens(qs, slot_observed)
+    assert set(np.unique(tokens)) == {0, 1, 2}
+    af_row = rng.random(m).astype(np.float32) * 0.5
+    slot_af = np.broadcast_to(af_row.astype(np.float64), (b, m))  # as frequencies() gives
+    site_af = np.broadcast_to(rng.random(layout.n_sites).astype(np.float32) * 0.5,
+                              (b, layout.n_sites))
+    tables = outer_slot_tables(model, geo.slot_index, geo.slot_core_dist,
+                               torch.from_numpy(af_row), geo.slot_gap_bp)
+    assert covers_sites(tables, geo.site_left, geo.site_right)
+    lo, hi = tables.lo, tables.hi
+    assert (lo > 0, hi < m) == {"both sides": (True, True), "right": (False, True),
+                                "left": (True, False), "none": (False, False)}[outside]
+    tok = torch.from_numpy(tokens.astype(np.int64))
+    af_t = torch.from_numpy(np.ascontiguousarray(slot_af, np.float32))
+    with torch.no_grad():
+        want = model.copy_parameters(model.encode_tokens(tok, geo.slot_index,
+                                                         geo.slot_core_dist, af_t),
+                                     af_t, geo.slot_gap_bp)
+        context_ctx = model.out_norm(model.encode_context(model.slot_embedding(
+            tok[:, lo:hi], geo.slot_index[lo:hi], geo.slot_core_dist[lo:hi], af_t[:, lo:hi])))
+        got = shared_copy_parameters(model, tables, tok, context_ctx, af_t[0], geo.slot_gap_bp)
+    assert want[2].std() > 1e-3 and want[0].std() > 1e-3  # active heads: a real comparison
+    for x, y in zip(got, want, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
+    cand = np.stack([rng.permutation(n_h)[:k] for _ in range(b)]).astype(np.int64)
+    sim = rng.random((b, k)).astype(np.float32)
+    kw = dict(tokens=tokens, slot_af=slot_af, site_af=site_af, cand_ids=cand, cand_sim=sim)
+    plain, plain_loo = fast_logits(model, geo, arrays, **kw)
+    shared, shared_loo = fast_logits(model, geo, arrays, outer=tables, **kw)
+    np.testing.assert_allclose(torch.sigmoid(shared).numpy(), torch.sigmoid(plain).numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(shared_loo, plain_loo, atol=1e-6)
+    with pytest.raises(ValueError, match="context covers"):
+        shared_copy_parameters(model, tables, tok, context_ctx[:, 1:], af_t[0], geo.slot_gap_bp)

@@ -225,20 +225,31 @@ class VcfBert(nn.Module):
         The transformer covers the slots within ``cfg.context_flank_slots`` of the core (all
         when 0; they are contiguous: ``slot_core_dist`` [m] falls towards the core and rises
         after it); the slots outside keep their own normalised embedding."""
-        cfg = self.cfg
-        x = self.in_norm(self.tok(query_tokens)
-                         + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
-                         + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
-                         + self.af_proj(af_features(slot_af)))
-        lo, hi = context_range(slot_core_dist, cfg.context_flank_slots)
-        inner = x[:, lo:hi]
-        if self.training or torch.is_grad_enabled():
-            inner = self.encoder(inner)
-        else:
-            inner = encoder_inference(self.encoder, inner)
+        x = self.slot_embedding(query_tokens, slot_index, slot_core_dist, slot_af)
+        lo, hi = context_range(slot_core_dist, self.cfg.context_flank_slots)
+        inner = self.encode_context(x[:, lo:hi])
         if lo > 0 or hi < x.shape[1]:
             inner = torch.cat([x[:, :lo], inner, x[:, hi:]], dim=1)
         return self.out_norm(inner)
+
+    def slot_embedding(self, query_tokens: torch.Tensor, slot_index: torch.Tensor,
+                       slot_core_dist: torch.Tensor, slot_af: torch.Tensor) -> torch.Tensor:
+        """Each slot's own embedding float [b, m, d], normalised (``in_norm``): its token long
+        [b, m], its number slot_index [m] and distance to the core slot_core_dist [m], its
+        ALT frequency slot_af [b, m]. Outside the transformer's context, the query context is
+        this embedding under ``out_norm``."""
+        cfg = self.cfg
+        return self.in_norm(self.tok(query_tokens)
+                            + self.slot_pos(slot_index.clamp_max(cfg.max_slots - 1))[None]
+                            + self.core_dist(slot_core_dist.clamp_max(cfg.max_core_dist))[None]
+                            + self.af_proj(af_features(slot_af)))
+
+    def encode_context(self, x: torch.Tensor) -> torch.Tensor:
+        """The transformer over slot embeddings x float [b, c, d] (the context's slots), before
+        ``out_norm``; without gradients through ``encoder_inference``."""
+        if self.training or torch.is_grad_enabled():
+            return self.encoder(x)
+        return encoder_inference(self.encoder, x)
 
     def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
             slot_core_dist: torch.Tensor) -> torch.Tensor:
@@ -277,27 +288,49 @@ class VcfBert(nn.Module):
             (mu float [b, m] mismatch penalty, s float [b, m, 2] emission term of a candidate
             carrying REF / ALT, rho float [b, m] switch probability into each slot).
         """
-        cfg = self.cfg
-        # Each head's first layer is linear in its concatenated input, so it is applied to
-        # the parts and summed (_first_layer_parts): the same function as head(cat(...))
-        # without the [b, m, 2, 2d] and [b, m, 2d] inputs (the emission head's query part is
-        # computed once for both candidate alleles).
+        mu = self.mismatch_penalty(q_ctx, slot_af)
+        s = self.emission_terms(q_ctx)
+        prev, cur = self.rate_parts(q_ctx)
+        # the switch rate into slot i reads the contexts of slots i - 1 (i for the first) and i
+        rho = self.switch_probability(torch.cat([prev[:, :1], prev[:, :-1]], 1) + cur,
+                                      slot_gap_bp)
+        return mu, s, rho
+
+    # Each head's first layer is linear in its concatenated input, so it is applied to the
+    # parts and summed (_first_layer_parts): the same function as head(cat(...)) without the
+    # [b, m, 2, 2d] and [b, m, 2d] inputs (the emission head's query part is computed once for
+    # both candidate alleles).
+    def mismatch_penalty(self, q_ctx: torch.Tensor, slot_af: torch.Tensor) -> torch.Tensor:
+        """mu float [..., m]: the mismatch penalty at each slot, from the context [..., m, d]
+        and the ALT frequency [..., m]."""
         first, act, last = self.mismatch_head
         ctx, freq = _first_layer_parts(first, q_ctx, af_features(slot_af))
-        mu = F.softplus(self.mismatch_bias + last(act(ctx + freq)).squeeze(-1))  # [b, m]
-        # per-candidate emission term: the candidates' tokens re-embedded with the shared
-        # embedding, read against the query context (gradients reach self.tok here)
+        return F.softplus(self.mismatch_bias + last(act(ctx + freq)).squeeze(-1))
+
+    def emission_terms(self, q_ctx: torch.Tensor) -> torch.Tensor:
+        """s float [..., m, 2]: the emission term of a candidate carrying REF / ALT at each
+        slot, from the context [..., m, d]: the candidates' tokens re-embedded with the shared
+        embedding, read against the query context (gradients reach ``self.tok`` here)."""
         first, act, last = self.emit_head
-        ctx, tok01 = _first_layer_parts(first, q_ctx, self.tok.weight[:2])  # [b, m, d], [2, d]
-        s = last(act(ctx[:, :, None, :] + tok01)).squeeze(-1)  # [b, m, 2]: carries REF / ALT
-        # the switch rate into slot i reads the contexts of slots i - 1 (i for the first) and i
-        first, act, last = self.rate_head
-        prev, cur = _first_layer_parts(first, q_ctx, q_ctx)
-        h = torch.cat([prev[:, :1], prev[:, :-1]], 1) + cur
-        log_rate = self.log_rate + last(act(h)).squeeze(-1)
-        gap = slot_gap_bp[None, :] * (MORGAN_PER_BP * cfg.cm_per_mb)
-        rho = -torch.expm1(-torch.exp(log_rate) * gap)  # [b, m]
-        return mu, s, rho
+        ctx, tok01 = _first_layer_parts(first, q_ctx, self.tok.weight[:2])  # [.., m, d], [2, d]
+        return last(act(ctx[..., None, :] + tok01)).squeeze(-1)
+
+    def rate_parts(self, q_ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The switch-rate head's first layer on the contexts [..., m, d] read as the previous
+        slot's and as the slot's own (each [..., m, h]; the bias in the first): the hidden
+        layer of slot i is ``prev[i - 1] + cur[i]`` (``prev[0] + cur[0]`` for the first)."""
+        prev, cur = _first_layer_parts(self.rate_head[0], q_ctx, q_ctx)
+        return prev, cur
+
+    def switch_probability(self, hidden: torch.Tensor, slot_gap_bp: torch.Tensor
+                           ) -> torch.Tensor:
+        """rho float [..., m]: the switch probability into each slot from the rate head's
+        hidden pre-activations [..., m, h] and the slots' distances slot_gap_bp [m] (bp, or
+        cM x 1e6 with a genetic map) from the previous slot."""
+        _, act, last = self.rate_head
+        log_rate = self.log_rate + last(act(hidden)).squeeze(-1)
+        gap = slot_gap_bp * (MORGAN_PER_BP * self.cfg.cm_per_mb)
+        return -torch.expm1(-torch.exp(log_rate) * gap)
 
     def output_logits(self, q_ctx: torch.Tensor, site_left: torch.Tensor,
                       site_right: torch.Tensor, site_af: torch.Tensor, site_frac: torch.Tensor,
