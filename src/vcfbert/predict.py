@@ -87,9 +87,16 @@ def fast_logits(model: VcfBert, geo: WindowGeometry, arrays: WindowArrays, *,
         mu, s, rho = model.copy_parameters(q_ctx, slot_af_t, geo.slot_gap_bp)
     else:  # the context's slots only; the head reads q_ctx at the core's (context) slots
         lo, hi = outer.lo, outer.hi
+        # queries with the same tokens there (and the same frequencies: the tables') have the
+        # same context: each distinct one is encoded once
+        context, inverse = torch.unique(tok[:, lo:hi], dim=0, return_inverse=True)
+        if context.shape[0] == tok.shape[0]:
+            context, inverse = tok[:, lo:hi], None
         q_ctx = model.out_norm(model.encode_context(model.slot_embedding(
-            tok[:, lo:hi], geo.slot_index[lo:hi], geo.slot_core_dist[lo:hi],
-            slot_af_t[:, lo:hi])))
+            context, geo.slot_index[lo:hi], geo.slot_core_dist[lo:hi],
+            slot_af_t[:context.shape[0], lo:hi])))
+        if inverse is not None:
+            q_ctx = q_ctx[inverse]
         mu, s, rho = shared_copy_parameters(model, outer, tok, q_ctx, slot_af_t[0],
                                             geo.slot_gap_bp)
         site_left, site_right = site_left - lo, site_right - lo
@@ -226,6 +233,15 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                                   geo.slot_gap_bp)
         if not covers_sites(outer, geo.site_left, geo.site_right):
             outer = None
+    dest = first  # each computed query's output row (None: its own)
+    if outer is not None and query_slots.shape[0] > 1:
+        # queries with the same tokens at the transformer's slots share its output, and
+        # fast_logits encodes each distinct context of a batch once: in the order of their
+        # contexts, nearly all of a window's repeated contexts share a batch
+        context = query_tokens(query_slots, slot_observed)[:, outer.lo:outer.hi]
+        order = np.lexsort(context.T[::-1])
+        query_slots = query_slots[order]
+        dest = order if first is None else first[order]
     out = np.empty((n_queries, layout.n_sites), np.float32)
     loo_out = np.empty((n_queries, layout.n_slots), np.float32) if slot_loo else None
     core_slots = layout.core_slots
@@ -283,7 +299,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
                         loo[:, loo_slots[1]:] = 0.0
                     else:
                         logits, _ = model(batch)
-            rows = slice(lo, lo + qs.shape[0]) if first is None else first[lo:lo + qs.shape[0]]
+            rows = slice(lo, lo + qs.shape[0]) if dest is None else dest[lo:lo + qs.shape[0]]
             out[rows] = torch.sigmoid(logits.float()).cpu().numpy()
             if loo_out is not None:
                 loo_out[rows] = loo

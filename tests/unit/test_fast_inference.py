@@ -223,6 +223,10 @@ def test_outer_slot_tables_give_the_same_parameters_and_logits(core, context, ou
     lo, hi = tables.lo, tables.hi
     assert (lo > 0, hi < m) == {"both sides": (True, True), "right": (False, True),
                                 "left": (True, False), "none": (False, False)}[outside]
+    # one query with another's tokens at the context's slots only, one a copy of another:
+    # each distinct context is encoded once
+    tokens[5, lo:hi] = tokens[0, lo:hi]
+    tokens[4] = tokens[1]
     tok = torch.from_numpy(tokens.astype(np.int64))
     af_t = torch.from_numpy(np.ascontiguousarray(slot_af, np.float32))
     with torch.no_grad():
