@@ -118,8 +118,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     with its sidecar; see :mod:`vcfbert.vcf_pieces`).
 
     ``threads`` batches of target haplotypes at a time (one Python thread each; torch's and
-    FAISS's own pools are then capped to one thread); the piece is compressed on as many
-    threads, behind the imputation. Each core's records are formatted on a thread of their
+    FAISS's own pools are capped to one thread, whatever ``threads``); the piece is
+    compressed on as many threads, behind the imputation. Each core's records are formatted on a thread of their
     own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
     memory holds at most two windows' outputs, whatever the number of windows.
     ``dr2_calibration`` (a :mod:`vcfbert.calibration` file; "" for none) recalibrates the DR2
@@ -134,8 +134,10 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
     t0 = time.time()
     extra = check_format_fields(list(format_fields))
-    if threads > 1:
-        cap_threads(1)
+    # the job uses `threads` cores, one Python thread per batch: torch's, FAISS's and BLAS's
+    # own pools get one thread each, also when `threads` is 1 (uncapped, two 1-thread jobs
+    # sharing 2 cores outside Snakemake, whose jobs are capped as they start, ran ~4x slower)
+    cap_threads(1)
     targets = read_targets(targets_h5)
     called = targets.site_called
     table = read_variant_table(reference_h5)

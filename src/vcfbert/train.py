@@ -431,8 +431,7 @@ def calibrate_dr2(*, checkpoint: str, chroms: list[Chromosome], final_masks: lis
 
     dev = pick_device(device)
     t0 = time.time()
-    if threads > 1:
-        cap_threads(1)  # one thread per batch
+    cap_threads(1)  # one thread per batch, `threads` batches at once (as impute_chunk)
     model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     model.eval()
     split = read_split(split_tsv)

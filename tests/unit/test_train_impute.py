@@ -768,3 +768,24 @@ def test_jobs_find_every_kernel_compiled_ahead(prepared, tiny_stores, tmp_path):
         f"kernels compiled by the jobs, not ahead: {compiled_in_the_jobs}; add their "
         "signatures to vcfbert.kernels.KERNELS")
     assert all(hits for hits, _ in report.values()), report  # every kernel listed is used
+
+
+def test_imputation_and_dr2_jobs_cap_their_thread_pools_at_one_thread(prepared, tiny_stores,
+                                                                     tmp_path, monkeypatch):
+    """A job given one thread (or several, one per batch) caps torch's, FAISS's and BLAS's own
+    pools to one thread, also outside Snakemake: uncapped, two 1-thread jobs sharing the
+    cores oversubscribed them."""
+    import vcfbert.runtime as runtime
+    import vcfbert.train as train_mod
+    from vcfbert.train import calibrate_dr2
+
+    calls = []
+    monkeypatch.setattr(runtime, "cap_threads", calls.append)
+    monkeypatch.setattr(train_mod, "cap_threads", calls.append)
+    _impute_pieces(prepared, tiny_stores, tmp_path, 99, threads=1)
+    assert calls == [1]
+    d, chrom = prepared["d"], prepared["chrom"]
+    calibrate_dr2(checkpoint=str(d / "init.pt"), chroms=[chrom], final_masks=[str(d / "final.h5")],
+                  split_tsv=str(d / "split.tsv"), out=str(tmp_path / "dr2.json"), samples=4,
+                  device="cpu", threads=1)
+    assert calls == [1, 1]
