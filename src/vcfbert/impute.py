@@ -106,6 +106,9 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
         core = layout.core_slots
         yield (int(layout.core_start), int(layout.core_end), np.asarray(probs, np.float32),
                np.asarray(loo[:, core], np.float32), cols[core])
+        # this window's outputs belong to the writer now: not kept while the next is
+        # predicted, so that they are freed as soon as its records are written
+        del probs, loo
 
 
 def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: list[str],

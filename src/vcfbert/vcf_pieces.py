@@ -147,6 +147,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(format_core, item)
+                del item  # freed once formatted, not kept while the next core is computed
             if pending is not None:
                 pending.result()
         record_bytes = np.concatenate(lengths)

@@ -239,3 +239,51 @@ def test_haploid_males_match_reference_and_read_back(tmp_path, extra):
                              capture_output=True, text=True, check=True)
         calls = res.stdout.split()
         assert "|" not in calls[1] and "|" in calls[0]
+
+
+def _dead(ref, seconds: float = 5.0) -> bool:
+    """Whether the object behind weak reference ``ref`` is freed within ``seconds``."""
+    import gc
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        gc.collect()
+        if ref() is None:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_write_piece_frees_each_core_once_its_records_are_written(tmp_path, threads):
+    """A core's probabilities are freed once its records are written, while the next core is
+    still being computed (the imputation jobs' peak memory: two windows' outputs at most,
+    and the older one only while it is formatted); the piece holds every core's records."""
+    import weakref
+
+    from vcfbert.imputed_vcf import records_reference
+    from vcfbert.vcf_pieces import write_piece
+
+    rng = np.random.default_rng(3)
+    chroms = [random_chrom(rng, n_var=12, n_samples=3) for _ in range(3)]
+    for k, chrom in enumerate(chroms):
+        chrom.position = chrom.position + 10_000 * k
+    freed = []
+
+    def cores():
+        refs = []
+        for chrom in chroms:
+            if refs:  # computing the next core: the previous one is written and freed
+                freed.append(_dead(refs[-1]))
+            item = ChromosomeDosages(**{**chrom.__dict__, "hap_prob": chrom.hap_prob.copy()})
+            refs.append(weakref.ref(item.hap_prob))
+            yield item
+            del item
+
+    out = tmp_path / "p.vcf.gz"
+    write_piece(out, cores(), lambda c: c, contig="20", core_start=0, core_end=36,
+                samples=["a", "b", "c"], window_ids=["w0", "w1", "w2"], threads=threads)
+    assert freed == [True, True]
+    lines = gzip.open(out, "rt").read().splitlines()
+    assert lines == [line for c in chroms for line in records_reference(c, 0, 12)]

@@ -475,6 +475,7 @@ def test_repeated_target_queries_are_computed_once(prepared, tiny_stores, monkey
     layout, arrays, obs, searcher, qs = _second_window_targets(prepared, tiny_stores, model)
     qs = np.concatenate([qs, qs[[3, 0, 3]], qs[:2]])  # five repeats, out of order
     n_distinct = np.unique(qs, axis=0).shape[0]
+    monkeypatch.setattr(predict_mod, "REPEAT_ROWS_AT_ONCE", 2)  # their rows copied 2 at a time
     run = []
     original = predict_mod.query_keys
     monkeypatch.setattr(predict_mod, "query_keys",
@@ -789,3 +790,40 @@ def test_imputation_and_dr2_jobs_cap_their_thread_pools_at_one_thread(prepared, 
                   split_tsv=str(d / "split.tsv"), out=str(tmp_path / "dr2.json"), samples=4,
                   device="cpu", threads=1)
     assert calls == [1, 1]
+
+
+def test_predict_cores_keeps_no_window_outputs_while_predicting_the_next(prepared, tiny_stores,
+                                                                        monkeypatch):
+    """Once a window's predictions are handed over, the generator drops them: while it
+    predicts the next window, they live only as long as their consumer keeps them."""
+    import gc
+    import weakref
+
+    import vcfbert.predict as predict_mod
+    from vcfbert.impute import predict_cores
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    window_ids = chrom.windows["window_id"].tolist()
+    assert len(window_ids) >= 3
+    real = predict_mod.predict_window
+    refs, alive = [], []
+
+    def spy(*args, **kwargs):
+        gc.collect()
+        alive.extend(ref() is not None for ref in refs)
+        result = real(*args, **kwargs)
+        refs.append(weakref.ref(result[0]))
+        return result
+
+    monkeypatch.setattr(predict_mod, "predict_window", spy)
+    n = 0
+    for item in predict_cores(checkpoint=str(d / "init.pt"),
+                              key_encoder=keyencoder.companion_path(d / "init.pt"), contig="20",
+                              window_ids=window_ids, reference_h5=tiny_stores["ref"],
+                              targets_h5=tiny_stores["tgt"], windows_tsv=tiny_stores["windows"],
+                              mask_h5=str(d / "final.h5"), batch_size=16, device="cpu"):
+        assert item[2].shape[1] == item[1] - item[0]
+        n += 1
+        del item
+    assert n == len(window_ids) and len(refs) == n
+    assert alive == [False] * (n * (n - 1) // 2)
