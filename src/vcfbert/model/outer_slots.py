@@ -20,9 +20,10 @@ import dataclasses
 
 import torch
 
+from ..tokens import MASK
 from .network import VcfBert, context_range
 
-N_TOKENS = 3  # REF, ALT, MASK
+N_TOKENS = MASK + 1  # REF, ALT, MASK
 
 
 @dataclasses.dataclass(frozen=True)
