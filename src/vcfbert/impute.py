@@ -122,8 +122,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
     ``threads`` batches of target haplotypes at a time (one Python thread each; torch's and
     FAISS's own pools are capped to one thread, whatever ``threads``); the piece is
-    compressed on as many threads, behind the imputation. Each core's records are formatted on a thread of their
-    own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
+    compressed on as many threads, behind the imputation. Each core's records are formatted
+    on a thread of their own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
     memory holds at most two windows' outputs, whatever the number of windows.
     ``dr2_calibration`` (a :mod:`vcfbert.calibration` file; "" for none) recalibrates the DR2
     of untyped variants; ``format_fields``: the optional FORMAT fields (HDS, AP1, AP2).

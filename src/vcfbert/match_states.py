@@ -216,7 +216,7 @@ def core_anchors(core_slots: np.ndarray, slots_per_anchor: int = SLOTS_PER_ANCHO
 
 @numba.njit(cache=True, nogil=True)
 def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, allowed: int,
-                       row_allowed: np.ndarray, hap_row: np.ndarray, row_start: np.ndarray,
+                       row_allowed: np.ndarray, row_start: np.ndarray,
                        row_haps: np.ndarray, forbidden: np.ndarray, sim: np.ndarray, q: int,
                        sim_span: float, want: int, out: np.ndarray, reaching: np.ndarray) -> int:
     """Fill ``out[a, :t]`` with the ``t = min(want, allowed)`` allowed haplotypes of the
@@ -229,8 +229,7 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
     exceeds the similarities' range), then id; of the cut's length only the places still
     free are filled. ``row_allowed`` [U]: each sequence's allowed haplotypes, which
     :class:`PackedPanel`'s ``row_start`` / ``row_haps`` list with the forbidden ones
-    (``forbidden[q]``); ``hap_row`` [H] each haplotype's sequence; ``reaching`` int64
-    [U + 1] scratch."""
+    (``forbidden[q]``); ``reaching`` int64 [U + 1] scratch."""
     t = min(want, allowed)
     if t == 0:
         return 0
@@ -347,8 +346,8 @@ def _select_states(query: np.ndarray, observed: np.ndarray, panel_words: np.ndar
                         top[a] = r
         for a in range(n_a):
             n_ranked[a] = _longest_by_anchor(runs, a, count, top[a], allowed, row_allowed,
-                                             hap_row, row_start, row_haps, forbidden, all_sim,
-                                             q, span, limit, ranked, reaching)
+                                             row_start, row_haps, forbidden, all_sim, q, span,
+                                             limit, ranked, reaching)
         n_out = 0
         # the anchors' longest matches in turn: each anchor's first, then each one's second...
         for t in range(limit):
