@@ -43,7 +43,7 @@ CUTS = [
     ("+ group sums", "        # groups by their longest run, longest first", "continue"),
     ("+ group order", "        # visiting the groups longest run first", "continue"),
 ]
-HEAD_CALL = "        _head_logits(p_out[b]"
+HEAD_CALL = "        _head_logits(p_one, feat_one"
 
 
 def capture(run: Path, chrom: str, window: str, n_batches: int) -> list[list]:

@@ -627,18 +627,23 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
 def _all_queries_head(qtok, cand, valid, hap_slots, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, hap_class, mu, s, rho, prior,
-                      site_frac, interval_start, loo_lo, loo_hi, p_out, feat_out, loo_out,
+                      site_frac, interval_start, loo_lo, loo_hi, loo_out,
                       site_const, left_proj, right_proj, site_left, site_right, head_wt,
                       last_w, last_b, copy_scale, logit_out):
     shared = site_const.shape[0] == 1
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
+    # one query's copied probabilities and carrier features, written by _one_query and read
+    # by the head at once: one scratch row reused by every query stays in the cache, where
+    # [b, n] and [b, n, 5] outputs were written and read back through memory
+    p_one = np.empty(site_frac.shape[0], np.float32)
+    feat_one = np.empty((site_frac.shape[0], 5), np.float32)
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], hap_slots, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
-                   log_carriers, p_out[b], feat_out[b], loo_out[b])
-        _head_logits(p_out[b], feat_out[b], site_const[0 if shared else b], left_proj[b],
+                   log_carriers, p_one, feat_one, loo_out[b])
+        _head_logits(p_one, feat_one, site_const[0 if shared else b], left_proj[b],
                      right_proj[b], site_left, site_right, head_wt, last_w, last_b, copy_scale,
                      logit_out[b])
 
@@ -674,8 +679,8 @@ def copy_head_logits(head: HeadInputs, **kwargs) -> tuple[np.ndarray, np.ndarray
     Returns:
         (logits float32 [b, n], p_slot_loo float32 [b, m] as :func:`copy_features`).
     """
-    inputs, (p_out, feat_out, loo_out) = _kernel_args(**kwargs)
-    b, n = p_out.shape
+    inputs, (_, _, loo_out) = _kernel_args(**kwargs, site_outputs=False)
+    b, n = kwargs["cand_ids"].shape[0], kwargs["site_interval"].shape[0]
     hw = head.weight.shape[0]
     logits = np.empty((b, n), np.float32)
     if head.site_const.shape[0] not in (1, b) or head.site_const.shape[1:] != (n, hw):
@@ -684,7 +689,7 @@ def copy_head_logits(head: HeadInputs, **kwargs) -> tuple[np.ndarray, np.ndarray
         raise ValueError("copy_head_logits: last_weight must be [hw]")
     if inputs is None:
         return logits, loo_out
-    _all_queries_head(*inputs, p_out, feat_out, loo_out,
+    _all_queries_head(*inputs, loo_out,
                       np.ascontiguousarray(head.site_const, np.float32),
                       np.ascontiguousarray(head.left_proj, np.float32),
                       np.ascontiguousarray(head.right_proj, np.float32),
@@ -746,16 +751,19 @@ def copy_features(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: 
 def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: np.ndarray,
                  ref_core: np.ndarray, mu: np.ndarray, emit_bonus: np.ndarray, rho: np.ndarray,
                  prior: np.ndarray, site_interval: np.ndarray, site_frac: np.ndarray,
-                 tables: WindowTables | None = None, loo_slots: tuple[int, int] | None = None
+                 tables: WindowTables | None = None, loo_slots: tuple[int, int] | None = None,
+                 site_outputs: bool = True
                  ) -> tuple[tuple | None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(the kernel's input arguments, checked — None when there is nothing to compute: no
     slots and no sites —, its outputs p_out float32 [b, n], feat_out [b, n, 5] and loo_out
-    [b, m] (zeros))."""
+    [b, m] (zeros)); without ``site_outputs`` (the fused head keeps them per query) p_out and
+    feat_out are [0, n] and [0, n, 5]."""
     b, k = cand_ids.shape
     n = site_interval.shape[0]
     m = query_tokens.shape[1]
     interval = np.asarray(site_interval, np.int64)
-    outputs = (np.empty((b, n), np.float32), np.empty((b, n, 5), np.float32),
+    rows = b if site_outputs else 0
+    outputs = (np.empty((rows, n), np.float32), np.empty((rows, n, 5), np.float32),
                np.zeros((b, m), np.float32))
     if m == 0:
         if n == 0:
