@@ -22,6 +22,7 @@ rule impute_chunk:
         copying_states=config["impute"]["copying_states"],
         match_states=config["impute"]["match_states"],
         format_fields=config.get("output", {}).get("format_fields", []),
+        gp=config.get("output", {}).get("gp", True),
         device=config["device"],
     log:
         "logs/impute/{chrom}.{chunk}.log",
@@ -49,6 +50,7 @@ rule write_vcf:
         tbi=f"{RESULTS}/imputed/{{chrom}}.vcf.gz.tbi",
     params:
         format_fields=config.get("output", {}).get("format_fields", []),
+        gp=config.get("output", {}).get("gp", True),
     log:
         "logs/impute/{chrom}.write_vcf.log",
     benchmark:
@@ -87,6 +89,7 @@ rule write_merged_vcf:
         tbi=f"{MERGED_VCF}.tbi",
     params:
         format_fields=config.get("output", {}).get("format_fields", []),
+        gp=config.get("output", {}).get("gp", True),
     log:
         "logs/impute/write_merged_vcf.log",
     benchmark:

@@ -15,4 +15,5 @@ with run_step(snakemake):
                        copying_states=int(snakemake.params.copying_states),
                        match_states=int(snakemake.params.match_states),
                        dr2_calibration=snakemake.input.dr2_calibration or "",
-                       format_fields=list(snakemake.params.format_fields))
+                       format_fields=list(snakemake.params.format_fields),
+                       gp=bool(snakemake.params.gp))

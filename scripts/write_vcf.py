@@ -6,4 +6,5 @@ with run_step(snakemake):
     steps.write_vcf(pieces=snakemake.input.pieces, targets_h5=snakemake.input.targets,
                     reference_h5=snakemake.input.reference, out=snakemake.output.vcf,
                     command=workflow_command(snakemake), threads=snakemake.threads,
-                    format_fields=list(snakemake.params.format_fields))
+                    format_fields=list(snakemake.params.format_fields),
+                    gp=bool(snakemake.params.gp))

@@ -115,7 +115,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                  reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str, out: str,
                  batch_size: int = 64, device: str = "auto", threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
-                 format_fields: list[str] | tuple[str, ...] = (), match_states: int = 0) -> None:
+                 format_fields: list[str] | tuple[str, ...] = (), match_states: int = 0,
+                 gp: bool = True) -> None:
     """Impute the core sites of consecutive windows for every target haplotype
     (:func:`predict_cores`) and write their VCF records into the piece ``out`` (``.vcf.gz``,
     with its sidecar; see :mod:`vcfbert.vcf_pieces`).
@@ -126,7 +127,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     on a thread of their own while the next window is predicted (:func:`vcfbert.vcf_pieces.write_piece`), so
     memory holds at most two windows' outputs, whatever the number of windows.
     ``dr2_calibration`` (a :mod:`vcfbert.calibration` file; "" for none) recalibrates the DR2
-    of untyped variants; ``format_fields``: the optional FORMAT fields (HDS, AP1, AP2).
+    of untyped variants; ``format_fields``: the optional FORMAT fields (HDS, AP1, AP2);
+    ``gp``: the cells have GP (``output.gp``; False: ``GT:DS``, Beagle's default).
     """
     from .calibration import load as load_calibration
     from .imputed_vcf import check_format_fields
@@ -172,7 +174,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     hi = int(cores_of.loc[window_ids[-1], "core_end"])
     write_piece(out, predictions, prepare, contig=contig, core_start=lo, core_end=hi,
                 samples=targets.sample_id, window_ids=window_ids, format_fields=extra,
-                dr2_recalibrated=calibration is not None, threads=threads)
+                dr2_recalibrated=calibration is not None, threads=threads, gp=gp)
     log.info("%s %s..%s: %d haplotypes x %d sites (ER2 at %d typed sites%s) in %.2f s "
              "(%d thread%s)", contig, window_ids[0], window_ids[-1],
              targets.haplotypes.shape[0], hi - lo, sum(er2_sites),
@@ -182,13 +184,15 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
 
 
 def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[str], out: str,
-              command: str, threads: int = 1, format_fields: list[str] | None = None) -> None:
+              command: str, threads: int = 1, format_fields: list[str] | None = None,
+              gp: bool = True) -> None:
     """Write the imputed VCF (+ ``.tbi``) of one or several chromosomes (in the order of
     ``reference_h5``): the header, then every chromosome's pieces in order, their
     compressed bytes copied as they are (:mod:`vcfbert.vcf_pieces`).
 
     Checks first that each chromosome's pieces cover its variants exactly once and agree with
-    its targets (same samples) and with ``format_fields``; a mismatch names what to delete.
+    its targets (same samples) and with ``format_fields`` and ``gp``; a mismatch names what
+    to delete.
     """
     from tqdm import tqdm
 
@@ -228,13 +232,17 @@ def write_vcf(*, pieces: list[str], targets_h5: list[str], reference_h5: list[st
                 raise IntegrityError(f"{p.path}: written with FORMAT fields {p.format_fields}, "
                                      f"output.format_fields asks for {extra}; delete "
                                      "results/impute/ and re-run")
+            if p.gp != gp:
+                raise IntegrityError(f"{p.path}: written {'with' if p.gp else 'without'} GP, "
+                                     f"output.gp is {str(gp).lower()}; delete results/impute/ "
+                                     "and re-run")
         contigs.append((contig, length))
         ordered += chrom_pieces
     if by_contig:
         raise InputError(f"pieces of contigs {sorted(by_contig)} given without their reference")
     assert samples is not None
     header = imputed_header(contigs, samples, command=command, format_fields=extra,
-                            recalibrated=any(p.dr2_recalibrated for p in ordered))
+                            recalibrated=any(p.dr2_recalibrated for p in ordered), gp=gp)
     # the index from the pieces' record and member sizes (vcfbert.io.tabix): nothing read back
     places: dict[str, list[tuple[np.ndarray, ...]]] = {}
     with BgzipVcfWriter(out, threads=threads) as w:

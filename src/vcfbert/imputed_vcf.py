@@ -1,5 +1,5 @@
 """The imputed VCF: FORMAT GT:DS:GP, INFO AF/DR2/IMP/TYPED (DESIGN §1 contract), and ER2 at
-typed sites.
+typed sites. Without GP (``output.gp: false``) the FORMAT is GT:DS, Beagle's default.
 
 Optional FORMAT fields (``output.format_fields``), for phase-aware downstream tools: ``HDS``
 (haploid ALT dosages, Minimac4's convention: ``p1,p2``), ``AP1`` and ``AP2`` (Beagle's ALT
@@ -53,6 +53,11 @@ OPTIONAL_FORMAT_HEADER = {
     "AP2": '##FORMAT=<ID=AP2,Number=A,Type=Float,Description="Estimated ALT allele probability '
            'of the second haplotype">',
 }
+
+
+def format_keys(extra: tuple[str, ...] = (), gp: bool = True) -> str:
+    """The FORMAT column: ``GT:DS:GP`` (``GT:DS`` without ``gp``) and the ``extra`` fields."""
+    return ":".join(["GT", "DS", *(["GP"] if gp else []), *extra])
 
 
 def check_format_fields(fields: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -171,14 +176,15 @@ def empirical_r2(sums: np.ndarray) -> np.ndarray:
 
 
 def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
-                      extra: tuple[str, ...] = ()) -> list[str]:
+                      extra: tuple[str, ...] = (), gp: bool = True) -> list[str]:
     """Record lines of variants ``lo:hi``, formatted one string at a time (slow,
     obviously-correct twin of :func:`format_records`; tests only).
 
     A male's cell at a haploid variant is haploid: ``GT`` one allele, ``DS`` = his ALT
     probability, ``GP`` two values, ``HDS`` and ``AP1`` that probability, ``AP2`` missing;
     AF counts his allele once, and DR2 takes his dose and E[g²] as that probability. Where
-    ``chrom.dr2`` holds a value (the recalibrated DR2), that is written instead.
+    ``chrom.dr2`` holds a value (the recalibrated DR2), that is written instead. Without
+    ``gp`` the cells have no GP part.
     """
     hp = np.clip(np.asarray(chrom.hap_prob[:, lo:hi]).astype(np.float64), 0.0, 1.0)
     male, haploid_variant = chrom.haploid_cells(lo, hi)
@@ -194,14 +200,15 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
             p1, p2 = hp[2 * t, j], hp[2 * t + 1, j]
             q1, q2 = 1 - p1, 1 - p2
             if male[t] and haploid_variant[j]:
-                cell = f"{int(p1 > 0.5)}:{fmt(p1)}:{fmt(q1)},{fmt(p1)}"
+                cell = f"{int(p1 > 0.5)}:{fmt(p1)}" + (f":{fmt(q1)},{fmt(p1)}" if gp else "")
                 optional = {"HDS": fmt(p1), "AP1": fmt(p1), "AP2": "."}
                 doses.append(p1)
                 eg2.append(p1)
                 alleles.append(p1)
             else:
-                cell = (f"{int(p1 > 0.5)}|{int(p2 > 0.5)}:{fmt(p1 + p2)}:"
-                        f"{fmt(q1 * q2)},{fmt(p1 * q2 + q1 * p2)},{fmt(p1 * p2)}")
+                cell = f"{int(p1 > 0.5)}|{int(p2 > 0.5)}:{fmt(p1 + p2)}"
+                if gp:
+                    cell += f":{fmt(q1 * q2)},{fmt(p1 * q2 + q1 * p2)},{fmt(p1 * p2)}"
                 optional = {"HDS": f"{fmt(p1)},{fmt(p2)}", "AP1": fmt(p1), "AP2": fmt(p2)}
                 doses.append(p1 + p2)
                 eg2.append(p1 + p2 + 2 * p1 * p2)
@@ -217,7 +224,7 @@ def records_reference(chrom: ChromosomeDosages, lo: int, hi: int,
                                 str(chrom.alleles[v, 0]), str(chrom.alleles[v, 1]), ".", "PASS",
                                 _info(float(np.mean(alleles)), dr2, bool(chrom.typed[v]),
                                       _er2(chrom, v)),
-                                ":".join(["GT", "DS", "GP", *extra]), *cells]))
+                                format_keys(extra, gp), *cells]))
     return lines
 
 
@@ -240,41 +247,43 @@ def decimal_text(x: float) -> str:
 
 
 def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
-                   extra: tuple[str, ...] = (), ends: np.ndarray | None = None) -> memoryview:
+                   extra: tuple[str, ...] = (), ends: np.ndarray | None = None,
+                   gp: bool = True) -> memoryview:
     """Record lines of variants ``lo:hi`` as ASCII bytes.
 
     Only the 9 fixed columns are formatted per variant in Python; the sample columns are
     written by one numba pass over the block (:func:`vcf_cells.records`, numbers as
     :func:`decimal_text` writes them). The ``extra`` fields (HDS, AP1, AP2;
-    :func:`check_format_fields` order) add parts to every cell. Byte-identical to
-    :func:`records_reference`. ``ends``: int64 [hi - lo] filled with where each record ends
-    in the text (None: not kept).
+    :func:`check_format_fields` order) add parts to every cell; without ``gp`` no cell has GP.
+    Byte-identical to :func:`records_reference`. ``ends``: int64 [hi - lo] filled with where
+    each record ends in the text (None: not kept).
     """
     rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
     male, haploid_variant = chrom.haploid_cells(lo, hi)
     af, computed = site_stats(rows, male, haploid_variant)
     dr2 = chrom.dr2_of(lo, hi, computed)
-    form = ":".join(["GT", "DS", "GP", *extra])
+    form = format_keys(extra, gp)
     fixed = [
         (f"{chrom.contig}\t{chrom.position[x]}\t{chrom.ids[x]}\t{chrom.alleles[x, 0]}\t"
          f"{chrom.alleles[x, 1]}\t.\tPASS\t"
          f"{_info(af[j], dr2[j], bool(chrom.typed[x]), _er2(chrom, x))}"
          f"\t{form}\t").encode("ascii")
         for j, x in enumerate(range(lo, hi))]
-    return records(rows, fixed, extra, male, haploid_variant, ends)
+    return records(rows, fixed, extra, male, haploid_variant, ends, gp)
 
 
 def imputed_header(contigs: list[tuple[str, int | None]], samples: list[str], *,
                    command: str | None = None, format_fields: tuple[str, ...] | list[str] = (),
-                   recalibrated: bool = False) -> list[str]:
+                   recalibrated: bool = False, gp: bool = True) -> list[str]:
     """The imputed VCF's header lines, ``#CHROM`` line included: ``contigs`` (name, length or
-    None), the INFO fields (DR2 described as recalibrated when ``recalibrated``), GT:DS:GP and
-    the optional ``format_fields``."""
+    None), the INFO fields (DR2 described as recalibrated when ``recalibrated``), GT:DS:GP
+    (GT:DS without ``gp``) and the optional ``format_fields``."""
     extra = check_format_fields(list(format_fields))
     info = INFO_HEADER
     if recalibrated:
         info = [DR2_RECALIBRATED_HEADER if h == DR2_HEADER else h for h in info]
-    return (base_header(contigs, command=command or command_line()) + info + FORMAT_HEADER
+    standard = FORMAT_HEADER if gp else [h for h in FORMAT_HEADER if "ID=GP," not in h]
+    return (base_header(contigs, command=command or command_line()) + info + standard
             + [OPTIONAL_FORMAT_HEADER[f] for f in extra] + [column_header(samples)])
 
 
@@ -282,12 +291,12 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
                       samples: list[str], *, contig_lengths: dict[str, int] | None = None,
                       command: str | None = None, threads: int = 1,
                       cells_per_block: int = 4_000_000, progress: bool = False,
-                      format_fields: tuple[str, ...] | list[str] = ()) -> None:
+                      format_fields: tuple[str, ...] | list[str] = (), gp: bool = True) -> None:
     """Write the bgzipped, tabix-indexed imputed VCF (atomically).
 
     Memory is bounded by the block: ``cells_per_block`` sample x variant cells are read from
     ``hap_prob`` (an array or an HDF5 dataset) and formatted at a time, whatever the number of
-    targets or variants. ``threads`` compress BGZF blocks in parallel.
+    targets or variants. ``threads`` compress BGZF blocks in parallel. ``gp``: write GP.
     """
     from tqdm import tqdm
 
@@ -295,25 +304,26 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
     extra = check_format_fields(list(format_fields))
     header = imputed_header([(c.contig, lengths.get(c.contig)) for c in chromosomes], samples,
                             command=command, format_fields=extra,
-                            recalibrated=any(c.dr2 is not None for c in chromosomes))
+                            recalibrated=any(c.dr2 is not None for c in chromosomes), gp=gp)
     total = sum(int(c.position.shape[0]) for c in chromosomes)
     with BgzipVcfWriter(path, threads=threads) as w, \
             tqdm(total=total, unit="variant", desc="write VCF", disable=not progress,
                  mininterval=5, file=sys.stderr) as bar:
         w.write_lines(header)
         for chrom in chromosomes:
-            write_records(w.write_bytes, chrom, extra, cells_per_block, on_block=bar.update)
+            write_records(w.write_bytes, chrom, extra, cells_per_block, on_block=bar.update,
+                          gp=gp)
 
 
 def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
                   extra: tuple[str, ...] = (), cells_per_block: int = 4_000_000,
                   on_block: Callable[[int], Any] | None = None,
-                  lengths: np.ndarray | None = None, threads: int = 1) -> int:
+                  lengths: np.ndarray | None = None, threads: int = 1, gp: bool = True) -> int:
     """Format every record of ``chrom`` and hand them to ``write`` in order,
     ``cells_per_block`` sample x variant cells at a time (``on_block(records)`` after each
     block); returns the number of records. ``lengths``: int64 [records] filled with each
     record's bytes (None: not kept). ``threads`` blocks are formatted at once (the record
-    kernel releases the GIL), so at most that many blocks' text is held."""
+    kernel releases the GIL), so at most that many blocks' text is held. ``gp``: write GP."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -325,7 +335,7 @@ def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
     def formatted(lo: int) -> tuple[int, int, memoryview]:
         hi = min(n, lo + block)
         ends = np.empty(hi - lo, np.int64)
-        text = format_records(chrom, lo, hi, extra, ends)
+        text = format_records(chrom, lo, hi, extra, ends, gp)
         if lengths is not None:
             lengths[lo:hi] = np.diff(ends, prepend=0)
         return lo, hi, text

@@ -67,7 +67,7 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_f32, 2), _a(_b, 1), _a(_b, 1), _a(_f64, 1), _a(_f64, 1))],
     "vcfbert.vcf_cells:_records": [(
         _a(_f32, 2), _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_b, 1),
-        _a(_b, 1), _a(_u8, 1), _a(_i64, 1))],
+        _a(_b, 1), _b, _a(_u8, 1), _a(_i64, 1))],
     "vcfbert.calibration:_sums_kernel": [(_a(_f32, 2), _a(_b, 2), _a(_b, 2), _b, _a(_f64, 2))],
     "vcfbert.evaluate_stream:_block_sums": [(
         _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_i64, 1), _a(_b, 1), _a(_b, 2),

@@ -342,7 +342,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  windows_per_job: int, reference_h5: str, targets_h5: str, windows_tsv: str,
                  mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
-                 format_fields: list[str] | None = None, match_states: int = 0) -> None:
+                 format_fields: list[str] | None = None, match_states: int = 0,
+                 gp: bool = True) -> None:
     """One chunk of consecutive windows imputed into its VCF piece (+ sidecar)."""
     from .impute import impute_chunk as run
     from .windows import impute_chunks, read_windows
@@ -355,7 +356,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
         windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
         device=device, threads=threads, copying_states=copying_states,
         dr2_calibration=dr2_calibration, format_fields=format_fields or [],
-        match_states=match_states)
+        match_states=match_states, gp=gp)
 
 
 def _as_list(files: str | list[str]) -> list[str]:
@@ -364,14 +365,14 @@ def _as_list(files: str | list[str]) -> list[str]:
 
 def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
               reference_h5: str | list[str], out: str, command: str, threads: int = 1,
-              format_fields: list[str] | None = None) -> None:
+              format_fields: list[str] | None = None, gp: bool = True) -> None:
     """One imputed VCF for one chromosome, or for several (in the order given), from the
     imputation jobs' pieces."""
     from .impute import write_vcf as run
 
     run(pieces=_as_list(pieces), targets_h5=_as_list(targets_h5),
         reference_h5=_as_list(reference_h5), out=out, command=command, threads=threads,
-        format_fields=format_fields)
+        format_fields=format_fields, gp=gp)
 
 
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:

@@ -1,7 +1,8 @@
 """Imputed VCF records, written byte by byte (numba).
 
 For a block of variants, each record's fixed columns (formatted by the caller) and every
-sample's ``GT:DS:GP`` cell (and the optional ``HDS``, ``AP1``, ``AP2`` parts) are written
+sample's ``GT:DS:GP`` cell (``GT:DS`` without GP, as Beagle writes by default; and the
+optional ``HDS``, ``AP1``, ``AP2`` parts) are written
 straight into one uint8 buffer: numbers rounded to 3 decimals
 (round half to even, as ``np.round``), trailing zeros and a trailing point dropped (``0``,
 ``1``, ``0.5``, ``0.125``, as Beagle writes them). The result is byte-identical to
@@ -18,6 +19,7 @@ EXTRA_CODES = {"HDS": 1, "AP1": 2, "AP2": 3}
 CELL_BYTES = 28  # widest "0|1:1.234:0.123,0.456,0.789" and its tab or newline
 EXTRA_BYTES = {"HDS": 12, "AP1": 6, "AP2": 6}  # widest ":0.123,0.456", ":0.123", ":0.123"
 _HOM_REF = np.frombuffer(b"0|0:0:1,0,0\t", np.uint8).copy()  # a certain 0|0 cell and its tab
+_HOM_REF_NO_GP = np.frombuffer(b"0|0:0\t", np.uint8).copy()  # the same without GP
 
 
 @numba.njit(cache=True, nogil=True)
@@ -43,9 +45,10 @@ def _put_decimal(buf: np.ndarray, at: int, x: float) -> int:
 @numba.njit(cache=True, nogil=True)
 def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
              extra: np.ndarray, male: np.ndarray, haploid_variant: np.ndarray,
-             buf: np.ndarray, ends: np.ndarray) -> int:
+             gp: bool, buf: np.ndarray, ends: np.ndarray) -> int:
     n_var, n_hap = by_variant.shape
     n_extra = extra.shape[0]
+    hom_ref = _HOM_REF if gp else _HOM_REF_NO_GP
     at = 0
     start = 0
     for j in range(n_var):
@@ -61,10 +64,11 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
                 buf[at] = 49 if p1 > 0.5 else 48
                 buf[at + 1] = 58
                 at = _put_decimal(buf, at + 2, p1)
-                buf[at] = 58
-                at = _put_decimal(buf, at + 1, q1)
-                buf[at] = 44
-                at = _put_decimal(buf, at + 1, p1)
+                if gp:
+                    buf[at] = 58
+                    at = _put_decimal(buf, at + 1, q1)
+                    buf[at] = 44
+                    at = _put_decimal(buf, at + 1, p1)
                 for code in extra:
                     buf[at] = 58
                     if code == 3:  # AP2: no second haplotype
@@ -76,24 +80,25 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
                 at += 1
                 continue
             if n_extra == 0 and p1 + p2 < 0.00049:
-                # "0|0:0:1,0,0", most cells of a rare variant: every number rounds to 0 or 1
-                # (p1 p2 and p1 q2 + q1 p2 are at most p1 + p2, q1 q2 at least 1 - p1 - p2;
-                # the bound stays clear of the rounding edge at 0.0005)
-                for i in range(12):
-                    buf[at + i] = _HOM_REF[i]
-                at += 12
+                # "0|0:0:1,0,0" ("0|0:0" without GP), most cells of a rare variant: every
+                # number rounds to 0 or 1 (p1 p2 and p1 q2 + q1 p2 are at most p1 + p2, q1 q2
+                # at least 1 - p1 - p2; the bound stays clear of the rounding edge at 0.0005)
+                for i in range(hom_ref.shape[0]):
+                    buf[at + i] = hom_ref[i]
+                at += hom_ref.shape[0]
                 continue
             buf[at] = 49 if p1 > 0.5 else 48
             buf[at + 1] = 124  # "|"
             buf[at + 2] = 49 if p2 > 0.5 else 48
             buf[at + 3] = 58  # ":"
             at = _put_decimal(buf, at + 4, p1 + p2)
-            buf[at] = 58
-            at = _put_decimal(buf, at + 1, q1 * q2)
-            buf[at] = 44  # ","
-            at = _put_decimal(buf, at + 1, p1 * q2 + q1 * p2)
-            buf[at] = 44
-            at = _put_decimal(buf, at + 1, p1 * p2)
+            if gp:
+                buf[at] = 58
+                at = _put_decimal(buf, at + 1, q1 * q2)
+                buf[at] = 44  # ","
+                at = _put_decimal(buf, at + 1, p1 * q2 + q1 * p2)
+                buf[at] = 44
+                at = _put_decimal(buf, at + 1, p1 * p2)
             for code in extra:
                 buf[at] = 58
                 if code == 1:
@@ -168,7 +173,7 @@ def site_stats(rows: np.ndarray, male: np.ndarray | None = None,
 
 def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
             male: np.ndarray | None = None, haploid_variant: np.ndarray | None = None,
-            ends: np.ndarray | None = None) -> memoryview:
+            ends: np.ndarray | None = None, gp: bool = True) -> memoryview:
     """The text of a block of records.
 
     Args:
@@ -180,6 +185,7 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
             (``GT`` one allele, ``DS`` and ``HDS``/``AP1`` the ALT probability, ``GP`` two
             values, ``AP2`` missing), as Beagle writes males on chrX.
         ends: int64 [v] filled with where each record ends in the text (None: not kept).
+        gp: write GP after DS (``output.gp``; False: ``GT:DS`` and the extra parts).
 
     Returns:
         The v records, each ending in a newline (a view of a fresh buffer).
@@ -196,6 +202,6 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
         ends = np.empty(n_var, np.int64)
     elif ends.shape != (n_var,) or ends.dtype != np.int64:
         raise ValueError(f"records: ends must be int64 [{n_var}]")
-    used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant), buf,
-                    ends)
+    used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant),
+                    bool(gp), buf, ends)
     return memoryview(buf)[:used]

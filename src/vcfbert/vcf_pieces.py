@@ -109,7 +109,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
                 prepare: Callable[[T], ChromosomeDosages], *, contig: str, core_start: int,
                 core_end: int, samples: list[str], window_ids: list[str],
                 format_fields: tuple[str, ...] | list[str] = (),
-                dr2_recalibrated: bool = False, threads: int = 1) -> Piece:
+                dr2_recalibrated: bool = False, threads: int = 1, gp: bool = True) -> Piece:
     """Write the records of consecutive cores (variants ``core_start:core_end`` of
     ``contig``, in order) into the piece ``out`` (atomically), then its sidecar; returns what
     the sidecar says.
@@ -120,7 +120,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
     a thread of their own while the iterator computes the next one (at most one core waits;
     its records formatted ``threads`` blocks at a time, so that the last core, which nothing
     else runs beside, takes less), and the BGZF blocks are compressed on ``threads`` threads
-    behind them: the imputation never stops for the writing.
+    behind them: the imputation never stops for the writing. ``gp``: the cells have GP.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -137,7 +137,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
         n = int(dosages.position.shape[0])
         lengths.append(np.empty(n, np.int64))
         ref_lengths.append(np.fromiter((len(a) for a in dosages.alleles[:, 0]), np.int64, n))
-        write_records(writer.write, dosages, extra, lengths=lengths[-1], threads=threads)
+        write_records(writer.write, dosages, extra, lengths=lengths[-1], threads=threads, gp=gp)
 
     with atomic_path(out) as tmp:
         with BgzfWriter(tmp, threads=threads) as writer, \
@@ -164,7 +164,7 @@ def write_piece(out: str | os.PathLike[str], cores: Iterable[T],
                   piece_bytes=os.path.getsize(out), piece_sha256=sha256_file(out),
                   window_ids=list(window_ids), record_bytes=pack_uint32(record_bytes),
                   ref_lengths=pack_uint32(np.concatenate(ref_lengths)),
-                  members=pack_uint32(members.ravel()))
+                  members=pack_uint32(members.ravel()), gp=bool(gp))
     write_sidecar(piece)
     return piece
 
@@ -187,6 +187,7 @@ class Piece:
     record_bytes: str  # each record's length in bytes (vcfbert.io.tabix.pack_uint32)
     ref_lengths: str  # each record's REF allele length (its span on the contig), packed
     members: str  # each BGZF member's compressed and text size, in pairs, packed
+    gp: bool = True  # the cells have GP (sidecars written before output.gp existed: always)
 
     def tabix_records(self, contig_position: np.ndarray, file_offset: int
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -232,7 +233,8 @@ def read_piece(path: str | os.PathLike[str]) -> Piece:
         raise IntegrityError(f"{side}: not a vcfbert {PIECE_FORMAT} v{PIECE_VERSION} sidecar; "
                              "delete results/impute and re-run the workflow")
     names = [f.name for f in dataclasses.fields(Piece) if f.name != "path"]
-    return Piece(path=Path(path), **{k: meta[k] for k in names})
+    return Piece(path=Path(path), **{k: meta[k] for k in names if k != "gp"},
+                 gp=bool(meta.get("gp", True)))
 
 
 def check_tiling(contig: str, n_variants: int, pieces: list[Piece]) -> list[Piece]:

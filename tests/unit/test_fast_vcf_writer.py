@@ -77,6 +77,41 @@ def test_near_certain_hom_ref_cells_match_reference():
     assert "0|0:0:1,0,0" in fast and "0|0:0.001:0.999,0.001,0" in fast
 
 
+@pytest.mark.parametrize("extra", [(), ("HDS", "AP1", "AP2")])
+def test_without_gp_matches_reference_and_read_back(tmp_path, extra):
+    """output.gp: false writes GT:DS (and the extra fields): the fast formatter agrees with the
+    per-string one, also for haploid males and the near-certain 0|0 shortcut, and htslib
+    reads the file with no GP in its header or its cells."""
+    import dataclasses
+
+    import cyvcf2
+
+    chrom = random_chrom(np.random.default_rng(9), n_var=30, n_samples=4)
+    male = np.array([False, True, False, False])
+    chrom = dataclasses.replace(chrom, contig="X", haploid_samples=male,
+                                haploid_variants=np.arange(30) >= 5)
+    chrom.hap_prob[3] = chrom.hap_prob[2]
+    chrom.hap_prob[:, 20] = 1e-5  # every cell of a rare variant near-certain 0|0
+    fast = bytes(format_records(chrom, 0, 30, extra, gp=False)).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, 30, extra, gp=False))
+    assert fast == slow
+    lines = fast.splitlines()
+    assert lines[20].split("\t")[8] == ":".join(["GT", "DS", *extra])
+    if not extra:
+        assert lines[20].split("\t")[9:] == ["0|0:0", "0:0", "0|0:0", "0|0:0"]
+    assert ",".join(fast.split("\t")).count(":1,0,0") == 0  # no GP anywhere
+    out = tmp_path / "x.vcf.gz"
+    write_imputed_vcf(out, [chrom], ["f1", "m1", "f2", "f3"], format_fields=list(extra),
+                      gp=False)
+    vcf = cyvcf2.VCF(str(out))
+    assert "ID=GP," not in vcf.raw_header and "ID=DS," in vcf.raw_header
+    rec = list(vcf)[10]
+    assert rec.FORMAT == ["GT", "DS", *extra]
+    p = np.clip(chrom.hap_prob[:, 10].astype(np.float64), 0, 1)
+    np.testing.assert_allclose(rec.format("DS")[:, 0], [p[0] + p[1], p[2], p[4] + p[5],
+                                                        p[6] + p[7]], atol=6e-4)
+
+
 def test_er2_on_typed_records_matches_reference_and_read_back(tmp_path):
     """INFO/ER2 (3 decimals) on TYPED records where it is defined; omitted where it is NaN
     and on every IMP record, whatever the array holds there."""

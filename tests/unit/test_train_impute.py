@@ -215,6 +215,48 @@ def test_impute_chunks_write_pieces_that_make_the_vcf(prepared, tiny_stores, tmp
     assert not (tmp_path / "bad.vcf.gz").exists()
 
 
+def test_pieces_without_gp(prepared, tiny_stores, tmp_path):
+    """output.gp: false: the pieces and the VCF have GT:DS (and the extra fields), each cell
+    the GP-writing run's cell without its GP part; write_vcf refuses pieces written with the
+    other setting, and a sidecar from before the setting existed counts as with GP."""
+    import json
+
+    from vcfbert.vcf_pieces import read_piece, sidecar_path
+
+    common = dict(targets_h5=[tiny_stores["tgt"]], reference_h5=[tiny_stores["ref"]],
+                  command="test")
+    runs = {}
+    for gp in (True, False):
+        (tmp_path / str(gp)).mkdir()
+        _, files = _impute_pieces(prepared, tiny_stores, tmp_path / str(gp), 2,
+                                  format_fields=["AP1"], gp=gp)
+        runs[gp] = files
+        write_vcf(pieces=files, out=str(tmp_path / f"{gp}.vcf.gz"), format_fields=["AP1"],
+                  gp=gp, **common)
+    with_gp, without = _body(tmp_path / "True.vcf.gz"), _body(tmp_path / "False.vcf.gz")
+    assert len(with_gp) == len(without) > 0
+    for a, b in zip(with_gp, without, strict=True):
+        fa, fb = a.split("\t"), b.split("\t")
+        assert fa[8] == "GT:DS:GP:AP1" and fb[8] == "GT:DS:AP1"
+        assert fb[:8] == fa[:8]
+        assert fb[9:] == [":".join(c.split(":")[:2] + c.split(":")[3:]) for c in fa[9:]]
+    header = [x for x in __import__("gzip").open(tmp_path / "False.vcf.gz", "rt")
+              if x.startswith("##FORMAT")]
+    assert [h.split(",")[0] for h in header] == ["##FORMAT=<ID=GT", "##FORMAT=<ID=DS",
+                                                 "##FORMAT=<ID=AP1"]
+    with pytest.raises(IntegrityError, match="without GP, output.gp is true"):
+        write_vcf(pieces=runs[False], out=str(tmp_path / "bad.vcf.gz"), format_fields=["AP1"],
+                  **common)
+    with pytest.raises(IntegrityError, match="with GP, output.gp is false"):
+        write_vcf(pieces=runs[True], out=str(tmp_path / "bad.vcf.gz"), format_fields=["AP1"],
+                  gp=False, **common)
+    side = sidecar_path(runs[True][0])
+    meta = json.loads(side.read_text())
+    del meta["gp"]
+    side.write_text(json.dumps(meta))
+    assert read_piece(runs[True][0]).gp is True
+
+
 def test_er2_of_the_pieces_is_the_loo_correlation(prepared, tiny_stores, tmp_path):
     """INFO/ER2 is written on TYPED records where defined: the squared correlation of the
     leave-one-out dose (predict_window's, the site's own emission divided out) with the
