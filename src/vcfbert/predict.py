@@ -206,11 +206,11 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             depends only on its alleles at the slots; ~20 % of a window's target haplotypes
             repeat another's on ``ooa_speed``. The rows of the result are the same, and no
             output array beyond the result is allocated.
-        match_states: with an index of current keys on the fast path, this many of each
-            query's copying states are the reference haplotypes with the longest exact match
-            around anchors spread over the core (one per 16 core slots, taken in turn), the
-            rest its retrieved states
-            (:mod:`vcfbert.match_states`); 0: retrieval alone.
+        match_states: with an index of current keys, this many of each query's copying
+            states are the reference haplotypes with the longest exact match around anchors
+            spread over the core (one per 16 core slots, taken in turn), the rest its
+            retrieved states (:mod:`vcfbert.match_states`); 0: retrieval alone. On both
+            paths: the torch path re-scores these ``k_keep`` states and keeps them all.
     """
     n_queries = query_slots.shape[0]
     first = inverse = None  # the distinct queries' rows, and each row's distinct query
@@ -250,7 +250,7 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
     loo_slots = ((int(core_slots[0]), int(core_slots[-1]) + 1) if slot_loo and core_slots.size
                  else (0, 0))
     ref_keys = None
-    if match_states and geo is not None and index_is_current:
+    if match_states and index_is_current:
         from .index import index_vectors
         from .match_states import core_anchors, pack_panel
 
@@ -268,13 +268,12 @@ def predict_window(model: VcfBert, layout: WindowLayout, arrays: WindowArrays,
             keys = query_keys(model, layout, qs, slot_observed, device=device)
             exclude = own_sample(ph) if ph is not None else None
             slot_af, site_af = frequencies(arrays, n_h, ph, qs.shape[0])
-            if geo is not None and index_is_current:
-                if ref_keys is not None:
-                    cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots,
-                                                   ref_keys, keys, searcher, model.cfg.k_keep,
-                                                   anchors, match_states, exclude, panel)
-                else:
-                    cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
+            if ref_keys is not None:  # an index of current keys, states by match length
+                cand, sim = _with_match_states(qs, slot_observed, arrays.ref_slots, ref_keys,
+                                               keys, searcher, model.cfg.k_keep, anchors,
+                                               match_states, exclude, panel)
+            elif geo is not None and index_is_current:
+                cand, sim = searcher.search_scored(keys, model.cfg.k_keep, exclude)
             else:
                 cand = searcher.search(keys, model.cfg.k_retrieve, exclude)
             if geo is not None:

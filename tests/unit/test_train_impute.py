@@ -720,21 +720,29 @@ def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, t
                                   whole[:, chrom.typed_index])
 
 
-def test_match_states_run_on_the_fast_path(prepared, tiny_stores):
+def test_match_states_run_on_both_paths(prepared, tiny_stores):
     """Imputation with part of the copying states chosen by match length (targets, and panel
-    haplotypes with their own sample excluded): probabilities of the same shape, in [0, 1]."""
+    haplotypes with their own sample excluded): probabilities in [0, 1], and the torch path
+    (a GPU's) gets the same states as the fused CPU path, so the same probabilities (it
+    ignored impute.match_states before)."""
     chrom = prepared["chrom"]
     model = model_from_checkpoint(load_checkpoint(prepared["d"] / "init.pt"))
+    with torch.no_grad():  # activate the zero-initialised heads, so that the states matter
+        gen = torch.Generator().manual_seed(0)
+        for head in (model.rate_head, model.mismatch_head, model.emit_head, model.out_head):
+            head[-1].weight.copy_(torch.randn(head[-1].weight.shape, generator=gen) * 0.3)
     layout, arrays, obs, searcher, qs = _second_window_targets(prepared, tiny_stores, model)
     for queries, panel_haps in ((qs, None), (arrays.ref_slots[:6], np.arange(6))):
-        base = predict_window(model, layout, arrays, obs, chrom.position, queries, searcher,
-                              panel_haps=panel_haps, batch_size=4, fast=True,
-                              index_is_current=True)
-        got = predict_window(model, layout, arrays, obs, chrom.position, queries, searcher,
-                             panel_haps=panel_haps, batch_size=4, fast=True,
-                             index_is_current=True, match_states=2)
+        def run(fast, match_states, queries=queries, panel_haps=panel_haps):
+            return predict_window(model, layout, arrays, obs, chrom.position, queries,
+                                  searcher, panel_haps=panel_haps, batch_size=4, fast=fast,
+                                  index_is_current=True, match_states=match_states)
+
+        base, got = run(True, 0), run(True, 8)
         assert got.shape == base.shape and np.isfinite(got).all()
         assert got.min() >= 0 and got.max() <= 1
+        assert np.abs(got - base).max() > 1e-3  # the states by match length change the result
+        np.testing.assert_allclose(run(False, 8), got, atol=2e-5)
 
 
 _AFTER_COMPILE = """
