@@ -66,7 +66,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     from .train import pick_device
     from .windowdata import ConsecutiveWindowReader
 
-    dev = pick_device(device)
+    dev = pick_device(device, inference=True)
     chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
     layouts = [chrom.layout(w) for w in window_ids]
     for a, b in zip(layouts, layouts[1:], strict=False):
