@@ -12,7 +12,6 @@ untyped sites), and compares its dosages with those of a VCF the same model impu
 from __future__ import annotations
 
 import argparse
-import gzip
 import shutil
 import subprocess
 import sys
@@ -30,16 +29,12 @@ from speed import BINS  # noqa: E402
 
 
 def dosages(vcf: Path) -> np.ndarray:
-    """float32 [variants, samples] the DS of every cell, from the VCF's text."""
-    rows = []
-    with gzip.open(vcf, "rt") as fh:
-        for line in fh:
-            if line.startswith("#"):
-                continue
-            fields = line.rstrip("\n").split("\t")
-            at = fields[8].split(":").index("DS")
-            rows.append([float(c.split(":")[at]) for c in fields[9:]])
-    return np.asarray(rows, np.float32)
+    """float32 [variants, samples] the DS of every cell (the project's compiled text reader)."""
+    from vcfbert.io.vcf import check_header
+    from vcfbert.io.vcf_text import iter_text_blocks
+
+    return np.concatenate([block.ds for block in iter_text_blocks(vcf, check_header(vcf),
+                                                                   want_ds=True)])
 
 
 def main() -> None:
@@ -53,6 +48,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from vcfbert import steps
+    from vcfbert.vcf_pieces import sidecar_path
 
     results = Path(a.results)
     ref = results / f"ingest/{a.contig}/reference.h5"
@@ -60,8 +56,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="gpu_accuracy."))
     piece = tmp / "c0000.vcf.gz"
     shutil.copyfile(a.piece, piece)
-    shutil.copyfile(Path(a.piece).with_suffix("").with_suffix(".json"),
-                    piece.with_suffix("").with_suffix(".json"))
+    shutil.copyfile(sidecar_path(a.piece), sidecar_path(piece))
     vcf = tmp / "gpu.vcf.gz"
     steps.write_vcf(pieces=str(piece), targets_h5=str(tgt), reference_h5=str(ref),
                     out=str(vcf), command="bench/gpu_accuracy.py", gp=False)

@@ -114,6 +114,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from vcfbert import steps
+    from vcfbert.keyencoder import companion_path
     from vcfbert.train import pick_device
 
     out = Path(a.out)
@@ -182,7 +183,7 @@ def main() -> None:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        steps.impute_chunk(checkpoint=checkpoint, key_encoder=checkpoint[:-3] + ".keys.npz",
+        steps.impute_chunk(checkpoint=checkpoint, key_encoder=companion_path(checkpoint),
                            contig=CONTIG, chunk="c0000", windows_per_job=10**6,
                            reference_h5=ref_h5, targets_h5=tgt_h5, windows_tsv=windows_tsv,
                            mask_h5=masks["final"], out=piece,
@@ -228,7 +229,7 @@ def main() -> None:
 
         chrom = Chromosome.load(CONTIG, ref_h5, tgt_h5, windows_tsv)
         model = model_from_checkpoint(load_checkpoint(checkpoint)).to(device)
-        params = keyencoder.load(checkpoint[:-3] + ".keys.npz")
+        params = keyencoder.load(companion_path(checkpoint))
         observed = read_mask(masks["final"])[0]
         targets = read_targets(tgt_h5)
         wid = chrom.windows["window_id"].iloc[len(chrom.windows) // 2]
@@ -258,7 +259,7 @@ def main() -> None:
         run = Path(a.trained)
         model = str(tmp / "trained.pt")
         shutil.copyfile(run / "train/model.pt", model)
-        shutil.copyfile(run / "train/model.keys.npz", model[:-3] + ".keys.npz")
+        shutil.copyfile(run / "train/model.keys.npz", companion_path(model))
         dr2 = run / "train/dr2_calibration.json"
         same = (run / f"windows/{CONTIG}.tsv").read_text() == Path(windows_tsv).read_text()
         bench.result["data"]["windows_as_trained_run"] = same
@@ -286,13 +287,13 @@ def main() -> None:
 
             for wid in read_windows(windows_tsv)["window_id"]:
                 keys = str(tmp / f"{tag}_{wid}.npy")
-                steps.encode(key_encoder=checkpoint[:-3] + ".keys.npz", contig=CONTIG,
+                steps.encode(key_encoder=companion_path(checkpoint), contig=CONTIG,
                              window_id=wid, reference_h5=ref_h5, targets_h5=tgt_h5,
                              windows_tsv=windows_tsv, mask_h5=mask, out=keys)
                 paths.append(str(tmp / f"{tag}_{wid}.faiss"))
                 steps.build_index(keys_npy=keys, out=paths[-1],
                                   meta={"contig": CONTIG, "window_id": wid},
-                                  key_encoder=checkpoint[:-3] + ".keys.npz")
+                                  key_encoder=companion_path(checkpoint))
             shards[tag] = paths
             return {"windows": len(paths)}
 
