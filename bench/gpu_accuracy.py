@@ -55,6 +55,10 @@ def main() -> None:
     tgt = results / f"ingest/{a.contig}/targets.h5"
     tmp = Path(tempfile.mkdtemp(prefix="gpu_accuracy."))
     piece = tmp / "c0000.vcf.gz"
+    for given in (Path(a.piece), sidecar_path(a.piece), results / f"ingest/{a.contig}/reference.h5"):
+        if not given.is_file():
+            raise SystemExit(f"gpu_accuracy: {given} is missing (the piece needs its sidecar "
+                             "beside it, the run its ingest stores)")
     shutil.copyfile(a.piece, piece)
     shutil.copyfile(sidecar_path(a.piece), sidecar_path(piece))
     vcf = tmp / "gpu.vcf.gz"

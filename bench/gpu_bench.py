@@ -46,6 +46,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+from vcfbert.errors import InputError  # noqa: E402
+
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "v18": dict(d_model=384, n_layers=12, n_heads=12, d_ff=1536),
@@ -75,7 +77,10 @@ class Bench:
                                            **extra}
         except Exception as err:  # recorded, and the next stage runs
             ok = False
-            traceback.print_exc()
+            if isinstance(err, InputError):  # what the user gave: its one line says what to fix
+                print(f"{name}: {err}", file=sys.stderr, flush=True)
+            else:
+                traceback.print_exc()
             self.result["failed"][name] = f"{type(err).__name__}: {err}"[:2000]
         print(json.dumps({name: self.result["stages"].get(name)
                           or self.result["failed"].get(name)}), flush=True)
