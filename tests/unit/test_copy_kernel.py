@@ -135,7 +135,10 @@ def test_window_tables_reproduce_every_haplotypes_alleles(lengths):
     panel = mosaic_panel(rng, 50, 10 + interval.size)
     ref_slots, ref_core = panel[:, :10], panel[:, 10:]
     t = window_tables(ref_slots, ref_core, interval)
-    np.testing.assert_array_equal(t.hap_slots, ref_slots)
+    assert t.n_slots == ref_slots.shape[1]
+    unpacked = np.unpackbits(t.hap_bits.view(np.uint8), axis=1, bitorder="little")
+    np.testing.assert_array_equal(unpacked[:, :ref_slots.shape[1]], ref_slots)
+    assert not unpacked[:, ref_slots.shape[1]:].any()
     assert t.first_interval == interval[0]
     for row in range(t.pattern_id.shape[0]):
         sites = np.flatnonzero(interval == t.first_interval + row)

@@ -56,10 +56,11 @@ class WindowTables(NamedTuple):
     """A window's reference panel laid out for the kernel; built once per window
     (:func:`window_tables`) and shared by every batch of queries.
 
-    ``hap_slots`` is the panel at the slots, haplotype-major: gathering a query's copying
-    states reads one contiguous row of ``m`` alleles per state (a slot-major panel, one row of
-    ``H`` alleles per slot read at the states' places, missed the cache at almost every
-    read: docs/model.md, "Inference speed"). The rest are the distinct allele
+    ``hap_bits`` is the panel at the slots, haplotype-major and packed into bits: gathering a
+    query's copying states reads one contiguous row of ``ceil(m / 64)`` words per state (a
+    slot-major panel, one row of ``H`` alleles per slot read at the states' places, missed the
+    cache at almost every read; a byte per allele took ~7x as long to turn slot-major in the
+    kernel: docs/model.md, "Inference speed"). The rest are the distinct allele
     patterns of the reference haplotypes over each interval's core sites: the retrieved
     candidates of a query are close relatives and share few patterns in an interval, so the
     kernel visits each pattern's ALT sites once, with the summed weights of the candidates
@@ -70,7 +71,8 @@ class WindowTables(NamedTuple):
     them.
     """
 
-    hap_slots: np.ndarray  # int8 [H, m] reference alleles (0/1) at the slots
+    hap_bits: np.ndarray  # uint64 [H, max(1, ceil(m / 64))] alleles at the slots: bit i % 64 of word i // 64 is slot i's (1 = ALT)
+    n_slots: int  # m
     first_interval: int  # interval of pattern_id's row 0
     pattern_id: np.ndarray  # int16 [R, H] local pattern of each haplotype (-1: all REF; int32 above 32,767 haplotypes)
     pattern_start: np.ndarray  # int64 [R + 1] global number of each row's local pattern 0
@@ -88,10 +90,12 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     interval = np.asarray(site_interval, np.int64)
     hap_slots = np.ascontiguousarray(ref_slots, np.int8)
     n_h, n = ref_core.shape
+    m = hap_slots.shape[1]
+    hap_bits = pack_rows(hap_slots)
     core_bits = pack_rows(ref_core, pad_words=1)  # for _interval_patterns' bit ranges
-    hap_class = haplotype_classes(pack_rows(hap_slots), core_bits)
+    hap_class = haplotype_classes(hap_bits, core_bits)
     if n == 0:
-        return WindowTables(hap_slots, 0, np.full((0, n_h), -1, pattern_dtype(n_h)),
+        return WindowTables(hap_bits, m, 0, np.full((0, n_h), -1, pattern_dtype(n_h)),
                             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32),
                             hap_class)
     if (np.diff(interval) < 0).any():
@@ -100,7 +104,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     bounds = np.searchsorted(interval, np.arange(first, last + 2)).astype(np.int64)
     pattern_id = np.full((bounds.size - 1, n_h), -1, pattern_dtype(n_h))
     pattern_start, alt_ptr, alt_site = _interval_patterns(core_bits, bounds, pattern_id)
-    return WindowTables(hap_slots, first, pattern_id, pattern_start, alt_ptr, alt_site,
+    return WindowTables(hap_bits, m, first, pattern_id, pattern_start, alt_ptr, alt_site,
                         hap_class)
 
 
@@ -246,7 +250,7 @@ def _feature_tables(m, k_all):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
-def _one_query(qtok, cand_all, valid_all, hap_slots, first_interval, pattern_id,
+def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
                prior_all, site_frac, interval_start, loo_lo, loo_hi, log_run, log_carriers,
                p_out, feat_out, loo_out):
@@ -294,18 +298,21 @@ def _one_query(qtok, cand_all, valid_all, hap_slots, first_interval, pattern_id,
         post_lo = m
         post_hi = 0
     f_lo = max(post_lo - 1, 0)  # forward rows f_lo..post_hi-1 are kept (gamma[i - f_lo])
-    # the states' alleles at the slots, slot-major [m, k] (contiguous over states), copied
-    # from their haplotype-major rows in blocks of 64 states x 64 slots: each state's row is
-    # read contiguously and each block of the copy stays in the L1 cache
+    # the states' alleles at the slots, slot-major [m, k] (contiguous over states), unpacked
+    # from their haplotype-major bits: per 64-slot word, the states' words are gathered once,
+    # then each slot's row of k alleles is a shift and a mask of them, a loop the compiler
+    # vectorises (copying a byte per allele, transposed in blocks, took ~7x as long)
     allele = np.empty((m, k), np.int8)
-    for c0 in range(0, k, 64):
-        c1 = min(c0 + 64, k)
-        for i0 in range(0, m, 64):
-            i1 = min(i0 + 64, m)
-            for c in range(c0, c1):
-                panel_row = hap_slots[cand[c]]
-                for i in range(i0, i1):
-                    allele[i, c] = panel_row[i]
+    word = np.empty(k, np.uint64)
+    for w in range(hap_bits.shape[1]):
+        for c in range(k):
+            word[c] = hap_bits[cand[c], w]
+        i0 = w * 64
+        for i in range(i0, min(i0 + 64, m)):
+            shift = np.uint64(i - i0)
+            row = allele[i]
+            for c in range(k):
+                row[c] = np.int8((word[c] >> shift) & np.uint64(1))
     # emissions take two values per slot (candidate carries REF or ALT); normalised by the
     # largest among the candidates, as forward_backward does per slot among the valid ones
     e0 = np.empty(m, f32)
@@ -545,13 +552,13 @@ def _one_query(qtok, cand_all, valid_all, hap_slots, first_interval, pattern_id,
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def _all_queries(qtok, cand, valid, hap_slots, first_interval, pattern_id, pattern_start,
+def _all_queries(qtok, cand, valid, hap_bits, first_interval, pattern_id, pattern_start,
                  pat_ptr, pat_site, hap_class, mu, s, rho, prior, site_frac, interval_start,
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], hap_slots, first_interval, pattern_id,
+        _one_query(qtok[b], cand[b], valid[b], hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_out[b], feat_out[b], loo_out[b])
@@ -625,7 +632,7 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
-def _all_queries_head(qtok, cand, valid, hap_slots, first_interval, pattern_id,
+def _all_queries_head(qtok, cand, valid, hap_bits, first_interval, pattern_id,
                       pattern_start, pat_ptr, pat_site, hap_class, mu, s, rho, prior,
                       site_frac, interval_start, loo_lo, loo_hi, loo_out,
                       site_const, left_proj, right_proj, site_left, site_right, head_wt,
@@ -639,7 +646,7 @@ def _all_queries_head(qtok, cand, valid, hap_slots, first_interval, pattern_id,
     p_one = np.empty(site_frac.shape[0], np.float32)
     feat_one = np.empty((site_frac.shape[0], 5), np.float32)
     for b in range(qtok.shape[0]):
-        _one_query(qtok[b], cand[b], valid[b], hap_slots, first_interval, pattern_id,
+        _one_query(qtok[b], cand[b], valid[b], hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_one, feat_one, loo_out[b])
@@ -775,14 +782,14 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
     interval_start = np.searchsorted(interval, np.arange(m + 2)).astype(np.int64)
     valid = cand_ids >= 0
     tab = tables if tables is not None else window_tables(ref_slots, ref_core, interval)
-    if tab.hap_slots.shape != (ref_slots.shape[0], m) or n and (
+    if tab.n_slots != m or tab.hap_bits.shape[0] != ref_slots.shape[0] or n and (
             tab.first_interval != interval[0]
             or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
         raise ValueError("copy_features: the window tables were built for other slots, sites "
                          "or haplotypes")
     inputs = (np.ascontiguousarray(query_tokens, np.int8),
             np.ascontiguousarray(np.where(valid, cand_ids, 0), np.int64), valid,
-            tab.hap_slots, tab.first_interval, tab.pattern_id, tab.pattern_start,
+            tab.hap_bits, tab.first_interval, tab.pattern_id, tab.pattern_start,
             tab.alt_ptr, tab.alt_site, tab.hap_class, np.ascontiguousarray(mu, np.float32),
             np.ascontiguousarray(emit_bonus, np.float32), np.ascontiguousarray(rho, np.float32),
             np.ascontiguousarray(prior, np.float32), np.ascontiguousarray(site_frac, np.float32),
