@@ -91,10 +91,11 @@ def reference_of(kw: dict) -> tuple[np.ndarray, np.ndarray]:
                               kw["site_interval"], kw["site_frac"])
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_copy_features_match_the_torch_path_on_shared_segments(seed):
+@pytest.mark.parametrize(("seed", "m"), [(0, 24), (1, 24), (2, 24), (3, 150)])
+def test_copy_features_match_the_torch_path_on_shared_segments(seed, m):
+    """(m = 150: the panel's bits span three 64-bit words, the last one partly.)"""
     rng = np.random.default_rng(seed)
-    n_h, m, n, b, k = 60, 24, 90, 6, 20
+    n_h, n, b, k = 60, 90, 6, 20
     panel = mosaic_panel(rng, n_h, m + n)
     invalid = np.zeros((b, k), bool)
     invalid[0, -4:] = True  # fewer candidates than k

@@ -43,7 +43,7 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
 
 @pytest.mark.parametrize(("seed", "d_head", "shared_af", "context"),
                          [(0, 0, False, 0), (1, 0, False, 0), (2, 8, False, 0), (3, 0, True, 0),
-                          (4, 8, False, 3)])
+                          (4, 8, False, 3), (5, 21, True, 0)])
 def test_fast_logits_match_the_model_forward(seed, d_head, shared_af, context):
     rng = np.random.default_rng(seed)
     k, b, n_h = 12, 5, 40
