@@ -88,10 +88,9 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     (non-decreasing)."""
     ref_core = np.asarray(ref_core, np.int8)
     interval = np.asarray(site_interval, np.int64)
-    hap_slots = np.ascontiguousarray(ref_slots, np.int8)
     n_h, n = ref_core.shape
-    m = hap_slots.shape[1]
-    hap_bits = pack_rows(hap_slots)
+    m = ref_slots.shape[1]
+    hap_bits = pack_rows(ref_slots)
     core_bits = pack_rows(ref_core, pad_words=1)  # for _interval_patterns' bit ranges
     hap_class = haplotype_classes(hap_bits, core_bits)
     if n == 0:
