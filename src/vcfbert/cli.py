@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from . import __version__
-from .errors import VcfbertError
+from .errors import InputError, VcfbertError
 
 log = logging.getLogger("vcfbert")
 
@@ -39,12 +39,33 @@ def _stores(reference: str, targets: str, workdir: Path, panel: str | None = Non
     return out
 
 
-def cmd_simulate(a: argparse.Namespace) -> None:
+def _simulation_params(path: Path) -> dict:
+    """The mapping in the YAML file ``path`` (a scenario or a workflow config); one-line
+    :class:`InputError` for a missing, unreadable or non-mapping file."""
     import yaml
 
+    try:
+        params = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise InputError(f"cannot read the simulation config {path}: {exc.strerror}; give an "
+                         "existing YAML file (e.g. bench/scenarios/ooa_speed.yaml)") from exc
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise InputError(f"the simulation config {path} is not valid YAML{at}: "
+                         f"{getattr(exc, 'problem', None) or exc}") from exc
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise InputError(f"the simulation config {path} must be a mapping of keys, "
+                         f"not a {type(params).__name__}")
+    return params
+
+
+def cmd_simulate(a: argparse.Namespace) -> None:
     from .simulate import SimulatedPaths, simulate, simulation_config_from_dict
 
-    params = yaml.safe_load(Path(a.config).read_text()) if a.config else {}
+    params = _simulation_params(Path(a.config)) if a.config else {}
     if "simulation" in params:
         params = params["simulation"]
     out = Path(a.outdir)
