@@ -109,10 +109,14 @@ def dr2_sums(hap_prob: np.ndarray, haploid_samples: np.ndarray | None = None,
     return out
 
 
-# haplotype probabilities multiplied before one logarithm (see _sums_kernel); four float32
-# factors, each at least the smallest float32 subnormal (1.4e-45), stay above float64's
-# smallest normal number
-_LOG_GROUP_SAMPLES = 2
+# Σ log p and Σ log(1 − p) are logarithms of running float64 products, kept in the normal
+# range by exact rescaling: a product below 2^-600 is multiplied by 2^600 (a power of two: no
+# rounding) and the rescalings are counted. One sample multiplies in two float32 factors, each
+# 0 or at least 2^-149 (the smallest float32 subnormal), so a product at least 2^-600 before
+# a sample stays at least 2^-898 after it, above float64's smallest normal number (2^-1022).
+_RESCALE_BELOW = 2.0 ** -600
+_RESCALE_BY = 2.0 ** 600
+_LOG_RESCALE = 600.0 * math.log(2.0)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -122,39 +126,50 @@ def _sums_kernel(hap_prob: np.ndarray, haploid_cell: np.ndarray, counted: np.nda
     [2t, v], bool [t, v] cells written haploid and cells counted (both ignored when
     ``plain``: every cell diploid and counted).
 
-    Σ log p and Σ log(1 − p) are taken as the logarithm of float64 products of the
-    probabilities of :data:`_LOG_GROUP_SAMPLES` samples at a time: a quarter of the
-    logarithms, and more exact than float32 logarithms of each probability."""
+    Σ log p and Σ log(1 − p) are each one logarithm per variant, of the float64 product of
+    all the block's probabilities, rescaled exactly by powers of two as it shrinks (see
+    ``_RESCALE_BELOW``): no logarithm per sample (a libm call the loop over variants cannot
+    vectorise; one per two samples took two thirds of the kernel's time), and a product's
+    rounding, not a sum of rounded logarithms."""
     n_t, v = hap_prob.shape[0] // 2, hap_prob.shape[1]
     f32 = np.float32
     prod_alt = np.ones(v)
     prod_ref = np.ones(v)
+    rescaled_alt = np.zeros(v)  # the number of times each product was multiplied by 2^600
+    rescaled_ref = np.zeros(v)
     for t in range(n_t):
         row1 = hap_prob[2 * t]
         row2 = hap_prob[2 * t + 1]
         for j in range(v):
             p1 = np.float64(min(max(row1[j], f32(0.0)), f32(1.0)))
             p2 = np.float64(min(max(row2[j], f32(0.0)), f32(1.0)))
+            pa = prod_alt[j]
+            pr = prod_ref[j]
             if plain or (counted[t, j] and not haploid_cell[t, j]):
                 ds = p1 + p2
                 out[0, j] += 1.0
                 out[1, j] += ds
                 out[2, j] += ds * ds
                 out[3, j] += p1 * p2
-                prod_alt[j] *= p1 * p2
-                prod_ref[j] *= (1.0 - p1) * (1.0 - p2)
+                pa *= p1 * p2
+                pr *= (1.0 - p1) * (1.0 - p2)
             elif counted[t, j]:  # a haploid cell: the one allele p1
                 out[4, j] += 1.0
                 out[5, j] += p1
                 out[6, j] += p1 * p1
-                prod_alt[j] *= p1
-                prod_ref[j] *= 1.0 - p1
-        if (t + 1) % _LOG_GROUP_SAMPLES == 0 or t == n_t - 1:
-            for j in range(v):
-                out[7, j] += math.log(prod_alt[j]) if prod_alt[j] > 0.0 else -math.inf
-                out[8, j] += math.log(prod_ref[j]) if prod_ref[j] > 0.0 else -math.inf
-                prod_alt[j] = 1.0
-                prod_ref[j] = 1.0
+                pa *= p1
+                pr *= 1.0 - p1
+            small = pa < _RESCALE_BELOW
+            prod_alt[j] = pa * _RESCALE_BY if small else pa
+            rescaled_alt[j] += 1.0 if small else 0.0
+            small = pr < _RESCALE_BELOW
+            prod_ref[j] = pr * _RESCALE_BY if small else pr
+            rescaled_ref[j] += 1.0 if small else 0.0
+    for j in range(v):  # a zero product (a probability of exactly 0 or 1) stays zero: -inf
+        out[7, j] += (math.log(prod_alt[j]) - rescaled_alt[j] * _LOG_RESCALE
+                      if prod_alt[j] > 0.0 else -math.inf)
+        out[8, j] += (math.log(prod_ref[j]) - rescaled_ref[j] * _LOG_RESCALE
+                      if prod_ref[j] > 0.0 else -math.inf)
 
 
 def _block_sums(hap_prob: np.ndarray, haploid_cell: np.ndarray,
