@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from .io.vcf_writer import BgzipVcfWriter, base_header, column_header, command_line
-from .vcf_cells import by_variant, records, site_stats
 
 DR2_HEADER = ('##INFO=<ID=DR2,Number=A,Type=Float,Description="Dosage R-squared: estimated '
               'squared correlation between estimated ALT dose and true ALT dose">')
@@ -258,6 +257,10 @@ def format_records(chrom: ChromosomeDosages, lo: int, hi: int,
     Byte-identical to :func:`records_reference`. ``ends``: int64 [hi - lo] filled with where
     each record ends in the text (None: not kept).
     """
+    # numba's import (~0.2 s) only where records are formatted: not in the write_vcf job,
+    # which copies the pieces' compressed bytes
+    from .vcf_cells import by_variant, records, site_stats
+
     rows = by_variant(chrom.hap_prob[:, lo:hi])  # [v, 2T]
     male, haploid_variant = chrom.haploid_cells(lo, hi)
     af, computed = site_stats(rows, male, haploid_variant)
