@@ -377,19 +377,25 @@ def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
 
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:
     """``results/imputed/chromosomes.tsv``: each chromosome's imputed VCF, its index, size and
-    SHA-256 (what an imputation server lists beside its downloads)."""
-    import pandas as pd
+    SHA-256 (what an imputation server lists beside its downloads). Read and written with the
+    csv module: the job's whole work is a hash, and pandas' import took longer."""
+    import csv
 
     from .atomic import sha256_file
 
-    table = pd.read_csv(chromosomes_tsv, sep="\t", dtype=str, keep_default_na=False)
-    rows = []
-    for (_, row), vcf in zip(table.iterrows(), vcfs, strict=True):
-        rows.append({"contig": row["contig"], "vcf": os.path.basename(vcf),
-                     "index": os.path.basename(vcf) + ".tbi", "bytes": os.path.getsize(vcf),
-                     "sha256": sha256_file(vcf)})
-    with atomic_path(out) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    with open(chromosomes_tsv, newline="") as fh:
+        contigs = [row["contig"] for row in csv.DictReader(fh, delimiter="\t")]
+    if len(contigs) != len(vcfs):
+        raise InputError(f"{chromosomes_tsv} lists {len(contigs)} chromosomes and "
+                         f"{len(vcfs)} imputed VCFs were given")
+    fields = ["contig", "vcf", "index", "bytes", "sha256"]
+    rows = [{"contig": contig, "vcf": os.path.basename(vcf),
+             "index": os.path.basename(vcf) + ".tbi", "bytes": os.path.getsize(vcf),
+             "sha256": sha256_file(vcf)} for contig, vcf in zip(contigs, vcfs, strict=True)]
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fields, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
     log.info("imputed VCFs: %s", ", ".join(r["vcf"] for r in rows))
 
 

@@ -13,7 +13,7 @@ from vcfbert import keyencoder
 from vcfbert.checkpoint import load_checkpoint, model_from_checkpoint
 from vcfbert.data import Chromosome, query_tokens
 from vcfbert.encode import encode_window, reference_keys
-from vcfbert.errors import IntegrityError
+from vcfbert.errors import InputError, IntegrityError
 from vcfbert.impute import impute_chunk, write_vcf
 from vcfbert.index import KeySearcher, build_index, flat_index
 from vcfbert.io.h5store import read_targets, store_samples
@@ -877,3 +877,34 @@ def test_predict_cores_keeps_no_window_outputs_while_predicting_the_next(prepare
         del item
     assert n == len(window_ids) and len(refs) == n
     assert alive == [False] * (n * (n - 1) // 2)
+
+
+def test_imputed_manifest_lists_each_vcf_with_its_hash(tmp_path):
+    """The manifest's table, written with the csv module: one row per chromosome in the
+    ingest table's order, the files by name, their size and SHA-256; pandas reads it back."""
+    import hashlib
+
+    import pandas as pd
+
+    from vcfbert import steps
+
+    chroms = tmp_path / "chromosomes.tsv"
+    chroms.write_text("contig\twildcard\treference_file\ttarget_file\tgenetic_map_file\n"
+                      "chr20\tchr20\tr20.vcf.gz\tt20.vcf.gz\t\n"
+                      "chrX\tchrX\trX.vcf.gz\ttX.vcf.gz\tmap.txt\n")
+    vcfs = []
+    for name, body in [("chr20.vcf.gz", b"twenty"), ("chrX.vcf.gz", b"x" * 1000)]:
+        (tmp_path / name).write_bytes(body)
+        vcfs.append(str(tmp_path / name))
+    out = tmp_path / "imputed" / "chromosomes.tsv"
+    steps.imputed_manifest(vcfs=vcfs, chromosomes_tsv=str(chroms), out=str(out))
+    assert out.read_text().splitlines()[0] == "contig\tvcf\tindex\tbytes\tsha256"
+    table = pd.read_csv(out, sep="\t", dtype={"contig": str})
+    assert table["contig"].tolist() == ["chr20", "chrX"]
+    assert table["vcf"].tolist() == ["chr20.vcf.gz", "chrX.vcf.gz"]
+    assert table["index"].tolist() == ["chr20.vcf.gz.tbi", "chrX.vcf.gz.tbi"]
+    assert table["bytes"].tolist() == [6, 1000]
+    assert table["sha256"].tolist() == [hashlib.sha256(b"twenty").hexdigest(),
+                                        hashlib.sha256(b"x" * 1000).hexdigest()]
+    with pytest.raises(InputError, match="2 chromosomes and 1 imputed"):
+        steps.imputed_manifest(vcfs=vcfs[:1], chromosomes_tsv=str(chroms), out=str(out))
