@@ -1,7 +1,8 @@
 """Compile the numba kernels ahead of the jobs that use them.
 
 Every kernel is ``@numba.njit(cache=True)``: the first process that calls it compiles it (up
-to a few seconds each; the demo's ``compile_kernels`` job took 12.2 s for all ten) and writes the machine code to numba's cache (``__pycache__`` beside the module, or
+to a few seconds each; the demo's ``compile_kernels`` job took 12.2 s when it listed ten) and
+writes the machine code to numba's cache (``__pycache__`` beside the module, or
 ``NUMBA_CACHE_DIR``); later processes load it in milliseconds. In a fresh install, or after an
 upgrade, the first training epoch would pay that compilation on the workflow's critical path.
 The workflow's ``compile_kernels`` job runs :func:`compile_kernels` instead at the start, at
@@ -63,6 +64,9 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_f32, 2), _a(_f32, 1), _f32, _f32, _a(_f32, 2))],
     "vcfbert.model.copy_kernel:_interval_patterns": [(_a(types.uint64, 2), _a(_i64, 1),
                                                       _a(_i16, 2))],
+    "vcfbert.rows:_pack_rows_into": [(_a(_u8, 2), _a(types.uint64, 2))],
+    "vcfbert.vcf_cells:_transpose_into": [  # a block of a core's columns, or all of them
+        (types.Array(_f32, 2, "A"), _a(_f32, 2)), (_a(_f32, 2), _a(_f32, 2))],
     "vcfbert.vcf_cells:_site_stats": [(
         _a(_f32, 2), _a(_b, 1), _a(_b, 1), _a(_f64, 1), _a(_f64, 1))],
     "vcfbert.vcf_cells:_records": [(

@@ -322,3 +322,17 @@ def test_write_piece_frees_each_core_once_its_records_are_written(tmp_path, thre
     assert freed == [True, True]
     lines = gzip.open(out, "rt").read().splitlines()
     assert lines == [line for c in chroms for line in records_reference(c, 0, 12)]
+
+
+def test_by_variant_transposes_any_block():
+    """The tiled transpose equals numpy's, for shapes around its 16 x 16 tiles, a strided
+    block of columns (as the writer slices a core) and float64 input (made float32)."""
+    from vcfbert.vcf_cells import by_variant
+
+    rng = np.random.default_rng(9)
+    for rows, cols in ((1, 1), (2, 17), (16, 16), (33, 5), (40, 70)):
+        hap = rng.random((rows, cols + 9)).astype(np.float32)
+        for block in (hap, hap[:, 3:3 + cols], hap[::2, 1:], hap.astype(np.float64)):
+            got = by_variant(block)
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            np.testing.assert_array_equal(got, np.asarray(block, np.float32).T)

@@ -218,3 +218,26 @@ def test_the_packed_panel_holds_each_slot_sequence_once():
         np.testing.assert_array_equal(haps, np.flatnonzero(packed.hap_row == u))
     np.testing.assert_array_equal(
         packed.row_haps[packed.row_start[packed.hap_row[2]]:][:4], [2, 5, 17, 29])
+
+
+def test_pack_rows_sets_the_bits_of_ones_only():
+    """pack_rows' kernel against np.packbits of ``== 1``: int8 with -1 (missing, not set) and
+    bool input, widths around the 64-bit words (0 columns: one zero word), pad words zero,
+    a non-contiguous input."""
+    from vcfbert.rows import pack_rows
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 63, 64, 65, 130):
+        a = rng.integers(-1, 2, (7, n)).astype(np.int8)
+        for values in (a, a == 1, a.T.copy().T, a[::2]):
+            for pad in (0, 1, 2):
+                r = values.shape[0]
+                words = max(1, (n + 63) // 64) + pad
+                expect = np.zeros((r, words * 8), np.uint8)
+                expect[:, :(n + 7) // 8] = np.packbits(np.asarray(values) == 1, axis=1,
+                                                       bitorder="little")
+                got = pack_rows(values, pad_words=pad)
+                assert got.dtype == np.uint64 and got.shape == (r, words)
+                np.testing.assert_array_equal(got, expect.view("<u8"))
+    wide = np.array([[0, 1, 2, 1]], np.int64)  # another integer type: only 1 is set
+    assert pack_rows(wide)[0, 0] == 0b1010
