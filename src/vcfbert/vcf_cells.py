@@ -22,24 +22,35 @@ _HOM_REF = np.frombuffer(b"0|0:0:1,0,0\t", np.uint8).copy()  # a certain 0|0 cel
 _HOM_REF_NO_GP = np.frombuffer(b"0|0:0\t", np.uint8).copy()  # the same without GP
 
 
+def _decimal_table() -> tuple[np.ndarray, np.ndarray]:
+    """(text uint8 [2001, 5], length int64 [2001]): ``q / 1000`` for q = 0 .. 2000 as the
+    records write it, 3 decimals with trailing zeros and a trailing point dropped (``0``,
+    ``1``, ``0.5``, ``1.234``), zero-padded to 5 bytes."""
+    text = np.zeros((2001, 5), np.uint8)
+    length = np.zeros(2001, np.int64)
+    for q in range(2001):
+        word = str(q // 1000)
+        if q % 1000:
+            word += "." + f"{q % 1000:03d}".rstrip("0")
+        text[q, :len(word)] = np.frombuffer(word.encode("ascii"), np.uint8)
+        length[q] = len(word)
+    return text, length
+
+
+_DECIMAL_TEXT, _DECIMAL_LENGTH = _decimal_table()
+PAD_BYTES = 4  # a decimal writes 5 bytes whatever its length: the buffer's slack after a cell
+
+
 @numba.njit(cache=True, nogil=True)
 def _put_decimal(buf: np.ndarray, at: int, x: float) -> int:
-    """Write ``x`` (in [0, 2]) rounded to 3 decimals at ``buf[at]``; return the next index."""
-    q = int(np.rint(x * 1000.0))
-    whole, frac = q // 1000, q % 1000
-    buf[at] = 48 + whole
-    at += 1
-    if frac == 0:
-        return at
-    buf[at] = 46  # "."
-    at += 1
-    digits = (frac // 100, (frac // 10) % 10, frac % 10)
-    last = 2
-    while digits[last] == 0:
-        last -= 1
-    for i in range(last + 1):
-        buf[at + i] = 48 + digits[i]
-    return at + last + 1
+    """Write ``x`` (in [0, 2]) rounded to 3 decimals at ``buf[at]``; return the next index.
+    The text is looked up (``_DECIMAL_TEXT``: dividing out the digits took most of the
+    formatting time of a common variant's cells); all 5 bytes of its row are copied, so
+    ``buf`` needs ``PAD_BYTES`` beyond the last cell."""
+    q = min(max(int(np.rint(x * 1000.0)), 0), 2000)
+    for i in range(5):
+        buf[at + i] = _DECIMAL_TEXT[q, i]
+    return at + _DECIMAL_LENGTH[q]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -213,7 +224,7 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
     joined = np.frombuffer(b"".join(fixed), np.uint8)
     fixed_ends = np.cumsum([len(f) for f in fixed], dtype=np.int64)
     width = CELL_BYTES + sum(EXTRA_BYTES[f] for f in extra)
-    buf = np.empty(max(1, joined.size + n_var * (n_hap // 2) * width), np.uint8)
+    buf = np.empty(joined.size + n_var * (n_hap // 2) * width + PAD_BYTES, np.uint8)
     codes = np.array([EXTRA_CODES[f] for f in extra], np.int64)
     if ends is None:
         ends = np.empty(n_var, np.int64)

@@ -336,3 +336,17 @@ def test_by_variant_transposes_any_block():
             got = by_variant(block)
             assert got.dtype == np.float32 and got.flags.c_contiguous
             np.testing.assert_array_equal(got, np.asarray(block, np.float32).T)
+
+
+def test_every_decimal_is_written_as_decimal_text_writes_it():
+    """The looked-up text of every value the records can hold (0, 0.001, ..., 2), and what
+    follows it is written over: the cell's next byte goes right after the text."""
+    from vcfbert.imputed_vcf import decimal_text
+    from vcfbert.vcf_cells import PAD_BYTES, _put_decimal
+
+    buf = np.zeros(1 + 5 + PAD_BYTES, np.uint8)
+    for q in range(2001):
+        buf[:] = 0
+        end = _put_decimal(buf, 1, q / 1000)
+        assert bytes(buf[1:end]).decode("ascii") == decimal_text(q / 1000), q
+        assert buf[0] == 0 and end <= 1 + 5
