@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from .io.h5chunks import read_columns
 from .io.h5store import open_store, read_targets, read_variant_table
 from .layout import WindowLayout, make_layout
 from .tokens import MASK
@@ -110,7 +111,7 @@ def read_window_arrays(reference_h5: str | os.PathLike[str], layout: WindowLayou
     """Read one contiguous block of the reference store and slice out slots and core."""
     lo, hi = window_span(layout)
     with open_store(reference_h5) as h5:
-        block = h5["call_haplotype"][:, lo:hi]
+        block = read_columns(h5["call_haplotype"], lo, hi)
     return arrays_from_block(block, lo, layout)
 
 
@@ -173,8 +174,8 @@ class ConsecutiveWindowReader:
         if slots is None:
             return self.read(chrom.reference_h5, layout)
         with open_store(chrom.reference_h5) as h5:
-            core = h5["call_haplotype"][:, layout.core_start:layout.core_end]
-        return WindowArrays.of(slots, core)  # h5py slices are fresh C-contiguous arrays
+            core = read_columns(h5["call_haplotype"], layout.core_start, layout.core_end)
+        return WindowArrays.of(slots, core)  # a fresh C-contiguous array
 
     def read(self, reference_h5: str | os.PathLike[str], layout: WindowLayout) -> WindowArrays:
         """The arrays of the window ``layout`` of the store ``reference_h5``."""
@@ -195,7 +196,7 @@ class ConsecutiveWindowReader:
                 for row in buf:  # the rows do not overlap: each move is a small memmove
                     row[:shared] = row[start:start + shared]
             if hi - lo > shared:
-                data.read_direct(buf, np.s_[:, lo + shared:hi], np.s_[:, shared:hi - lo])
+                read_columns(data, lo + shared, hi, out=buf[:, shared:hi - lo])
         self._lo, self._hi = lo, hi
         return arrays_from_block(buf[:, :hi - lo], lo, layout)
 

@@ -37,6 +37,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import CloseOrAbort, atomic_path
 from ..errors import InputError, IntegrityError
+from .h5chunks import read_columns
 
 FORMAT = "vcfbert-genotypes"
 FORMAT_VERSION = 1
@@ -306,7 +307,7 @@ def read_variant_table(path: str | os.PathLike[str],
 def read_haplotype_slice(path: str | os.PathLike[str], start: int, end: int) -> np.ndarray:
     """int8 [2S, end - start]: all haplotypes over variants ``start:end``."""
     with open_store(path) as h5:
-        return h5["call_haplotype"][:, start:end]
+        return read_columns(h5["call_haplotype"], start, end)
 
 
 @dataclasses.dataclass
@@ -340,7 +341,8 @@ def reference_at_sites(reference_h5: str | os.PathLike[str], index: np.ndarray
         for a in range(int(index[0]), int(index[-1]) + 1, BLOCK):
             i0, i1 = np.searchsorted(index, [a, a + BLOCK])
             if i1 > i0:
-                out[:, i0:i1] = ds[:, a:a + BLOCK][:, index[i0:i1] - a]
+                block = read_columns(ds, a, min(a + BLOCK, int(ds.shape[1])))
+                out[:, i0:i1] = block[:, index[i0:i1] - a]
     return out
 
 
@@ -382,7 +384,7 @@ def read_reference_at_sites(path: str | os.PathLike[str], lo: int, hi: int
     with open_store(path) as h5:
         if "reference_call_haplotype" not in h5:
             return None
-        return h5["reference_call_haplotype"][:, lo:hi]
+        return read_columns(h5["reference_call_haplotype"], lo, hi)
 
 
 def read_targets(path: str | os.PathLike[str]) -> TargetSet:
