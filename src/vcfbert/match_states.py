@@ -248,12 +248,16 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
     size = above + count[a, cut]
     pool = np.empty(size, np.int64)
     key = np.empty(size, np.float64)
-    # the sequences at or above the cut, listed without a branch per sequence (few pass:
-    # ~2.5 % on ooa_speed, so a branch would be mispredicted at each one)
+    # the sequences at or above the cut (few: ~2.5 % on ooa_speed). A branch per sequence,
+    # mispredicted at each one that passes, took 12 % less of the search's time than listing
+    # them without a branch (a store and two compares at every sequence)
     n_reaching = 0
+    run_a = runs[a]
     for row in range(runs.shape[1]):
-        reaching[n_reaching] = row
-        n_reaching += (runs[a, row] >= cut) & (row_allowed[row] > 0)
+        if run_a[row] >= cut:
+            if row_allowed[row] > 0:
+                reaching[n_reaching] = row
+                n_reaching += 1
     for y in range(n_reaching):
         row = reaching[y]
         r = runs[a, row]
