@@ -1,0 +1,120 @@
+"""Where an imputation job's CPU time goes: seconds of thread CPU time inside each of its main
+functions, summed over all the job's threads (cProfile sees one thread; py-spy cannot tell a
+numba kernel running from a thread waiting for it).
+
+    python bench/job_cpu.py bench/out/ooa_speed/speed.vcfbert [--chunk c0000] [--threads 2]
+
+Runs one ``impute_chunk`` job of a finished run in this process, as the workflow's job runs
+it (its config's ``impute`` settings, output ``GT:DS:GP``, its DR2 calibration when the run
+has one), with each function below wrapped to add the thread CPU time of its calls
+(``time.thread_time``, on whichever thread they run) to a table. A row marked · is a part of
+the row above it. Functions that hand their work to other threads (``predict_window``, the
+writer) are not rows: their threads' functions are. Prints the table, the job's wall time and the
+process's CPU time: what the rows do not cover is the imports, the job's setup and the
+smaller steps. The job's piece is written to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import functools
+import importlib
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+# (module, attribute, label): a label's indent marks a part of the row above it
+WRAPPED = [
+    ("vcfbert.predict", "fast_logits", "a batch's model (fast_logits)"),
+    ("vcfbert.predict", "copy_head_logits", "  copying kernel and output head (numba)"),
+    ("vcfbert.model.network:VcfBert", "encode_context", "  transformer (encode_context)"),
+    ("vcfbert.predict", "shared_copy_parameters", "  HMM parameters (shared_copy_parameters)"),
+    ("vcfbert.model.network:VcfBert", "slot_embedding", "  slot embedding"),
+    ("vcfbert.model.network:VcfBert", "head_first_layer", "  output head's first layer"),
+    ("vcfbert.predict", "_with_match_states", "a batch's copying states"),
+    ("vcfbert.match_states", "merge_match_states", "  match-length search (numba)"),
+    ("vcfbert.index:KeySearcher", "search_scored", "  top states by key (topk)"),
+    ("vcfbert.match_states", "key_similarities", "  key similarities"),
+    ("vcfbert.predict", "query_keys", "a batch's query keys"),
+    ("vcfbert.windowdata:ConsecutiveWindowReader", "get", "window reading (reader.get)"),
+    ("vcfbert.model.copy_kernel", "window_tables", "window tables"),
+    ("vcfbert.keyencoder", "encode_keys", "reference keys"),
+    ("vcfbert.vcf_pieces", "core_dosages", "core dosages (DR2, ER2)"),
+    ("vcfbert.imputed_vcf", "format_records", "record text (format_records)"),
+    ("vcfbert.vcf_cells", "records", "  cells (numba)"),
+    ("vcfbert.vcf_cells", "by_variant", "  transpose (by_variant)"),
+    ("vcfbert.io.bgzf", "compress_block", "BGZF compression (libdeflate)"),
+]
+
+
+def wrap_all(table: dict[str, list[float]]) -> None:
+    """Replace each function of :data:`WRAPPED` by one adding its calls' thread CPU time
+    and count to ``table[label]``."""
+    lock = threading.Lock()
+    for module_name, attr, label in WRAPPED:
+        module_path, _, cls = module_name.partition(":")
+        owner = importlib.import_module(module_path)
+        if cls:
+            owner = getattr(owner, cls)
+        real = getattr(owner, attr)
+
+        def timed(*args, _real=real, _label=label, **kwargs):
+            t = time.thread_time()
+            try:
+                return _real(*args, **kwargs)
+            finally:
+                spent = time.thread_time() - t
+                with lock:
+                    row = table.setdefault(_label, [0.0, 0])
+                    row[0] += spent
+                    row[1] += 1
+
+        setattr(owner, attr, functools.wraps(real)(timed))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--chrom", default="20")
+    ap.add_argument("--chunk", default="c0000")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    r = a.run_dir / "results"
+    cfg = yaml.safe_load((a.run_dir / "config.yaml").read_text())
+    from vcfbert import steps  # noqa: E402 - after the arguments: the imports take a while
+
+    table: dict[str, list[float]] = collections.OrderedDict()
+    wrap_all(table)
+    calibration = r / "train/dr2_calibration.json"
+    imp = cfg.get("impute", {})
+    with tempfile.TemporaryDirectory() as tmp:
+        t0, c0 = time.time(), time.process_time()
+        steps.impute_chunk(
+            checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
+            contig=a.chrom, chunk=a.chunk, windows_per_job=int(imp.get("windows_per_job", 16)),
+            reference_h5=str(r / f"ingest/{a.chrom}/reference.h5"),
+            targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
+            windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
+            mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/piece.vcf.gz",
+            batch_size=int(imp.get("batch_size", 32)), device="cpu", threads=a.threads,
+            copying_states=int(imp.get("copying_states", 0)),
+            dr2_calibration=str(calibration) if calibration.exists() else "",
+            match_states=int(imp.get("match_states", 0)), gp=True)
+        wall, cpu = time.time() - t0, time.process_time() - c0
+    print(f"impute_chunk {a.chunk} of {a.run_dir}: {wall:.2f} s wall, {cpu:.2f} s CPU "
+          f"({a.threads} threads)\n")
+    print("| function | CPU s | share of the job's CPU | calls |\n|---|---|---|---|")
+    for _, _, label in WRAPPED:
+        if label in table:
+            seconds, calls = table[label]
+            name = label.lstrip()
+            indent = "&nbsp;&nbsp;· " if label != name else ""
+            print(f"| {indent}{name} | {seconds:.2f} | {seconds / cpu:.0%} | {calls} |")
+
+
+if __name__ == "__main__":
+    main()
