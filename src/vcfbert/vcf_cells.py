@@ -60,6 +60,11 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
     n_var, n_hap = by_variant.shape
     n_extra = extra.shape[0]
     hom_ref = _HOM_REF if gp else _HOM_REF_NO_GP
+    n_t = n_hap // 2
+    width = hom_ref.shape[0]
+    tiled = np.empty(n_t * width, np.uint8)  # the certain 0|0 cell, once per sample
+    for i in range(tiled.shape[0]):
+        tiled[i] = hom_ref[i % width]
     at = 0
     start = 0
     for j in range(n_var):
@@ -67,7 +72,28 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
             buf[at] = fixed[i]
             at += 1
         start = fixed_ends[j]
-        for t in range(n_hap // 2):
+        hv = haploid_variant[j]
+        t = 0
+        while t < n_t:
+            if n_extra == 0:
+                # a run of certain 0|0 cells, "0|0:0:1,0,0" ("0|0:0" without GP), most cells
+                # of a rare variant: every number rounds to 0 or 1 (p1 p2 and p1 q2 + q1 p2
+                # are at most p1 + p2, q1 q2 at least 1 - p1 - p2; the bound stays clear of
+                # the rounding edge at 0.0005). Their text is copied at once (a byte at a
+                # time per cell took most of the records' time)
+                e = t
+                while e < n_t and not (hv and male[e]):
+                    p1 = min(max(np.float64(by_variant[j, 2 * e]), 0.0), 1.0)
+                    p2 = min(max(np.float64(by_variant[j, 2 * e + 1]), 0.0), 1.0)
+                    if not p1 + p2 < 0.00049:
+                        break
+                    e += 1
+                if e > t:
+                    n = (e - t) * width
+                    buf[at:at + n] = tiled[:n]
+                    at += n
+                    t = e
+                    continue
             p1 = min(max(np.float64(by_variant[j, 2 * t]), 0.0), 1.0)
             p2 = min(max(np.float64(by_variant[j, 2 * t + 1]), 0.0), 1.0)
             q1, q2 = 1.0 - p1, 1.0 - p2
@@ -89,14 +115,7 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
                         at = _put_decimal(buf, at + 1, p1)
                 buf[at] = 9
                 at += 1
-                continue
-            if n_extra == 0 and p1 + p2 < 0.00049:
-                # "0|0:0:1,0,0" ("0|0:0" without GP), most cells of a rare variant: every
-                # number rounds to 0 or 1 (p1 p2 and p1 q2 + q1 p2 are at most p1 + p2, q1 q2
-                # at least 1 - p1 - p2; the bound stays clear of the rounding edge at 0.0005)
-                for i in range(hom_ref.shape[0]):
-                    buf[at + i] = hom_ref[i]
-                at += hom_ref.shape[0]
+                t += 1
                 continue
             buf[at] = 49 if p1 > 0.5 else 48
             buf[at + 1] = 124  # "|"
@@ -120,6 +139,7 @@ def _records(by_variant: np.ndarray, fixed: np.ndarray, fixed_ends: np.ndarray,
                     at = _put_decimal(buf, at + 1, p1 if code == 2 else p2)
             buf[at] = 9  # tab
             at += 1
+            t += 1
         buf[at - 1] = 10  # the record's last cell ends the line
         ends[j] = at
     return at

@@ -350,3 +350,35 @@ def test_every_decimal_is_written_as_decimal_text_writes_it():
         end = _put_decimal(buf, 1, q / 1000)
         assert bytes(buf[1:end]).decode("ascii") == decimal_text(q / 1000), q
         assert buf[0] == 0 and end <= 1 + 5
+
+
+@pytest.mark.parametrize("gp", [True, False])
+def test_runs_of_certain_hom_ref_cells_match_reference(gp):
+    """Records of mostly near-certain 0|0 cells, their runs copied at once: runs at a record's
+    start and end, broken by one other cell, by a haploid male at a haploid variant (whose
+    cell is written haploid) and by values just past the shortcut's bound; every record as the
+    per-string formatter writes it."""
+    import dataclasses
+
+    rng = np.random.default_rng(11)
+    n_samples, n_var = 23, 12
+    hp = np.full((2 * n_samples, n_var), 1e-6, np.float32)
+    hp[:, 1] = 0.0
+    hp[0, 2] = 0.6  # the first cell breaks the run at the record's start
+    hp[-1, 3] = 0.3  # ... the last at its end
+    hp[20, 4] = 2.5e-4
+    hp[21, 4] = 2.4e-4  # 4.9e-4 together: past the bound, written in full
+    hp[10:14, 5] = rng.random(4).astype(np.float32)
+    hp[::7, 6] = 0.9
+    male = np.zeros(n_samples, bool)
+    male[[3, 4, 17]] = True
+    for t in np.flatnonzero(male):
+        hp[2 * t + 1] = hp[2 * t]
+    chrom = dataclasses.replace(random_chrom(rng, n_var, n_samples), contig="X",
+                                hap_prob=hp, haploid_samples=male,
+                                haploid_variants=np.arange(n_var) >= 6)
+    fast = bytes(format_records(chrom, 0, n_var, gp=gp)).decode("ascii")
+    slow = "".join(line + "\n" for line in records_reference(chrom, 0, n_var, gp=gp))
+    assert fast == slow
+    cells = fast.splitlines()[0].split("\t")[9:]
+    assert cells == ["0|0:0:1,0,0" if gp else "0|0:0"] * n_samples
