@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -37,26 +36,19 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import markdown, run_beagle, run_output, timed  # noqa: E402
-
-IMPUTATION_OUTPUTS = ["results/impute", "results/imputed", "results/evaluation"]
+from run import markdown, run_beagle, run_output  # noqa: E402
+from speed import impute_only  # noqa: E402
 
 
 def impute(run_dir: Path, checkout: Path, cores: int, log: Path) -> float:
-    """Wall seconds of ``checkout``'s imputation of ``run_dir`` (outputs deleted first)."""
-    for rel in IMPUTATION_OUTPUTS:
-        shutil.rmtree(run_dir / rel, ignore_errors=True)
+    """Wall seconds of ``checkout``'s imputation of ``run_dir`` (speed.py's
+    :func:`impute_only`, from the checkout's Snakefile and ``src``)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(checkout / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    t = timed([sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"),
-               "-d", str(run_dir), "--configfile", str(run_dir / "config.yaml"),
-               "--cores", str(cores), "--rerun-triggers", "mtime",
-               "--until", "imputed_manifest"], log, env=env)
-    ran = log.read_text()
-    for rule in ("train_epoch", "rule encode", "build_index", "calibrate_dr2"):
-        if rule in ran:
-            raise SystemExit(f"{checkout}'s imputation re-ran {rule}: see {log}")
-    return float(t["wall_s"])
+    smk = [sys.executable, "-m", "snakemake", "-s", str(checkout / "Snakefile"),
+           "-d", str(run_dir), "--configfile", str(run_dir / "config.yaml"),
+           "--cores", str(cores), "--rerun-triggers", "mtime"]
+    return float(impute_only(smk, run_dir, log, env)["wall_s"])
 
 
 def dosage_digest(vcf: Path) -> str:
@@ -86,6 +78,9 @@ def main() -> None:
     for name, path in checkouts.items():
         if not (path / "Snakefile").exists():
             raise SystemExit(f"--version {name}: {path} is not a vcfbert checkout")
+    if not (run_dir / "config.yaml").exists() or not (run_dir / "results/train/model.pt").exists():
+        raise SystemExit(f"{run_dir}: not a finished run (no config.yaml or "
+                         "results/train/model.pt); give speed.py's <outdir>/speed.vcfbert")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     ref, tgt = Path(cfg["reference_vcf"]), Path(cfg["target_vcf"])
     logs = run_dir / "impute_ab"

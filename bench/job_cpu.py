@@ -84,6 +84,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     r = a.run_dir / "results"
+    if not (a.run_dir / "config.yaml").exists() or not (r / "train/model.pt").exists():
+        raise SystemExit(f"{a.run_dir}: not a finished run (no config.yaml or "
+                         "results/train/model.pt); give speed.py's <outdir>/speed.vcfbert")
     cfg = yaml.safe_load((a.run_dir / "config.yaml").read_text())
     from vcfbert import steps  # noqa: E402 - after the arguments: the imports take a while
 

@@ -68,6 +68,8 @@ from run import (  # noqa: E402
 
 BINS = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]", "overall"]
 IMPUTATION_OUTPUTS = ["results/impute", "results/imputed", "results/evaluation"]
+# what an imputation-only run must not re-make (output.gp changes the imputation jobs' params only)
+UPSTREAM_RULES = ("train_epoch", "rule encode", "build_index", "calibrate_dr2")
 
 
 def simulate(spec: dict, out: Path) -> Path:
@@ -121,46 +123,42 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int,
     # the first run's VCF is kept for scoring (the GT:DS run below rewrites the run's own)
     first_impute = out / "imputed.impute.vcf.gz"
     for i in range(impute_runs):
-        for rel in IMPUTATION_OUTPUTS:
-            shutil.rmtree(out / rel, ignore_errors=True)
-        t0 = time.time()
-        # the default target up to the VCFs' manifest (every chromosome's VCF and its
-        # SHA-256): "--until write_vcf" schedules nothing once the pieces are deleted,
-        # write_vcf's own input depending on a checkpoint (Snakemake 9.27)
         log = out / ("impute.time.log" if i == 0 else f"impute.{i + 1}.time.log")
-        t = timed([*smk, "--until", "imputed_manifest"], log)
-        rss, job = largest_job(out, t0)
-        ran = log.read_text()
-        for rule in ("train_epoch", "rule encode", "build_index"):
-            if rule in ran:
-                raise SystemExit(f"the imputation-only run re-ran {rule}: see {log}")
-        runs.append({**t, "peak_mib": round(rss), "largest_job": job})
+        runs.append(impute_only(smk, out, log))
         if i == 0:
             shutil.copyfile(run_output(out, "imputed"), first_impute)
     median = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
     rows["vcfbert_impute"] = {**median, "runs_s": [r["wall_s"] for r in runs],
                               "peak_mib": max(r["peak_mib"] for r in runs),
                               "vcf": first_impute}
-    # the same imputation writing GT:DS as Beagle does (output.gp changes the imputation
-    # jobs' params only: nothing of the training re-runs, checked as above)
+    # the same imputation writing GT:DS as Beagle does
     (out / "gt_ds.yaml").write_text(yaml.safe_dump({"output": {"gp": False}}))
-    for rel in IMPUTATION_OUTPUTS:
-        shutil.rmtree(out / rel, ignore_errors=True)
-    t0 = time.time()
     at = smk.index(str(out / "config.yaml")) + 1  # a second config file, merged over it
-    t = timed([*smk[:at], str(out / "gt_ds.yaml"), *smk[at:], "--until", "imputed_manifest"],
-              out / "impute_gt_ds.time.log")
-    rss, job = largest_job(out, t0)
-    ran = (out / "impute_gt_ds.time.log").read_text()
-    for rule in ("train_epoch", "rule encode", "build_index", "calibrate_dr2"):
-        if rule in ran:
-            raise SystemExit(f"the GT:DS imputation run re-ran {rule}: see "
-                             f"{out}/impute_gt_ds.time.log")
-    rows["vcfbert_impute_gt_ds"] = {**t, "peak_mib": round(rss), "largest_job": job,
-                                    "vcf": run_output(out, "imputed")}
+    t = impute_only([*smk[:at], str(out / "gt_ds.yaml"), *smk[at:]], out,
+                    out / "impute_gt_ds.time.log")
+    rows["vcfbert_impute_gt_ds"] = {**t, "vcf": run_output(out, "imputed")}
     rows["vcfbert_panel"] = run_panel_batch(out / "results/trained_panel", cfg,
                                             out.with_name(out.name + "_panel"), cores)
     return rows
+
+
+def impute_only(smk: list[str], run_dir: Path, log: Path, env: dict | None = None) -> dict:
+    """vcfbert's imputation alone on a finished run ``run_dir``: its imputation outputs
+    deleted, then ``smk`` (a Snakemake command line on it) up to the VCFs' manifest (every
+    chromosome's VCF and its SHA-256: "--until write_vcf" schedules nothing once the pieces
+    are deleted, write_vcf's own input depending on a checkpoint, Snakemake 9.27), its output
+    in ``log``. Returns wall s, the largest job's peak MiB and its name; exits when the run
+    re-made anything of the training (:data:`UPSTREAM_RULES`)."""
+    for rel in IMPUTATION_OUTPUTS:
+        shutil.rmtree(run_dir / rel, ignore_errors=True)
+    t0 = time.time()
+    t = timed([*smk, "--until", "imputed_manifest"], log, env=env)
+    rss, job = largest_job(run_dir, t0)
+    ran = log.read_text()
+    for rule in UPSTREAM_RULES:
+        if rule in ran:
+            raise SystemExit(f"the imputation-only run re-ran {rule}: see {log}")
+    return {**t, "peak_mib": round(rss), "largest_job": job}
 
 
 def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:

@@ -260,7 +260,7 @@ def _longest_by_anchor(runs: np.ndarray, a: int, count: np.ndarray, top: int, al
                 n_reaching += 1
     for y in range(n_reaching):
         row = reaching[y]
-        r = runs[a, row]
+        r = run_a[row]
         for i in range(row_start[row], row_start[row + 1]):
             h = row_haps[i]
             if not forbidden[q, h]:

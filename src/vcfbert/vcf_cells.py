@@ -23,15 +23,15 @@ _HOM_REF_NO_GP = np.frombuffer(b"0|0:0\t", np.uint8).copy()  # the same without 
 
 
 def _decimal_table() -> tuple[np.ndarray, np.ndarray]:
-    """(text uint8 [2001, 5], length int64 [2001]): ``q / 1000`` for q = 0 .. 2000 as the
-    records write it, 3 decimals with trailing zeros and a trailing point dropped (``0``,
-    ``1``, ``0.5``, ``1.234``), zero-padded to 5 bytes."""
+    """(text uint8 [2001, 5], length int64 [2001]): ``q / 1000`` for q = 0 .. 2000 as
+    :func:`vcfbert.imputed_vcf.decimal_text` writes it (``0``, ``1``, ``0.5``, ``1.234``),
+    zero-padded to 5 bytes."""
+    from .imputed_vcf import decimal_text  # imputed_vcf imports this module where it formats
+
     text = np.zeros((2001, 5), np.uint8)
     length = np.zeros(2001, np.int64)
     for q in range(2001):
-        word = str(q // 1000)
-        if q % 1000:
-            word += "." + f"{q % 1000:03d}".rstrip("0")
+        word = decimal_text(q / 1000)
         text[q, :len(word)] = np.frombuffer(word.encode("ascii"), np.uint8)
         length[q] = len(word)
     return text, length
