@@ -36,7 +36,7 @@ CUTS = [
      "return"),
     ("+ forward", "    # scaled backward pass from the last slot", "return"),
     ("+ backward, leave-one-out", "    # match runs at the core's intervals", "return"),
-    ("+ match runs, per-site loop", "        ids = pattern_id[row]\n", "continue"),
+    ("+ match runs, per-site loop", "        ids = state_pattern[row]\n", "continue"),
     ("+ states' groups (gather)", "        for c in range(k):\n            u = group[c]\n"
      "            if stamp[u] != row:", "continue"),
     ("+ touched groups", "        g_left = gamma[left - f_lo]", "continue"),

@@ -42,7 +42,7 @@ def describe_patterns(results: Path, chrom: str, windows: list[str]) -> None:
         t = window_tables(arrays.ref_slots, arrays.ref_core, geo.site_interval.numpy())
         rows = int((np.diff(np.searchsorted(geo.site_interval.numpy(),
                                             np.arange(t.first_interval, t.first_interval
-                                                      + t.pattern_id.shape[0] + 1))) > 0).sum())
+                                                      + t.pattern_id.shape[1] + 1))) > 0).sum())
         print(f"{wid}: {layout.n_sites} core sites in {rows} intervals, "
               f"{t.alt_ptr.size - 1} ALT-carrying patterns ({(t.alt_ptr.size - 1) / rows:.0f} "
               f"per interval) for {arrays.ref_core.shape[0]} haplotypes, "

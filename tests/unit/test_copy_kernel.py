@@ -103,7 +103,7 @@ def test_copy_features_match_the_torch_path_on_shared_segments(seed, m):
     ref_slots, ref_core, interval = kw["ref_slots"], kw["ref_core"], kw["site_interval"]
     tables = window_tables(ref_slots, ref_core, interval)
     # few patterns per interval: the pooling is exercised, not bypassed
-    assert tables.pattern_start[-1] < 0.5 * n_h * tables.pattern_id.shape[0]
+    assert tables.pattern_start[-1] < 0.5 * n_h * tables.pattern_id.shape[1]
     p, feat, _ = copy_features(tables=tables, **kw)
     p_ref, feat_ref = reference_of(kw)
     np.testing.assert_allclose(p, p_ref, atol=2e-5)
@@ -144,15 +144,16 @@ def test_window_tables_reproduce_every_haplotypes_alleles(lengths):
     np.testing.assert_array_equal(unpacked[:, :ref_slots.shape[1]], ref_slots)
     assert not unpacked[:, ref_slots.shape[1]:].any()
     assert t.first_interval == interval[0]
-    for row in range(t.pattern_id.shape[0]):
+    assert t.pattern_id.shape == (panel.shape[0], interval[-1] - interval[0] + 1)
+    for row in range(t.pattern_id.shape[1]):
         sites = np.flatnonzero(interval == t.first_interval + row)
         alleles = ref_core[:, sites]
         carriers = alleles.any(1)
         distinct = np.unique(alleles[carriers], axis=0).shape[0] if carriers.any() else 0
         assert t.pattern_start[row + 1] - t.pattern_start[row] == distinct
-        assert set(t.pattern_id[row][carriers]) == set(range(distinct))
+        assert set(t.pattern_id[:, row][carriers]) == set(range(distinct))
         for h in range(panel.shape[0]):
-            u = t.pattern_id[row, h]
+            u = t.pattern_id[h, row]
             alt = sites[ref_core[h, sites] == 1]
             if u < 0:
                 assert alt.size == 0
@@ -181,7 +182,7 @@ def test_pattern_ids_widen_beyond_32767_haplotypes():
         distinct, inverse = np.unique(alleles, axis=0, return_inverse=True)
         carriers = alleles.any(1)
         assert t.pattern_start[row + 1] - t.pattern_start[row] == (distinct.any(1)).sum()
-        ids = t.pattern_id[row]
+        ids = t.pattern_id[:, row]
         assert (ids[~carriers] == -1).all()
         # the same pattern exactly where the alleles are the same
         pairs = {(int(a), int(b))
@@ -223,6 +224,37 @@ def test_identical_candidates_are_lumped_exactly():
     ok = [0, 1, 3, 4, 5]  # the torch path has no output for a query without candidates
     np.testing.assert_allclose(p[ok], p_ref[ok], atol=2e-5)
     np.testing.assert_allclose(feat[ok][..., :4], feat_ref[ok][..., :4], atol=1e-6)
+
+
+def test_runs_as_long_as_the_largest_window_and_a_window_beyond_it():
+    """The kernel's match runs are int16: at the largest window it takes (MAX_SLOTS slots), a
+    state that matches the query everywhere has a run of ~2 * MAX_SLOTS slots, and its run
+    feature still equals the torch path's; one slot more is refused with a clear error."""
+    from vcfbert.model.copy_kernel import MAX_SLOTS
+
+    rng = np.random.default_rng(31)
+    m, n, n_h = MAX_SLOTS, 6, 4
+    panel = (rng.random((n_h, m + n)) < 0.3).astype(np.int8)
+    panel[1, :m] = panel[0, :m]  # haplotype 1 matches haplotype 0 at every slot
+    panel[1, m:] = 1 - panel[0, m:]  # and differs at every core site
+    kw = random_window(rng, panel, m, 1, n_h)
+    kw["query_tokens"] = panel[:1, :m].copy()  # the query is haplotype 0 at every slot
+    kw["cand_ids"] = np.arange(n_h, dtype=np.int64)[None]
+    kw["ref_slots"] = np.ascontiguousarray(panel[:, :m])
+    kw["ref_core"] = np.ascontiguousarray(panel[:, m:])
+    kw["prior"] = np.full((1, n_h), 1 / n_h, np.float32)
+    kw["site_interval"] = np.full(n, m // 2, np.int64)
+    p, feat, _ = copy_features(**kw)
+    p_ref, feat_ref = reference_of(kw)
+    np.testing.assert_allclose(p, p_ref, atol=2e-5)
+    np.testing.assert_allclose(feat[..., :4], feat_ref[..., :4], atol=1e-6)
+    # both haplotypes 0 and 1 match every slot: a run of m slots, the longest REF or ALT run
+    assert np.isclose(max(feat[0, :, 0].max(), feat[0, :, 1].max()), np.log1p(m) / 6, rtol=1e-6)
+    wide = dict(kw, query_tokens=np.zeros((1, m + 1), np.int8), mu=np.ones((1, m + 1), np.float32),
+                emit_bonus=np.zeros((1, m + 1, 2), np.float32), rho=np.full((1, m + 1), 0.01, np.float32),
+                ref_slots=np.zeros((n_h, m + 1), np.int8))
+    with pytest.raises(ValueError, match="at most 16,000 slots"):
+        copy_features(**wide)
 
 
 @pytest.mark.parametrize("where", ["first", "last", "both_ends"])

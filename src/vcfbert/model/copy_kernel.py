@@ -50,6 +50,7 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from ..rows import distinct_rows, pack_rows
 
 MASK_TOKEN = 2
+MAX_SLOTS = 16_000  # a window's slots the kernel takes: its match runs are int16
 
 
 class WindowTables(NamedTuple):
@@ -73,8 +74,8 @@ class WindowTables(NamedTuple):
 
     hap_bits: np.ndarray  # uint64 [H, max(1, ceil(m / 64))] alleles at the slots: bit i % 64 of word i // 64 is slot i's (1 = ALT)
     n_slots: int  # m
-    first_interval: int  # interval of pattern_id's row 0
-    pattern_id: np.ndarray  # int16 [R, H] local pattern of each haplotype (-1: all REF; int32 above 32,767 haplotypes)
+    first_interval: int  # interval of pattern_id's column 0
+    pattern_id: np.ndarray  # int16 [H, R] local pattern of each haplotype per interval (-1: all REF; int32 above 32,767 haplotypes)
     pattern_start: np.ndarray  # int64 [R + 1] global number of each row's local pattern 0
     alt_ptr: np.ndarray  # int64 [P + 1] pattern g has ALT at core sites alt_site[ptr[g]:ptr[g+1]]
     alt_site: np.ndarray  # int32 [nnz] sorted within each pattern
@@ -94,15 +95,18 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     core_bits = pack_rows(ref_core, pad_words=1)  # for _interval_patterns' bit ranges
     hap_class = haplotype_classes(hap_bits, core_bits)
     if n == 0:
-        return WindowTables(hap_bits, m, 0, np.full((0, n_h), -1, pattern_dtype(n_h)),
+        return WindowTables(hap_bits, m, 0, np.full((n_h, 0), -1, pattern_dtype(n_h)),
                             np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32),
                             hap_class)
     if (np.diff(interval) < 0).any():
         raise ValueError("window_tables needs the sites sorted by interval")
     first, last = int(interval[0]), int(interval[-1])
     bounds = np.searchsorted(interval, np.arange(first, last + 2)).astype(np.int64)
-    pattern_id = np.full((bounds.size - 1, n_h), -1, pattern_dtype(n_h))
-    pattern_start, alt_ptr, alt_site = _interval_patterns(core_bits, bounds, pattern_id)
+    by_interval = np.full((bounds.size - 1, n_h), -1, pattern_dtype(n_h))
+    pattern_start, alt_ptr, alt_site = _interval_patterns(core_bits, bounds, by_interval)
+    # haplotype-major for the kernel: a query reads its states' rows (a few hundred bytes
+    # each) where a gather per interval read nearly every cache line of the [R, H] table
+    pattern_id = np.ascontiguousarray(by_interval.T)
     return WindowTables(hap_bits, m, first, pattern_id, pattern_start, alt_ptr, alt_site,
                         hap_class)
 
@@ -284,7 +288,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # only carry the forward and backward messages into the core, so their rows are never
     # kept: the arrays are [core rows, k] instead of [m, k], small enough for the cache.
     i_lo = first_interval
-    i_hi = first_interval + pattern_id.shape[0] - 1  # I_hi < I_lo: no core sites
+    n_pat_rows = pattern_id.shape[1]  # intervals first_interval.. (the core's)
+    i_hi = first_interval + n_pat_rows - 1  # I_hi < I_lo: no core sites
     post_lo = m
     post_hi = 0
     if i_hi >= i_lo:
@@ -425,8 +430,10 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # the candidates in SIMD: run[I - I_lo, c] = left run ending at slot I-1 + right run
     # starting at slot I (interval I)
     n_rows = max(i_hi - i_lo + 1, 0)
-    run = np.zeros((max(n_rows, 1), k), np.int32)
-    lrun = np.zeros(k, np.int32)
+    # int16: a run spans at most 2m + 1 slots (m <= MAX_SLOTS, checked by _kernel_args); half
+    # the bytes of the [rows, k] table the per-interval sums read
+    run = np.zeros((max(n_rows, 1), k), np.int16)
+    lrun = np.zeros(k, np.int16)
     for i in range(min(i_hi, m)):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -436,7 +443,7 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
             row_run = run[i + 1 - i_lo]
             for c in range(k):
                 row_run[c] = lrun[c]
-    right = np.zeros(k, np.int32)
+    right = np.zeros(k, np.int16)
     for i in range(m - 1, i_lo - 1, -1):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -457,7 +464,7 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     best_alt = np.zeros(n, f32)
     best_ref = np.zeros(n, f32)
     max_groups = 1
-    for row in range(pattern_id.shape[0]):
+    for row in range(n_pat_rows):
         max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
     gacc = np.zeros((max_groups, 5), f32)
     gbest = np.zeros(max_groups, f32)  # the group's longest run feature
@@ -466,20 +473,27 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
     pending = np.empty(n, np.int64)
     group = np.empty(k, np.int64)  # each candidate's group in the current interval
-    for row in range(pattern_id.shape[0]):
+    # the states' pattern ids, interval-major [R, k]: each state's row of the haplotype-major
+    # table is read once (contiguous), then each interval's k ids are one contiguous row
+    state_pattern = np.empty((max(n_pat_rows, 1), k), pattern_id.dtype)
+    for c in range(k):
+        ids = pattern_id[cand[c]]
+        for row in range(n_pat_rows):
+            state_pattern[row, c] = ids[row]
+    for row in range(n_pat_rows):
         interval = first_interval + row
         j0 = interval_start[interval]
         j1 = interval_start[interval + 1]
         if j0 == j1:
             continue
-        ids = pattern_id[row]
+        ids = state_pattern[row]
         left = max(interval - 1, 0)
         right = min(interval, m - 1)
         n_touched = 0
-        # each candidate's group first (a gather the compiler can vectorise), then the groups
-        # this query touches, then the sums: no loop carries both the gather and the scatter
+        # each candidate's group first (a loop the compiler vectorises), then the groups this
+        # query touches, then the sums: no loop carries both the group ids and the scatter
         for c in range(k):
-            group[c] = ids[cand[c]] + 1
+            group[c] = ids[c] + 1
         for c in range(k):
             u = group[c]
             if stamp[u] != row:
@@ -788,6 +802,9 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
         if n == 0:
             return None, outputs
         raise ValueError("copy_features needs m >= 1 slots when there are core sites")
+    if m > MAX_SLOTS:
+        raise ValueError(f"copy_features takes windows of at most {MAX_SLOTS:,} slots (typed "
+                         f"sites), not {m:,}: use smaller windows.core_sites / flank_sites")
     if (np.diff(interval) < 0).any():
         raise ValueError("copy_features needs the sites sorted by interval")
     # sites of interval I are site_index[interval_start[I]:interval_start[I + 1]]
@@ -796,7 +813,7 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
     tab = tables if tables is not None else window_tables(ref_slots, ref_core, interval)
     if tab.n_slots != m or tab.hap_bits.shape[0] != ref_slots.shape[0] or n and (
             tab.first_interval != interval[0]
-            or tab.pattern_id.shape != (interval[-1] - interval[0] + 1, ref_core.shape[0])):
+            or tab.pattern_id.shape != (ref_core.shape[0], interval[-1] - interval[0] + 1)):
         raise ValueError("copy_features: the window tables were built for other slots, sites "
                          "or haplotypes")
     inputs = (np.ascontiguousarray(query_tokens, np.int8),
