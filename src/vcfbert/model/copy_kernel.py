@@ -237,6 +237,25 @@ def haplotype_classes(slot_bits: np.ndarray, core_bits: np.ndarray) -> np.ndarra
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _aligned(rows, cols, dtype):
+    """An uninitialised C-contiguous [rows, cols] array of ``dtype`` whose first element is
+    64-byte aligned. The kernel's scratch arrays are made this way: compiled for AVX-512, the
+    vectorised sums over states may start with a scalar part that depends on where an array
+    lies, so that the same inputs rounded differently from one call to the next (a few ulp:
+    docs/model.md, "Call-to-call rounding on AVX-512")."""
+    size = rows * cols
+    buf = np.empty(size + 64, dtype)
+    offset = ((-buf.ctypes.data) % 64) // buf.itemsize
+    return buf[offset:offset + size].reshape((rows, cols))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _aligned_vector(n, dtype):
+    """:func:`_aligned` of one row: a 64-byte aligned [n] array of ``dtype``."""
+    return _aligned(1, n, dtype)[0]
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _feature_tables(m, k_all):
     """(log_run float32 [2m + 2]: log1p(run) / 6 for every possible match run over ``m``
@@ -265,9 +284,11 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # prior 0 and never carry weight, so they are left out. state_of_class is -1 on entry
     # and on exit (a scratch array shared by the queries of a batch).
     k_all = cand_all.shape[0]
-    cand = np.empty(k_all, np.int64)
-    prior = np.zeros(k_all, f32)
-    mult = np.zeros(k_all, f32)
+    cand = _aligned_vector(k_all, np.int64)
+    prior = _aligned_vector(k_all, f32)
+    mult = _aligned_vector(k_all, f32)
+    prior[:] = f32(0.0)
+    mult[:] = f32(0.0)
     k = 0
     for c in range(k_all):
         if valid_all[c]:
@@ -306,8 +327,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # from their haplotype-major bits: per 64-slot word, the states' words are gathered once,
     # then each slot's row of k alleles is a shift and a mask of them, a loop the compiler
     # vectorises (copying a byte per allele, transposed in blocks, took ~7x as long)
-    allele = np.empty((m, k), np.int8)
-    word = np.empty(k, np.uint64)
+    allele = _aligned(m, k, np.int8)
+    word = _aligned_vector(k, np.uint64)
     for w in range(hap_bits.shape[1]):
         for c in range(k):
             word[c] = hap_bits[cand[c], w]
@@ -319,8 +340,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
                 row[c] = np.int8((word[c] >> shift) & np.uint64(1))
     # emissions take two values per slot (candidate carries REF or ALT); normalised by the
     # largest among the candidates, as forward_backward does per slot among the valid ones
-    e0 = np.empty(m, f32)
-    e1 = np.empty(m, f32)
+    e0 = _aligned_vector(m, f32)
+    e1 = _aligned_vector(m, f32)
     for i in range(m):
         row = allele[i]
         n1 = 0
@@ -345,8 +366,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
         e0[i] = f32(math.exp(le0 - best))
         e1[i] = f32(math.exp(le1 - best))
     # scaled forward pass; rows from f_lo on are kept in gamma
-    gamma = np.empty((max(post_hi - f_lo, 1), k), f32)
-    fw = np.empty(k, f32)
+    gamma = _aligned(max(post_hi - f_lo, 1), k, f32)
+    fw = _aligned_vector(k, f32)
     tot = f32(0.0)
     for c in range(k):
         x = prior[c] * (e1[0] if allele[0, c] == 1 else e0[0])
@@ -377,8 +398,9 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
                 g[c] = fw[c]
     # scaled backward pass from the last slot, multiplied into the kept forward rows: the
     # posterior at slots post_lo..post_hi-1
-    y = np.ones(k, f32)
-    ey = np.empty(k, f32)
+    y = _aligned_vector(k, f32)
+    y[:] = f32(1.0)
+    ey = _aligned_vector(k, f32)
     for i in range(m - 1, post_lo - 1, -1):
         if i < m - 1:
             r = rho[i + 1]
@@ -432,8 +454,10 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     n_rows = max(i_hi - i_lo + 1, 0)
     # int16: a run spans at most 2m + 1 slots (m <= MAX_SLOTS, checked by _kernel_args); half
     # the bytes of the [rows, k] table the per-interval sums read
-    run = np.zeros((max(n_rows, 1), k), np.int16)
-    lrun = np.zeros(k, np.int16)
+    run = _aligned(max(n_rows, 1), k, np.int16)
+    run[:] = 0
+    lrun = _aligned_vector(k, np.int16)
+    lrun[:] = 0
     for i in range(min(i_hi, m)):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -443,7 +467,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
             row_run = run[i + 1 - i_lo]
             for c in range(k):
                 row_run[c] = lrun[c]
-    right = np.zeros(k, np.int16)
+    right = _aligned_vector(k, np.int16)
+    right[:] = 0
     for i in range(m - 1, i_lo - 1, -1):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -460,22 +485,27 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # sum_c gl_c + frac_j * sum_c dg_c (the posterior interpolated between the flanking slots),
     # so the sums keep the two parts apart. acc[j] = (sum gl, sum dg, sum gl * run feature,
     # sum dg * run feature, ALT carriers) over the ALT carriers of site j.
-    acc = np.zeros((n, 5), f32)
-    best_alt = np.zeros(n, f32)
-    best_ref = np.zeros(n, f32)
+    acc = _aligned(n, 5, f32)
+    acc[:] = f32(0.0)
+    best_alt = _aligned_vector(n, f32)
+    best_alt[:] = f32(0.0)
+    best_ref = _aligned_vector(n, f32)
+    best_ref[:] = f32(0.0)
     max_groups = 1
     for row in range(n_pat_rows):
         max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
-    gacc = np.zeros((max_groups, 5), f32)
-    gbest = np.zeros(max_groups, f32)  # the group's longest run feature
+    gacc = _aligned(max_groups, 5, f32)
+    gacc[:] = f32(0.0)
+    gbest = _aligned_vector(max_groups, f32)
+    gbest[:] = f32(0.0)  # the group's longest run feature
     stamp = np.full(max_groups, -1, np.int64)
     touched = np.empty(k + 1, np.int64)
     alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
     pending = np.empty(n, np.int64)
-    group = np.empty(k, np.int64)  # each candidate's group in the current interval
+    group = _aligned_vector(k, np.int64)  # each candidate's group in the current interval
     # the states' pattern ids, interval-major [R, k]: each state's row of the haplotype-major
     # table is read once (contiguous), then each interval's k ids are one contiguous row
-    state_pattern = np.empty((max(n_pat_rows, 1), k), pattern_id.dtype)
+    state_pattern = _aligned(max(n_pat_rows, 1), k, pattern_id.dtype)
     for c in range(k):
         ids = pattern_id[cand[c]]
         for row in range(n_pat_rows):
@@ -669,8 +699,8 @@ def _all_queries_head(qtok, cand, valid, hap_bits, first_interval, pattern_id,
     # one query's copied probabilities and carrier features, written by _one_query and read
     # by the head at once: one scratch row reused by every query stays in the cache, where
     # [b, n] and [b, n, 5] outputs were written and read back through memory
-    p_one = np.empty(site_frac.shape[0], np.float32)
-    feat_one = np.empty((site_frac.shape[0], 5), np.float32)
+    p_one = _aligned_vector(site_frac.shape[0], np.float32)
+    feat_one = _aligned(site_frac.shape[0], 5, np.float32)
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
