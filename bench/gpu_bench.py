@@ -237,7 +237,7 @@ def main() -> None:
         params = keyencoder.load(companion_path(checkpoint))
         observed = read_mask(masks["final"])[0]
         targets = read_targets(tgt_h5)
-        wid = chrom.windows["window_id"].iloc[len(chrom.windows) // 2]
+        wid = chrom.windows["window_id"][len(chrom.windows) // 2]
         layout = chrom.layout(wid)
         arrays = read_window_arrays(chrom.reference_h5, layout)
         obs = chrom.slot_mask(observed, layout)

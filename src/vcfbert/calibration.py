@@ -47,7 +47,7 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import IntegrityError
-from .evaluate import BIN_LABELS, MAF_BINS
+from .maf_bins import BIN_LABELS, MAF_BINS
 
 log = logging.getLogger(__name__)
 

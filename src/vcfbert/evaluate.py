@@ -22,18 +22,10 @@ import pandas as pd
 from .atomic import atomic_path
 from .errors import InputError
 from .io.vcf import iter_variants, list_contigs, normalize_contig, sample_ids
+from .maf_bins import BIN_LABELS, MAF_BINS, maf_bin  # noqa: F401 (the bins' old home)
 
 log = logging.getLogger(__name__)
 
-MAF_BINS = [0.0, 0.001, 0.005, 0.01, 0.05, 0.5]
-BIN_LABELS = ["[0,0.001)", "[0.001,0.005)", "[0.005,0.01)", "[0.01,0.05)", "[0.05,0.5]"]
-
-
-def maf_bin(af: np.ndarray) -> np.ndarray:
-    """Bin label of each ALT frequency (by MAF = min(af, 1 - af))."""
-    maf = np.minimum(af, 1 - af)
-    idx = np.clip(np.searchsorted(MAF_BINS, maf, side="right") - 1, 0, len(BIN_LABELS) - 1)
-    return np.array(BIN_LABELS, dtype=object)[idx]
 
 
 def true_dose(v) -> np.ndarray:

@@ -54,6 +54,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     """
     from .checkpoint import load_checkpoint, model_from_checkpoint
     from .data import Chromosome, WindowArrays, WindowGeometry, query_tokens
+    from .devices import pick_device
     from .index import KeySearcher, flat_index
     from .io.h5store import read_targets
     from .keyencoder import encode_keys
@@ -63,7 +64,6 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     from .model.copy_kernel import WindowTables, window_tables
     from .predict import predict_window
     from .runtime import prefetched
-    from .train import pick_device
     from .windowdata import ConsecutiveWindowReader
 
     dev = pick_device(device, inference=True)
@@ -135,7 +135,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     from .io.h5store import read_targets, read_variant_table
     from .runtime import cap_threads
     from .vcf_pieces import core_dosages, write_piece
-    from .windows import read_windows
+    from .windows import read_window_table
 
     t0 = time.time()
     extra = check_format_fields(list(format_fields))
@@ -169,9 +169,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
         er2_sites.append(int(np.isfinite(dosages.er2).sum()))
         return dosages
 
-    cores_of = read_windows(windows_tsv).set_index("window_id")
-    lo = int(cores_of.loc[window_ids[0], "core_start"])
-    hi = int(cores_of.loc[window_ids[-1], "core_end"])
+    windows = read_window_table(windows_tsv)
+    lo = windows.row(window_ids[0])["core_start"]
+    hi = windows.row(window_ids[-1])["core_end"]
     write_piece(out, predictions, prepare, contig=contig, core_start=lo, core_end=hi,
                 samples=targets.sample_id, window_ids=window_ids, format_fields=extra,
                 dr2_recalibrated=calibration is not None, threads=threads, gp=gp)

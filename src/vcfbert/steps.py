@@ -346,9 +346,9 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  gp: bool = True) -> None:
     """One chunk of consecutive windows imputed into its VCF piece (+ sidecar)."""
     from .impute import impute_chunk as run
-    from .windows import impute_chunks, read_windows
+    from .windows import impute_chunks, read_window_table
 
-    chunks = impute_chunks(read_windows(windows_tsv)["window_id"].tolist(), windows_per_job)
+    chunks = impute_chunks(read_window_table(windows_tsv)["window_id"].tolist(), windows_per_job)
     if chunk not in chunks:
         raise InputError(f"chunk {chunk} is not among the {len(chunks)} chunks of {contig}")
     run(checkpoint=checkpoint, key_encoder=key_encoder, contig=contig,

@@ -50,11 +50,12 @@ from .data import (
     leave_one_out_af,
     own_sample,
 )
+from .devices import pick_device
 from .encode import query_keys, reference_keys
 from .errors import InputError
-from .evaluate import BIN_LABELS, maf_bin
 from .index import KeySearcher, load_index
 from .layout import WindowLayout
+from .maf_bins import BIN_LABELS, maf_bin
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
 from .model.copy_kernel import WindowTables, window_tables
@@ -143,21 +144,6 @@ def lr_lambda(warmup: int):
         return min(s / warm, math.sqrt(warm / s))
 
     return f
-
-
-def pick_device(requested: str = "auto", *, inference: bool = False) -> str:
-    """The torch device for ``requested`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
-
-    ``auto``: CUDA when a GPU is visible, else the CPU; for ``inference`` (imputation, the
-    DR2 calibration) always the CPU, whose fused kernel (:mod:`vcfbert.model.copy_kernel`)
-    imputed ``ooa_speed`` ~10x faster on 2 cores than the torch path did on an NVIDIA H200
-    (docs/gpu.md); ``cuda`` still asks for the GPU."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() and not inference else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError("device 'cuda' requested but no CUDA GPU is visible; set "
-                         "`device: auto` or `cpu`")
-    return requested
 
 
 def init_model(model_config: dict[str, Any], out: str | os.PathLike[str], *, seed: int,

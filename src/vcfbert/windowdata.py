@@ -11,13 +11,12 @@ import dataclasses
 import os
 
 import numpy as np
-import pandas as pd
 
 from .io.h5chunks import read_columns
 from .io.h5store import open_store, read_targets, read_variant_table
 from .layout import WindowLayout, make_layout
 from .tokens import MASK
-from .windows import read_windows
+from .windows import WindowTable, read_window_table
 
 
 @dataclasses.dataclass
@@ -27,7 +26,7 @@ class Chromosome:
     contig: str
     reference_h5: str
     targets_h5: str
-    windows: pd.DataFrame
+    windows: WindowTable
     position: np.ndarray  # [V] the model's coordinate: bp, or cM x 1e6 with a genetic map
     af: np.ndarray  # float32 [V]
     typed_index: np.ndarray  # int64 [M] reference indices of the targets' typed sites
@@ -50,14 +49,14 @@ class Chromosome:
             male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
         targets = read_targets(targets_h5)
         return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
-                   windows=read_windows(windows_tsv), position=position,
+                   windows=read_window_table(windows_tsv), position=position,
                    af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
                    sample_id=samples, male=male, haploid_variant=table["haploid"])
 
     def layout(self, window_id: str) -> WindowLayout:
-        w = self.windows.loc[self.windows["window_id"] == window_id].iloc[0]
-        return make_layout(self.position, self.typed_index, int(w.start_idx), int(w.end_idx),
-                           int(w.core_start), int(w.core_end))
+        w = self.windows.row(window_id)
+        return make_layout(self.position, self.typed_index, w["start_idx"], w["end_idx"],
+                           w["core_start"], w["core_end"])
 
     def second_copies(self, layout: WindowLayout) -> np.ndarray:
         """int64 ids of the reference haplotypes never to retrieve in this window: the

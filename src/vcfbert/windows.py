@@ -11,13 +11,18 @@ Columns of ``windows.tsv`` (indices are 0-based into the reference store, ``end`
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from .atomic import atomic_path
 from .errors import InputError
+
+if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: the imputation job reads
+    import pandas as pd  # its windows with read_window_table and never imports it
 
 COLUMNS = ["window_id", "start_idx", "end_idx", "core_start", "core_end", "start_bp", "end_bp",
            "n_typed", "n_core"]
@@ -60,6 +65,8 @@ def define_windows(position: np.ndarray, typed_index: np.ndarray, *, core_sites:
         rows.append({"window_id": f"w{k:04d}", "start_idx": start, "end_idx": end,
                      "core_start": cs, "core_end": ce, "start_bp": int(position[start]),
                      "end_bp": int(position[end - 1]), "n_typed": n_typed, "n_core": ce - cs})
+    import pandas as pd
+
     df = pd.DataFrame(rows, columns=COLUMNS)
     check_windows(df, n_var)
     return df
@@ -81,11 +88,58 @@ def write_windows(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
 
 
 def read_windows(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """``windows.tsv`` as a DataFrame (see :func:`read_window_table` for one without pandas)."""
+    import pandas as pd
+
     df = pd.read_csv(path, sep="\t", dtype={"window_id": str})
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise InputError(f"{path}: windows table lacks columns {missing}")
     return df
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowTable:
+    """``windows.tsv`` as columns (:data:`COLUMNS`), read without pandas
+    (:func:`read_window_table`): ``table["window_id"]`` is str [W], the other columns int64
+    [W], as a DataFrame's columns would be."""
+
+    columns: dict[str, np.ndarray]
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        return self.columns[column]
+
+    def __len__(self) -> int:
+        return int(self.columns["window_id"].shape[0])
+
+    def row(self, window_id: str) -> dict[str, int]:
+        """The integer columns of window ``window_id``."""
+        hit = np.flatnonzero(self.columns["window_id"] == window_id)
+        if hit.size == 0:
+            raise InputError(f"window {window_id} is not in the windows table")
+        return {c: int(self.columns[c][hit[0]]) for c in COLUMNS[1:]}
+
+
+def read_window_table(path: str | os.PathLike[str]) -> WindowTable:
+    """``windows.tsv`` (:func:`write_windows`) as a :class:`WindowTable`, with the csv module:
+    the same columns as :func:`read_windows`, for the jobs that need no DataFrame."""
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh, delimiter="\t")
+        header = next(reader, None)
+        rows = list(reader)
+    if header is None:
+        raise InputError(f"{path}: the windows table is empty")
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: windows table lacks columns {missing}")
+    at = {c: header.index(c) for c in COLUMNS}
+    try:
+        columns = {c: (np.array([r[at[c]] for r in rows], dtype=str) if c == "window_id"
+                       else np.array([int(r[at[c]]) for r in rows], dtype=np.int64))
+                   for c in COLUMNS}
+    except (IndexError, ValueError) as e:
+        raise InputError(f"{path}: a row of the windows table is malformed ({e})") from e
+    return WindowTable(columns)
 
 
 def window_row(df: pd.DataFrame, window_id: str) -> pd.Series:

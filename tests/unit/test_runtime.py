@@ -130,8 +130,8 @@ def test_auto_device_imputes_on_the_cpu_and_trains_on_a_visible_gpu(monkeypatch)
     imputes on the GPU, and one without a GPU is refused with what to set."""
     import torch
 
+    from vcfbert.devices import pick_device
     from vcfbert.errors import InputError
-    from vcfbert.train import pick_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto") == "cuda"

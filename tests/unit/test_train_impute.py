@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -591,7 +592,9 @@ def test_two_process_training_equals_one_process(prepared, tmp_path):
                   train_config=dict(batch_size=8, max_batches_per_epoch=4,
                                     val_max_haplotypes=8, max_sites_per_batch=64),
                   device="cpu")
-    chrom.windows.to_csv(tmp_path / "w.tsv", sep="\t", index=False)
+    from vcfbert.windows import write_windows
+
+    write_windows(pd.DataFrame(chrom.windows.columns), tmp_path / "w.tsv")
     steps.train_epoch(**kwargs, out_model=str(tmp_path / "one/model.pt"),
                       out_metrics=str(tmp_path / "one/metrics.json"))
     args = {**kwargs, "out_model": str(tmp_path / "two/model.pt"),
@@ -819,6 +822,37 @@ def test_jobs_find_every_kernel_compiled_ahead(prepared, tiny_stores, tmp_path):
         f"kernels compiled by the jobs, not ahead: {compiled_in_the_jobs}; add their "
         "signatures to vcfbert.kernels.KERNELS")
     assert all(hits for hits, _ in report.values()), report  # every kernel listed is used
+
+
+_IMPUTATION_JOB = """
+import json, sys
+from vcfbert import keyencoder, steps
+a = json.loads(sys.argv[1])
+steps.impute_chunk(checkpoint=a["d"] + "/init.pt",
+                   key_encoder=keyencoder.companion_path(a["d"] + "/init.pt"), contig="20",
+                   chunk="c0000", windows_per_job=99, reference_h5=a["ref"],
+                   targets_h5=a["tgt"], windows_tsv=a["windows"], mask_h5=a["d"] + "/final.h5",
+                   out=a["tmp"] + "/c0000.vcf.gz", batch_size=16, device="cpu")
+print(json.dumps(sorted(m for m in ("pandas", "vcfbert.train", "vcfbert.evaluate",
+                                    "vcfbert.split") if m in sys.modules)))
+"""
+
+
+def test_the_imputation_job_imports_neither_pandas_nor_the_training_code(prepared, tiny_stores,
+                                                                          tmp_path):
+    """An imputation job (the function its Snakemake script calls, in a fresh process) reads
+    its windows without pandas and picks its device without the training module: pandas'
+    import alone was ~0.3 s of the job's serial start (docs/model.md, "Inference speed")."""
+    import subprocess
+    import sys
+
+    args = {"d": str(prepared["d"]), "tmp": str(tmp_path), "ref": tiny_stores["ref"],
+            "tgt": tiny_stores["tgt"], "windows": tiny_stores["windows"]}
+    run = subprocess.run([sys.executable, "-c", _IMPUTATION_JOB, json.dumps(args)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "c0000.vcf.gz").stat().st_size > 0
+    assert json.loads(run.stdout.splitlines()[-1]) == []
 
 
 def test_imputation_and_dr2_jobs_cap_their_thread_pools_at_one_thread(prepared, tiny_stores,

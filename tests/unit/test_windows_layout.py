@@ -76,3 +76,33 @@ def test_impute_chunks_cover_the_windows_in_order(n, per_job):
     assert max(sizes) <= per_job and max(sizes) - min(sizes) <= 1
     with pytest.raises(InputError, match="windows_per_job"):
         impute_chunks(ids, 0)
+
+
+def test_window_table_reads_what_the_dataframe_reader_reads(tmp_path):
+    """The pandas-free reader of the imputation job (read_window_table) gives every column of
+    windows.tsv as read_windows does, finds a window's row, and refuses a table without a
+    column, with a malformed row, or an unknown window with the file's or window's name."""
+    from vcfbert.windows import read_window_table, read_windows, write_windows
+
+    rng = np.random.default_rng(4)
+    pos = np.cumsum(rng.integers(1, 500, 300))
+    typed = np.flatnonzero(rng.random(300) < 0.2)
+    path = tmp_path / "windows.tsv"
+    write_windows(define_windows(pos, typed, core_sites=7, flank_sites=5), path)
+    df, table = read_windows(path), read_window_table(path)
+    assert len(table) == len(df) > 3
+    for column in df.columns:
+        np.testing.assert_array_equal(table[column], df[column].to_numpy())
+    assert table["window_id"].tolist() == df["window_id"].tolist()
+    third = df.iloc[2]
+    assert table.row(third.window_id) == {c: int(third[c]) for c in df.columns[1:]}
+    with pytest.raises(InputError, match="w9999 is not in the windows table"):
+        table.row("w9999")
+    lines = path.read_text().splitlines()
+    (tmp_path / "cut.tsv").write_text("\n".join(
+        "\t".join(line.split("\t")[:-1]) for line in lines) + "\n")
+    with pytest.raises(InputError, match=r"cut.tsv: windows table lacks columns \['n_core'\]"):
+        read_window_table(tmp_path / "cut.tsv")
+    (tmp_path / "bad.tsv").write_text("\n".join([*lines, "w0099\t1\tx"]) + "\n")
+    with pytest.raises(InputError, match="bad.tsv: a row of the windows table is malformed"):
+        read_window_table(tmp_path / "bad.tsv")
