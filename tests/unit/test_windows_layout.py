@@ -80,7 +80,7 @@ def test_impute_chunks_cover_the_windows_in_order(n, per_job):
 
 def test_window_table_reads_what_the_dataframe_reader_reads(tmp_path):
     """The pandas-free reader of the imputation job (read_window_table) gives every column of
-    windows.tsv as read_windows does, finds a window's row, and refuses a table without a
+    windows.tsv as written (and read_windows, built on it, the same DataFrame), finds a window's row, and refuses a table without a
     column, with a malformed row, or an unknown window with the file's or window's name."""
     from vcfbert.windows import read_window_table, read_windows, write_windows
 
@@ -88,8 +88,11 @@ def test_window_table_reads_what_the_dataframe_reader_reads(tmp_path):
     pos = np.cumsum(rng.integers(1, 500, 300))
     typed = np.flatnonzero(rng.random(300) < 0.2)
     path = tmp_path / "windows.tsv"
-    write_windows(define_windows(pos, typed, core_sites=7, flank_sites=5), path)
-    df, table = read_windows(path), read_window_table(path)
+    df = define_windows(pos, typed, core_sites=7, flank_sites=5)  # what the file holds
+    write_windows(df, path)
+    table = read_window_table(path)
+    # the DataFrame reader reads the same (it is built on the table)
+    assert read_windows(path).equals(df)
     assert len(table) == len(df) > 3
     for column in df.columns:
         np.testing.assert_array_equal(table[column], df[column].to_numpy())

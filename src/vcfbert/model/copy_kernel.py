@@ -256,6 +256,20 @@ def _aligned_vector(n, dtype):
     return _aligned(1, n, dtype)[0]
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _aligned_zeros(rows, cols, dtype):
+    """:func:`_aligned` filled with zeros."""
+    out = _aligned(rows, cols, dtype)
+    out[:] = 0
+    return out
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _aligned_zeros_vector(n, dtype):
+    """:func:`_aligned_vector` filled with zeros."""
+    return _aligned_zeros(1, n, dtype)[0]
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _feature_tables(m, k_all):
     """(log_run float32 [2m + 2]: log1p(run) / 6 for every possible match run over ``m``
@@ -285,10 +299,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # and on exit (a scratch array shared by the queries of a batch).
     k_all = cand_all.shape[0]
     cand = _aligned_vector(k_all, np.int64)
-    prior = _aligned_vector(k_all, f32)
-    mult = _aligned_vector(k_all, f32)
-    prior[:] = f32(0.0)
-    mult[:] = f32(0.0)
+    prior = _aligned_zeros_vector(k_all, f32)
+    mult = _aligned_zeros_vector(k_all, f32)
     k = 0
     for c in range(k_all):
         if valid_all[c]:
@@ -454,10 +466,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     n_rows = max(i_hi - i_lo + 1, 0)
     # int16: a run spans at most 2m + 1 slots (m <= MAX_SLOTS, checked by _kernel_args); half
     # the bytes of the [rows, k] table the per-interval sums read
-    run = _aligned(max(n_rows, 1), k, np.int16)
-    run[:] = 0
-    lrun = _aligned_vector(k, np.int16)
-    lrun[:] = 0
+    run = _aligned_zeros(max(n_rows, 1), k, np.int16)
+    lrun = _aligned_zeros_vector(k, np.int16)
     for i in range(min(i_hi, m)):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -467,8 +477,7 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
             row_run = run[i + 1 - i_lo]
             for c in range(k):
                 row_run[c] = lrun[c]
-    right = _aligned_vector(k, np.int16)
-    right[:] = 0
+    right = _aligned_zeros_vector(k, np.int16)
     for i in range(m - 1, i_lo - 1, -1):
         q = qtok[i]
         if q != MASK_TOKEN:
@@ -485,19 +494,14 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # sum_c gl_c + frac_j * sum_c dg_c (the posterior interpolated between the flanking slots),
     # so the sums keep the two parts apart. acc[j] = (sum gl, sum dg, sum gl * run feature,
     # sum dg * run feature, ALT carriers) over the ALT carriers of site j.
-    acc = _aligned(n, 5, f32)
-    acc[:] = f32(0.0)
-    best_alt = _aligned_vector(n, f32)
-    best_alt[:] = f32(0.0)
-    best_ref = _aligned_vector(n, f32)
-    best_ref[:] = f32(0.0)
+    acc = _aligned_zeros(n, 5, f32)
+    best_alt = _aligned_zeros_vector(n, f32)
+    best_ref = _aligned_zeros_vector(n, f32)
     max_groups = 1
     for row in range(n_pat_rows):
         max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
-    gacc = _aligned(max_groups, 5, f32)
-    gacc[:] = f32(0.0)
-    gbest = _aligned_vector(max_groups, f32)
-    gbest[:] = f32(0.0)  # the group's longest run feature
+    gacc = _aligned_zeros(max_groups, 5, f32)
+    gbest = _aligned_zeros_vector(max_groups, f32)  # the group's longest run feature
     stamp = np.full(max_groups, -1, np.int64)
     touched = np.empty(k + 1, np.int64)
     alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
