@@ -24,6 +24,10 @@ from .errors import InputError
 if TYPE_CHECKING:  # pandas is imported where a DataFrame is made: the imputation job reads
     import pandas as pd  # its windows with read_window_table and never imports it
 
+# the most typed sites (slots) a window may hold: the imputation kernel's match runs are int16
+# (vcfbert.model.copy_kernel); refused here, when the windows are laid out, not after training
+MAX_WINDOW_SLOTS = 16_000
+
 COLUMNS = ["window_id", "start_idx", "end_idx", "core_start", "core_end", "start_bp", "end_bp",
            "n_typed", "n_core"]
 
@@ -65,6 +69,11 @@ def define_windows(position: np.ndarray, typed_index: np.ndarray, *, core_sites:
         rows.append({"window_id": f"w{k:04d}", "start_idx": start, "end_idx": end,
                      "core_start": cs, "core_end": ce, "start_bp": int(position[start]),
                      "end_bp": int(position[end - 1]), "n_typed": n_typed, "n_core": ce - cs})
+    widest = max(row["n_typed"] for row in rows)
+    if widest > MAX_WINDOW_SLOTS:
+        raise InputError(f"a window holds {widest:,} typed sites, more than the "
+                         f"{MAX_WINDOW_SLOTS:,} the imputation kernel takes: lower "
+                         "windows.core_sites / windows.flank_sites")
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=COLUMNS)

@@ -109,3 +109,17 @@ def test_window_table_reads_what_the_dataframe_reader_reads(tmp_path):
     (tmp_path / "bad.tsv").write_text("\n".join([*lines, "w0099\t1\tx"]) + "\n")
     with pytest.raises(InputError, match="bad.tsv: a row of the windows table is malformed"):
         read_window_table(tmp_path / "bad.tsv")
+
+
+def test_windows_wider_than_the_kernel_takes_are_refused_when_laid_out():
+    """A window of more typed sites than the imputation kernel takes (its match runs are
+    int16) is refused when the windows are defined, naming the settings to lower, rather than
+    at imputation, after training."""
+    from vcfbert.windows import MAX_WINDOW_SLOTS
+
+    pos = np.arange(1, MAX_WINDOW_SLOTS + 2) * 10
+    typed = np.arange(pos.size)
+    with pytest.raises(InputError, match="16,001 typed sites.*windows.core_sites"):
+        define_windows(pos, typed, core_sites=MAX_WINDOW_SLOTS + 1, flank_sites=0)
+    df = define_windows(pos, typed, core_sites=MAX_WINDOW_SLOTS // 2, flank_sites=0)
+    assert df["n_typed"].max() <= MAX_WINDOW_SLOTS

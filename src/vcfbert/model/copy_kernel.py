@@ -47,10 +47,11 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
+from ..errors import InputError
 from ..rows import distinct_rows, pack_rows
+from ..windows import MAX_WINDOW_SLOTS as MAX_SLOTS  # its match runs are int16
 
 MASK_TOKEN = 2
-MAX_SLOTS = 16_000  # a window's slots the kernel takes: its match runs are int16
 
 
 class WindowTables(NamedTuple):
@@ -837,7 +838,7 @@ def _kernel_args(*, query_tokens: np.ndarray, cand_ids: np.ndarray, ref_slots: n
             return None, outputs
         raise ValueError("copy_features needs m >= 1 slots when there are core sites")
     if m > MAX_SLOTS:
-        raise ValueError(f"copy_features takes windows of at most {MAX_SLOTS:,} slots (typed "
+        raise InputError(f"copy_features takes windows of at most {MAX_SLOTS:,} slots (typed "
                          f"sites), not {m:,}: use smaller windows.core_sites / flank_sites")
     if (np.diff(interval) < 0).any():
         raise ValueError("copy_features needs the sites sorted by interval")
