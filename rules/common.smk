@@ -4,15 +4,15 @@ import shlex
 import sys
 from types import SimpleNamespace
 
-import pandas as pd
 from snakemake.utils import validate
 
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert import cluster  # noqa: E402
 from vcfbert.inputs import expand as expand_files  # noqa: E402
+from vcfbert.io.tsv import read_column, read_rows  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
-from vcfbert.runtime import export_for_jobs  # noqa: E402
+from vcfbert.runtime import export_for_jobs, release_scheduler_timers  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
 from vcfbert.trained_panel import read_manifest  # noqa: E402
 from vcfbert.windows import impute_chunks  # noqa: E402
@@ -112,7 +112,7 @@ else:
 def chromosomes():
     """Chromosome labels (file-safe contig names), known once list_chromosomes has run."""
     out = checkpoints.list_chromosomes.get().output[0]
-    return pd.read_csv(out, sep="\t", dtype=str)["wildcard"].tolist()
+    return read_column(out, "wildcard")
 
 
 def chromosome_file(column):
@@ -121,9 +121,8 @@ def chromosome_file(column):
 
     def inner(wildcards):
         out = checkpoints.list_chromosomes.get().output[0]
-        table = pd.read_csv(out, sep="\t", dtype=str, keep_default_na=False)
-        hit = table.loc[table["wildcard"] == wildcards.chrom, column]
-        return hit.iloc[0] if not hit.empty and hit.iloc[0] else []
+        hits = [row[column] for row in read_rows(out) if row["wildcard"] == wildcards.chrom]
+        return hits[0] if hits and hits[0] else []
 
     return inner
 
@@ -137,7 +136,7 @@ def windows_of(chrom):
         out = WINDOWS_TSV.format(chrom=chrom)
     else:
         out = checkpoints.define_windows.get(chrom=chrom).output[0]
-    return pd.read_csv(out, sep="\t", dtype=str)["window_id"].tolist()
+    return read_column(out, "window_id")
 
 
 def model_before(wildcards):
@@ -298,6 +297,15 @@ onstart:
     if cluster.on_slurm(workflow):
         cluster.PendingWatch({r.name for r in workflow.rules},
                              interval_s=float(os.environ.get("VCFBERT_PENDING_CHECK_S", 30))).start()
+
+
+# the process would wait up to a second for the scheduler's rate-limit timer before exiting
+onsuccess:
+    release_scheduler_timers()
+
+
+onerror:
+    release_scheduler_timers()
 
 
 def final_outputs(wildcards):

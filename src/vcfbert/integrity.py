@@ -19,9 +19,8 @@ import contextlib
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from .index import sidecar_path, verify_shard
+from .io.tsv import read_column
 
 
 def corrupted_shards(root: str | Path) -> list[tuple[Path, str]]:
@@ -76,12 +75,12 @@ def missing_shards(results: str | Path, epochs: list[str], windows_per_job: int,
     if not table.exists():
         return []
     missing: list[Path] = []
-    for chrom in pd.read_csv(table, sep="\t", dtype=str)["wildcard"]:
+    for chrom in read_column(table, "wildcard"):
         table_path = (Path(windows_tsv.format(chrom=chrom)) if windows_tsv
                       else base / "windows" / f"{chrom}.tsv")
         if not table_path.exists():
             continue
-        windows = pd.read_csv(table_path, sep="\t", dtype=str)["window_id"].tolist()
+        windows = read_column(table_path, "window_id")
         for epoch in epochs:
             if (base / "train" / f"epoch_{epoch}" / "model.pt").exists():
                 shards = [base / "epochs" / epoch / "index" / chrom / f"{w}.faiss" for w in windows]

@@ -133,6 +133,31 @@ def export_for_jobs(*, src: str, command: str | None) -> None:
         os.environ.setdefault("VCFBERT_COMMAND", command)
 
 
+SNAKEMAKE_SCHEDULER_MODULE = "snakemake.scheduling.job_scheduler"
+
+
+def release_scheduler_timers() -> int:
+    """Cancel the Snakemake scheduler's pending re-scheduling timers; returns how many.
+
+    For the workflow's ``onsuccess`` / ``onerror`` hooks. Snakemake 9's scheduler, whose rate
+    limit (``--max-jobs-per-timespan``, 100 jobs per 1 s by default) it re-checks by timer,
+    starts a ``threading.Timer`` of the limit's timespan after every pass over the ready jobs.
+    The timers are not daemon threads, so the process waits for the last one before it exits:
+    up to a second after the workflow has finished, on every run that ran a job (the
+    imputation on ``ooa_speed`` exited 1.2 s after its last job; docs/model.md, "Inference
+    speed"). A shorter timespan cannot be set (``"10/100ms"`` parses as 100 minutes) and
+    ``"0s"`` would spin. When the hooks run the scheduler is done, so the semaphore a timer
+    would release has no one waiting. Only timers whose function comes from Snakemake's
+    scheduler module are cancelled; with another Snakemake this does nothing."""
+    cancelled = 0
+    for thread in threading.enumerate():
+        if (isinstance(thread, threading.Timer)
+                and getattr(thread.function, "__module__", None) == SNAKEMAKE_SCHEDULER_MODULE):
+            thread.cancel()
+            cancelled += 1
+    return cancelled
+
+
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     """The items of the iterator ``items`` in order, produced on a thread of its own while
     the caller works on the previous one: at most ``depth`` items wait between the two.

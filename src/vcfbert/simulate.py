@@ -20,7 +20,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .atomic import atomic_path
 from .errors import InputError
@@ -143,6 +142,8 @@ def write_plink_map(cfg: SimulationConfig, path: str) -> None:
 
 def simulate(cfg: SimulationConfig, out: SimulatedPaths) -> dict[str, int]:
     """Run the simulation and write the four files of ``out``; return summary counts."""
+    import pandas as pd  # here, not at the top: the Snakemake process imports this module
+
     ts = _simulate_ts(cfg)
     rng = np.random.default_rng(cfg.seed)
     pop_names = {p.id: (p.metadata or {}).get("name", str(p.id)) for p in ts.populations()}

@@ -36,14 +36,16 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from . import __version__
 from .atomic import sha256_file, write_text_atomic
 from .errors import InputError, IntegrityError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,8 @@ def reference_fingerprint(contigs: list[str], tables: list[dict[str, np.ndarray]
 def array_table(table: dict[str, np.ndarray], variant_ref_index: np.ndarray) -> pd.DataFrame:
     """The array's sites: ``variant_index`` (into the reference store), position, REF, ALT,
     from the store's variant table."""
+    import pandas as pd  # here, not at the top: the Snakemake process imports this module
+
     idx = np.asarray(variant_ref_index, np.int64)
     return pd.DataFrame({"variant_index": idx, "position": table["position"][idx],
                          "ref": table["alleles"][idx, 0], "alt": table["alleles"][idx, 1]})
@@ -94,6 +98,8 @@ def array_table(table: dict[str, np.ndarray], variant_ref_index: np.ndarray) -> 
 
 def read_array(path: str | os.PathLike[str]) -> np.ndarray:
     """int64 [M]: the array's sites as sorted indices into the panel's reference store."""
+    import pandas as pd
+
     df = pd.read_csv(path, sep="\t", dtype={"ref": str, "alt": str})
     idx = df["variant_index"].to_numpy(np.int64)
     if idx.size == 0 or (np.diff(idx) <= 0).any():
@@ -157,6 +163,8 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
     The directory is assembled under a temporary name and renamed into place, so a killed job
     never leaves something that looks like a finished panel.
     """
+    import pandas as pd
+
     from .io.h5store import read_targets, read_variant_table, store_samples
     from .io.vcf import contig_lengths
     from .windows import read_windows

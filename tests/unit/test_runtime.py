@@ -1,5 +1,6 @@
 """runtime.prefetched and runtime.read_ahead: the one-ahead preparation the imputation and
-validation loops use, the text VCF reader's blocks produced on a thread, and the device `auto` picks."""
+validation loops use, the text VCF reader's blocks produced on a thread, the device `auto`
+picks, and the Snakemake scheduler's timers released at the end of a workflow."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 
 import pytest
 
-from vcfbert.runtime import ordered_map, prefetched, read_ahead
+from vcfbert.runtime import ordered_map, prefetched, read_ahead, release_scheduler_timers
 
 
 def test_prefetched_keeps_order_and_runs_one_ahead():
@@ -142,3 +143,28 @@ def test_auto_device_imputes_on_the_cpu_and_trains_on_a_visible_gpu(monkeypatch)
     assert pick_device("auto") == "cpu"
     with pytest.raises(InputError, match="device: auto"):
         pick_device("cuda", inference=True)
+
+
+def test_the_schedulers_timer_is_released_and_no_other():
+    """Snakemake's own re-scheduling timer (made by the installed Snakemake, not imitated) is
+    cancelled, so the process need not wait for it; a timer of anyone else runs as set. If
+    Snakemake renames the method, this test says the workaround in rules/common.smk is stale."""
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    class Scheduler:  # what the method touches
+        _open_jobs = threading.Semaphore(0)
+
+    fired = threading.Event()
+    other = threading.Timer(0.3, fired.set)
+    other.start()
+    t0 = time.perf_counter()
+    JobScheduler._schedule_reevalutation(Scheduler(), 30)
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t is not other]
+    assert len(timers) == 1
+    assert release_scheduler_timers() == 1
+    timers[0].join(5)
+    assert not timers[0].is_alive() and time.perf_counter() - t0 < 5
+    assert not Scheduler._open_jobs.acquire(blocking=False)  # its function never ran
+    other.join(5)
+    assert fired.is_set()
+    assert release_scheduler_timers() == 0
