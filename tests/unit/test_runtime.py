@@ -168,3 +168,38 @@ def test_the_schedulers_timer_is_released_and_no_other():
     other.join(5)
     assert fired.is_set()
     assert release_scheduler_timers() == 0
+
+
+_JOB = """
+import atexit, sys, threading, time
+from types import SimpleNamespace
+from vcfbert.runtime import run_step
+smk = SimpleNamespace(log=[sys.argv[1]], threads=1, rule="toy")
+atexit.register(lambda: open(sys.argv[2], "w").write("atexit ran"))
+with run_step(smk) as log:
+    log.info("the work is done")
+    print("to stdout", end="")  # no newline: still in the buffer
+    if sys.argv[3] == "busy":  # a non-daemon thread still writing: the normal exit waits
+        threading.Thread(target=lambda: (time.sleep(0.5),
+                                         open(sys.argv[2] + ".thread", "w").write("x"))).start()
+print("after the block")
+"""
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_a_finished_job_exits_at_once_having_flushed_what_teardown_would(tmp_path, busy):
+    """The log line, stdout's buffer and the atexit handler's file are all there; code after
+    the block runs only when a non-daemon thread holds the process (then its work completes)."""
+    import subprocess
+    import sys
+
+    log, marker = tmp_path / "job.log", tmp_path / "atexit.txt"
+    res = subprocess.run([sys.executable, "-c", _JOB, str(log), str(marker),
+                          "busy" if busy else "idle"], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "the work is done" in log.read_text()
+    assert res.stdout.startswith("to stdout")
+    assert marker.read_text() == "atexit ran"
+    assert ("after the block" in res.stdout) == busy
+    assert (tmp_path / "atexit.txt.thread").exists() == busy
