@@ -292,6 +292,13 @@ def training_threads(wildcards, input):
     return cluster.training_threads(input.reference)
 
 
+def side_job_threads(wildcards):
+    """Jobs nothing waits for (numba's cache, the plots): run locally they hold no core of
+    Snakemake's count and take the cycles the pipeline leaves (nice 19, set by the step);
+    a cluster job asks for one core (sbatch refuses --cpus-per-task=0)."""
+    return 0 if workflow.local_exec else 1
+
+
 onstart:
     # on SLURM: stop with one line when a job pends for a reason SLURM never lifts
     if cluster.on_slurm(workflow):

@@ -50,7 +50,7 @@ rule plot_training:
                caption="../workflow/report/training_curves.rst", category="Training"),
     log:
         "logs/evaluate/plot_training.log",
-    threads: 1
+    threads: side_job_threads
     conda:
         "../envs/vcfbert.yaml"
     script:
@@ -69,7 +69,7 @@ rule plot_qc:
                      category="Target QC"),
     log:
         "logs/evaluate/plot_qc.log",
-    threads: 1
+    threads: side_job_threads
     conda:
         "../envs/vcfbert.yaml"
     script:

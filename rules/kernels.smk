@@ -13,7 +13,7 @@ rule compile_kernels:
         "logs/compile_kernels.log",
     benchmark:
         "benchmarks/compile_kernels.tsv"
-    threads: lambda wildcards: 0 if workflow.local_exec else 1
+    threads: side_job_threads
     resources:
         mem_mb=1500,
         runtime=15,

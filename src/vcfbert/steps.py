@@ -208,6 +208,13 @@ def refresh_mask(*, targets_h5: str, contig: str, epoch: str, drop_fraction: flo
     log.info("mask %s for %s: %d of %d slots observed", epoch, contig, observed.sum(), n)
 
 
+def lowest_priority() -> None:
+    """Run the rest of this process at the lowest CPU priority (nice 19): for the side jobs
+    that hold no core of Snakemake's count (``side_job_threads`` in rules/common.smk)."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+
+
 def compile_kernels(*, out: str) -> None:
     """Fill numba's cache with the pipeline's kernels (:mod:`vcfbert.kernels`) and record the
     seconds each took in ``out`` (JSON): near zero when the cache was already filled."""
@@ -216,10 +223,9 @@ def compile_kernels(*, out: str) -> None:
     from .kernels import KERNELS
     from .kernels import compile_kernels as run
 
-    # the lowest CPU priority: the jobs beside it (parsing the reference, which keeps more
-    # than one core busy, then the key jobs) go first, and this takes the cycles they leave
-    with contextlib.suppress(OSError):
-        os.nice(19)
+    # the jobs beside it (parsing the reference, which keeps more than one core busy, then
+    # the key jobs) go first, and this takes the cycles they leave
+    lowest_priority()
     seconds = run()
     missing = sorted(set(KERNELS) - set(seconds))
     write_json(out, {"numba": numba.__version__, "seconds": seconds, "not_compiled": missing})
