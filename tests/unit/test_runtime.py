@@ -157,9 +157,10 @@ def test_the_schedulers_timer_is_released_and_no_other():
     fired = threading.Event()
     other = threading.Timer(0.3, fired.set)
     other.start()
+    before = set(threading.enumerate())
     t0 = time.perf_counter()
     JobScheduler._schedule_reevalutation(Scheduler(), 30)
-    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t is not other]
+    timers = [t for t in set(threading.enumerate()) - before if isinstance(t, threading.Timer)]
     assert len(timers) == 1
     assert release_scheduler_timers() == 1
     timers[0].join(5)
