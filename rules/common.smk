@@ -96,7 +96,7 @@ if TRAINED_PANEL:  # the panel's files stand in for the training run's
     DR2_CALIBRATION = (f"{TRAINED_PANEL}/dr2_calibration.json"
                        if "dr2_calibration.json" in read_manifest(TRAINED_PANEL)["files"] else "")
     TRAINING_METRICS = f"{TRAINED_PANEL}/metrics.csv"
-    PANEL_VERIFIED = f"{RESULTS}/trained_panel.verified.json"
+    PANEL_MANIFEST = f"{TRAINED_PANEL}/manifest.json"
 else:
     PANEL_CONTIGS = []
     REFERENCE_H5 = f"{RESULTS}/ingest/{{chrom}}/reference.h5"
@@ -106,7 +106,7 @@ else:
     KEY_ENCODER = f"{RESULTS}/train/model.keys.npz"
     DR2_CALIBRATION = f"{RESULTS}/train/dr2_calibration.json"
     TRAINING_METRICS = f"{RESULTS}/train/metrics.csv"
-    PANEL_VERIFIED = ""
+    PANEL_MANIFEST = ""
 
 
 def chromosomes():

@@ -45,6 +45,8 @@ rule plot_accuracy:
 rule plot_training:
     input:
         metrics=TRAINING_METRICS,
+        # a trained panel's metrics are read once list_chromosomes has checked its files
+        checked=f"{RESULTS}/ingest/chromosomes.tsv" if TRAINED_PANEL else [],
     output:
         report(f"{RESULTS}/report/training_curves.png",
                caption="../workflow/report/training_curves.rst", category="Training"),

@@ -5,7 +5,8 @@ checkpoint list_chromosomes:
     input:
         reference=REFERENCE_FILES,
         targets=TARGET_FILES,
-        trained_panel=PANEL_VERIFIED or [],
+        # a trained panel's files are checked here (size, SHA-256), before any job reads them
+        trained_panel=PANEL_MANIFEST or [],
     output:
         f"{RESULTS}/ingest/chromosomes.tsv",
     params:

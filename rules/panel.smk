@@ -1,27 +1,8 @@
-# Trained panel: built once from a training run (`snakemake trained_panel`), verified before a
-# batch is imputed with it (`--config trained_panel=DIR target_vcf=...`).
+# Trained panel: built once from a training run (`snakemake trained_panel`). A batch imputed
+# with it (`--config trained_panel=DIR target_vcf=...`) has its files checked by
+# list_chromosomes, the first job that reads the panel (rules/ingest.smk).
 
-if TRAINED_PANEL:
-
-    localrules:
-        verify_trained_panel,
-
-    rule verify_trained_panel:
-        input:
-            manifest=f"{TRAINED_PANEL}/manifest.json",
-        output:
-            f"{RESULTS}/trained_panel.verified.json",
-        params:
-            panel=TRAINED_PANEL,
-        log:
-            "logs/panel/verify_trained_panel.log",
-        threads: 1
-        conda:
-            "../envs/vcfbert.yaml"
-        script:
-            "../scripts/verify_trained_panel.py"
-
-else:
+if not TRAINED_PANEL:
 
     localrules:
         trained_panel,

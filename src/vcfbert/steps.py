@@ -52,7 +52,9 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
                      restrict: list[str] | None = None) -> None:
     """The chromosomes to impute: the reference's (or the trained panel's) that the targets
     have, each with the files that hold it. With a trained panel, ``reference_vcf`` is
-    optional and checked against it."""
+    optional and checked against it, and every file of the panel is checked against its
+    manifest first (size, SHA-256: :func:`vcfbert.trained_panel.verify`), before any job reads
+    one; a job of its own for the check cost the batch one more process start."""
     import pandas as pd
 
     if trained_panel:
@@ -60,8 +62,11 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
         from .inputs import files_by_contig
         from .io.vcf import list_contigs, normalize_contig
 
-        rows = tp.panel_chromosomes(tp.read_manifest(trained_panel), target_vcf=target_vcf,
-                                    panel_dir=trained_panel, reference_vcf=reference_vcf)
+        manifest = tp.verify(trained_panel)
+        log.info("trained panel %s: %d files match the manifest", trained_panel,
+                 len(manifest["files"]))
+        rows = tp.panel_chromosomes(manifest, target_vcf=target_vcf, panel_dir=trained_panel,
+                                    reference_vcf=reference_vcf)
         targets = files_by_contig([target_vcf] if isinstance(target_vcf, str) else target_vcf,
                                   list_contigs, normalize_contig, "target_vcf")
         refs = files_by_contig([reference_vcf] if isinstance(reference_vcf, str)
@@ -84,12 +89,6 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
     contigs = write_contig_list(reference_vcf, out, target_vcf=target_vcf,
                                 genetic_map=genetic_map, restrict=restrict)
     log.info("chromosomes to impute: %s", contigs)
-
-
-def verify_trained_panel(*, panel_dir: str, out: str) -> None:
-    from .trained_panel import write_verified
-
-    write_verified(panel_dir, out)
 
 
 def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str],

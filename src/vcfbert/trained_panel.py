@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .atomic import sha256_file, write_text_atomic
+from .atomic import sha256_file
 from .errors import InputError, IntegrityError
 
 if TYPE_CHECKING:
@@ -285,17 +285,6 @@ def verify(panel_dir: str | os.PathLike[str]) -> dict[str, Any]:
         if path.stat().st_size != int(meta["bytes"]) or sha256_file(path) != meta["sha256"]:
             raise IntegrityError(f"{path}: does not match the checksum in the panel's manifest "
                                  f"(damaged or changed since the panel was built); {REBUILD}")
-    return manifest
-
-
-def write_verified(panel_dir: str, out: str) -> dict[str, Any]:
-    """Verify the panel and record what was checked in ``out`` (a JSON stamp)."""
-    manifest = verify(panel_dir)
-    write_text_atomic(out, json.dumps({"panel": str(Path(panel_dir).resolve()),
-                                       "files_checked": len(manifest["files"]),
-                                       "vcfbert_version": manifest["vcfbert_version"]},
-                                      indent=1))
-    log.info("trained panel %s: %d files match the manifest", panel_dir, len(manifest["files"]))
     return manifest
 
 
