@@ -110,12 +110,11 @@ def trained_panel(*, out_dir: str, chromosomes_tsv: str, reference_h5: list[str]
 def contig_of(chromosomes_tsv: str, label: str) -> str:
     """The VCF contig name behind a chromosome label used in paths (the table read with the
     csv module: every shard job calls this)."""
-    import csv
+    from .io.tsv import read_rows
 
-    with open(chromosomes_tsv, newline="") as fh:
-        for row in csv.DictReader(fh, delimiter="\t"):
-            if row.get("wildcard") == label:
-                return str(row["contig"])
+    for row in read_rows(chromosomes_tsv):
+        if row.get("wildcard") == label:
+            return row["contig"]
     raise InputError(f"chromosome {label} is not in {chromosomes_tsv}")
 
 
@@ -387,9 +386,9 @@ def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None
     import csv
 
     from .atomic import sha256_file
+    from .io.tsv import read_column
 
-    with open(chromosomes_tsv, newline="") as fh:
-        contigs = [row["contig"] for row in csv.DictReader(fh, delimiter="\t")]
+    contigs = read_column(chromosomes_tsv, "contig")
     if len(contigs) != len(vcfs):
         raise InputError(f"{chromosomes_tsv} lists {len(contigs)} chromosomes and "
                          f"{len(vcfs)} imputed VCFs were given")

@@ -15,8 +15,8 @@ import os
 from ..errors import InputError
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """Every row of the table at ``path`` as ``{column: value}``.
+def read_table(path: str | os.PathLike[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and every row (``{column: value}``) of the table at ``path``, in one pass.
 
     Raises:
         InputError: the file has no header line, or a row has more cells than the header.
@@ -30,17 +30,21 @@ def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
             if None in row:
                 raise InputError(f"{path}: line {reader.line_num} has more cells than the header")
             rows.append({k: ("" if v is None else v) for k, v in row.items()})
-    return rows
+    return list(reader.fieldnames), rows
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Every row of the table at ``path`` as ``{column: value}`` (:func:`read_table`)."""
+    return read_table(path)[1]
 
 
 def read_column(path: str | os.PathLike[str], column: str) -> list[str]:
     """The values of ``column`` in the table at ``path``, in order.
 
     Raises:
-        InputError: as :func:`read_rows`, or the table has no such column.
+        InputError: as :func:`read_table`, or the table has no such column.
     """
-    with open(path, newline="") as fh:
-        header = fh.readline().rstrip("\r\n").split("\t")
+    header, rows = read_table(path)
     if column not in header:
         raise InputError(f"{path}: no column {column!r} (columns: {', '.join(header)})")
-    return [row[column] for row in read_rows(path)]
+    return [row[column] for row in rows]
