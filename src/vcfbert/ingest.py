@@ -15,10 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from . import __version__
-from .atomic import atomic_path
 from .errors import InputError
 from .io.h5store import (
     ReferenceWriter,
@@ -27,6 +25,7 @@ from .io.h5store import (
     reference_at_sites,
     write_targets,
 )
+from .io.tsv import write_table
 from .io.vcf import (
     ReadStats,
     contig_lengths,
@@ -53,6 +52,8 @@ def read_panel(path: str | os.PathLike[str] | None) -> dict[str, str]:
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: panel file not found; check `panel` in the config")
+    import pandas as pd  # here: the jobs without a panel file start without it
+
     df = pd.read_csv(p, sep=r"\s+", dtype=str, engine="python")
     cols = {c.lower().lstrip("#"): c for c in df.columns}
     pop_col = cols.get("population") or cols.get("pop")
@@ -114,8 +115,9 @@ def write_contig_list(vcf_path: str | os.PathLike[str] | list[str],
              "reference_file": by_contig[normalize_contig(c)],
              "target_file": targets_by_contig.get(normalize_contig(c), ""),
              "genetic_map_file": map_file(genetic_map, c)} for c in contigs]
-    with atomic_path(out_tsv) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+    from .inputs import CHROMOSOME_COLUMNS
+
+    write_table(out_tsv, CHROMOSOME_COLUMNS, rows)
     return contigs
 
 
@@ -206,7 +208,7 @@ def _is_ambiguous(ref: str, alt: str) -> bool:
 def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],
                   contig: str, *, multiallelic: str = "split",
                   sex: dict[str, bool] | None = None
-                  ) -> tuple[TargetSet, dict[str, int], pd.DataFrame]:
+                  ) -> tuple[TargetSet, dict[str, int], dict[str, np.ndarray]]:
     """Align the targets' records on ``contig`` (any naming) to the reference store.
 
     Haploid calls (males outside the pseudo-autosomal regions) are read as their allele twice;
@@ -214,7 +216,8 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     table) and written haploid again in the imputed VCF.
 
     Returns:
-        (aligned targets, site counts by outcome, per-sample call rates).
+        (aligned targets, site counts by outcome, per-sample call rates: ``sample`` object
+        [S], ``call_rate`` float [S] and ``phased`` bool [S]).
     """
     table = read_variant_table(reference_h5)
     ref_pos = table["position"]
@@ -294,8 +297,8 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     ref_index = np.asarray(idx, dtype=np.int64)[order]
     haps = np.stack(cols, axis=1)[:, order] if cols else np.zeros((2 * len(samples), 0), np.int8)
     called = (haps >= 0).reshape(len(samples), 2, -1).all(1)
-    call_rate = pd.DataFrame({"sample": samples, "call_rate": called.mean(1),
-                              "phased": phased_all})
+    call_rate = {"sample": np.asarray(samples, dtype=object), "call_rate": called.mean(1),
+                 "phased": np.asarray(phased_all, bool)}
     counts["sites_used"] = len(idx)
     # coverage of the chromosome by typed sites: long gaps impute poorly (low DR2)
     typed_pos = ref_pos[ref_index]
@@ -342,7 +345,7 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
         check_array_coverage(counts, array_index.size, max_missing=max_missing_array_fraction,
                              target_vcf=str(target_vcf), contig=contig)
         targets = dataclasses.replace(targets, variant_ref_index=array_index, haplotypes=haps)
-    low = rates.loc[rates["call_rate"] < min_call_rate, "sample"].tolist()
+    low = rates["sample"][rates["call_rate"] < min_call_rate].tolist()
     if low:
         raise InputError(
             f"{target_vcf}: {len(low)} sample(s) have a call rate below {min_call_rate} on "
@@ -355,10 +358,11 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
                   reference_haplotypes=None if array_index is not None else
                   reference_at_sites(reference_h5, targets.variant_ref_index))
     site_rows = [{"contig": contig, "outcome": k, "count": v} for k, v in sorted(counts.items())]
-    with atomic_path(qc_sites_tsv) as tmp:
-        pd.DataFrame(site_rows).to_csv(tmp, sep="\t", index=False)
-    rates.insert(0, "contig", contig)
-    with atomic_path(qc_samples_tsv) as tmp:
-        rates.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    write_table(qc_sites_tsv, ["contig", "outcome", "count"], site_rows)
+    write_table(qc_samples_tsv, ["contig", "sample", "call_rate", "phased"],
+                [{"contig": contig, "sample": sample, "call_rate": rate, "phased": phased}
+                 for sample, rate, phased in zip(rates["sample"], rates["call_rate"],
+                                                 rates["phased"], strict=True)],
+                float_format="%.4f")
     log.info("targets %s: %s", contig, counts)
     return counts

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from .errors import InputError
 
 PLACEHOLDER = "{chrom}"
+# the columns of ``ingest/chromosomes.tsv``: which files hold each chromosome
+CHROMOSOME_COLUMNS = ["contig", "wildcard", "reference_file", "target_file", "genetic_map_file"]
 
 
 def expand(spec: str | list[str] | None, key: str) -> list[str]:

@@ -8,6 +8,7 @@ contig names follow the reference's (so ``chr20`` targets meet a ``20`` panel).
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import shutil
@@ -56,22 +57,44 @@ def unphased_samples(path: str | os.PathLike[str], max_records: int | None = Non
         vcf.close()
 
 
+def _renamed_header(lines: list[str], contigs: list[str], rename: dict[str, str]) -> list[str]:
+    """Header lines with the ``##contig`` lines' IDs renamed (``rename``); lines for
+    ``contigs`` added after the first line when the header has none."""
+    lines = list(lines)
+    if not any(line.startswith("##contig=") for line in lines):
+        lines[1:1] = [f"##contig=<ID={c}>" for c in contigs]
+    out = []
+    for line in lines:
+        if line.startswith("##contig=<ID="):
+            name = line[len("##contig=<ID="):].split(",")[0].rstrip(">")
+            line = line.replace(f"ID={name}", f"ID={rename.get(name, name)}", 1)
+        out.append(line)
+    return out
+
+
+def _is_text_vcf(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a VCF as text (plain, gzip or BGZF), not a BCF."""
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+        return fh.read(16).startswith(b"##fileformat=VCF")
+
+
 def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                   rename: dict[str, str], contig: str | None = None) -> None:
     """Copy a VCF/BCF (its ``contig`` only, when given) to a bgzipped, indexed VCF with
-    contigs renamed (``rename``)."""
+    contigs renamed (``rename``).
+
+    A text VCF that holds no other contig is copied line by line, its records as they are
+    (~3x faster than through htslib, which formats every genotype again); otherwise htslib
+    reads it (an index then takes it straight to ``contig``)."""
     contigs = list_contigs(src)
+    if _is_text_vcf(src) and (contig is None or contigs == [contig]):
+        _copy_text_renamed(src, dst, contigs, rename)
+        return
     vcf = _open(src)
     try:
-        header = []
-        lines = vcf.raw_header.rstrip("\n").split("\n")
-        if not any(line.startswith("##contig=") for line in lines):
-            lines[1:1] = [f"##contig=<ID={c}>" for c in contigs]
-        for line in lines:
-            if line.startswith("##contig=<ID="):
-                name = line[len("##contig=<ID="):].split(",")[0].rstrip(">")
-                line = line.replace(f"ID={name}", f"ID={rename.get(name, name)}", 1)
-            header.append(line)
+        header = _renamed_header(vcf.raw_header.rstrip("\n").split("\n"), contigs, rename)
         with BgzipVcfWriter(dst) as w:
             w.write_lines(header)
             block = []
@@ -87,6 +110,36 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
             w.write_lines(block)
     finally:
         vcf.close()
+
+
+def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                       contigs: list[str], rename: dict[str, str]) -> None:
+    """:func:`write_renamed` of a text VCF: its lines copied, the header's ``##contig`` lines
+    and the records' CHROM renamed; blank lines dropped (htslib skips them too)."""
+    with open(src, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    with opener(src, "rt", encoding="ascii", newline="\n") as fh, BgzipVcfWriter(dst) as w:
+        header: list[str] = []
+        block: list[str] = []
+        for line in fh:
+            line = line.rstrip("\r\n")
+            if header is not None:
+                if line.startswith("#"):
+                    header.append(line)
+                    continue
+                w.write_lines(_renamed_header(header, contigs, rename))
+                header = None  # type: ignore[assignment]
+            if not line:
+                continue
+            chrom, tab, rest = line.partition("\t")
+            block.append(f"{rename.get(chrom, chrom)}{tab}{rest}" if chrom in rename else line)
+            if len(block) >= 5000:
+                w.write_lines(block)
+                block = []
+        if header is not None:  # no record at all
+            w.write_lines(_renamed_header(header, contigs, rename))
+        w.write_lines(block)
 
 
 def phase_targets(*, target_vcf: str, reference_vcf: str, out: str, tool: str,

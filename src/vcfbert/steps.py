@@ -55,11 +55,10 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
     optional and checked against it, and every file of the panel is checked against its
     manifest first (size, SHA-256: :func:`vcfbert.trained_panel.verify`), before any job reads
     one; a job of its own for the check cost the batch one more process start."""
-    import pandas as pd
-
     if trained_panel:
         from . import trained_panel as tp
-        from .inputs import files_by_contig
+        from .inputs import CHROMOSOME_COLUMNS, files_by_contig
+        from .io.tsv import write_table
         from .io.vcf import list_contigs, normalize_contig
 
         manifest = tp.verify(trained_panel)
@@ -79,8 +78,7 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
         if not rows:
             raise InputError(f"chromosomes: none of {sorted(wanted)} is in the trained panel "
                              "and the targets")
-        with atomic_path(out) as tmp:
-            pd.DataFrame(rows).to_csv(tmp, sep="\t", index=False)
+        write_table(out, CHROMOSOME_COLUMNS, rows)
         log.info("chromosomes to impute with the trained panel %s: %s", trained_panel,
                  [r["contig"] for r in rows])
         return

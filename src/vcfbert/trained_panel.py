@@ -97,11 +97,14 @@ def array_table(table: dict[str, np.ndarray], variant_ref_index: np.ndarray) -> 
 
 
 def read_array(path: str | os.PathLike[str]) -> np.ndarray:
-    """int64 [M]: the array's sites as sorted indices into the panel's reference store."""
-    import pandas as pd
+    """int64 [M]: the array's sites as sorted indices into the panel's reference store
+    (read with the csv module: the targets' job starts without pandas)."""
+    from .io.tsv import read_column
 
-    df = pd.read_csv(path, sep="\t", dtype={"ref": str, "alt": str})
-    idx = df["variant_index"].to_numpy(np.int64)
+    try:
+        idx = np.array(read_column(path, "variant_index"), dtype=np.int64)
+    except ValueError as exc:
+        raise IntegrityError(f"{path}: unreadable array sites ({exc}); {REBUILD}") from exc
     if idx.size == 0 or (np.diff(idx) <= 0).any():
         raise IntegrityError(f"{path}: the array's sites are empty or not sorted; {REBUILD}")
     return idx

@@ -44,3 +44,25 @@ def test_a_missing_column_is_named(tmp_path):
     path.write_text("contig\twildcard\n20\t20\n")
     with pytest.raises(InputError, match=r"no column 'window_id' \(columns: contig, wildcard\)"):
         read_column(path, "window_id")
+
+
+def test_written_tables_are_pandas_text(tmp_path):
+    """write_table writes what pandas' to_csv wrote for the same rows (the QC tables and
+    ingest/chromosomes.tsv were written with it): bools, integers, formatted floats, NaN as an
+    empty cell; and read_table reads it back."""
+    import numpy as np
+
+    from vcfbert.io.tsv import read_table, write_table
+
+    rows = [{"contig": "20", "sample": "a b", "call_rate": np.float64(0.123456),
+             "phased": np.bool_(True), "count": np.int64(3), "x": float("nan")},
+            {"contig": "chr20", "sample": "c", "call_rate": 1.0, "phased": False, "count": 5,
+             "x": 2.5}]
+    header = ["contig", "sample", "call_rate", "phased", "count", "x"]
+    write_table(tmp_path / "ours.tsv", header, rows, float_format="%.4f")
+    pd.DataFrame(rows)[header].to_csv(tmp_path / "pandas.tsv", sep="\t", index=False,
+                                      float_format="%.4f")
+    assert (tmp_path / "ours.tsv").read_text() == (tmp_path / "pandas.tsv").read_text()
+    assert read_table(tmp_path / "ours.tsv")[1][0] == {
+        "contig": "20", "sample": "a b", "call_rate": "0.1235", "phased": "True", "count": "3",
+        "x": ""}

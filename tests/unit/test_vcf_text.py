@@ -243,17 +243,17 @@ def test_truth_doses_same_from_both_readers(tmp_path):
 
 
 def test_prepared_calls_equal_the_per_record_formulas():
-    """iter_variants' block of genotypes prepared in one compiled pass (vcf._Calls.of) equals
+    """iter_variants' block of genotypes prepared in one compiled pass (vcf_calls.Calls.of) equals
     the per-record numpy it replaced: haploid calls (duplicated or not), missing alleles,
     phase, the alleles per haplotype and the first ALT's haplotypes; and another ALT's."""
-    from vcfbert.io.vcf import _Calls
+    from vcfbert.io.vcf_calls import Calls
 
     rng = np.random.default_rng(5)
     gt = rng.integers(-1, 3, (40, 9, 3)).astype(np.int16)
     gt[..., 2] = rng.integers(0, 2, (40, 9))
     gt[rng.random((40, 9)) < 0.2, 1] = -2  # haploid calls
     for mode in ("duplicate", "error"):
-        calls = _Calls.of(gt, mode)
+        calls = Calls.of(gt, mode)
         for r in range(gt.shape[0]):
             g = gt[r].copy()
             one = g[:, 1] == -2

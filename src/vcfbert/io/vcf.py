@@ -17,11 +17,14 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .vcf_calls import Calls
 
 log = logging.getLogger(__name__)
 
@@ -299,85 +302,26 @@ def _records(vcf, path: str, contig: str) -> Iterator:
             yield rec
 
 
-@numba.njit(cache=True, nogil=True)
-def _prepare_calls(gt: np.ndarray, duplicate: bool, one: np.ndarray, missing: np.ndarray,
-                   phased: np.ndarray, alleles: np.ndarray, first_alt: np.ndarray) -> None:
-    """Fill :class:`_Calls`' arrays from int16 [b, S, 3] genotypes in one pass."""
-    b, n, _ = gt.shape
-    for r in range(b):
-        for i in range(n):
-            x0 = gt[r, i, 0]
-            x1 = gt[r, i, 1]
-            ph = gt[r, i, 2] != 0
-            hap = x1 == -2
-            one[r, i] = hap
-            if hap and duplicate:
-                x1 = x0
-                ph = True  # a haploid call has no phase to lose
-            missing[r, i] = x0 < 0 or x1 < 0
-            phased[r, i] = ph or x0 == x1
-            alleles[r, 2 * i] = x0
-            alleles[r, 2 * i + 1] = x1
-            first_alt[r, 2 * i] = -1 if x0 < 0 else (1 if x0 == 1 else 0)
-            first_alt[r, 2 * i + 1] = -1 if x1 < 0 else (1 if x1 == 1 else 0)
-
-
-@dataclasses.dataclass
-class _Calls:
-    """The genotypes of a block of ``b`` records (``S`` samples), prepared once for the block
-    (:func:`iter_variants` reads a text VCF a parser block at a time, a BCF a record at a
-    time as a block of one)."""
-
-    haploid: np.ndarray  # bool [b, S]: a haploid call (its allele twice with "duplicate")
-    haploid_any: np.ndarray  # bool [b]
-    missing: np.ndarray  # bool [b, S]: a missing allele
-    missing_any: np.ndarray  # bool [b]
-    phased: np.ndarray  # bool [b, S]: phased or homozygous
-    phased_all: np.ndarray  # bool [b]
-    alleles: np.ndarray  # int16 [b, 2S]: the alleles, haplotype h = 2 * sample + p
-    first_alt: np.ndarray  # int8 [b, 2S]: haplotypes of ALT 1 (0/1, -1 missing)
-
-    @classmethod
-    def of(cls, gt: np.ndarray, haploid: str) -> _Calls:
-        """From int16 [b, S, 3] genotypes (cyvcf2's layout: -2 second allele of a haploid
-        call; last column phased); with ``haploid == "duplicate"`` a haploid call becomes its
-        allele twice and counts as phased. One compiled pass over the block."""
-        b, n, _ = gt.shape
-        one = np.empty((b, n), bool)
-        missing = np.empty((b, n), bool)
-        phased = np.empty((b, n), bool)
-        alleles = np.empty((b, 2 * n), np.int16)
-        first_alt = np.empty((b, 2 * n), np.int8)
-        _prepare_calls(np.ascontiguousarray(gt, np.int16), haploid == "duplicate", one,
-                       missing, phased, alleles, first_alt)
-        return cls(one, one.any(1), missing, missing.any(1), phased, phased.all(1), alleles,
-                   first_alt)
-
-    def haplotypes(self, r: int, allele: int) -> np.ndarray:
-        """int8 [2S] haplotypes of ALT ``allele`` (1-based) of record ``r``."""
-        if allele == 1:
-            return self.first_alt[r].copy()
-        flat = self.alleles[r]
-        return np.where(flat < 0, -1, flat == allele).astype(np.int8)
-
-
 def _text_records_with_calls(path: str | os.PathLike[str], file_samples: list[str],
                              names: list[str], contig: str, haploid: str
-                             ) -> Iterator[tuple[object, _Calls, int]]:
-    """(record, its block's :class:`_Calls`, its row) of a text VCF's records on ``contig``."""
+                             ) -> Iterator[tuple[object, Calls, int]]:
+    """(record, its block's :class:`~vcfbert.io.vcf_calls.Calls`, its row) of a text VCF's
+    records on ``contig``."""
+    from .vcf_calls import Calls
     from .vcf_text import iter_text_blocks
 
     for block in iter_text_blocks(path, file_samples, samples=names, contig=contig):
-        calls = _Calls.of(block.gt, haploid)
+        calls = Calls.of(block.gt, haploid)
         for r in range(len(block)):
             yield block.record(r), calls, r
 
 
 def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names: list[str],
-                               multiallelic: str) -> Iterator[tuple[object, _Calls | None, int]]:
-    """(record, :class:`_Calls` of the record alone, 0) of ``contig`` through cyvcf2; None
-    for a record dropped before its genotypes are looked at (no ALT, or a dropped
-    multi-allelic one)."""
+                               multiallelic: str) -> Iterator[tuple[object, Calls | None, int]]:
+    """(record, :class:`~vcfbert.io.vcf_calls.Calls` of the record alone, 0) of ``contig``
+    through cyvcf2; None for a record dropped before its genotypes are looked at (no ALT, or a
+    dropped multi-allelic one)."""
+    from .vcf_calls import Calls
     for rec in _records(vcf, path, contig):
         if not rec.ALT or (len(rec.ALT) > 1 and multiallelic == "drop"):
             yield rec, None, 0
@@ -389,7 +333,7 @@ def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names:
             raise InputError(f"{path}: record {contig}:{int(rec.POS)}, sample {names[0]}: "
                              "genotype is not diploid; vcfbert reads diploid genotypes and "
                              "haploid ones (chrX in males)")
-        yield rec, _Calls.of(gt[None], haploid), 0
+        yield rec, Calls.of(gt[None], haploid), 0
 
 
 def iter_variants(
