@@ -124,3 +124,46 @@ def test_missing_shards_only_where_the_consumer_exists(tmp_path):
     # with 3 windows per job the one chunk c0000 exists: nothing imputed is missing
     assert missing_shards(r, ["0"], 3) == [r / "epochs/0/index/chr20/w0001.faiss"]
     assert missing_shards(tmp_path / "nothing", epochs, 2) == []
+
+
+def test_intact_shards_are_hashed_once(tmp_path, monkeypatch):
+    """The start-of-run check reads a shard again only when its stamp changed (a shard
+    rewritten in place, its sidecar replaced): the verified stamps are kept beside the
+    shards, a dry run records nothing, and a job loading a shard still checks its checksum."""
+    import os
+
+    from vcfbert import integrity
+
+    root = tmp_path / "epochs"
+    shards = [root / "0" / "index" / "20" / f"w000{i}.faiss" for i in range(3)]
+    for i, shard in enumerate(shards):
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        build_index(_keys(seed=i), shard, meta={})
+    read = []
+    real = integrity.verify_shard
+    monkeypatch.setattr(integrity, "verify_shard", lambda p: read.append(p.name) or real(p))
+    assert purge_corrupted_shards(root, dry_run=True) == []
+    assert len(read) == 3 and not (root / integrity.VERIFIED_STAMPS).exists()
+    read.clear()
+    assert purge_corrupted_shards(root) == [] and len(read) == 3
+    read.clear()
+    assert purge_corrupted_shards(root) == [] and read == []  # nothing read again
+    # rewritten in place (same size, a new modification time): read again, and purged
+    data = bytearray(shards[1].read_bytes())
+    data[100] ^= 0xFF
+    shards[1].write_bytes(bytes(data))
+    assert purge_corrupted_shards(root) == [shards[1]] and read == ["w0001.faiss"]
+    read.clear()
+    # damaged with its old stamp put back: the start trusts it, the job loading it does not
+    data = bytearray(shards[2].read_bytes())
+    data[100] ^= 0xFF
+    stat = shards[2].stat()
+    shards[2].write_bytes(bytes(data))
+    os.utime(shards[2], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert purge_corrupted_shards(root) == [] and read == []
+    with pytest.raises(IntegrityError, match="checksum mismatch"):
+        load_index(shards[2])
+    # an unreadable record of stamps: every shard read again
+    (root / integrity.VERIFIED_STAMPS).write_text("{not json")
+    assert purge_corrupted_shards(root) == [shards[2]] and sorted(read) == ["w0000.faiss",
+                                                                             "w0002.faiss"]
