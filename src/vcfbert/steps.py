@@ -52,18 +52,17 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
                      restrict: list[str] | None = None) -> None:
     """The chromosomes to impute: the reference's (or the trained panel's) that the targets
     have, each with the files that hold it. With a trained panel, ``reference_vcf`` is
-    optional and checked against it, and every file of the panel is checked against its
-    manifest first (size, SHA-256: :func:`vcfbert.trained_panel.verify`), before any job reads
-    one; a job of its own for the check cost the batch one more process start."""
+    optional and checked against it, and the panel's files that the batch will read (those of
+    its chromosomes, and the shared ones) are checked against the manifest (size, SHA-256:
+    :func:`vcfbert.trained_panel.verify`) before any job reads one; a job of its own for the
+    check cost the batch one more process start."""
     if trained_panel:
         from . import trained_panel as tp
         from .inputs import CHROMOSOME_COLUMNS, files_by_contig
         from .io.tsv import write_table
         from .io.vcf import list_contigs, normalize_contig
 
-        manifest = tp.verify(trained_panel)
-        log.info("trained panel %s: %d files match the manifest", trained_panel,
-                 len(manifest["files"]))
+        manifest = tp.read_manifest(trained_panel)
         rows = tp.panel_chromosomes(manifest, target_vcf=target_vcf, panel_dir=trained_panel,
                                     reference_vcf=reference_vcf)
         targets = files_by_contig([target_vcf] if isinstance(target_vcf, str) else target_vcf,
@@ -78,6 +77,9 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
         if not rows:
             raise InputError(f"chromosomes: none of {sorted(wanted)} is in the trained panel "
                              "and the targets")
+        tp.verify(trained_panel, contigs=[r["contig"] for r in rows])
+        log.info("trained panel %s: the files of %s and its shared files match the manifest",
+                 trained_panel, [r["contig"] for r in rows])
         write_table(out, CHROMOSOME_COLUMNS, rows)
         log.info("chromosomes to impute with the trained panel %s: %s", trained_panel,
                  [r["contig"] for r in rows])

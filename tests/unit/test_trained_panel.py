@@ -111,6 +111,33 @@ def test_a_damaged_or_missing_file_is_named(panel, tmp_path):
         tp.verify(copy)
 
 
+def test_a_batch_checks_its_own_chromosomes_files(panel, tmp_path):
+    """verify(contigs=...) checks the chosen chromosomes' files and the shared ones only: a
+    damaged file of another chromosome does not stop a batch that does not read it (another
+    chromosome is added to a copy's manifest, its only file damaged)."""
+    import json
+
+    copy = tmp_path / "copy"
+    shutil.copytree(panel[0], copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    (copy / "21").mkdir()
+    (copy / "21" / "reference.h5").write_bytes(b"damaged")
+    manifest["contigs"].append({**manifest["contigs"][0], "contig": "chr21", "wildcard": "21"})
+    manifest["files"]["21/reference.h5"] = {"bytes": 7, "sha256": "0" * 64}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IntegrityError, match=r"21/reference.h5: does not match the checksum"):
+        tp.verify(copy)
+    with pytest.raises(IntegrityError, match=r"21/reference.h5: does not match the checksum"):
+        tp.verify(copy, contigs=["chr21"])
+    assert tp.verify(copy, contigs=["20"])["contigs"][1]["contig"] == "chr21"
+    keys = copy / "model.keys.npz"  # a shared file is checked for every batch
+    data = bytearray(keys.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    keys.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match=r"model.keys.npz: does not match the checksum"):
+        tp.verify(copy, contigs=["20"])
+
+
 def test_not_a_panel_and_other_versions_are_one_line(panel, tmp_path):
     with pytest.raises(InputError, match="trained panel directory not found"):
         tp.read_manifest(tmp_path / "nowhere")
