@@ -114,32 +114,36 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                        contigs: list[str], rename: dict[str, str]) -> None:
-    """:func:`write_renamed` of a text VCF: its lines copied, the header's ``##contig`` lines
-    and the records' CHROM renamed; blank lines dropped (htslib skips them too)."""
+    """:func:`write_renamed` of a text VCF: its lines copied as bytes (UTF-8 text passes
+    through), the header's ``##contig`` lines and the records' CHROM renamed; blank lines
+    dropped (htslib skips them too)."""
     with open(src, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(src, "rt", encoding="ascii", newline="\n") as fh, BgzipVcfWriter(dst) as w:
-        header: list[str] = []
-        block: list[str] = []
+    new_names = {old.encode(): new.encode() for old, new in rename.items() if old != new}
+    with (gzip.open(src, "rb") if gzipped else open(src, "rb")) as fh, \
+            BgzipVcfWriter(dst) as w:
+        header: list[str] | None = []
+        block: list[bytes] = []
         for line in fh:
-            line = line.rstrip("\r\n")
             if header is not None:
-                if line.startswith("#"):
-                    header.append(line)
+                if line.startswith(b"#"):
+                    header.append(line.rstrip(b"\r\n").decode("utf-8"))
                     continue
-                w.write_lines(_renamed_header(header, contigs, rename))
-                header = None  # type: ignore[assignment]
+                w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
+                              .encode("utf-8"))
+                header = None
+            line = line.rstrip(b"\r\n")
             if not line:
                 continue
-            chrom, tab, rest = line.partition("\t")
-            block.append(f"{rename.get(chrom, chrom)}{tab}{rest}" if chrom in rename else line)
+            chrom, tab, rest = line.partition(b"\t")
+            block.append((new_names[chrom] + tab + rest if chrom in new_names else line) + b"\n")
             if len(block) >= 5000:
-                w.write_lines(block)
+                w.write_bytes(b"".join(block))
                 block = []
         if header is not None:  # no record at all
-            w.write_lines(_renamed_header(header, contigs, rename))
-        w.write_lines(block)
+            w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
+                          .encode("utf-8"))
+        w.write_bytes(b"".join(block))
 
 
 def phase_targets(*, target_vcf: str, reference_vcf: str, out: str, tool: str,

@@ -31,7 +31,8 @@ def test_text_targets_are_copied_as_they_are(tmp_path, name, source):
 
     samples, records = random_panel(7, 30, seed=3)
     suffix = ".vcf.gz" if name == "gz" else ".vcf"
-    tgt = write_vcf(tmp_path / f"t{suffix}", samples, records, contig=source)
+    tgt = write_vcf(tmp_path / f"t{suffix}", samples, records, contig=source,
+                    extra_header=["##source=sequenced in Tromsø"])  # UTF-8 passes through
     ref = write_vcf(tmp_path / "r.vcf.gz", samples[:2], records, contig="20")
     out = tmp_path / "p.vcf.gz"
     assert not phase_targets(target_vcf=str(tgt), reference_vcf=str(ref), out=str(out),
@@ -44,6 +45,8 @@ def test_text_targets_are_copied_as_they_are(tmp_path, name, source):
     with gzip.open(out, "rt") as fh:
         header = [line for line in fh if line.startswith("##contig")]
     assert header == ["##contig=<ID=20>\n"]
+    with gzip.open(out, "rt", encoding="utf-8") as fh:
+        assert "##source=sequenced in Tromsø\n" in fh.readlines()
     assert _calls(out, "20") == _calls(tgt, source)
 
 
