@@ -55,12 +55,15 @@ def samples_digest(samples: list[str]) -> str:
 
 def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
                  called: np.ndarray, lo: int, hi: int, probs: np.ndarray, loo: np.ndarray,
-                 loo_cols: np.ndarray, calibration: Recalibration | None) -> ChromosomeDosages:
+                 loo_cols: np.ndarray, calibration: Recalibration | None,
+                 table_start: int = 0) -> ChromosomeDosages:
     """What the writer needs for reference variants ``lo:hi`` (one window's core).
 
     Args:
         contig: the contig name written in the records.
-        table: the reference's variant table (:func:`vcfbert.io.h5store.read_variant_table`).
+        table: the reference's variant table (:func:`vcfbert.io.h5store.read_variant_table`)
+            from variant ``table_start`` on (0: the whole chromosome's; an imputation job
+            reads its chunk's rows only).
         targets: the aligned targets (``haplotypes`` int8 [2T, M] at their M sites).
         called: bool [M] target sites with a called allele (``targets.site_called``).
         probs: float32 [2T, hi - lo] imputed ALT probabilities; the observed alleles are put
@@ -79,6 +82,10 @@ def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
     from .imputed_vcf import ChromosomeDosages, empirical_r2, empirical_r2_sums
 
     n = hi - lo
+    rows = slice(lo - table_start, hi - table_start)
+    if rows.start < 0 or rows.stop > table["position"].shape[0]:
+        raise ValueError(f"variants {lo}:{hi} are not in the table of variants "
+                         f"{table_start}:{table_start + table['position'].shape[0]}")
     cols = targets.variant_ref_index
     a, b = (int(x) for x in np.searchsorted(cols, [lo, hi]))
     at = cols[a:b] - lo
@@ -86,11 +93,11 @@ def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
     probs[:, at] = np.where(obs >= 0, obs.astype(np.float32), probs[:, at])
     typed = np.zeros(n, bool)
     typed[at] = called[a:b]
-    core = ChromosomeDosages(contig=contig, position=table["position"][lo:hi],
-                             alleles=table["alleles"][lo:hi], ids=table["ids"][lo:hi],
+    core = ChromosomeDosages(contig=contig, position=table["position"][rows],
+                             alleles=table["alleles"][rows], ids=table["ids"][rows],
                              hap_prob=probs, typed=typed,
                              haploid_samples=targets.sample_haploid,
-                             haploid_variants=table["haploid"][lo:hi], er2=np.full(n, np.nan))
+                             haploid_variants=table["haploid"][rows], er2=np.full(n, np.nan))
     male, haploid = core.haploid_cells(0, n)  # as the writer writes the cells
     if b > a:
         loo_core = np.full((obs.shape[0], b - a), np.nan, np.float32)
@@ -100,7 +107,7 @@ def core_dosages(contig: str, table: dict[str, np.ndarray], targets: TargetSet,
         core.er2[at] = np.where(called[a:b], empirical_r2(sums), np.nan)
     if calibration is not None:
         core.dr2 = calibration.apply(conditional_dr2(dr2_sums(probs, male, haploid)),
-                                     table["af"][lo:hi])
+                                     table["af"][rows])
         core.dr2[typed] = np.nan
     return core
 

@@ -275,6 +275,19 @@ def test_pieces_carry_the_recalibrated_dr2_of_untyped_variants(tmp_path):
     for k, (lo, hi) in enumerate(zip(windows["core_start"], windows["core_end"], strict=True)):
         cores.append(core_dosages("X", table, targets, called, lo, hi, hp[:, lo:hi].copy(),
                                   np.zeros((2 * n_t, 0), np.float32), np.zeros(0, int), fitted))
+        # an imputation job reads its chunk's rows of the table only: the same core
+        part = core_dosages("X", read_variant_table(tmp_path / "r.h5", rows=(lo, hi)), targets,
+                            called, lo, hi, hp[:, lo:hi].copy(),
+                            np.zeros((2 * n_t, 0), np.float32), np.zeros(0, int), fitted,
+                            table_start=lo)
+        for name in ("position", "alleles", "ids", "hap_prob", "typed", "dr2",
+                     "haploid_variants"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(cores[-1], name))
+        with pytest.raises(ValueError, match="not in the table of variants"):
+            core_dosages("X", read_variant_table(tmp_path / "r.h5", rows=(lo + 1, hi)),
+                         targets, called, lo, hi, hp[:, lo:hi].copy(),
+                         np.zeros((2 * n_t, 0), np.float32), np.zeros(0, int), fitted,
+                         table_start=lo + 1)
         files.append(str(tmp_path / f"c{k}.vcf.gz"))
         write_piece(files[-1], [cores[-1]], lambda c: c, contig="X", core_start=lo, core_end=hi,
                     samples=targets.sample_id, window_ids=[windows["window_id"].iloc[k]],
