@@ -165,17 +165,16 @@ def parse_targets(*, target_vcf: str, reference_h5: str, contig: str, multiallel
 
 def define_windows(*, reference_h5: str, targets_h5: str, core_sites: int, flank_sites: int,
                    out: str) -> None:
-    from .io.h5store import read_targets, read_variant_table
+    from .io.h5store import read_target_sites, read_variant_table
     from .windows import define_windows as run
     from .windows import write_windows
 
     table = read_variant_table(reference_h5, fields=("position",))
-    targets = read_targets(targets_h5)
-    df = run(table["position"], targets.variant_ref_index, core_sites=core_sites,
-             flank_sites=flank_sites)
+    typed = read_target_sites(targets_h5)
+    df = run(table["position"], typed, core_sites=core_sites, flank_sites=flank_sites)
     write_windows(df, out)
     log.info("%d windows (%d variants, %d typed sites)", len(df), table["position"].size,
-             targets.variant_ref_index.size)
+             typed.size)
 
 
 def split_samples(*, reference_h5: str, val_fraction: float, seed: int, out: str) -> None:

@@ -168,7 +168,7 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
     """
     import pandas as pd
 
-    from .io.h5store import read_targets, read_variant_table, store_samples
+    from .io.h5store import read_target_sites, read_variant_table, store_samples
     from .io.vcf import contig_lengths
     from .windows import read_windows
 
@@ -200,7 +200,7 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
                                                        strict=True):
             _link_or_copy(ref, tmp / chrom_file(label, "reference.h5"))
             _link_or_copy(win, tmp / chrom_file(label, "windows.tsv"))
-            array = array_table(table, read_targets(tgt).variant_ref_index)
+            array = array_table(table, read_target_sites(tgt))
             array.to_csv(tmp / chrom_file(label, "array_sites.tsv"), sep="\t", index=False)
             array_parts += _sites_bytes(contig, array["position"].to_numpy(),
                                         array[["ref", "alt"]].to_numpy())

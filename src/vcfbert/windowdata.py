@@ -13,7 +13,7 @@ import os
 import numpy as np
 
 from .io.h5chunks import read_columns
-from .io.h5store import open_store, read_targets, read_variant_table
+from .io.h5store import open_store, read_target_sites, read_variant_table
 from .layout import WindowLayout, make_layout
 from .tokens import MASK
 from .windows import WindowTable, read_window_table
@@ -47,11 +47,11 @@ class Chromosome:
             position = (h5["variant_cm"][()] * 1e6 if "variant_cm" in h5
                         else table["position"])
             male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
-        targets = read_targets(targets_h5)
         return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
                    windows=read_window_table(windows_tsv), position=position,
-                   af=table["af"], typed_index=targets.variant_ref_index, n_haplotypes=n_h,
-                   sample_id=samples, male=male, haploid_variant=table["haploid"])
+                   af=table["af"], typed_index=read_target_sites(targets_h5),
+                   n_haplotypes=n_h, sample_id=samples, male=male,
+                   haploid_variant=table["haploid"])
 
     def layout(self, window_id: str) -> WindowLayout:
         w = self.windows.row(window_id)

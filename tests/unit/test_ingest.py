@@ -155,3 +155,20 @@ def test_tiled_int8_transpose():
         b = transpose_int8(a[:, ::-1])  # a non-contiguous input too
         assert b.flags.c_contiguous and b.dtype == np.int8
         np.testing.assert_array_equal(b, a[:, ::-1].T)
+
+
+def test_target_sites_are_read_without_the_genotypes(tmp_path):
+    """read_target_sites gives read_targets' typed sites without reading the [2T, M]
+    genotypes (the window and imputation jobs need only the sites from it)."""
+    from vcfbert.io.h5store import read_target_sites
+
+    samples, records = random_panel(6, 40, seed=2)
+    ref = write_vcf(tmp_path / "r.vcf", samples, records)
+    tgt = write_vcf(tmp_path / "t.vcf", samples[:3], [(p, r, a, g[:3]) for p, r, a, g
+                                                      in records[::3]])
+    parse_reference(ref, "20", tmp_path / "ref.h5")
+    parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "qs.tsv",
+                  tmp_path / "qn.tsv")
+    sites = read_target_sites(tmp_path / "t.h5")
+    assert sites.dtype == np.int64 and sites.tolist() == list(range(0, 40, 3))
+    np.testing.assert_array_equal(sites, read_targets(tmp_path / "t.h5").variant_ref_index)
