@@ -172,3 +172,25 @@ def test_target_sites_are_read_without_the_genotypes(tmp_path):
     sites = read_target_sites(tmp_path / "t.h5")
     assert sites.dtype == np.int64 and sites.tolist() == list(range(0, 40, 3))
     np.testing.assert_array_equal(sites, read_targets(tmp_path / "t.h5").variant_ref_index)
+
+
+def test_targets_of_a_variant_range(tmp_path):
+    """read_targets(variants=(start, end)) gives the typed sites at reference variants
+    start:end and their genotypes, as slicing the whole store does (an imputation job reads
+    its windows' columns only)."""
+    from vcfbert.io.h5store import read_targets
+
+    samples, records = random_panel(6, 40, seed=2)
+    ref = write_vcf(tmp_path / "r.vcf", samples, records)
+    tgt = write_vcf(tmp_path / "t.vcf", samples[:3], [(p, r, a, g[:3]) for p, r, a, g
+                                                      in records[::3]])
+    parse_reference(ref, "20", tmp_path / "ref.h5")
+    parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "qs.tsv",
+                  tmp_path / "qn.tsv")
+    whole = read_targets(tmp_path / "t.h5")
+    for start, end in [(0, 40), (4, 19), (5, 6), (7, 7), (30, 99)]:
+        part = read_targets(tmp_path / "t.h5", variants=(start, end))
+        keep = (whole.variant_ref_index >= start) & (whole.variant_ref_index < end)
+        np.testing.assert_array_equal(part.variant_ref_index, whole.variant_ref_index[keep])
+        np.testing.assert_array_equal(part.haplotypes, whole.haplotypes[:, keep])
+        assert part.sample_id == whole.sample_id
