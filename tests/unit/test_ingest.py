@@ -157,11 +157,9 @@ def test_tiled_int8_transpose():
         np.testing.assert_array_equal(b, a[:, ::-1].T)
 
 
-def test_target_sites_are_read_without_the_genotypes(tmp_path):
-    """read_target_sites gives read_targets' typed sites without reading the [2T, M]
-    genotypes (the window and imputation jobs need only the sites from it)."""
-    from vcfbert.io.h5store import read_target_sites
-
+def _every_third_site_typed(tmp_path):
+    """A 40-variant reference store and a target store typed at every third variant
+    (``ref.h5``, ``t.h5`` in ``tmp_path``)."""
     samples, records = random_panel(6, 40, seed=2)
     ref = write_vcf(tmp_path / "r.vcf", samples, records)
     tgt = write_vcf(tmp_path / "t.vcf", samples[:3], [(p, r, a, g[:3]) for p, r, a, g
@@ -169,6 +167,14 @@ def test_target_sites_are_read_without_the_genotypes(tmp_path):
     parse_reference(ref, "20", tmp_path / "ref.h5")
     parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "qs.tsv",
                   tmp_path / "qn.tsv")
+
+
+def test_target_sites_are_read_without_the_genotypes(tmp_path):
+    """read_target_sites gives read_targets' typed sites without reading the [2T, M]
+    genotypes (the window and imputation jobs need only the sites from it)."""
+    from vcfbert.io.h5store import read_target_sites
+
+    _every_third_site_typed(tmp_path)
     sites = read_target_sites(tmp_path / "t.h5")
     assert sites.dtype == np.int64 and sites.tolist() == list(range(0, 40, 3))
     np.testing.assert_array_equal(sites, read_targets(tmp_path / "t.h5").variant_ref_index)
@@ -180,13 +186,7 @@ def test_targets_of_a_variant_range(tmp_path):
     its windows' columns only)."""
     from vcfbert.io.h5store import read_targets
 
-    samples, records = random_panel(6, 40, seed=2)
-    ref = write_vcf(tmp_path / "r.vcf", samples, records)
-    tgt = write_vcf(tmp_path / "t.vcf", samples[:3], [(p, r, a, g[:3]) for p, r, a, g
-                                                      in records[::3]])
-    parse_reference(ref, "20", tmp_path / "ref.h5")
-    parse_targets(tgt, tmp_path / "ref.h5", "20", tmp_path / "t.h5", tmp_path / "qs.tsv",
-                  tmp_path / "qn.tsv")
+    _every_third_site_typed(tmp_path)
     whole = read_targets(tmp_path / "t.h5")
     for start, end in [(0, 40), (4, 19), (5, 6), (7, 7), (30, 99)]:
         part = read_targets(tmp_path / "t.h5", variants=(start, end))
