@@ -144,11 +144,10 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     # sharing 2 cores outside Snakemake, whose jobs are capped as they start, ran ~4x slower)
     cap_threads(1)
     windows = read_window_table(windows_tsv)
-    lo = windows.row(window_ids[0])["core_start"]
-    hi = windows.row(window_ids[-1])["core_end"]
+    spans = [windows.row(w) for w in window_ids]
+    lo, hi = spans[0]["core_start"], spans[-1]["core_end"]
     # the targets at the typed sites of these windows only (flanks included): the job's
     # genotypes grow with its chunk, not with the chromosome
-    spans = [windows.row(w) for w in window_ids]
     targets = read_targets(targets_h5, variants=(min(int(w["start_idx"]) for w in spans),
                                                  max(int(w["end_idx"]) for w in spans)))
     called = targets.site_called

@@ -9,12 +9,14 @@ contig names follow the reference's (so ``chr20`` targets meet a ``20`` panel).
 from __future__ import annotations
 
 import gzip
+import itertools
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -72,11 +74,16 @@ def _renamed_header(lines: list[str], contigs: list[str], rename: dict[str, str]
     return out
 
 
-def _is_text_vcf(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a VCF as text (plain, gzip or BGZF), not a BCF."""
+def _open_binary(path: str | os.PathLike[str]) -> BinaryIO:
+    """A VCF's bytes, decompressed when it is gzip or BGZF."""
     with open(path, "rb") as fh:
         gzipped = fh.read(2) == b"\x1f\x8b"
-    with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as fh:
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")  # noqa: SIM115
+
+
+def _is_text_vcf(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a VCF as text (plain, gzip or BGZF), not a BCF."""
+    with _open_binary(path) as fh:
         return fh.read(16).startswith(b"##fileformat=VCF")
 
 
@@ -117,21 +124,19 @@ def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
     """:func:`write_renamed` of a text VCF: its lines copied as bytes (UTF-8 text passes
     through), the header's ``##contig`` lines and the records' CHROM renamed; blank lines
     dropped (htslib skips them too)."""
-    with open(src, "rb") as fh:
-        gzipped = fh.read(2) == b"\x1f\x8b"
     new_names = {old.encode(): new.encode() for old, new in rename.items() if old != new}
-    with (gzip.open(src, "rb") if gzipped else open(src, "rb")) as fh, \
-            BgzipVcfWriter(dst) as w:
-        header: list[str] | None = []
-        block: list[bytes] = []
+    with _open_binary(src) as fh, BgzipVcfWriter(dst) as w:
+        header: list[str] = []
+        first = b""  # the first record's line (none: the file has no record)
         for line in fh:
-            if header is not None:
-                if line.startswith(b"#"):
-                    header.append(line.rstrip(b"\r\n").decode("utf-8"))
-                    continue
-                w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
-                              .encode("utf-8"))
-                header = None
+            if not line.startswith(b"#"):
+                first = line
+                break
+            header.append(line.rstrip(b"\r\n").decode("utf-8"))
+        w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
+                      .encode("utf-8"))
+        block: list[bytes] = []
+        for line in itertools.chain([first], fh):
             line = line.rstrip(b"\r\n")
             if not line:
                 continue
@@ -140,9 +145,6 @@ def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
             if len(block) >= 5000:
                 w.write_bytes(b"".join(block))
                 block = []
-        if header is not None:  # no record at all
-            w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
-                          .encode("utf-8"))
         w.write_bytes(b"".join(block))
 
 

@@ -77,12 +77,12 @@ def list_chromosomes(*, reference_vcf: str | list[str], target_vcf: str | list[s
         if not rows:
             raise InputError(f"chromosomes: none of {sorted(wanted)} is in the trained panel "
                              "and the targets")
-        tp.verify(trained_panel, contigs=[r["contig"] for r in rows])
+        contigs = [r["contig"] for r in rows]
+        tp.verify(trained_panel, contigs=contigs)
         log.info("trained panel %s: the files of %s and its shared files match the manifest",
-                 trained_panel, [r["contig"] for r in rows])
+                 trained_panel, contigs)
         write_table(out, CHROMOSOME_COLUMNS, rows)
-        log.info("chromosomes to impute with the trained panel %s: %s", trained_panel,
-                 [r["contig"] for r in rows])
+        log.info("chromosomes to impute with the trained panel %s: %s", trained_panel, contigs)
         return
     from .ingest import write_contig_list
 
@@ -381,11 +381,10 @@ def write_vcf(*, pieces: str | list[str], targets_h5: str | list[str],
 def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None:
     """``results/imputed/chromosomes.tsv``: each chromosome's imputed VCF, its index, size and
     SHA-256 (what an imputation server lists beside its downloads). Read and written with the
-    csv module: the job's whole work is a hash, and pandas' import took longer."""
-    import csv
-
+    csv module (:mod:`vcfbert.io.tsv`): the job's whole work is a hash, and pandas' import took
+    longer."""
     from .atomic import sha256_file
-    from .io.tsv import read_column
+    from .io.tsv import read_column, write_table
 
     contigs = read_column(chromosomes_tsv, "contig")
     if len(contigs) != len(vcfs):
@@ -395,10 +394,7 @@ def imputed_manifest(*, vcfs: list[str], chromosomes_tsv: str, out: str) -> None
     rows = [{"contig": contig, "vcf": os.path.basename(vcf),
              "index": os.path.basename(vcf) + ".tbi", "bytes": os.path.getsize(vcf),
              "sha256": sha256_file(vcf)} for contig, vcf in zip(contigs, vcfs, strict=True)]
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fields, delimiter="\t", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_table(out, fields, rows)
     log.info("imputed VCFs: %s", ", ".join(r["vcf"] for r in rows))
 
 
