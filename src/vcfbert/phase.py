@@ -121,8 +121,8 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 
 def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                        contigs: list[str], rename: dict[str, str]) -> None:
-    """:func:`write_renamed` of a text VCF: its lines copied as bytes (UTF-8 text passes
-    through), the header's ``##contig`` lines and the records' CHROM renamed; blank lines
+    """:func:`write_renamed` of a text VCF: its lines copied as bytes (UTF-8 or any other
+    header text passes through), the header's ``##contig`` lines and the records' CHROM renamed; blank lines
     dropped (htslib skips them too)."""
     new_names = {old.encode(): new.encode() for old, new in rename.items() if old != new}
     with _open_binary(src) as fh, BgzipVcfWriter(dst) as w:
@@ -132,9 +132,10 @@ def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
             if not line.startswith(b"#"):
                 first = line
                 break
-            header.append(line.rstrip(b"\r\n").decode("utf-8"))
+            # bytes that are not UTF-8 (a Latin-1 header) pass through as they are
+            header.append(line.rstrip(b"\r\n").decode("utf-8", "surrogateescape"))
         w.write_bytes("".join(f"{h}\n" for h in _renamed_header(header, contigs, rename))
-                      .encode("utf-8"))
+                      .encode("utf-8", "surrogateescape"))
         block: list[bytes] = []
         for line in itertools.chain([first], fh):
             line = line.rstrip(b"\r\n")

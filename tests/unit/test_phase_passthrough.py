@@ -93,3 +93,18 @@ def test_listing_and_phasing_import_neither_pandas_nor_numba(tmp_path):
     assert np.array_equal(np.loadtxt(tmp_path / "c.tsv", dtype=str, delimiter="\t")[0],
                           ["contig", "wildcard", "reference_file", "target_file",
                            "genetic_map_file"])
+
+
+def test_a_header_that_is_not_utf8_passes_through(tmp_path):
+    """A Latin-1 byte in a header line (older tools wrote them) is copied as it is, not a
+    traceback of the text copy."""
+    from vcfbert.phase import write_renamed
+
+    samples, records = random_panel(3, 5, seed=6)
+    tgt = write_vcf(tmp_path / "t.vcf", samples, records)
+    raw = tgt.read_bytes().replace(b"##contig=", b"##source=Troms\xf8\n##contig=", 1)
+    tgt.write_bytes(raw)
+    write_renamed(tgt, tmp_path / "p.vcf.gz", {"20": "chr20"}, contig="20")
+    with gzip.open(tmp_path / "p.vcf.gz", "rb") as fh:
+        out = fh.read()
+    assert b"##source=Troms\xf8\n" in out and b"\nchr20\t1000\t" in out
