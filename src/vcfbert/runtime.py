@@ -149,6 +149,15 @@ def run_step(smk: Any, name: str | None = None, *,
         exit_without_teardown()
 
 
+# numpy asks Linux for transparent huge pages (madvise) for every array of 4 MiB or more, read
+# once, when numpy is imported. A job's arrays are mostly written once into fresh memory (a
+# window's reference alleles, its probabilities, a block of VCF text), and on the 2-core
+# machines this project is measured on, a 2 MiB page's first touch cost ~3 ms per MiB against
+# ~0.5 ms per MiB in 4 KiB pages (100 MB filled: 0.29-0.37 s against 0.054 s): ~3.5 s of an
+# imputation job's 39 CPU seconds on ``ooa_speed`` (docs/model.md, "Inference speed").
+NUMPY_HUGE_PAGES = "NUMPY_MADVISE_HUGEPAGE"
+
+
 def workflow_command(smk: Any) -> str:
     """The command line that started the workflow (set by rules/common.smk), for headers."""
     return os.environ.get("VCFBERT_COMMAND") or f"snakemake (rule {getattr(smk, 'rule', '?')})"
@@ -156,9 +165,11 @@ def workflow_command(smk: Any) -> str:
 
 def export_for_jobs(*, src: str, command: str | None) -> None:
     """Environment that workflow jobs inherit: ``src`` on PYTHONPATH (so jobs import this
-    package even in conda environments) and the workflow's command line (for VCF headers)."""
+    package even in conda environments), the workflow's command line (for VCF headers) and
+    numpy's huge pages off (:data:`NUMPY_HUGE_PAGES`, unless the user set it)."""
     parts = [src] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    os.environ.setdefault(NUMPY_HUGE_PAGES, "0")
     if command:
         os.environ.setdefault("VCFBERT_COMMAND", command)
 

@@ -1,15 +1,26 @@
 """runtime.prefetched and runtime.read_ahead: the one-ahead preparation the imputation and
 validation loops use, the text VCF reader's blocks produced on a thread, the device `auto`
-picks, and the Snakemake scheduler's timers released at the end of a workflow."""
+picks, the Snakemake scheduler's timers released at the end of a workflow, and the
+environment the workflow's jobs inherit."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
-from vcfbert.runtime import ordered_map, prefetched, read_ahead, release_scheduler_timers
+from vcfbert.runtime import (
+    NUMPY_HUGE_PAGES,
+    export_for_jobs,
+    ordered_map,
+    prefetched,
+    read_ahead,
+    release_scheduler_timers,
+)
 
 
 def test_prefetched_keeps_order_and_runs_one_ahead():
@@ -204,3 +215,20 @@ def test_a_finished_job_exits_at_once_having_flushed_what_teardown_would(tmp_pat
     assert marker.read_text() == "atexit ran"
     assert ("after the block" in res.stdout) == busy
     assert (tmp_path / "atexit.txt.thread").exists() == busy
+
+
+def test_jobs_inherit_numpy_without_huge_pages_unless_the_user_chose(monkeypatch, tmp_path):
+    monkeypatch.delenv(NUMPY_HUGE_PAGES, raising=False)
+    monkeypatch.setenv("PYTHONPATH", "")
+    export_for_jobs(src=str(tmp_path), command=None)
+    assert os.environ[NUMPY_HUGE_PAGES] == "0"
+    assert os.environ["PYTHONPATH"] == str(tmp_path)
+    # a job's process (a child, as Snakemake starts them) imports numpy with huge pages off
+    probe = ("from numpy._core import multiarray as m; "
+             "print(getattr(m, '_get_madvise_hugepage', lambda: 'n/a')())")
+    seen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    assert seen in ("False", "n/a")  # n/a: a numpy without the switch reads no setting
+    monkeypatch.setenv(NUMPY_HUGE_PAGES, "1")  # the user's choice stands
+    export_for_jobs(src=str(tmp_path), command=None)
+    assert os.environ[NUMPY_HUGE_PAGES] == "1"
