@@ -174,6 +174,9 @@ def main() -> None:
                 (data / f.name).symlink_to(f.resolve())
     methods = a.methods.split(",")
     out.mkdir(parents=True, exist_ok=True)
+    if not (data / "truth.vcf.gz").exists() and "real_data" in spec:
+        raise SystemExit(f"{a.scenario} is real data: run `python {spec['real_data']}` first "
+                         f"(it writes {data})")
     if not (data / "truth.vcf.gz").exists():
         (out / "scenario.yaml").write_text(yaml.safe_dump({"simulation": spec["simulation"]}))
         subprocess.run(vcfbert_cli("simulate", "-o", str(data), "--config",
