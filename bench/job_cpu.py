@@ -1,17 +1,23 @@
 """Where an imputation job's CPU time goes: seconds of thread CPU time inside each of its main
 functions, summed over all the job's threads (cProfile sees one thread; py-spy cannot tell a
-numba kernel running from a thread waiting for it).
+numba kernel running from a thread waiting for it), and the memory each first touched (minor
+page faults).
 
     python bench/job_cpu.py bench/out/ooa_speed/speed.vcfbert [--chunk c0000] [--threads 2]
 
 Runs one ``impute_chunk`` job of a finished run in this process, as the workflow's job runs
 it (its config's ``impute`` settings, output ``GT:DS:GP``, its DR2 calibration when the run
 has one), with each function below wrapped to add the thread CPU time of its calls
-(``time.thread_time``, on whichever thread they run) to a table. A row marked · is a part of
+(``time.thread_time``, on whichever thread they run) and the pages it faulted in
+(``getrusage(RUSAGE_THREAD)``'s minor faults × the 4 KiB page: memory touched for the first
+time, which the kernel must map and zero; a transparent huge page's one fault maps 2 MiB, so
+with ``NUMPY_MADVISE_HUGEPAGE=1`` the figure undercounts) to a table. A row marked · is a part of
 the row above it. Functions that hand their work to other threads (``predict_window``, the
 writer) are not rows: their threads' functions are. Prints the table, the job's wall time and the
 process's CPU time: what the rows do not cover is the imports, the job's setup and the
-smaller steps. The job's piece is written to a temporary directory.
+smaller steps. The job's piece is written to a temporary directory. numpy is imported as the
+workflow's jobs import it: without transparent huge pages (``NUMPY_MADVISE_HUGEPAGE=0``,
+:func:`vcfbert.runtime.export_for_jobs`) unless the variable is set.
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ import argparse
 import collections
 import functools
 import importlib
+import os
+import resource
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import yaml
+
+# before numpy's import (vcfbert's below), as rules/common.smk sets it for every job
+os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+PAGE_MIB = resource.getpagesize() / 2**20
 
 # (module, attribute, label): a label's indent marks a part of the row above it
 WRAPPED = [
@@ -51,9 +63,14 @@ WRAPPED = [
 ]
 
 
+def minor_faults() -> int:
+    """The calling thread's minor page faults so far."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
 def wrap_all(table: dict[str, list[float]]) -> None:
-    """Replace each function of :data:`WRAPPED` by one adding its calls' thread CPU time
-    and count to ``table[label]``."""
+    """Replace each function of :data:`WRAPPED` by one adding its calls' thread CPU time,
+    count and minor page faults to ``table[label]``."""
     lock = threading.Lock()
     for module_name, attr, label in WRAPPED:
         module_path, _, cls = module_name.partition(":")
@@ -63,15 +80,16 @@ def wrap_all(table: dict[str, list[float]]) -> None:
         real = getattr(owner, attr)
 
         def timed(*args, _real=real, _label=label, **kwargs):
-            t = time.thread_time()
+            t, f = time.thread_time(), minor_faults()
             try:
                 return _real(*args, **kwargs)
             finally:
-                spent = time.thread_time() - t
+                spent, faults = time.thread_time() - t, minor_faults() - f
                 with lock:
-                    row = table.setdefault(_label, [0.0, 0])
+                    row = table.setdefault(_label, [0.0, 0, 0])
                     row[0] += spent
                     row[1] += 1
+                    row[2] += faults
 
         setattr(owner, attr, functools.wraps(real)(timed))
 
@@ -96,6 +114,7 @@ def main() -> None:
     imp = cfg.get("impute", {})
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.time(), time.process_time()
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         steps.impute_chunk(
             checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
             contig=a.chrom, chunk=a.chunk, windows_per_job=int(imp.get("windows_per_job", 16)),
@@ -108,15 +127,19 @@ def main() -> None:
             dr2_calibration=str(calibration) if calibration.exists() else "",
             match_states=int(imp.get("match_states", 0)), gp=True)
         wall, cpu = time.time() - t0, time.process_time() - c0
+        faulted = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) * PAGE_MIB
     print(f"impute_chunk {a.chunk} of {a.run_dir}: {wall:.2f} s wall, {cpu:.2f} s CPU "
-          f"({a.threads} threads)\n")
-    print("| function | CPU s | share of the job's CPU | calls |\n|---|---|---|---|")
+          f"({a.threads} threads), {faulted:,.0f} MiB faulted in (NUMPY_MADVISE_HUGEPAGE="
+          f"{os.environ['NUMPY_MADVISE_HUGEPAGE']})\n")
+    print("| function | CPU s | share of the job's CPU | calls | MiB faulted in |\n"
+          "|---|---|---|---|---|")
     for _, _, label in WRAPPED:
         if label in table:
-            seconds, calls = table[label]
+            seconds, calls, faults = table[label]
             name = label.lstrip()
             indent = "&nbsp;&nbsp;· " if label != name else ""
-            print(f"| {indent}{name} | {seconds:.2f} | {seconds / cpu:.0%} | {calls} |")
+            print(f"| {indent}{name} | {seconds:.2f} | {seconds / cpu:.0%} | {calls} | "
+                  f"{faults * PAGE_MIB:,.0f} |")
 
 
 if __name__ == "__main__":

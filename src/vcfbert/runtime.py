@@ -199,6 +199,18 @@ def release_scheduler_timers() -> int:
     return cancelled
 
 
+def freeze_for_exit() -> None:
+    """Move every object the process holds to the garbage collector's permanent generation
+    (``gc.freeze``), for the workflow's ``onsuccess`` / ``onerror`` hooks: the interpreter's
+    final collection at exit then does not walk them. The Snakemake process holds Snakemake's,
+    pandas' and SQLAlchemy's module graphs; its teardown after the last job took 0.3-0.38 s,
+    0.12-0.13 s with this (docs/model.md, "Inference speed"). Objects made afterwards are
+    collected as usual; what is frozen is only not collected, and the process is ending."""
+    import gc
+
+    gc.freeze()
+
+
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     """The items of the iterator ``items`` in order, produced on a thread of its own while
     the caller works on the previous one: at most ``depth`` items wait between the two.

@@ -16,6 +16,7 @@ import pytest
 from vcfbert.runtime import (
     NUMPY_HUGE_PAGES,
     export_for_jobs,
+    freeze_for_exit,
     ordered_map,
     prefetched,
     read_ahead,
@@ -232,3 +233,13 @@ def test_jobs_inherit_numpy_without_huge_pages_unless_the_user_chose(monkeypatch
     monkeypatch.setenv(NUMPY_HUGE_PAGES, "1")  # the user's choice stands
     export_for_jobs(src=str(tmp_path), command=None)
     assert os.environ[NUMPY_HUGE_PAGES] == "1"
+
+
+def test_freezing_for_exit_keeps_the_objects_out_of_the_final_collection():
+    # in a child process: the freeze is for good, and this test process goes on
+    probe = (f"import gc, sys; sys.path[:0] = {sys.path!r}; from vcfbert.runtime import "
+             "freeze_for_exit; before = gc.get_freeze_count(); freeze_for_exit(); "
+             "print(before, gc.get_freeze_count())")
+    before, after = map(int, subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                                            text=True, check=True).stdout.split())
+    assert before == 0 and after > 1000  # the imported modules' objects, frozen
