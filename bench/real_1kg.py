@@ -11,8 +11,10 @@ unphased. This script turns it into a benchmark data folder like the simulated s
 3. every ``--every``-th sample held out as a target (38 of 191 by default), the rest the
    reference panel (153 samples, 306 haplotypes);
 4. the targets' "array": the variants with reference-panel MAF >= ``--array-min-maf`` thinned
-   to one per ``--array-spacing`` bp (as the simulated scenarios pick theirs), their phased
-   genotypes; ``truth.vcf.gz`` the targets' phased genotypes at every variant.
+   to one per ``--array-spacing`` bp (as the simulated scenarios pick theirs), their genotypes
+   unphased (``0/1``, as array calls come; vcfbert's workflow and Beagle phase them, Minimac4
+   gets vcfbert's phasing, as in ``ooa_unphased``); ``truth.vcf.gz`` the targets' phased
+   genotypes at every variant.
 
 Then ``python bench/run.py real_1kg`` runs vcfbert, Beagle 5.4 and Minimac4 on the folder and
 scores them at the untyped variants (r² by reference-panel MAF), as for every scenario:
@@ -89,8 +91,9 @@ def read_phased(path: Path) -> tuple[list[str], list[list[str]], np.ndarray]:
 
 
 def write_vcf(path: Path, contig: str, samples: list[str], fixed: list[list[str]],
-              alleles: np.ndarray, source: str) -> None:
-    """A bgzipped, indexed VCF of phased ``GT`` (alleles int8 [records, 2 * samples])."""
+              alleles: np.ndarray, source: str, phased: bool = True) -> None:
+    """A bgzipped, indexed VCF of ``GT`` (alleles int8 [records, 2 * samples]): phased
+    (``0|1``), or unphased with the alleles in order (``0/1``)."""
     text = path.with_suffix("")  # x.vcf.gz -> x.vcf
     with open(text, "w") as fh:
         fh.write(f"##fileformat=VCFv4.2\n##source={source}\n##contig=<ID={contig}>\n"
@@ -98,7 +101,8 @@ def write_vcf(path: Path, contig: str, samples: list[str], fixed: list[list[str]
         fh.write("#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t"
                  + "\t".join(samples) + "\n")
         for cols, row in zip(fixed, alleles, strict=True):
-            gts = "\t".join(f"{a}|{b}" for a, b in zip(row[0::2], row[1::2], strict=True))
+            gts = "\t".join(f"{a}|{b}" if phased else f"{min(a, b)}/{max(a, b)}"
+                             for a, b in zip(row[0::2], row[1::2], strict=True))
             fh.write("\t".join([*cols[:5], ".", "PASS", ".", "GT"]) + "\t" + gts + "\n")
     subprocess.run(["bgzip", "-f", str(text)], check=True)
     subprocess.run(["tabix", "-f", "-p", "vcf", str(path)], check=True)
@@ -156,7 +160,7 @@ def main() -> None:
     write_vcf(out / "truth.vcf.gz", contig, tgt_samples, fixed, tgt,
               "beagle-doc example, phased by Beagle 5.4")
     write_vcf(out / "targets.vcf.gz", contig, tgt_samples, [fixed[i] for i in array],
-              tgt[array], "beagle-doc example at array sites")
+              tgt[array], "beagle-doc example at array sites, unphased", phased=False)
     with open(out / "panel.tsv", "w") as fh:
         fh.write("sample\tpopulation\trole\tbatch\n")
         for s, t in zip(samples, is_target, strict=True):
