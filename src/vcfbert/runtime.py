@@ -11,6 +11,7 @@ import atexit
 import collections
 import contextlib
 import errno
+import gc
 import logging
 import os
 import queue
@@ -203,11 +204,9 @@ def freeze_for_exit() -> None:
     """Move every object the process holds to the garbage collector's permanent generation
     (``gc.freeze``), for the workflow's ``onsuccess`` / ``onerror`` hooks: the interpreter's
     final collection at exit then does not walk them. The Snakemake process holds Snakemake's,
-    pandas' and SQLAlchemy's module graphs; its teardown after the last job took 0.3-0.38 s,
-    0.12-0.13 s with this (docs/model.md, "Inference speed"). Objects made afterwards are
+    pandas' and SQLAlchemy's module graphs; its teardown after the last job took 0.28-0.38 s,
+    0.11-0.13 s with this (docs/model.md, "Inference speed"). Objects made afterwards are
     collected as usual; what is frozen is only not collected, and the process is ending."""
-    import gc
-
     gc.freeze()
 
 
