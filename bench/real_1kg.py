@@ -6,8 +6,9 @@ unphased. This script turns it into a benchmark data folder like the simulated s
 
 1. ``apt-get download beagle-doc`` and ``dpkg -x`` (nothing installed; skipped when
    ``--vcf`` names the file);
-2. the bi-allelic variants phased by Beagle 5.4 (``gt=``, ``nthreads`` = cores): the
-   reference panel must be phased, and the file's order of alleles in ``0/1`` is not a phase;
+2. the bi-allelic variants phased by Beagle 5.4 (``gt=``, ``seed=1``, one thread, so that
+   the phase does not depend on the machine's cores): the reference panel must be phased, and
+   the file's order of alleles in ``0/1`` is not a phase;
 3. every ``--every``-th sample held out as a target (38 of 191 by default), the rest the
    reference panel (153 samples, 306 haplotypes);
 4. the targets' "array": the variants with reference-panel MAF >= ``--array-min-maf`` thinned
@@ -32,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import shutil
 import subprocess
 import sys
@@ -125,7 +125,6 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=5, help="every N-th sample is a target")
     ap.add_argument("--array-spacing", type=int, default=3000)
     ap.add_argument("--array-min-maf", type=float, default=0.05)
-    ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     a = ap.parse_args()
     out = Path(a.out).resolve()
     work = out.parent / "prepare"
@@ -139,8 +138,8 @@ def main() -> None:
     biallelic = work / "biallelic.vcf.gz"
     run(["bcftools", "view", "-m2", "-M2", "-Oz", "-o", str(biallelic), str(source)],
         work / "bcftools.log")
-    run(["beagle", f"gt={biallelic}", f"out={work / 'phased'}", f"nthreads={a.cores}",
-         "seed=1"], work / "beagle.log")
+    run(["beagle", f"gt={biallelic}", f"out={work / 'phased'}", "nthreads=1", "seed=1"],
+        work / "beagle.log")
     samples, fixed, alleles = read_phased(work / "phased.vcf.gz")
     contig = fixed[0][0]
     is_target = np.arange(len(samples)) % a.every == a.every - 1
