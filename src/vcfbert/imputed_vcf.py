@@ -318,8 +318,15 @@ def write_imputed_vcf(path: str | os.PathLike[str], chromosomes: list[Chromosome
                           gp=gp)
 
 
+# cells formatted per block by write_records: a block's text buffer (up to ~28 MB at 28 bytes a
+# cell) stays under glibc's largest mmap threshold (32 MiB), so that once one is freed the next
+# reuses its memory instead of faulting in fresh pages (4 M cells: 1.27 GB of first touches in
+# ooa_speed's imputation job, 0.29 GB at 1 M; `python bench/job_cpu.py`)
+RECORD_BLOCK_CELLS = 1_000_000
+
+
 def write_records(write: Callable[[memoryview], None], chrom: ChromosomeDosages,
-                  extra: tuple[str, ...] = (), cells_per_block: int = 4_000_000,
+                  extra: tuple[str, ...] = (), cells_per_block: int = RECORD_BLOCK_CELLS,
                   on_block: Callable[[int], Any] | None = None,
                   lengths: np.ndarray | None = None, threads: int = 1, gp: bool = True) -> int:
     """Format every record of ``chrom`` and hand them to ``write`` in order,
