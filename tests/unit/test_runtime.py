@@ -16,7 +16,6 @@ import pytest
 from vcfbert.runtime import (
     NUMPY_HUGE_PAGES,
     export_for_jobs,
-    freeze_for_exit,
     ordered_map,
     prefetched,
     read_ahead,
