@@ -218,7 +218,10 @@ def test_a_finished_job_exits_at_once_having_flushed_what_teardown_would(tmp_pat
 
 
 def test_jobs_inherit_numpy_without_huge_pages_unless_the_user_chose(monkeypatch, tmp_path):
-    monkeypatch.delenv(NUMPY_HUGE_PAGES, raising=False)
+    # setenv first, so that the variable's state before the test is recorded and restored
+    # (delenv of an absent variable records nothing, and export_for_jobs sets it directly)
+    monkeypatch.setenv(NUMPY_HUGE_PAGES, "unset")
+    monkeypatch.delenv(NUMPY_HUGE_PAGES)
     monkeypatch.setenv("PYTHONPATH", "")
     export_for_jobs(src=str(tmp_path), command=None)
     assert os.environ[NUMPY_HUGE_PAGES] == "0"
