@@ -35,8 +35,10 @@ from pathlib import Path
 
 import yaml
 
+from vcfbert.runtime import NUMPY_HUGE_PAGES  # imports no numpy
+
 # before numpy's import (vcfbert's below), as rules/common.smk sets it for every job
-os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
+os.environ.setdefault(NUMPY_HUGE_PAGES, "0")
 PAGE_MIB = resource.getpagesize() / 2**20
 
 # (module, attribute, label): a label's indent marks a part of the row above it
@@ -129,8 +131,8 @@ def main() -> None:
         wall, cpu = time.time() - t0, time.process_time() - c0
         faulted = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) * PAGE_MIB
     print(f"impute_chunk {a.chunk} of {a.run_dir}: {wall:.2f} s wall, {cpu:.2f} s CPU "
-          f"({a.threads} threads), {faulted:,.0f} MiB faulted in (NUMPY_MADVISE_HUGEPAGE="
-          f"{os.environ['NUMPY_MADVISE_HUGEPAGE']})\n")
+          f"({a.threads} threads), {faulted:,.0f} MiB faulted in ({NUMPY_HUGE_PAGES}="
+          f"{os.environ[NUMPY_HUGE_PAGES]})\n")
     print("| function | CPU s | share of the job's CPU | calls | MiB faulted in |\n"
           "|---|---|---|---|---|")
     for _, _, label in WRAPPED:

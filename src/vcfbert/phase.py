@@ -122,8 +122,8 @@ def write_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
 def _copy_text_renamed(src: str | os.PathLike[str], dst: str | os.PathLike[str],
                        contigs: list[str], rename: dict[str, str]) -> None:
     """:func:`write_renamed` of a text VCF: its lines copied as bytes (UTF-8 or any other
-    header text passes through), the header's ``##contig`` lines and the records' CHROM renamed; blank lines
-    dropped (htslib skips them too)."""
+    header text passes through), the header's ``##contig`` lines and the records' CHROM
+    renamed; blank lines dropped (htslib skips them too)."""
     new_names = {old.encode(): new.encode() for old, new in rename.items() if old != new}
     with _open_binary(src) as fh, BgzipVcfWriter(dst) as w:
         header: list[str] = []

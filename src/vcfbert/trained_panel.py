@@ -292,7 +292,8 @@ def verify(panel_dir: str | os.PathLike[str], contigs: Iterable[str] | None = No
         wanted = set(contigs)
         skip = {c["wildcard"] for c in manifest["contigs"] if c["contig"] not in wanted}
     for rel, meta in sorted(manifest["files"].items()):
-        if rel.split("/", 1)[0] in skip and "/" in rel:
+        folder, sep, _ = rel.partition("/")
+        if sep and folder in skip:  # another chromosome's file
             continue
         path = Path(panel_dir) / rel
         if not path.is_file():

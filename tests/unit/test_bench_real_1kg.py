@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,8 +27,6 @@ def test_array_sites_take_the_first_common_variant_of_each_bin():
     assert real.array_sites(position, maf, 1000, 0.6).tolist() == []
 
 
-@pytest.mark.skipif(not (shutil.which("bgzip") and shutil.which("tabix")),
-                    reason="bgzip/tabix not installed")
 def test_a_written_vcf_reads_back_as_the_same_haplotypes(tmp_path):
     real = _module()
     fixed = [["22", str(p), f"rs{p}", "A", "G", ".", "PASS", ".", "GT"] for p in (10, 20, 30)]
