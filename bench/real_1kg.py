@@ -137,6 +137,9 @@ def main() -> None:
     for tool in ("beagle", "bcftools"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install beagle bcftools")
+    if a.vcf and not Path(a.vcf).is_file():
+        raise SystemExit(f"--vcf {a.vcf}: no such file (Beagle's example is "
+                         f"{EXAMPLE} in Debian's beagle-doc; leave --vcf out to download it)")
     source = Path(a.vcf) if a.vcf else fetch_example(work / "debian")
     # bi-allelic variants only (the example has none other; a guard for --vcf), then phased
     biallelic = work / "biallelic.vcf.gz"
