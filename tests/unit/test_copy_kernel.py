@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vcfbert.model.copy_kernel import copy_features, window_tables
+from vcfbert.model.copy_kernel import HeadInputs, copy_features, copy_head_logits, window_tables
 from vcfbert.model.features import carrier_features, interval_runs
 from vcfbert.model.hmm import forward_backward
 
@@ -121,6 +121,46 @@ def test_copy_features_match_the_torch_path_on_shared_segments(seed, m):
     other = window_tables(ref_slots, ref_core, np.minimum(interval + 1, m))
     with pytest.raises(ValueError, match="window tables"):
         copy_features(tables=other, **kw)
+
+
+def test_a_query_gives_the_same_bits_alone_or_anywhere_in_a_batch():
+    """The queries of a batch share the kernel's per-site arrays (zeroed once per batch, each
+    query leaving them at zero): every query's outputs, with and without the output head, are
+    the bits of the same query computed alone, in a batch in either order."""
+    rng = np.random.default_rng(5)
+    n_h, m, n, b, k, hw = 60, 24, 90, 6, 20, 16
+    kw = random_window(rng, mosaic_panel(rng, n_h, m + n), m, b, k)
+    # sites where all but three haplotypes carry ALT: some queries' states have no REF carrier
+    kw["ref_core"][3:, ::9] = 1
+    tables = window_tables(kw["ref_slots"], kw["ref_core"], kw["site_interval"])
+    interval = kw["site_interval"]
+    head = HeadInputs(site_const=rng.normal(size=(1, n, hw)).astype(np.float32),
+                      left_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
+                      right_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
+                      site_left=np.clip(interval - 1, 0, m - 1),
+                      site_right=np.clip(interval, 0, m - 1),
+                      weight=rng.normal(size=(hw, 6)).astype(np.float32),
+                      last_weight=rng.normal(size=hw).astype(np.float32), last_bias=0.3,
+                      copy_scale=0.9)
+    per_query = ("query_tokens", "cand_ids", "mu", "emit_bonus", "rho", "prior")
+
+    def rows(order):
+        sub = {key: (v[order] if key in per_query else v) for key, v in kw.items()}
+        sub_head = head._replace(left_proj=head.left_proj[order],
+                                 right_proj=head.right_proj[order])
+        return copy_features(tables=tables, **sub), copy_head_logits(sub_head, tables=tables,
+                                                                     **sub)
+
+    (p, feat, loo), (logits, loo_head) = rows(np.arange(b))
+    (p_rev, feat_rev, loo_rev), (logits_rev, loo_head_rev) = rows(np.arange(b)[::-1])
+    assert (p > 1e-4).any() and feat[..., 0].any()  # queries with ALT carriers: sums to reset
+    for q in range(b):
+        (p1, feat1, loo1), (logits1, loo_head1) = rows(np.array([q]))
+        for batch, reverse, alone in ((p, p_rev, p1), (feat, feat_rev, feat1),
+                                      (loo, loo_rev, loo1), (logits, logits_rev, logits1),
+                                      (loo_head, loo_head_rev, loo_head1)):
+            np.testing.assert_array_equal(batch[q], alone[0])
+            np.testing.assert_array_equal(reverse[b - 1 - q], alone[0])
 
 
 @pytest.mark.parametrize("lengths", [None, (1, 63, 64, 65, 0, 128, 200, 7)])

@@ -290,7 +290,7 @@ def _feature_tables(m, k_all):
 def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
                pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu, s, rho,
                prior_all, site_frac, interval_start, loo_lo, loo_hi, log_run, log_carriers,
-               p_out, feat_out, loo_out):
+               p_out, feat_out, loo_out, site_sums, query_no):
     m = qtok.shape[0]
     n = site_frac.shape[0]
     f32 = np.float32
@@ -495,9 +495,8 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     # sum_c gl_c + frac_j * sum_c dg_c (the posterior interpolated between the flanking slots),
     # so the sums keep the two parts apart. acc[j] = (sum gl, sum dg, sum gl * run feature,
     # sum dg * run feature, ALT carriers) over the ALT carriers of site j.
-    acc = _aligned_zeros(n, 5, f32)
-    best_alt = _aligned_zeros_vector(n, f32)
-    best_ref = _aligned_zeros_vector(n, f32)
+    # the per-site arrays are the batch's (_site_sums): zero on entry, left at zero on exit
+    acc, best_alt, best_ref, alt_mark, pending = site_sums
     max_groups = 1
     for row in range(n_pat_rows):
         max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
@@ -505,8 +504,6 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
     gbest = _aligned_zeros_vector(max_groups, f32)  # the group's longest run feature
     stamp = np.full(max_groups, -1, np.int64)
     touched = np.empty(k + 1, np.int64)
-    alt_mark = np.full(n, -1, np.int64)  # last group (in visiting order) with ALT at site j
-    pending = np.empty(n, np.int64)
     group = _aligned_vector(k, np.int64)  # each candidate's group in the current interval
     # the states' pattern ids, interval-major [R, k]: each state's row of the haplotype-major
     # table is read once (contiguous), then each interval's k ids are one contiguous row
@@ -567,6 +564,9 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
             pending[n_pending] = j
             n_pending += 1
         base = pattern_start[row] - 1  # global number of group u is base + u (u >= 1)
+        # alt_mark[j]: the last group (in visiting order) with ALT at site j, as a number
+        # unique to this query, interval and place in the order (never reset between queries)
+        mark0 = (query_no * (n_pat_rows + 1) + row) * (k_all + 1)
         for x in range(n_touched):
             u = touched[x]
             if u > 0:
@@ -576,12 +576,12 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
                         acc[j, col] += gacc[u, col]
                     if acc[j, 4] == gacc[u, 4]:  # the first group with ALT at j
                         best_alt[j] = gbest[u]
-                    alt_mark[j] = row * (k + 1) + x
+                    alt_mark[j] = mark0 + x
             if n_pending:
                 kept = 0
                 for y in range(n_pending):
                     j = pending[y]
-                    if alt_mark[j] == row * (k + 1) + x:
+                    if alt_mark[j] == mark0 + x:
                         pending[kept] = j
                         kept += 1
                     else:
@@ -597,6 +597,23 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
         feat_out[j, 2] = log_carriers[int(n_alt)]
         feat_out[j, 3] = f32(1.0) if n_alt > 0 else f32(0.0)
         feat_out[j, 4] = (acc[j, 2] + f * acc[j, 3]) / max(w, f32(1e-6))
+        for col in range(5):
+            acc[j, col] = f32(0.0)
+        best_alt[j] = f32(0.0)
+        best_ref[j] = f32(0.0)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
+def _site_sums(n):
+    """The per-site arrays of :func:`_one_query`, allocated once per batch (zeroing them per
+    query took ~3 % of the kernel): acc float32 [n, 5], best_alt and best_ref float32 [n],
+    alt_mark int64 [n] and pending int64 [n]. Only the arrays the query's own loops write stay
+    per query: passed in, the group sums' arrays would be assumed to alias these, which cost
+    more than their allocation (docs/model.md, "Inference speed")."""
+    f32 = np.float32
+    n = max(n, 1)
+    return (_aligned_zeros(n, 5, f32), _aligned_zeros_vector(n, f32),
+            _aligned_zeros_vector(n, f32), np.full(n, -1, np.int64), np.empty(n, np.int64))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy")
@@ -605,11 +622,12 @@ def _all_queries(qtok, cand, valid, hap_bits, first_interval, pattern_id, patter
                  loo_lo, loo_hi, p_out, feat_out, loo_out):
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
+    site_sums = _site_sums(site_frac.shape[0])
     for b in range(qtok.shape[0]):
         _one_query(qtok[b], cand[b], valid[b], hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
-                   log_carriers, p_out[b], feat_out[b], loo_out[b])
+                   log_carriers, p_out[b], feat_out[b], loo_out[b], site_sums, b)
 
 
 # erf(z) ~ z * P(z^2) / Q(z^2) for |z| <= 4, fitted by bench/fit_erf.py (largest error
@@ -701,6 +719,7 @@ def _all_queries_head(qtok, cand, valid, hap_bits, first_interval, pattern_id,
     shared = site_const.shape[0] == 1
     state_of_class = np.full(hap_class.shape[0], -1, np.int64)
     log_run, log_carriers = _feature_tables(qtok.shape[1], cand.shape[1])
+    site_sums = _site_sums(site_frac.shape[0])
     # one query's copied probabilities and carrier features, written by _one_query and read
     # by the head at once: one scratch row reused by every query stays in the cache, where
     # [b, n] and [b, n, 5] outputs were written and read back through memory
@@ -710,7 +729,7 @@ def _all_queries_head(qtok, cand, valid, hap_bits, first_interval, pattern_id,
         _one_query(qtok[b], cand[b], valid[b], hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
-                   log_carriers, p_one, feat_one, loo_out[b])
+                   log_carriers, p_one, feat_one, loo_out[b], site_sums, b)
         _head_logits(p_one, feat_one, site_const[0 if shared else b], left_proj[b],
                      right_proj[b], site_left, site_right, head_wt, last_w, last_b, copy_scale,
                      logit_out[b])
