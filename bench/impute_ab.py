@@ -20,6 +20,11 @@ the training outputs come from one version and both read them. A version whose c
 training outputs than the run's cannot be compared this way. The first round also fills each
 checkout's numba cache where it is cold (a version's first run then includes compiling): use
 ``--warmup`` to run each version once before the timed rounds.
+
+``--run NAME=RUN_DIR`` gives a version a trained run of its own (the same data): the same
+checkout named twice with two trained runs times what a model setting costs at imputation
+(e.g. one attention head against two, each trained by ``bench/speed.py`` or ``bench/run.py``);
+their VCFs then differ, as their models do.
 """
 
 from __future__ import annotations
@@ -64,6 +69,9 @@ def main() -> None:
                     "speed.vcfbert folder) or of the workflow, with its config.yaml")
     ap.add_argument("--version", action="append", required=True, metavar="NAME=CHECKOUT",
                     help="a name and a checkout (worktree) of vcfbert; give two or more")
+    ap.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                    help="impute this trained run (of the same data) for version NAME "
+                         "instead of run_dir")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--warmup", action="store_true",
@@ -78,23 +86,30 @@ def main() -> None:
     for name, path in checkouts.items():
         if not (path / "Snakefile").exists():
             raise SystemExit(f"--version {name}: {path} is not a vcfbert checkout")
-    if not (run_dir / "config.yaml").exists() or not (run_dir / "results/train/model.pt").exists():
-        raise SystemExit(f"{run_dir}: not a finished run (no config.yaml or "
-                         "results/train/model.pt); give speed.py's <outdir>/speed.vcfbert")
+    runs = {name: run_dir for name in checkouts}
+    for item in a.run:
+        name, path = item.split("=", 1)
+        if name not in checkouts:
+            raise SystemExit(f"--run {item}: no --version named {name}")
+        runs[name] = Path(path).resolve()
+    for run in set(runs.values()):
+        if not (run / "config.yaml").exists() or not (run / "results/train/model.pt").exists():
+            raise SystemExit(f"{run}: not a finished run (no config.yaml or "
+                             "results/train/model.pt); give speed.py's <outdir>/speed.vcfbert")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
     ref, tgt = Path(cfg["reference_vcf"]), Path(cfg["target_vcf"])
     logs = run_dir / "impute_ab"
     logs.mkdir(exist_ok=True)
     if a.warmup:
         for name, path in checkouts.items():
-            impute(run_dir, path, a.cores, logs / f"{name}.warmup.log")
+            impute(runs[name], path, a.cores, logs / f"{name}.warmup.log")
     times: dict[str, list[float]] = {name: [] for name in checkouts}
     beagle: list[float] = []
     digests: dict[str, str] = {}
     for r in range(a.rounds):
         for name, path in checkouts.items():
-            times[name].append(impute(run_dir, path, a.cores, logs / f"{name}.{r + 1}.log"))
-            vcf = run_output(run_dir, "imputed")
+            times[name].append(impute(runs[name], path, a.cores, logs / f"{name}.{r + 1}.log"))
+            vcf = run_output(runs[name], "imputed")
             digest = dosage_digest(vcf)
             if digests.setdefault(name, digest) != digest:
                 print(f"warning: {name}'s VCF changed between rounds", file=sys.stderr)
@@ -117,8 +132,10 @@ def main() -> None:
                      "runs (s)": ", ".join(f"{t:.1f}" for t in beagle),
                      "median x Beagle (same round)": "1.00", "DS and DR2": ""})
     table = markdown(pd.DataFrame(rows).set_index("version"))
+    own = "".join(f"; {name} imputes {runs[name]}" for name in checkouts
+                  if runs[name] != run_dir)
     text = (f"{run_dir}: {a.rounds} rounds, {a.cores} cores; each round every version's "
-            f"imputation, then Beagle 5.4\n\n{table}\n")
+            f"imputation, then Beagle 5.4{own}\n\n{table}\n")
     (run_dir / "impute_ab.md").write_text(text)
     print(text)
 
