@@ -606,7 +606,7 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _site_sums(n):
     """The per-site arrays of :func:`_one_query`, allocated once per batch (zeroing them per
-    query took ~3 % of the kernel): acc float32 [n, 5], best_alt and best_ref float32 [n],
+    query took 1–3 % of the kernel): acc float32 [n, 5], best_alt and best_ref float32 [n],
     alt_mark int64 [n] and pending int64 [n]. Only the arrays the query's own loops write stay
     per query: passed in, the group sums' arrays would be assumed to alias these, which cost
     more than their allocation (docs/model.md, "Inference speed")."""
