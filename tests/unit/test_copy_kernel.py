@@ -134,14 +134,14 @@ def test_a_query_gives_the_same_bits_alone_or_anywhere_in_a_batch():
     kw["ref_core"][3:, ::9] = 1
     tables = window_tables(kw["ref_slots"], kw["ref_core"], kw["site_interval"])
     interval = kw["site_interval"]
-    head = HeadInputs(site_const=rng.normal(size=(1, n, hw)).astype(np.float32),
-                      left_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
-                      right_proj=rng.normal(size=(b, m, hw)).astype(np.float32),
-                      site_left=np.clip(interval - 1, 0, m - 1),
-                      site_right=np.clip(interval, 0, m - 1),
-                      weight=rng.normal(size=(hw, 6)).astype(np.float32),
-                      last_weight=rng.normal(size=hw).astype(np.float32), last_bias=0.3,
-                      copy_scale=0.9)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.normal(size=shape).astype(np.float32)
+
+    head = HeadInputs(site_const=normal(1, n, hw), left_proj=normal(b, m, hw),
+                      right_proj=normal(b, m, hw), site_left=np.clip(interval - 1, 0, m - 1),
+                      site_right=np.clip(interval, 0, m - 1), weight=normal(hw, 6),
+                      last_weight=normal(hw), last_bias=0.3, copy_scale=0.9)
     per_query = ("query_tokens", "cand_ids", "mu", "emit_bonus", "rho", "prior")
 
     def rows(order):
