@@ -14,11 +14,12 @@ from vcfbert.model import ModelConfig, VcfBert
 from vcfbert.predict import fast_logits
 
 
-def active_model(k: int, seed: int, d_head: int = 0, context: int = 0) -> VcfBert:
+def active_model(k: int, seed: int, d_head: int = 0, context: int = 0,
+                 n_layers: int = 1) -> VcfBert:
     """A small model whose zero-initialised heads are randomised, so every input matters
     (``context``: its ``context_flank_slots``)."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(d_model=16, n_layers=1, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
+    cfg = ModelConfig(d_model=16, n_layers=n_layers, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
                       context_flank_slots=context,
                       k_keep=k, max_slots=64, max_core_dist=16, d_head=d_head)
     model = VcfBert(cfg).eval()
@@ -141,9 +142,12 @@ def test_search_from_given_similarities_equals_the_index_search():
         KeySearcher(index).search_scored(q, 5, similarities=sims[:, :10])
 
 
-def test_inference_encoder_and_head_equal_the_training_path():
+@pytest.mark.parametrize("n_layers", [1, 0])
+def test_inference_encoder_and_head_equal_the_training_path(n_layers):
+    """(``n_layers`` 0, which the config schema allows: the context is the slot embeddings on
+    both paths; the training path's module cannot run without a layer.)"""
     rng = np.random.default_rng(5)
-    model = active_model(12, 5)
+    model = active_model(12, 5, n_layers=n_layers)
     position, layout, arrays = random_window(rng, n_var=90, n_typed=40, n_h=30)
     b, m = 4, layout.n_slots
     qs = (rng.random((b, m)) < 0.3).astype(np.int8)
@@ -152,8 +156,11 @@ def test_inference_encoder_and_head_equal_the_training_path():
                            slot_af=rng.random((b, m)) * 0.5,
                            site_af=rng.random((b, layout.n_sites)) * 0.5)
     with torch.enable_grad():
-        ctx_module = model.encode_query(batch).detach()
-        logits_module = model(batch, with_loss=False)[0].detach()
+        ctx_module = model.encode_query(batch)
+        logits_module = model(batch, with_loss=False)[0]
+        logits_module.sum().backward()  # the training path runs backwards too
+        ctx_module, logits_module = ctx_module.detach(), logits_module.detach()
+    assert model.tok.weight.grad is not None and model.tok.weight.grad.abs().sum() > 0
     with torch.no_grad():
         ctx_fast = model.encode_query(batch)
         logits_fast = model(batch, with_loss=False)[0]

@@ -246,7 +246,10 @@ class VcfBert(nn.Module):
 
     def encode_context(self, x: torch.Tensor) -> torch.Tensor:
         """The transformer over slot embeddings x float [b, c, d] (the context's slots), before
-        ``out_norm``; without gradients through ``encoder_inference``."""
+        ``out_norm``; without gradients through ``encoder_inference``. With ``n_layers`` 0 the
+        embeddings themselves (``nn.TransformerEncoder`` cannot run without a layer)."""
+        if len(self.encoder.layers) == 0:
+            return x
         if self.training or torch.is_grad_enabled():
             return self.encoder(x)
         return encoder_inference(self.encoder, x)
