@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--array-spacing", type=int, default=3000)
     ap.add_argument("--array-min-maf", type=float, default=0.05)
     a = ap.parse_args()
+    from vcfbert.io.tsv import write_table
+
     out = Path(a.out).resolve()
     work = out.parent / "prepare"
     work.mkdir(parents=True, exist_ok=True)
@@ -167,10 +169,9 @@ def main() -> None:
               "beagle-doc example, phased by Beagle 5.4")
     write_vcf(out / "targets.vcf.gz", contig, tgt_samples, [fixed[i] for i in array],
               tgt[array], "beagle-doc example at array sites, unphased", phased=False)
-    with open(out / "panel.tsv", "w") as fh:
-        fh.write("sample\tpopulation\trole\tbatch\n")
-        for s, t in zip(samples, is_target, strict=True):
-            fh.write(f"{s}\t1KG\t{'target' if t else 'reference'}\t0\n")
+    write_table(out / "panel.tsv", ["sample", "population", "role", "batch"],
+                [{"sample": s, "population": "1KG", "role": "target" if t else "reference",
+                  "batch": 0} for s, t in zip(samples, is_target, strict=True)])
     print(f"{out}: {len(ref_samples)} reference samples ({ref.shape[1]} haplotypes), "
           f"{len(tgt_samples)} targets, {len(fixed)} variants, {array.size} array sites "
           f"(MAF >= {a.array_min_maf}, one per {a.array_spacing} bp)", file=sys.stderr)

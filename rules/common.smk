@@ -12,11 +12,7 @@ from vcfbert import cluster  # noqa: E402
 from vcfbert.inputs import expand as expand_files  # noqa: E402
 from vcfbert.io.tsv import read_column, read_rows  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
-from vcfbert.runtime import (  # noqa: E402
-    export_for_jobs,
-    freeze_for_exit,
-    release_scheduler_timers,
-)
+from vcfbert.runtime import before_exit, export_for_jobs  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
 from vcfbert.trained_panel import read_manifest  # noqa: E402
 from vcfbert.windows import impute_chunks  # noqa: E402
@@ -313,13 +309,11 @@ onstart:
 # the process would wait up to a second for the scheduler's rate-limit timer before exiting,
 # and its final garbage collection would walk every module's objects
 onsuccess:
-    release_scheduler_timers()
-    freeze_for_exit()
+    before_exit()
 
 
 onerror:
-    release_scheduler_timers()
-    freeze_for_exit()
+    before_exit()
 
 
 def final_outputs(wildcards):

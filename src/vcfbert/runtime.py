@@ -210,6 +210,14 @@ def freeze_for_exit() -> None:
     gc.freeze()
 
 
+def before_exit() -> None:
+    """The workflow's ``onsuccess`` and ``onerror`` hooks: the scheduler's timers released
+    (:func:`release_scheduler_timers`) and the process's objects frozen
+    (:func:`freeze_for_exit`), so that the Snakemake process ends at once."""
+    release_scheduler_timers()
+    freeze_for_exit()
+
+
 def read_ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
     """The items of the iterator ``items`` in order, produced on a thread of its own while
     the caller works on the previous one: at most ``depth`` items wait between the two.
