@@ -168,16 +168,19 @@ def main() -> None:
                 (nomap / f.name).symlink_to(f.resolve())
         data = nomap
     if a.data:
+        if not (Path(a.data) / "truth.vcf.gz").is_file():
+            raise SystemExit(f"--data {a.data}: no truth.vcf.gz there; give a scenario's data "
+                             "folder (bench/out/<scenario>/data)")
         data.mkdir(parents=True, exist_ok=True)
         for f in Path(a.data).iterdir():
             if not (data / f.name).exists() and not (a.no_map and f.name == "genetic_map.map"):
                 (data / f.name).symlink_to(f.resolve())
     methods = a.methods.split(",")
     out.mkdir(parents=True, exist_ok=True)
-    if not (data / "truth.vcf.gz").exists() and "real_data" in spec:
-        raise SystemExit(f"{a.scenario} is real data: run `python {spec['real_data']}` first "
-                         f"(it writes {data})")
     if not (data / "truth.vcf.gz").exists():
+        if "real_data" in spec:
+            raise SystemExit(f"{a.scenario} is real data: run `python {spec['real_data']}` "
+                             f"first (it writes {data})")
         (out / "scenario.yaml").write_text(yaml.safe_dump({"simulation": spec["simulation"]}))
         subprocess.run(vcfbert_cli("simulate", "-o", str(data), "--config",
                                    str(out / "scenario.yaml")), check=True)
