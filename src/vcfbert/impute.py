@@ -52,8 +52,9 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
         loo float32 [2T, j] leave-one-out ALT probabilities at the core's typed sites,
         loo_cols int [j] those sites' indices among the targets' M sites).
     """
-    from .checkpoint import load_checkpoint, model_from_checkpoint
-    from .data import Chromosome, WindowArrays, WindowGeometry, query_tokens
+    # torch-free: the first window is read, keyed and tabled (~0.6 s on a 6,000-haplotype
+    # panel) on a thread while torch is imported below (~1.2 s, leaving the GIL free most of
+    # that time), where both used to run one after the other at the job's start
     from .devices import pick_device
     from .index import KeySearcher, flat_index
     from .io.h5store import read_targets
@@ -62,9 +63,13 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     from .layout import WindowLayout
     from .masks import read_mask
     from .model.copy_kernel import WindowTables, window_tables
-    from .predict import predict_window
     from .runtime import prefetched
-    from .windowdata import ConsecutiveWindowReader
+    from .windowdata import (
+        Chromosome,
+        ConsecutiveWindowReader,
+        WindowArrays,
+        query_tokens,
+    )
 
     dev = pick_device(device, inference=True)
     chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
@@ -75,7 +80,6 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     if targets is None:
         targets = read_targets(targets_h5)
     observed, _ = read_mask(mask_h5)
-    model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
     params = load_key_encoder(key_encoder)
     reader = ConsecutiveWindowReader()  # each core's variants decompressed once
     fast = not dev.startswith("cuda")  # predict_window's default path
@@ -87,16 +91,20 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
         slot_obs = chrom.slot_mask(observed, layout)
         keys = encode_keys(params, query_tokens(arrays.ref_slots, slot_obs),
                            layout.slot_core_dist)
-        searcher = KeySearcher(flat_index(keys), dev, never=chrom.second_copies(layout))
-        tables = (window_tables(arrays.ref_slots, arrays.ref_core,
-                                WindowGeometry.of(layout, chrom.position).site_interval.numpy())
+        tables = (window_tables(arrays.ref_slots, arrays.ref_core, layout.site_interval)
                   if fast else None)
+        searcher = KeySearcher(flat_index(keys), dev, never=chrom.second_copies(layout))
         return arrays, slot_obs, searcher, tables
 
     # the next window is prepared while this one is predicted: its serial steps (reading,
     # keys, tables: ~0.3 s a window on a 6,000-haplotype panel) no longer leave cores idle
-    for (wid, layout), (arrays, slot_obs, searcher, tables) in prefetched(
-            zip(window_ids, layouts, strict=True), lambda w: prepare(*w)):
+    windows = prefetched(zip(window_ids, layouts, strict=True), lambda w: prepare(*w))
+
+    from .checkpoint import load_checkpoint, model_from_checkpoint
+    from .predict import predict_window
+
+    model = model_from_checkpoint(load_checkpoint(checkpoint), copying_states).to(dev)
+    for (wid, layout), (arrays, slot_obs, searcher, tables) in windows:
         cols = np.searchsorted(targets.variant_ref_index, layout.slot_index)
         probs, loo = predict_window(model, layout, arrays, slot_obs, chrom.position,
                                     targets.haplotypes[:, cols], searcher,

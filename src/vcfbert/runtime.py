@@ -299,17 +299,26 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], U]) -> Iterator[tuple[
     of its own while the caller works on the current one (one item ahead: at most two
     prepared items are alive). What ``prepare`` raises is raised here, at its item.
 
+    The first item's ``prepare`` starts at the call, not at the first ``next``: a caller can
+    start it before a slow step of its own (the imputation job prepares its first window
+    while torch is imported).
+
     The imputation and validation loops prepare a window (reading its reference arrays,
     its keys and exact index, the kernel's tables: serial steps) while the previous window is
     predicted on the other cores.
     """
-    with ThreadPoolExecutor(1) as pool:
-        it = iter(items)
-        try:
-            item = next(it)
-        except StopIteration:
-            return
-        pending = pool.submit(prepare, item)
+    pool = ThreadPoolExecutor(1)
+    it = iter(items)
+    for item in it:
+        return _prefetch_rest(pool, it, item, pool.submit(prepare, item), prepare)
+    pool.shutdown()
+    return iter(())
+
+
+def _prefetch_rest(pool: ThreadPoolExecutor, it: Iterator[T], item: T, pending: Any,
+                   prepare: Callable[[T], U]) -> Iterator[tuple[T, U]]:
+    """:func:`prefetched` from its first item on, whose ``prepare`` is ``pending``."""
+    with pool:
         while True:
             ready = pending.result()
             try:

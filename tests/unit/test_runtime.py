@@ -42,6 +42,37 @@ def test_prefetched_keeps_order_and_runs_one_ahead():
     assert list(prefetched([], prepare)) == []
 
 
+def test_prefetched_starts_the_first_item_at_the_call():
+    """The imputation job starts its first window's preparation, then imports torch: the
+    first ``prepare`` must run before the caller asks for the first item."""
+    started = threading.Event()
+
+    def prepare(x: int) -> int:
+        started.set()
+        return x + 1
+
+    items = prefetched(range(3), prepare)
+    assert started.wait(10), "the first item's prepare did not start at the call"
+    assert list(items) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_an_imputation_jobs_first_window_needs_no_torch():
+    """What the imputation job runs before torch's import (the device for a CPU request,
+    the window's reading, keys, exact index and kernel tables) imports no torch, so that its
+    first window is prepared while torch is imported (vcfbert.impute.predict_cores)."""
+    code = (
+        "import sys\n"
+        "from vcfbert.devices import pick_device\n"
+        "assert pick_device('auto', inference=True) == 'cpu' and pick_device('cpu') == 'cpu'\n"
+        "import vcfbert.index, vcfbert.keyencoder, vcfbert.masks, vcfbert.windowdata\n"
+        "import vcfbert.model.copy_kernel, vcfbert.io.h5store, vcfbert.runtime\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "from vcfbert.model import VcfBert\n"
+        "assert 'torch' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_prefetched_raises_at_the_failing_item():
     def prepare(x: int) -> int:
         if x == 2:
