@@ -128,6 +128,37 @@ def test_states_from_several_anchors_follow_the_plain_rule():
         assert np.isneginf(s[ids < 0]).all()
 
 
+def test_states_are_the_same_when_the_turns_go_deeper_than_the_first_ranking():
+    """Each anchor is first ranked to half the match states; anchors at (nearly) the same
+    place share their longest matches, so the turns over them go deeper than that and the
+    rankings are made again deeper: the states still equal the rule written out in Python."""
+    rng = np.random.default_rng(5)
+    b, h, m, d, k = 4, 300, 40, 4, 80
+    query = rng.integers(0, 2, (b, m)).astype(np.int8)
+    # haplotypes copying a query around its middle, with a mismatch at a random distance:
+    # many long runs, of many lengths, at every anchor near the middle
+    panel = rng.integers(0, 2, (h, m)).astype(np.int8)
+    for i in range(h):
+        lo, hi = sorted(rng.integers(0, m, 2))
+        panel[i, lo:hi] = query[i % b, lo:hi]
+    observed = np.ones(m, bool)
+    ref_keys = rng.integers(-2, 3, (h, d)).astype(np.float32)
+    q_keys = rng.integers(-2, 3, (b, d)).astype(np.float32)
+    sims = q_keys @ ref_keys.T
+    cand = np.argsort(-sims, axis=1, kind="stable")[:, :k].astype(np.int64)
+    sim = np.take_along_axis(sims, cand, 1).astype(np.float32)
+    forbidden = np.zeros((b, h), bool)
+    for anchors, n_match in (([20, 20, 21], 60), ([19, 20, 20, 21], 80), ([20], 70)):
+        ids, _, from_match = merge_match_states(query, observed, panel, ref_keys, q_keys, cand,
+                                                sim, anchors=anchors, n_match=n_match,
+                                                forbidden=forbidden)
+        want, want_match = _reference_merge(query, observed, panel, sims, cand, anchors, n_match,
+                                            forbidden)
+        np.testing.assert_array_equal(ids, want)
+        np.testing.assert_array_equal(from_match, want_match)
+        assert from_match.sum(1).min() == n_match  # every query got all its match states
+
+
 def test_core_anchors_spread_over_the_core():
     """One anchor per 16 core slots at the middle of its share; one (the centre) for a short
     core; the window's first slot for an empty core."""
