@@ -9,10 +9,13 @@ each chunk job on ``min(impute.threads, --cores)`` threads and as many jobs at a
 ``--cores`` holds — what ``snakemake --cores N`` runs after training. Every target set uses the same array,
 so the windows and the model of the training run apply unchanged.
 
-    python bench/scaling.py ooa_scaling --sizes 100,1000,3000
+    python bench/scaling.py ooa_scaling --sizes 100,1000,3000 [--beagle]
 
 Writes ``bench/out/<scenario>/scaling.tsv`` (one row per job) and ``scaling.md``: wall time,
-time per target sample and the largest job's peak RSS, per target count.
+time per target sample and the largest job's peak RSS, per target count. With ``--beagle``,
+Beagle 5.4 imputes each target set too (``nthreads`` = ``--cores``, right after vcfbert's jobs
+for it, on the same files: ``bench/run.py``'s command) and the table gets its wall time, peak
+RSS and vcfbert's ratio to it (vcfbert's figure: its jobs' walls, as above).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run import ROOT, markdown, merged, timed  # noqa: E402
+from run import ROOT, markdown, merged, run_beagle, timed  # noqa: E402
 from speed import simulate  # noqa: E402
 
 
@@ -141,6 +144,8 @@ def main() -> None:
     ap.add_argument("--train-targets", type=int, default=100)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--outdir", default=None)
+    ap.add_argument("--beagle", action="store_true",
+                    help="also time Beagle 5.4 on each target set (after vcfbert's jobs)")
     a = ap.parse_args()
     spec = yaml.safe_load((ROOT / "bench/scenarios" / f"{a.scenario}.yaml").read_text())
     out = Path(a.outdir or ROOT / "bench/out" / a.scenario).resolve()
@@ -153,10 +158,16 @@ def main() -> None:
                            max(1, min(int(cfg["impute"]["threads"]), a.cores)),
                            int(cfg["impute"]["match_states"]),
                            int(cfg["impute"]["copying_states"]))
+        if a.beagle:
+            beagle = run_beagle(data / "reference.vcf.gz", out / f"targets.{n}.vcf.gz",
+                                out / f"scaling.{n}" / "beagle", a.cores)
+            rows.append({"job": "beagle", **beagle, "targets": n})
         pd.DataFrame(rows).to_csv(out / "scaling.tsv", sep="\t", index=False)
     df = pd.DataFrame(rows)
     per = []
     for n, g in df.groupby("targets", sort=True):
+        beagle = g[g.job == "beagle"]
+        g = g[g.job != "beagle"]
         serial = g[~g.job.str.startswith("impute_chunk")]
         wall = float(serial.wall_s.sum() + g.loc[g.job == "impute_chunk (all, wall)",
                                                   "wall_s"].sum())
@@ -167,12 +178,18 @@ def main() -> None:
                     "write_vcf_s": float(g.loc[g.job == "write_vcf", "wall_s"].iloc[0]),
                     "largest_job_mib": int(g.peak_mib.max()),
                     "largest_job": str(g.loc[g.peak_mib.idxmax(), "job"])})
+        if len(beagle):
+            b = beagle.iloc[0]
+            per[-1].update(beagle_s=float(b.wall_s), beagle_mib=int(b.peak_mib),
+                           x_beagle=round(wall / float(b.wall_s), 2))
     table = pd.DataFrame(per).set_index("targets")
     threads = max(1, min(int(cfg["impute"]["threads"]), a.cores))
     head = (f"scenario `{a.scenario}`: imputation jobs (parse targets, impute chunks of "
             f"{cfg['impute']['windows_per_job']} windows on {threads} thread(s), "
             f"{max(1, a.cores // threads)} at a time, each writing its VCF piece, then the VCF) "
-            "with one trained model; wall s, ms per target sample, largest job's peak RSS (MiB)")
+            "with one trained model; wall s, ms per target sample, largest job's peak RSS (MiB)"
+            + (f"; Beagle 5.4 on the same files (nthreads={a.cores}), its wall s and peak RSS "
+               "(MiB), and vcfbert's wall over Beagle's" if a.beagle else ""))
     (out / "scaling.md").write_text(f"{head}\n\n{markdown(table)}\n")
     print((out / "scaling.md").read_text())
 
