@@ -18,7 +18,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .errors import VcfbertError
@@ -315,7 +315,7 @@ def prefetched(items: Iterable[T], prepare: Callable[[T], U]) -> Iterator[tuple[
     return iter(())
 
 
-def _prefetch_rest(pool: ThreadPoolExecutor, it: Iterator[T], item: T, pending: Any,
+def _prefetch_rest(pool: ThreadPoolExecutor, it: Iterator[T], item: T, pending: Future[U],
                    prepare: Callable[[T], U]) -> Iterator[tuple[T, U]]:
     """:func:`prefetched` from its first item on, whose ``prepare`` is ``pending``."""
     with pool:
