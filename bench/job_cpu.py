@@ -96,6 +96,25 @@ def wrap_all(table: dict[str, list[float]]) -> None:
         setattr(owner, attr, functools.wraps(real)(timed))
 
 
+def impute_chunk_kwargs(run_dir: Path, chrom: str, chunk: str, threads: int) -> dict:
+    """``steps.impute_chunk``'s arguments (but ``out``) for one job of a finished run, as its
+    rule gives them (its config's ``impute`` settings, output ``GT:DS:GP``, its DR2
+    calibration when the run has one), on ``threads`` threads."""
+    r = run_dir / "results"
+    imp = yaml.safe_load((run_dir / "config.yaml").read_text()).get("impute", {})
+    calibration = r / "train/dr2_calibration.json"
+    return dict(checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
+                contig=chrom, chunk=chunk, windows_per_job=int(imp.get("windows_per_job", 16)),
+                reference_h5=str(r / f"ingest/{chrom}/reference.h5"),
+                targets_h5=str(r / f"ingest/{chrom}/targets.h5"),
+                windows_tsv=str(r / f"windows/{chrom}.tsv"),
+                mask_h5=str(r / f"masks/{chrom}/final.h5"),
+                batch_size=int(imp.get("batch_size", 32)), device="cpu", threads=threads,
+                copying_states=int(imp.get("copying_states", 0)),
+                dr2_calibration=str(calibration) if calibration.exists() else "",
+                match_states=int(imp.get("match_states", 0)), gp=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
@@ -107,27 +126,15 @@ def main() -> None:
     if not (a.run_dir / "config.yaml").exists() or not (r / "train/model.pt").exists():
         raise SystemExit(f"{a.run_dir}: not a finished run (no config.yaml or "
                          "results/train/model.pt); give speed.py's <outdir>/speed.vcfbert")
-    cfg = yaml.safe_load((a.run_dir / "config.yaml").read_text())
     from vcfbert import steps  # noqa: E402 - after the arguments: the imports take a while
 
     table: dict[str, list[float]] = collections.OrderedDict()
     wrap_all(table)
-    calibration = r / "train/dr2_calibration.json"
-    imp = cfg.get("impute", {})
+    kwargs = impute_chunk_kwargs(a.run_dir, a.chrom, a.chunk, a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0 = time.time(), time.process_time()
         f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        steps.impute_chunk(
-            checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
-            contig=a.chrom, chunk=a.chunk, windows_per_job=int(imp.get("windows_per_job", 16)),
-            reference_h5=str(r / f"ingest/{a.chrom}/reference.h5"),
-            targets_h5=str(r / f"ingest/{a.chrom}/targets.h5"),
-            windows_tsv=str(r / f"windows/{a.chrom}.tsv"),
-            mask_h5=str(r / f"masks/{a.chrom}/final.h5"), out=f"{tmp}/piece.vcf.gz",
-            batch_size=int(imp.get("batch_size", 32)), device="cpu", threads=a.threads,
-            copying_states=int(imp.get("copying_states", 0)),
-            dr2_calibration=str(calibration) if calibration.exists() else "",
-            match_states=int(imp.get("match_states", 0)), gp=True)
+        steps.impute_chunk(**kwargs, out=f"{tmp}/piece.vcf.gz")
         wall, cpu = time.time() - t0, time.process_time() - c0
         faulted = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) * PAGE_MIB
     print(f"impute_chunk {a.chunk} of {a.run_dir}: {wall:.2f} s wall, {cpu:.2f} s CPU "

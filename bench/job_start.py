@@ -22,7 +22,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from job_cpu import impute_chunk_kwargs  # noqa: E402 - the job's arguments, as job_cpu runs it
 
 # the job, run in a child process: `marks` are (seconds since the start, what)
 CHILD = r'''
@@ -76,24 +77,6 @@ print(json.dumps({"marks": sorted(marks), "cpu": cpu}))
 '''
 
 
-def job_kwargs(run_dir: Path, chrom: str, chunk: str) -> dict:
-    """``steps.impute_chunk``'s arguments for one job of a finished run, as its rule gives them."""
-    r = run_dir / "results"
-    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
-    imp = cfg.get("impute", {})
-    calibration = r / "train/dr2_calibration.json"
-    return dict(checkpoint=str(r / "train/model.pt"), key_encoder=str(r / "train/model.keys.npz"),
-                contig=chrom, chunk=chunk, windows_per_job=int(imp.get("windows_per_job", 16)),
-                reference_h5=str(r / f"ingest/{chrom}/reference.h5"),
-                targets_h5=str(r / f"ingest/{chrom}/targets.h5"),
-                windows_tsv=str(r / f"windows/{chrom}.tsv"),
-                mask_h5=str(r / f"masks/{chrom}/final.h5"),
-                batch_size=int(imp.get("batch_size", 32)), device="cpu", threads=2,
-                copying_states=int(imp.get("copying_states", 0)),
-                dr2_calibration=str(calibration) if calibration.exists() else "",
-                match_states=int(imp.get("match_states", 0)), gp=True)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
@@ -109,7 +92,7 @@ def main() -> None:
     if not (a.src / "vcfbert").is_dir():
         raise SystemExit(f"--src {a.src}: no vcfbert package there; give a checkout's src")
     code = (f"SRC = {str(a.src.resolve())!r}\n"
-            f"KWARGS = {job_kwargs(a.run_dir, a.chrom, a.chunk)!r}\n" + CHILD)
+            f"KWARGS = {impute_chunk_kwargs(a.run_dir, a.chrom, a.chunk, 2)!r}\n" + CHILD)
     print(f"impute_chunk {a.chunk} of {a.run_dir}, vcfbert from {a.src}: seconds from the "
           "process's start\n")
     for n in range(a.rounds):
