@@ -15,12 +15,12 @@ from vcfbert.predict import fast_logits
 
 
 def active_model(k: int, seed: int, d_head: int = 0, context: int = 0,
-                 n_layers: int = 1) -> VcfBert:
+                 n_layers: int = 1, block: int = 0) -> VcfBert:
     """A small model whose zero-initialised heads are randomised, so every input matters
-    (``context``: its ``context_flank_slots``)."""
+    (``context``: its ``context_flank_slots``; ``block``: its ``attention_block``)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(d_model=16, n_layers=n_layers, n_heads=2, d_ff=32, d_key=16, k_retrieve=k,
-                      context_flank_slots=context,
+                      context_flank_slots=context, attention_block=block,
                       k_keep=k, max_slots=64, max_core_dist=16, d_head=d_head)
     model = VcfBert(cfg).eval()
     with torch.no_grad():
@@ -42,13 +42,15 @@ def random_window(rng: np.random.Generator, n_var: int, n_typed: int, n_h: int):
     return position, layout, arrays
 
 
-@pytest.mark.parametrize(("seed", "d_head", "shared_af", "context"),
-                         [(0, 0, False, 0), (1, 0, False, 0), (2, 8, False, 0), (3, 0, True, 0),
-                          (4, 8, False, 3), (5, 21, True, 0)])
-def test_fast_logits_match_the_model_forward(seed, d_head, shared_af, context):
+@pytest.mark.parametrize(("seed", "d_head", "shared_af", "context", "block"),
+                         [(0, 0, False, 0, 0), (1, 0, False, 0, 0), (2, 8, False, 0, 0),
+                          (3, 0, True, 0, 0), (4, 8, False, 3, 0), (5, 21, True, 0, 0),
+                          (7, 21, False, 3, 6), (8, 0, True, 0, 4)])
+def test_fast_logits_match_the_model_forward(seed, d_head, shared_af, context, block):
     rng = np.random.default_rng(seed)
     k, b, n_h = 12, 5, 40
-    model = active_model(k, seed, d_head, context)
+    model = active_model(k, seed, d_head, context, n_layers=1 if block == 0 else 2,
+                         block=block)
     position, layout, arrays = random_window(rng, n_var=120, n_typed=30, n_h=n_h)
     m = layout.n_slots
     slot_observed = rng.random(m) < 0.8
@@ -142,12 +144,14 @@ def test_search_from_given_similarities_equals_the_index_search():
         KeySearcher(index).search_scored(q, 5, similarities=sims[:, :10])
 
 
-@pytest.mark.parametrize("n_layers", [1, 0])
-def test_inference_encoder_and_head_equal_the_training_path(n_layers):
+@pytest.mark.parametrize(("n_layers", "block"), [(1, 0), (0, 0), (3, 8), (2, 5)])
+def test_inference_encoder_and_head_equal_the_training_path(n_layers, block):
     """(``n_layers`` 0, which the config schema allows: the context is the slot embeddings on
-    both paths; the training path's module cannot run without a layer.)"""
+    both paths; the training path's module cannot run without a layer. ``block``: attention
+    within blocks of slots, masked on the training path, computed block by block at
+    inference.)"""
     rng = np.random.default_rng(5)
-    model = active_model(12, 5, n_layers=n_layers)
+    model = active_model(12, 5, n_layers=n_layers, block=block)
     position, layout, arrays = random_window(rng, n_var=90, n_typed=40, n_h=30)
     b, m = 4, layout.n_slots
     qs = (rng.random((b, m)) < 0.3).astype(np.int8)
@@ -166,6 +170,25 @@ def test_inference_encoder_and_head_equal_the_training_path(n_layers):
         logits_fast = model(batch, with_loss=False)[0]
     torch.testing.assert_close(ctx_fast, ctx_module, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(logits_fast, logits_module, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_blocked_attention_reads_only_its_own_block(grad):
+    """With ``attention_block`` and one layer, a slot's context depends on the slots of its
+    own block only (on the training path's mask and the inference path's blocks alike); a
+    second layer's shifted blocks carry information across the first layer's edges."""
+    torch.manual_seed(3)
+    block, m = 8, 37  # blocks 0-7, 8-15, 16-23, 24-31, 32-36
+    x = torch.randn(2, m, 16)
+    y = x.clone()
+    y[:, 20] = torch.randn(2, 16)  # a change in block 16-23 only
+    for n_layers, changed in ((1, range(16, 24)), (2, range(12, 28))):
+        model = VcfBert(ModelConfig(d_model=16, n_layers=n_layers, n_heads=2, d_ff=32,
+                                    attention_block=block)).eval()
+        with torch.set_grad_enabled(grad):
+            delta = (model.encode_context(y) - model.encode_context(x)).detach().abs()
+        moved = set(torch.nonzero(delta.amax(dim=(0, 2)) > 1e-6).flatten().tolist())
+        assert moved == set(changed), (n_layers, sorted(moved))
 
 
 def test_the_fused_head_refuses_another_activation():

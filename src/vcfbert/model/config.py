@@ -40,6 +40,11 @@ class ModelConfig:
             the copying HMM with their own embedding only, so the flanks can be long (long
             matches for rare variants) while the attention, quadratic in the slots it covers,
             stays the same size. 0: every slot (checkpoints made before the key existed).
+        attention_block: each slot of the transformer's context attends only to the slots of
+            its block of this many consecutive slots, the blocks of every second layer shifted
+            by half a block (so information crosses the blocks' edges): the attention's cost
+            is linear in the slots instead of quadratic. 0: every slot attends to every slot
+            (checkpoints made before the key existed).
     """
 
     d_model: int = 32
@@ -59,6 +64,7 @@ class ModelConfig:
     n_reference_haplotypes: int = 0
     d_head: int = 0
     context_flank_slots: int = 0
+    attention_block: int = 0
 
     def initial_switch_rate(self) -> float:
         """Switches per Morgan the copying layer starts from (then learned)."""
@@ -72,6 +78,9 @@ class ModelConfig:
         if self.context_flank_slots < 0:
             raise InputError(f"model.context_flank_slots ({self.context_flank_slots}) must be "
                              ">= 0 (0: every slot)")
+        if self.attention_block < 0 or self.attention_block == 1:
+            raise InputError(f"model.attention_block ({self.attention_block}) must be 0 (every "
+                             "slot attends to every slot) or at least 2")
         if self.d_head < 0:
             raise InputError(f"model.d_head ({self.d_head}) must be >= 0 (0: 2 * d_model)")
         if self.d_model % self.n_heads:

@@ -134,19 +134,64 @@ class _TokenValue(torch.autograd.Function):
         return counts.to(grad.dtype), None
 
 
-def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor) -> torch.Tensor:
+def attention_block_ids(m: int, block: int, shifted: bool) -> torch.Tensor:
+    """Block number long [m] of each of ``m`` slots under blocked attention
+    (``ModelConfig.attention_block``): runs of ``block`` consecutive slots from slot 0, or,
+    ``shifted``, a first run of ``block // 2`` slots and then runs of ``block``; the last run
+    holds what is left."""
+    offset = block - block // 2 if shifted else 0
+    return torch.div(torch.arange(m) + offset, block, rounding_mode="floor")
+
+
+def attention_block_mask(m: int, block: int, shifted: bool) -> torch.Tensor:
+    """bool [m, m]: True where slot i may *not* attend to slot j (another block), the
+    convention of ``nn.TransformerEncoderLayer``'s ``src_mask``."""
+    ids = attention_block_ids(m, block, shifted)
+    return ids[:, None] != ids[None, :]
+
+
+def _blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block: int,
+                       shifted: bool) -> torch.Tensor:
+    """Attention within blocks (:func:`attention_block_ids`) of q, k, v float [b, h, m, dh]:
+    the same values as ``scaled_dot_product_attention`` under :func:`attention_block_mask`,
+    at a cost linear in ``m``: each run of equal-sized consecutive blocks is one call with the
+    blocks as extra heads. Returns float [b, h, m, dh]."""
+    b, h, m, dh = q.shape
+    ids = attention_block_ids(m, block, shifted)
+    cuts = [0, *(torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist(), m]
+    sizes = [hi - lo for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
+    out = torch.empty_like(q)
+    i = 0
+    while i < len(sizes):
+        j = i
+        while j + 1 < len(sizes) and sizes[j + 1] == sizes[i]:
+            j += 1
+        lo, hi, size, nb = cuts[i], cuts[j + 1], sizes[i], j - i + 1
+        part = [t[:, :, lo:hi].reshape(b, h * nb, size, dh) for t in (q, k, v)]
+        out[:, :, lo:hi] = F.scaled_dot_product_attention(*part).view(b, h, nb * size, dh)
+        i = j + 1
+    return out
+
+
+def encoder_inference(encoder: nn.TransformerEncoder, x: torch.Tensor,
+                      attention_block: int = 0) -> torch.Tensor:
     """``encoder(x)`` for x float [b, m, d] without dropout or gradients, its attention through
     ``scaled_dot_product_attention`` (PyTorch's fused kernels; faster on a CPU than the
     module's own inference path at m ~ 300, see docs/model.md). Pre-norm layers with GELU, as
-    built in :class:`VcfBert`; tested against the module."""
+    built in :class:`VcfBert`; tested against the module. ``attention_block`` > 0: each layer
+    attends within blocks of slots (:func:`attention_block_ids`, shifted in odd layers), as
+    the module does under :func:`attention_block_mask`."""
     b, m, d = x.shape
-    for layer in encoder.layers:
+    for i, layer in enumerate(encoder.layers):
         attn = layer.self_attn
         h = attn.num_heads
         qkv = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)
         q, k, v = qkv.view(b, m, 3, h, d // h).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, m, d)
-        x = x + attn.out_proj(a)
+        if attention_block > 0:
+            a = _blocked_attention(q, k, v, attention_block, shifted=i % 2 == 1)
+        else:
+            a = F.scaled_dot_product_attention(q, k, v)
+        x = x + attn.out_proj(a.transpose(1, 2).reshape(b, m, d))
         x = x + layer.linear2(F.gelu(layer.linear1(layer.norm2(x))))
     return x
 
@@ -250,9 +295,15 @@ class VcfBert(nn.Module):
         embeddings themselves (``nn.TransformerEncoder`` cannot run without a layer)."""
         if len(self.encoder.layers) == 0:
             return x
-        if self.training or torch.is_grad_enabled():
+        block = self.cfg.attention_block
+        if not (self.training or torch.is_grad_enabled()):
+            return encoder_inference(self.encoder, x, block)
+        if block <= 0:
             return self.encoder(x)
-        return encoder_inference(self.encoder, x)
+        for i, layer in enumerate(self.encoder.layers):  # the encoder has no final norm
+            mask = attention_block_mask(x.shape[1], block, shifted=i % 2 == 1).to(x.device)
+            x = layer(x, src_mask=mask)
+        return x
 
     def key(self, tokens: torch.Tensor, slot_index: torch.Tensor,
             slot_core_dist: torch.Tensor) -> torch.Tensor:
