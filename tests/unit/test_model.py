@@ -188,6 +188,18 @@ def test_output_head_width():
         ModelConfig(d_head=-1)
 
 
+def test_attention_block_config():
+    """``attention_block``: 0 (and configs without the key, i.e. checkpoints made before it)
+    is full attention; 1 (a block of one slot: no context) and negative values are refused
+    with the key's name."""
+    legacy = {k: v for k, v in tiny_config().to_dict().items() if k != "attention_block"}
+    assert ModelConfig.from_dict(legacy).attention_block == 0
+    assert ModelConfig(attention_block=2).attention_block == 2
+    for bad in (1, -4):
+        with pytest.raises(InputError, match="model.attention_block"):
+            ModelConfig(attention_block=bad)
+
+
 def test_keys_same_with_and_without_gradients():
     """The key encoder gathers one value per token without gradients, and with them (on a
     CPU) gathers through ``_TokenValue``, whose backward counts each token's gradient with
