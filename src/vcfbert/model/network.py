@@ -291,8 +291,11 @@ class VcfBert(nn.Module):
 
     def encode_context(self, x: torch.Tensor) -> torch.Tensor:
         """The transformer over slot embeddings x float [b, c, d] (the context's slots), before
-        ``out_norm``; without gradients through ``encoder_inference``. With ``n_layers`` 0 the
-        embeddings themselves (``nn.TransformerEncoder`` cannot run without a layer)."""
+        ``out_norm``; without gradients through ``encoder_inference``. With
+        ``cfg.attention_block`` each layer attends within blocks of slots (the module under
+        :func:`attention_block_mask` with gradients, block by block without). With
+        ``n_layers`` 0 the embeddings themselves (``nn.TransformerEncoder`` cannot run
+        without a layer)."""
         if len(self.encoder.layers) == 0:
             return x
         block = self.cfg.attention_block
