@@ -53,8 +53,9 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
         loo_cols int [j] those sites' indices among the targets' M sites).
     """
     # torch-free: the first window is read, keyed and tabled (~0.6 s on a 6,000-haplotype
-    # panel) on a thread while torch is imported below (~1.2 s, leaving the GIL free most of
-    # that time), where both used to run one after the other at the job's start
+    # panel) on a thread while torch is imported below (~1.2 s), where both used to run one
+    # after the other at the job's start (the two share the interpreter's lock: ~1.4 cores
+    # in use over those seconds, bench/job_start.py)
     from .devices import pick_device
     from .index import KeySearcher, flat_index
     from .io.h5store import read_targets
