@@ -502,9 +502,13 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
         max_groups = max(max_groups, pattern_start[row + 1] - pattern_start[row] + 1)
     gacc = _aligned_zeros(max_groups, 5, f32)
     gbest = _aligned_zeros_vector(max_groups, f32)  # the group's longest run feature
-    stamp = np.full(max_groups, -1, np.int64)
-    touched = np.empty(k + 1, np.int64)
-    group = _aligned_vector(k, np.int64)  # each candidate's group in the current interval
+    # the sums are taken into 4 partial rows per group, candidate c into part c % 4,
+    # then added up: consecutive candidates of one group (about half of them) no longer wait
+    # for each other's store. Columns: the five sums, then the longest run feature. Zero on
+    # entry to each interval: the rows of the groups a query touched are zeroed after use.
+    part = _aligned_zeros(4 * max_groups, 8, f32)
+    touched = np.empty(max_groups, np.int64)
+    touched_best = _aligned_vector(max_groups, f32)
     # the states' pattern ids, interval-major [R, k]: each state's row of the haplotype-major
     # table is read once (contiguous), then each interval's k ids are one contiguous row
     state_pattern = _aligned(max(n_pat_rows, 1), k, pattern_id.dtype)
@@ -521,42 +525,45 @@ def _one_query(qtok, cand_all, valid_all, hap_bits, first_interval, pattern_id,
         ids = state_pattern[row]
         left = max(interval - 1, 0)
         right = min(interval, m - 1)
-        n_touched = 0
-        # each candidate's group first (a loop the compiler vectorises), then the groups this
-        # query touches, then the sums: no loop carries both the group ids and the scatter
-        for c in range(k):
-            group[c] = ids[c] + 1
-        for c in range(k):
-            u = group[c]
-            if stamp[u] != row:
-                stamp[u] = row
-                for col in range(5):
-                    gacc[u, col] = f32(0.0)
-                gbest[u] = f32(0.0)
-                touched[n_touched] = u
-                n_touched += 1
+        n_groups = pattern_start[row + 1] - pattern_start[row] + 1
         g_left = gamma[left - f_lo]
         g_right = gamma[right - f_lo]
         run_row = run[row]
         for c in range(k):
-            u = group[c]
+            r = 4 * (ids[c] + 1) + (c & 3)
             v = log_run[run_row[c]]
             gl = g_left[c]
             dg = g_right[c] - gl
-            gacc[u, 0] += gl
-            gacc[u, 1] += dg
-            gacc[u, 2] += gl * v
-            gacc[u, 3] += dg * v
-            gacc[u, 4] += mult[c]
-            gbest[u] = max(gbest[u], v)
-        # groups by their longest run, longest first (insertion sort: a handful of groups)
-        for x in range(1, n_touched):
-            u = touched[x]
-            y = x - 1
-            while y >= 0 and gbest[touched[y]] < gbest[u]:
-                touched[y + 1] = touched[y]
-                y -= 1
-            touched[y + 1] = u
+            part[r, 0] += gl
+            part[r, 1] += dg
+            part[r, 2] += gl * v
+            part[r, 3] += dg * v
+            part[r, 4] += mult[c]
+            part[r, 5] = max(part[r, 5], v)
+        # the groups the query touched (carriers > 0; ~13 of the interval's ~60 patterns on
+        # ooa_speed), in order of their longest run, longest first, ties by group number
+        # (insertion sort: a handful of groups); their partial rows are zeroed again
+        n_touched = 0
+        for u in range(n_groups):
+            r0 = 4 * u
+            if (part[r0, 4] + part[r0 + 1, 4]) + (part[r0 + 2, 4] + part[r0 + 3, 4]) > f32(0.0):
+                for col in range(5):
+                    gacc[u, col] = (part[r0, col] + part[r0 + 1, col]) + (
+                        part[r0 + 2, col] + part[r0 + 3, col])
+                best = max(max(part[r0, 5], part[r0 + 1, 5]), max(part[r0 + 2, 5],
+                                                                  part[r0 + 3, 5]))
+                gbest[u] = best
+                for p in range(4):
+                    for col in range(8):
+                        part[r0 + p, col] = f32(0.0)
+                y = n_touched - 1
+                while y >= 0 and touched_best[y] < best:
+                    touched[y + 1] = touched[y]
+                    touched_best[y + 1] = touched_best[y]
+                    y -= 1
+                touched[y + 1] = u
+                touched_best[y + 1] = best
+                n_touched += 1
         # visiting the groups longest run first: a site's best ALT carrier is in the first
         # group with ALT there, its best REF carrier in the first group without (0 if none)
         n_pending = 0
