@@ -158,21 +158,22 @@ class KeySearcher:
 
         ``similarities``: float32 [b, H] the queries' inner products with every indexed key,
         when the caller has them (the imputation computes them for the states by match
-        length): the best are then taken from them instead of searching again."""
+        length): the best are then taken from them (:func:`vcfbert.top_rows.top_rows`, on
+        the CPU whatever the device; equal scores by smaller id) instead of searching again."""
         e = 0 if exclude is None else exclude.shape[1]
         want = min(self.ntotal, k + e + self.never.size)
-        if similarities is not None or self._gpu_keys is not None:
+        if similarities is not None:
+            if similarities.shape != (queries.shape[0], self.ntotal):
+                raise ValueError(f"similarities of shape {similarities.shape} for "
+                                 f"{queries.shape[0]} queries and {self.ntotal} keys")
+            from .top_rows import top_rows
+
+            ids, scores = top_rows(similarities, want)  # equal scores by smaller id
+        elif self._gpu_keys is not None:
             import torch
 
-            if similarities is not None:
-                if similarities.shape != (queries.shape[0], self.ntotal):
-                    raise ValueError(f"similarities of shape {similarities.shape} for "
-                                     f"{queries.shape[0]} queries and {self.ntotal} keys")
-                all_sim = torch.from_numpy(np.ascontiguousarray(similarities, np.float32))
-            else:
-                q = torch.from_numpy(np.ascontiguousarray(queries, np.float32)).to(self.device)
-                all_sim = q @ self._gpu_keys.T
-            top = all_sim.topk(want, dim=1)
+            q = torch.from_numpy(np.ascontiguousarray(queries, np.float32)).to(self.device)
+            top = (q @ self._gpu_keys.T).topk(want, dim=1)
             scores = top.values.float().cpu().numpy()
             ids = top.indices.cpu().numpy().astype(np.int64)
         else:
