@@ -56,6 +56,7 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_i8, 2), _a(_b, 1), _a(types.uint64, 2), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1),
         _a(_i64, 1), _a(_f32, 2),
         _a(_b, 2), _a(_i64, 2), _i64, _a(_i64, 2), _a(_i64, 1))],
+    "vcfbert.top_rows:_top_rows": [(_a(_f32, 2), _i64, _a(_i64, 2), _a(_f32, 2))],
     "vcfbert.model.copy_kernel:_all_queries_head": [(
         _a(_i8, 2), _a(_i64, 2), _a(_b, 2), _a(types.uint64, 2), _i64, _a(_i16, 2), _a(_i64, 1),
         _a(_i64, 1), _a(_i32, 1), _a(_i32, 1), _a(_f32, 2), _a(_f32, 3), _a(_f32, 2),

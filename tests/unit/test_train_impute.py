@@ -787,6 +787,14 @@ report = {}
 for name in KERNELS:
     st = kernel(name).stats
     report[name] = [sum(st.cache_hits.values()), sum(st.cache_misses.values())]
+# every numba kernel of the package these steps loaded, listed or not
+from numba.core.registry import CPUDispatcher
+for module in [m for n, m in sys.modules.items() if n.startswith("vcfbert")]:
+    for attr, value in list(vars(module).items()):
+        name = module.__name__ + ":" + attr
+        if isinstance(value, CPUDispatcher) and name not in report and value.stats.cache_misses:
+            report[name] = [sum(value.stats.cache_hits.values()),
+                            sum(value.stats.cache_misses.values())]
 print(json.dumps(report))
 """
 
@@ -795,7 +803,8 @@ def test_jobs_find_every_kernel_compiled_ahead(prepared, tiny_stores, tmp_path):
     """After :func:`vcfbert.kernels.compile_kernels` filled an empty numba cache, a training
     epoch (match states, validation), a DR2 calibration, an imputation with it, the VCF, its evaluation and target
     parsing, in a fresh process, load every kernel they call from the cache and compile
-    none: the signatures in vcfbert.kernels.KERNELS are the ones the pipeline uses."""
+    none: the signatures in vcfbert.kernels.KERNELS are the ones the pipeline uses, and
+    no kernel of the package that those steps call is missing from it."""
     import os
     import subprocess
     import sys
