@@ -184,12 +184,15 @@ class KeySearcher:
             bad |= np.isin(ids, self.never)
         if e:
             bad |= (ids[:, :, None] == np.asarray(exclude)[:, None, :]).any(-1)
-        order = np.argsort(bad, axis=1, kind="stable")[:, :k]  # kept ids first, in rank order
-        ids = np.take_along_axis(ids, order, 1)
-        scores = np.take_along_axis(scores, order, 1).astype(np.float32)
-        gone = np.take_along_axis(bad, order, 1)
-        ids[gone] = -1
-        scores[gone] = -np.inf
+        if bad.any():
+            order = np.argsort(bad, axis=1, kind="stable")[:, :k]  # kept ids first, in order
+            ids = np.take_along_axis(ids, order, 1)
+            scores = np.take_along_axis(scores, order, 1).astype(np.float32)
+            gone = np.take_along_axis(bad, order, 1)
+            ids[gone] = -1
+            scores[gone] = -np.inf
+        else:  # the targets' usual case: nothing excluded
+            ids, scores = ids[:, :k], scores[:, :k].astype(np.float32)
         if ids.shape[1] < k:
             pad = k - ids.shape[1]
             ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
