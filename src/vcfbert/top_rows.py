@@ -32,6 +32,9 @@ def _descending_key(value, i):
 
 @numba.njit(cache=True, nogil=True)
 def _top_rows(values, want, ids_out, values_out):
+    """Fill ids_out int64 [b, want] and values_out float32 [b, want] with the ``want``
+    largest entries of each row of values float32 [b, n] (finite; 0 < want <= n), largest
+    first, equal values by smaller id."""
     n = values.shape[1]
     hist = np.zeros(N_BINS, np.int64)
     keys = np.empty(n, np.uint64)
