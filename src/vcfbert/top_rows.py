@@ -30,6 +30,14 @@ def _descending_key(value, i):
     return ((np.uint64(0xFFFFFFFF) - u) << np.uint64(32)) | np.uint64(i)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _bin(value, lo, scale):
+    """The histogram bin (0..N_BINS - 1) of ``value`` in a row whose smallest value is
+    ``lo``: never decreasing with the value, so every entry at least as large as the
+    wanted-th largest is in its bin or above."""
+    return min(int((value - lo) * scale), N_BINS - 1)
+
+
 @numba.njit(cache=True, nogil=True)
 def _top_rows(values, want, ids_out, values_out):
     """Fill ids_out int64 [b, want] and values_out float32 [b, want] with the ``want``
@@ -45,12 +53,10 @@ def _top_rows(values, want, ids_out, values_out):
         for i in range(n):
             lo = min(lo, row[i])
             hi = max(hi, row[i])
-        # a bin number that never decreases with the value: every entry at least as large as
-        # the wanted-th largest is in its bin or above
         scale = np.float32(N_BINS) / (hi - lo) if hi > lo else np.float32(0.0)
         hist[:] = 0
         for i in range(n):
-            hist[min(int((row[i] - lo) * scale), N_BINS - 1)] += 1
+            hist[_bin(row[i], lo, scale)] += 1
         cut = N_BINS - 1
         above = 0
         while cut > 0:
@@ -60,7 +66,7 @@ def _top_rows(values, want, ids_out, values_out):
             cut -= 1
         t = 0
         for i in range(n):
-            if min(int((row[i] - lo) * scale), N_BINS - 1) >= cut:
+            if _bin(row[i], lo, scale) >= cut:
                 keys[t] = _descending_key(row[i], i)
                 t += 1
         chosen = np.sort(keys[:t])

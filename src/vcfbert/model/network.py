@@ -22,6 +22,7 @@ Pipeline of :meth:`VcfBert.forward`:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import torch
@@ -157,19 +158,16 @@ def _blocked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block:
     at a cost linear in ``m``: each run of equal-sized consecutive blocks is one call with the
     blocks as extra heads. Returns float [b, h, m, dh]."""
     b, h, m, dh = q.shape
-    ids = attention_block_ids(m, block, shifted)
-    cuts = [0, *(torch.nonzero(ids[1:] != ids[:-1]).flatten() + 1).tolist(), m]
-    sizes = [hi - lo for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)]
+    sizes = torch.unique_consecutive(attention_block_ids(m, block, shifted),
+                                     return_counts=True)[1].tolist()
     out = torch.empty_like(q)
-    i = 0
-    while i < len(sizes):
-        j = i
-        while j + 1 < len(sizes) and sizes[j + 1] == sizes[i]:
-            j += 1
-        lo, hi, size, nb = cuts[i], cuts[j + 1], sizes[i], j - i + 1
+    lo = 0
+    for size, run in itertools.groupby(sizes):
+        nb = len(list(run))
+        hi = lo + nb * size
         part = [t[:, :, lo:hi].reshape(b, h * nb, size, dh) for t in (q, k, v)]
         out[:, :, lo:hi] = F.scaled_dot_product_attention(*part).view(b, h, nb * size, dh)
-        i = j + 1
+        lo = hi
     return out
 
 
