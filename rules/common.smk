@@ -4,11 +4,13 @@ import shlex
 import sys
 from types import SimpleNamespace
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 # the package in src/ is importable by the workflow and by every job (also in conda envs)
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 from vcfbert import cluster  # noqa: E402
+from vcfbert.config_errors import describe_config_error  # noqa: E402
 from vcfbert.inputs import expand as expand_files  # noqa: E402
 from vcfbert.io.tsv import read_column, read_rows  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
@@ -22,7 +24,13 @@ export_for_jobs(
     command=shlex.join(["snakemake", *sys.argv[1:]]) if workflow.is_main_process else None,
 )
 
-validate(config, schema="../workflow/schemas/config.schema.yaml")
+try:
+    validate(config, schema="../workflow/schemas/config.schema.yaml")
+except WorkflowError as exc:  # one line, not the sub-schema's dump
+    problem = describe_config_error(exc)
+    if problem is None:
+        raise
+    raise ValueError(problem) from None
 
 # a trained panel (config `trained_panel`) replaces the reference and everything trained
 TRAINED_PANEL = config.get("trained_panel", "").rstrip("/")

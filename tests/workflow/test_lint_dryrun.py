@@ -34,6 +34,16 @@ def test_config_wrong_type_is_rejected(workdir):
     assert "'three' is not of type 'integer'" in res.stdout + res.stderr
 
 
+def test_config_value_error_is_one_line(workdir):
+    """A refused value is one line naming the key and what it accepts, not the schema's dump."""
+    res = snakemake(workdir, "-n", "--cores", "1", config={"model": {"attention_block": 1}},
+                    check=False)
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert "config model.attention_block: 1 should not be valid" in out
+    assert "or at least 2" in out and "Failed validating" not in out
+
+
 def test_the_snakemake_process_imports_no_pandas(workdir):
     """Parsing the workflow and building its DAG import none of pandas, torch or h5py: each
     would add to every `snakemake` start (pandas ~0.3 s; on a cluster, to every job's too)."""
