@@ -37,11 +37,10 @@ CUTS = [
     ("+ forward", "    # scaled backward pass from the last slot", "return"),
     ("+ backward, leave-one-out", "    # match runs at the core's intervals", "return"),
     ("+ match runs, per-site loop", "        ids = state_pattern[row]\n", "continue"),
-    ("+ states' groups (gather)", "        for c in range(k):\n            u = group[c]\n"
-     "            if stamp[u] != row:", "continue"),
-    ("+ touched groups", "        g_left = gamma[left - f_lo]", "continue"),
-    ("+ group sums", "        # groups by their longest run, longest first", "continue"),
-    ("+ group order", "        # visiting the groups longest run first", "continue"),
+    ("+ group sums (partial rows)", "        # the groups the query touched (carriers > 0;",
+     "continue"),
+    ("+ touched groups and their order", "        # visiting the groups longest run first",
+     "continue"),
 ]
 HEAD_CALL = "        _head_logits(p_one, feat_one"
 
