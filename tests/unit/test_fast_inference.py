@@ -169,7 +169,15 @@ def test_inference_encoder_and_head_equal_the_training_path(n_layers, block):
         ctx_fast = model.encode_query(batch)
         logits_fast = model(batch, with_loss=False)[0]
     torch.testing.assert_close(ctx_fast, ctx_module, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(logits_fast, logits_module, atol=1e-4, rtol=1e-4)
+    # the probabilities everywhere; the logits where they are not saturated: near p = 1 the
+    # copied probability's logit, log(p) - log1p(-p) in float32, turns the contexts' rounding
+    # (within 1e-5 above) into ~1e-3 (one logit of 11.0 in 180 differed by 0.002 on a Xeon
+    # with AVX512-FP16, the same 3e-8 in probability)
+    torch.testing.assert_close(torch.sigmoid(logits_fast), torch.sigmoid(logits_module),
+                               atol=1e-6, rtol=0)
+    clear = logits_module.abs() < 9.0
+    assert clear.float().mean() > 0.5
+    torch.testing.assert_close(logits_fast[clear], logits_module[clear], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("grad", [True, False])
