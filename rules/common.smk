@@ -272,6 +272,11 @@ def training_data(wildcards, input):
     return cluster.genotype_mb(input.reference)
 
 
+def epoch_data(wildcards, input):
+    return cluster.training_cache_mb(input.reference,
+                                     float(config["train"].get("window_cache_gib", 1.0)))
+
+
 def chunk_data(wildcards, input):
     w = config["windows"]
     return cluster.chunk_data_mb(input.reference, input.targets, input.windows,

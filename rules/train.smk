@@ -45,7 +45,7 @@ rule train_epoch:
         "benchmarks/train/epoch_{epoch}.tsv"
     threads: thread_request(training_threads)
     resources:
-        mem_mb=mem_request("train_epoch", training_data),
+        mem_mb=mem_request("train_epoch", epoch_data),
         runtime=720,
         gpu=config["resources"]["train_gpus"],
     conda:

@@ -63,8 +63,9 @@ FORMULAS: dict[str, MemoryFormula] = {
     "encode": MemoryFormula(300, 1.5),
     # the window's keys: data = the key file's MB
     "build_index": MemoryFormula(300, 3.0),
-    # every window's arrays stay cached; the floor holds torch, the model and the batch's
-    # [b, k, n] tensors with their gradients: data = genotype MB of the reference stores
+    # the windows' arrays stay cached up to train.window_cache_gib; the floor holds torch, the
+    # model and the batch's [b, k, n] tensors with their gradients: data = genotype MB of the
+    # reference stores, at most the cache's bound (training_cache_mb)
     "train_epoch": MemoryFormula(1500, 2.5),
     # a window's span of the reference and two windows' float32 probabilities: data =
     # chunk_data_mb (measured on ooa_speed: 1,191 MB peak for 13 windows of 2,000 target
@@ -103,6 +104,13 @@ def genotype_mb(stores: Iterable[str]) -> float:
         n_h, n_v = _shape(path)
         total += n_h * n_v / MB
     return total
+
+
+def training_cache_mb(stores: Iterable[str], window_cache_gib: float) -> float:
+    """MB of reference windows a training job keeps: the stores' genotypes
+    (:func:`genotype_mb`), at most ``window_cache_gib`` GiB (0: no bound)."""
+    data = genotype_mb(stores)
+    return min(data, window_cache_gib * 2**30 / MB) if window_cache_gib > 0 else data
 
 
 def file_mb(paths: Iterable[str]) -> float:

@@ -7,7 +7,9 @@ run in the main process on whole batches (:func:`assemble_batch`).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -155,13 +157,21 @@ class EpochBatches(torch.utils.data.Dataset):
     """Dataset of batch specs; items are numpy dicts (CPU-only work for DataLoader workers)."""
 
     def __init__(self, chroms: list[Chromosome], specs: list[BatchSpec],
-                 masks: list[np.ndarray], cache_windows: int = 64) -> None:
+                 masks: list[np.ndarray], cache_windows: int = 64, cache_bytes: int = 0) -> None:
+        """``cache_windows`` / ``cache_bytes`` bound the window arrays this process keeps
+        (:class:`WindowArrayCache`; ``cache_bytes`` 0: by number only)."""
         self.chroms = chroms
         self.specs = specs
         self.masks = masks
         self.cache_windows = cache_windows
+        self.cache_bytes = cache_bytes
         self._cache: WindowArrayCache | None = None
         self._layouts: dict[tuple[int, str], WindowLayout] = {}
+        # the batches that read each window, in order: a full cache evicts the window read
+        # again last (or never), so that a bound on its bytes costs the fewest re-reads
+        self._uses: dict[tuple[str, str], list[int]] = {}
+        for i, spec in enumerate(specs):
+            self._uses.setdefault((chroms[spec.chrom].contig, spec.window_id), []).append(i)
 
     def __len__(self) -> int:
         return len(self.specs)
@@ -176,8 +186,14 @@ class EpochBatches(torch.utils.data.Dataset):
         """This process's cache of window arrays (created on first use, i.e. inside each
         DataLoader worker after fork; the main process's is the one validation reuses)."""
         if self._cache is None:
-            self._cache = WindowArrayCache(self.cache_windows)
+            self._cache = WindowArrayCache(self.cache_windows, self.cache_bytes)
         return self._cache
+
+    def next_use(self, key: tuple[str, str], after: int) -> float:
+        """The first batch after batch ``after`` that reads window ``key`` (inf: none)."""
+        uses = self._uses.get(key, [])
+        j = bisect.bisect_right(uses, after)
+        return float(uses[j]) if j < len(uses) else math.inf
 
     def warm_cache(self, first: int = 0) -> bool:
         """Read the windows of batches ``first``.. into this process's cache before the
@@ -192,7 +208,8 @@ class EpochBatches(torch.utils.data.Dataset):
         spec = self.specs[i]
         chrom = self.chroms[spec.chrom]
         layout = self.layout(spec.chrom, spec.window_id)
-        arrays = self.window_cache().get(chrom, spec.window_id, layout)
+        arrays = self.window_cache().get(chrom, spec.window_id, layout,
+                                         next_use=lambda key: self.next_use(key, i))
         return {"index": i, "chrom": spec.chrom, "window_id": spec.window_id, "haps": spec.haps,
                 "arrays": arrays, "slot_observed": chrom.slot_mask(self.masks[spec.chrom], layout)}
 

@@ -90,6 +90,7 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 1
     match_states: int = 0
+    window_cache_gib: float = 1.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -691,7 +692,8 @@ def train_epoch(*, epoch: int, previous_checkpoint: str, chroms: list[Chromosome
                                 "world_size": world_size})
     _resume(state, resume_file, fingerprint, epoch, n_batches)
     start = state.next_batch
-    dataset = EpochBatches(chroms, data.specs, data.masks)
+    dataset = EpochBatches(chroms, data.specs, data.masks,
+                           cache_bytes=int(cfg.window_cache_gib * 2**30))
     dataset.warm_cache(start)  # each window read once, in order (batches come in random order)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, range(start, n_batches)), batch_size=1,

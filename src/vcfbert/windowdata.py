@@ -7,6 +7,7 @@ and imputation.
 from __future__ import annotations
 
 import collections
+import collections.abc
 import dataclasses
 import os
 
@@ -201,37 +202,85 @@ class ConsecutiveWindowReader:
 
 
 class WindowArrayCache:
-    """LRU cache of :class:`WindowArrays` keyed by (contig, window_id)."""
+    """Cache of :class:`WindowArrays` keyed by (contig, window_id), bounded by a number of
+    windows (``capacity``) and, when ``max_bytes`` > 0, by their bytes.
 
-    def __init__(self, capacity: int = 64) -> None:
+    A window's arrays take ``H x (slots + core sites)`` bytes (~106 MB on a 6,000-haplotype
+    panel): a training epoch that kept every window of a 20 Mb chromosome held 2.4 GB of
+    them (docs/model.md, "Training memory"). When the cache is full, the window evicted is the
+    one whose next use is farthest (``next_use``, when the caller knows its order of
+    reads: the batches of an epoch), else the least recently used. The arrays handed out
+    are never changed: what a caller reads does not depend on the bound, only how often a
+    window is read again.
+    """
+
+    def __init__(self, capacity: int = 64, max_bytes: int = 0) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._items: collections.OrderedDict[tuple[str, str], WindowArrays] = (
             collections.OrderedDict())
+        self._reader = ConsecutiveWindowReader()
+        self.reads = 0  # windows read from the stores (warm included)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the arrays held."""
+        return sum(array_bytes(a) for a in self._items.values())
+
+    def fits(self, n_windows: int, n_bytes: int) -> bool:
+        """Whether ``n_windows`` more windows of ``n_bytes`` in all fit beside those held."""
+        return (len(self._items) + n_windows <= self.capacity
+                and (self.max_bytes <= 0 or self.nbytes + n_bytes <= self.max_bytes))
 
     def warm(self, windows: list[tuple[Chromosome, str, WindowLayout]]) -> bool:
         """Read ``windows`` (chromosome, window id, layout) into the cache in chromosome
         order through a :class:`ConsecutiveWindowReader`, so that each variant is
-        decompressed once, when they all fit (at most ``capacity``). Returns whether it did;
-        otherwise :meth:`get` reads each window when asked, as before."""
+        decompressed once, when they all fit (:meth:`fits`, their bytes from their layouts).
+        Returns whether it did; otherwise :meth:`get` reads each window when asked."""
         todo = [w for w in windows if (w[0].contig, w[1]) not in self._items]
-        if not todo or len(self._items) + len(todo) > self.capacity:
+        size = sum(window_bytes(chrom.n_haplotypes, layout) for chrom, _, layout in todo)
+        if not todo or not self.fits(len(todo), size):
             return False
         reader = ConsecutiveWindowReader()
         for chrom, window_id, layout in sorted(
                 todo, key=lambda w: (w[0].reference_h5, w[2].core_start)):
             self._items[(chrom.contig, window_id)] = reader.get(chrom, window_id, layout)
+            self.reads += 1
         return True
 
-    def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout) -> WindowArrays:
+    def get(self, chrom: Chromosome, window_id: str, layout: WindowLayout,
+            next_use: collections.abc.Callable[[tuple[str, str]], float] | None = None
+            ) -> WindowArrays:
+        """The window's arrays, read on a miss. To make room, windows are evicted by the
+        largest ``next_use(key)`` (e.g. the next batch that reads it; ``inf``: never again),
+        else least recently used first; the window asked for is always kept."""
         key = (chrom.contig, window_id)
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        arrays = read_window_arrays(chrom.reference_h5, layout)
+        size = window_bytes(chrom.n_haplotypes, layout)
+        while self._items and not self.fits(1, size):
+            victim = (max(self._items, key=next_use) if next_use is not None
+                      else next(iter(self._items)))
+            del self._items[victim]
+        # the slots from the target store's copy of the reference, the core alone from the
+        # reference store: a window's flanks are not decompressed (ConsecutiveWindowReader)
+        arrays = self._reader.get(chrom, window_id, layout)
+        self.reads += 1
         self._items[key] = arrays
-        if len(self._items) > self.capacity:
-            self._items.popitem(last=False)
         return arrays
+
+
+def window_bytes(n_haplotypes: int, layout: WindowLayout) -> int:
+    """Bytes of a window's :class:`WindowArrays` (its int8 alleles and int32 counts)."""
+    columns = layout.n_slots + layout.n_sites
+    return n_haplotypes * columns + 4 * columns
+
+
+def array_bytes(arrays: WindowArrays) -> int:
+    """Bytes held by one window's arrays."""
+    return (arrays.ref_slots.nbytes + arrays.ref_core.nbytes + arrays.ac_slots.nbytes
+            + arrays.ac_core.nbytes)
 
 
 def own_sample(haps: np.ndarray) -> np.ndarray:

@@ -23,6 +23,10 @@ def test_data_sizes_from_the_stores(tiny_stores):
     with h5py.File(tiny_stores["ref"]) as h5:
         n_h, n_v = h5["call_haplotype"].shape
     assert cluster.genotype_mb([tiny_stores["ref"], "missing.h5"]) == pytest.approx(n_h * n_v / 1e6)
+    # a training job's windows: the genotypes, at most train.window_cache_gib (0: no bound)
+    assert cluster.training_cache_mb([tiny_stores["ref"]], 0) == pytest.approx(n_h * n_v / 1e6)
+    assert cluster.training_cache_mb([tiny_stores["ref"]], 1e-6) == pytest.approx(2**30 / 1e12)
+    assert cluster.training_cache_mb([tiny_stores["ref"]], 2.0) == pytest.approx(n_h * n_v / 1e6)
     n_t = h5py.File(tiny_stores["tgt"])["call_haplotype"].shape[0]
     chunk = cluster.chunk_data_mb(tiny_stores["ref"], tiny_stores["tgt"], tiny_stores["windows"])
     # a window's span of the reference and two windows' probabilities: never more than the

@@ -689,6 +689,74 @@ def test_epoch_cache_warms_in_order_with_the_same_arrays(prepared):
     assert item["arrays"] is data.window_cache()._items[("20", wids[-1])]
 
 
+def test_window_cache_keeps_its_bytes_and_evicts_the_window_read_again_last(prepared):
+    """WindowArrayCache under a byte bound: it never holds more than the bound (beyond the
+    window asked for), drops the window whose next use is farthest (least recently used
+    without next_use), and hands out read_window_arrays' arrays."""
+    from vcfbert.windowdata import WindowArrayCache, array_bytes, window_bytes
+
+    chrom = prepared["chrom"]
+    wids = list(chrom.windows["window_id"])
+    assert len(wids) >= 3
+    layouts = {w: chrom.layout(w) for w in wids}
+    sizes = {w: window_bytes(chrom.n_haplotypes, layouts[w]) for w in wids}
+    for w in wids:  # the estimate from the layout is what the arrays take
+        assert sizes[w] == array_bytes(read_window_arrays(chrom.reference_h5, layouts[w]))
+    a, b, c = wids[:3]
+    bound = sizes[a] + sizes[b] + min(sizes.values()) // 2  # two windows, not three
+    cache = WindowArrayCache(max_bytes=bound)
+    order = {a: 5.0, b: 9.0, c: 7.0}  # next uses: b comes back last
+    for w in (a, b, c):
+        got = cache.get(chrom, w, layouts[w], next_use=lambda key: order[key[1]])
+        want = read_window_arrays(chrom.reference_h5, layouts[w])
+        np.testing.assert_array_equal(got.ref_core, want.ref_core)
+        np.testing.assert_array_equal(got.ref_slots, want.ref_slots)
+        assert cache.nbytes <= max(bound, sizes[w])
+    assert {k[1] for k in cache._items} == {a, c} and cache.reads == 3
+    cache.get(chrom, a, layouts[a])  # a hit: no read, a becomes the most recent
+    assert cache.reads == 3
+    cache.get(chrom, b, layouts[b])  # least recently used first without next_use: c goes
+    assert {k[1] for k in cache._items} == {a, b} and cache.reads == 4
+    # a bound below one window keeps only the window asked for
+    one = WindowArrayCache(max_bytes=1)
+    for w in wids:
+        one.get(chrom, w, layouts[w])
+        assert [k[1] for k in one._items] == [w]
+    # warm declines what does not fit in bytes, as in number
+    assert not WindowArrayCache(max_bytes=bound).warm([(chrom, w, layouts[w]) for w in wids])
+    roomy = WindowArrayCache(max_bytes=sum(sizes.values()))
+    assert roomy.warm([(chrom, w, layouts[w]) for w in wids]) and roomy.reads == len(wids)
+
+
+def test_a_byte_bound_on_the_window_cache_trains_the_same_model(prepared, tmp_path,
+                                                                  monkeypatch):
+    """train.window_cache_gib changes how often windows are read, not what is learnt: an
+    epoch whose cache holds one window at a time re-reads windows and ends with exactly the
+    weights of the epoch that kept them all."""
+    import vcfbert.windowdata as wd
+
+    reads = []
+    original = wd.ConsecutiveWindowReader.get
+
+    def counted(self, chrom, window_id, layout):
+        reads.append(window_id)
+        return original(self, chrom, window_id, layout)
+
+    monkeypatch.setattr(wd.ConsecutiveWindowReader, "get", counted)
+    _train(prepared, tmp_path / "all")
+    kept_reads = len(reads)
+    reads.clear()
+    _train(prepared, tmp_path / "one", {"window_cache_gib": 1e-9})
+    assert len(reads) > kept_reads  # the warm read was declined and windows came back
+    a = load_checkpoint(tmp_path / "all" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "one" / "model.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert {k: v for k, v in ma.items() if "second" not in k and "per_s" not in k} == {
+        k: v for k, v in mb.items() if "second" not in k and "per_s" not in k}
+
+
 def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, tmp_path,
                                                                   monkeypatch):
     """The key jobs read a window's slot alleles from the target store's copy of the
