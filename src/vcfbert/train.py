@@ -55,7 +55,6 @@ from .encode import query_keys, reference_keys
 from .errors import InputError
 from .index import KeySearcher, load_index
 from .layout import WindowLayout
-from .maf_bins import BIN_LABELS, maf_bin
 from .masks import read_mask
 from .model import ModelConfig, VcfBert
 from .model.copy_kernel import WindowTables, window_tables
@@ -63,6 +62,7 @@ from .model.network import weighted_loss_parts
 from .predict import predict_window
 from .runtime import cap_threads, prefetched
 from .split import read_split
+from .validation_metrics import ValidationSums
 
 log = logging.getLogger(__name__)
 
@@ -281,53 +281,14 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
     (:func:`validation_windows`; with ``match_states``, that many copying states by match
     length, as the model was trained and will impute)."""
     model.eval()
-    doses, truths, afs = [], [], []
-    ll_sum, ll_n = 0.0, 0
+    sums = ValidationSums()  # per-bin moments: memory of one window, not of the chromosome
     for win in validation_windows(model, chroms, val_haps, final_masks,
                                   max_haplotypes=max_haplotypes, device=device, cache=cache,
                                   index_is_current=bool(match_states),
                                   match_states=match_states):
-        probs, truth = win.probs, win.truth
-        p = np.clip(probs, 1e-6, 1 - 1e-6)
-        ll_sum += float(-(truth * np.log(p) + (1 - truth) * np.log1p(-p)).sum())
-        ll_n += truth.size
-        doses.append((probs[0::2] + probs[1::2]).T)  # [n, samples]
-        truths.append((truth[0::2] + truth[1::2]).T)
-        afs.append(win.af.T)
+        sums.add(win.probs, win.truth, win.af)
     model.train()
-    if not doses:
-        return {}
-    dose = np.concatenate(doses)
-    truth = np.concatenate(truths)
-    af = np.concatenate(afs)
-    # score only pairs whose variant the rest of the panel carries (AC_loo >= 1): the
-    # analogue of imputing reference-panel variants into a target
-    bins = np.where(af > 0, maf_bin(af.ravel()).reshape(af.shape), "absent")
-    out: dict[str, float] = {"val_logloss": ll_sum / max(ll_n, 1)}
-    r2s = []
-    for label in BIN_LABELS:
-        sel = bins == label
-        d, t = dose[sel], truth[sel]
-        r2 = float(np.corrcoef(d, t)[0, 1] ** 2) if d.size > 1 and d.std() > 0 and t.std() > 0 \
-            else float("nan")
-        out[f"val_r2_{label}"] = r2
-        if not math.isnan(r2):
-            r2s.append(r2)
-    present = af > 0
-    out["val_r2_overall"] = float(np.corrcoef(dose[present], truth[present])[0, 1] ** 2)
-    out["val_r2_mean_bins"] = float(np.mean(r2s)) if r2s else float("nan")
-
-    def f1(sel: np.ndarray) -> float:
-        h, t = np.round(dose[sel]), truth[sel]
-        tp = ((h >= 1) & (t >= 1)).sum()
-        fp = ((h >= 1) & (t < 1)).sum()
-        fn = ((h < 1) & (t >= 1)).sum()
-        return float(2 * tp / (2 * tp + fp + fn)) if (tp + fp + fn) else float("nan")
-
-    maf = np.minimum(af, 1 - af)
-    out["val_f1"] = f1(present)
-    out["val_rare_f1"] = f1(present & (maf < 0.01))
-    return out
+    return sums.metrics()
 
 
 def _evenly_spread(total: int, n: int) -> np.ndarray:
