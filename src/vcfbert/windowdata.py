@@ -241,10 +241,9 @@ class WindowArrayCache:
         size = sum(window_bytes(chrom.n_haplotypes, layout) for chrom, _, layout in todo)
         if not todo or not self.fits(len(todo), size):
             return False
-        reader = ConsecutiveWindowReader()
         for chrom, window_id, layout in sorted(
                 todo, key=lambda w: (w[0].reference_h5, w[2].core_start)):
-            self._items[(chrom.contig, window_id)] = reader.get(chrom, window_id, layout)
+            self._items[(chrom.contig, window_id)] = self._reader.get(chrom, window_id, layout)
             self.reads += 1
         return True
 
