@@ -274,7 +274,7 @@ def training_data(wildcards, input):
 
 def epoch_data(wildcards, input):
     return cluster.training_cache_mb(input.reference,
-                                     float(config["train"].get("window_cache_gib", 1.0)))
+                                     float(config["train"]["window_cache_gib"]))
 
 
 def chunk_data(wildcards, input):

@@ -47,7 +47,7 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import IntegrityError
-from .maf_bins import BIN_LABELS, MAF_BINS
+from .maf_bins import BIN_LABELS, bin_index
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,6 @@ MAX_GROUPS = 40  # groups of variants (by conditional DR2) per MAF bin ...
 MIN_GROUP = 25  # ... of at least this many variants each
 SUM_ROWS = ("n_diploid", "s_dose", "s_dose2", "s_p1p2", "n_haploid", "s_hap", "s_hap2",
             "log_all_alt", "log_all_ref")
-
-
-def bin_index(af: np.ndarray) -> np.ndarray:
-    """int64 MAF bin (index into :data:`BIN_LABELS`) of each ALT frequency (same shape), as
-    :func:`vcfbert.evaluate.maf_bin`."""
-    a = np.asarray(af, np.float64)
-    maf = np.minimum(a, 1 - a)
-    return np.clip(np.searchsorted(MAF_BINS, maf, side="right") - 1, 0,
-                   len(BIN_LABELS) - 1).astype(np.int64)
 
 
 def dr2_sums(hap_prob: np.ndarray, haploid_samples: np.ndarray | None = None,

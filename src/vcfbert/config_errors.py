@@ -33,5 +33,5 @@ def describe_config_error(exc: BaseException) -> str | None:
     schema = error.schema if isinstance(error.schema, dict) else {}
     description = schema.get("description")
     if description:
-        line += f" — {' '.join(str(description).split())}"
+        line += f" — {' '.join(str(description).split()).rstrip('.')}"
     return line + "; config/README.md lists every key"

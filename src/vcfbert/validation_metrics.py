@@ -2,9 +2,9 @@
 
 :func:`vcfbert.train.validate` scores held-out panel haplotypes over every window of every
 chromosome. Keeping their dosages, truths and frequencies until the end held
-``variants x samples`` values of each (with the bin of each as an object array): ~1 GB at the
-default 24 validation samples on a chromosome of 1.8 million variants, ~13 GB with every one of
-300. :class:`ValidationSums` keeps instead, per MAF bin, the centred moments that the squared
+``variants x samples`` values of each (with the bin of each as an object array): 24 bytes a
+sample and variant, ~1 GB at the default 24 validation samples on a chromosome of 1.8 million
+variants, ~13 GB with every one of 300. :class:`ValidationSums` keeps instead, per MAF bin, the centred moments that the squared
 correlation needs (merged between windows as Chan et al. merge variances), the carrier counts
 of the F1 scores and the log-loss sum: memory bounded by one window, whatever the chromosome.
 """
@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .maf_bins import BIN_LABELS, MAF_BINS
+from .maf_bins import BIN_LABELS, bin_index
 
 # rows of ValidationSums.moments: one per MAF bin, then every present pair (the "overall" r²)
 OVERALL = len(BIN_LABELS)
@@ -77,7 +77,7 @@ class ValidationSums:
         af = np.asarray(af, np.float64).ravel()
         present = af > 0
         maf = np.minimum(af, 1 - af)
-        idx = np.clip(np.searchsorted(MAF_BINS, maf, side="right") - 1, 0, OVERALL - 1)
+        idx = bin_index(af)
         for b in range(OVERALL):
             sel = present & (idx == b)
             self.moments[b] = _merge(self.moments[b], _moments(dose[sel], true[sel]))
