@@ -206,8 +206,8 @@ class WindowArrayCache:
     windows (``capacity``) and, when ``max_bytes`` > 0, by their bytes.
 
     A window's arrays take ``H x (slots + core sites)`` bytes (~106 MB on a 6,000-haplotype
-    panel): a training epoch that kept every window of a 20 Mb chromosome held 2.4 GB of
-    them (docs/model.md, "Training memory"). When the cache is full, the window evicted is the
+    panel): a training epoch that kept every window of a 20 Mb chromosome held ~2.4 GB of
+    them, and peaked at 3.7 GB (docs/model.md, "Training memory"). When the cache is full, the window evicted is the
     one whose next use is farthest (``next_use``, when the caller knows its order of
     reads: the batches of an epoch), else the least recently used. The arrays handed out
     are never changed: what a caller reads does not depend on the bound, only how often a
