@@ -11,6 +11,7 @@ weights as an uninterrupted run (on CPU, same threads).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -63,6 +64,8 @@ from .predict import predict_window
 from .runtime import cap_threads, prefetched
 from .split import read_split
 from .validation_metrics import ValidationSums
+from .weight_average import EXTRA_KEY as WEIGHT_AVERAGE
+from .weight_average import WeightAverage
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,7 @@ class TrainConfig:
     seed: int = 1
     match_states: int = 0
     window_cache_gib: float = 1.0
+    weight_average_decay: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -434,6 +438,7 @@ class _EpochState:
     global_step: int
     running: _Running
     next_batch: int = 0
+    average: WeightAverage | None = None  # train.weight_average_decay > 0
 
 
 @dataclasses.dataclass
@@ -459,8 +464,20 @@ def _start_state(previous_checkpoint: str, cfg: TrainConfig, device: str,
     if prev.get("optimizer"):
         opt.load_state_dict(prev["optimizer"])
         sched.load_state_dict(prev["scheduler"])
+    average = None
+    if cfg.weight_average_decay > 0:
+        # the previous epoch's checkpoint holds the average; training goes on from the raw
+        # weights beside it (none in init_model's: the average starts at the initial weights)
+        carried = (prev.get("extra") or {}).get(WEIGHT_AVERAGE)
+        if carried:
+            average = WeightAverage(cfg.weight_average_decay, prev["model"],
+                                    int(carried["updates"]))
+            model.load_state_dict(carried["train_model"])
+        else:
+            average = WeightAverage.of_model(model, cfg.weight_average_decay)
     torch.manual_seed(cfg.seed * 1000 + epoch)
-    return _EpochState(model, opt, sched, int(prev.get("step", 0)), _Running())
+    return _EpochState(model, opt, sched, int(prev.get("step", 0)), _Running(),
+                       average=average)
 
 
 def _epoch_data(chroms: list[Chromosome], split_tsv: str, masks: list[str],
@@ -496,6 +513,9 @@ def _resume(state: _EpochState, resume_file: Path, fingerprint: str, epoch: int,
     state.next_batch = int(saved["extra"]["next_batch"])
     state.global_step = int(saved["step"])
     state.running = _Running(saved["extra"]["running"])
+    if state.average is not None:
+        state.average = WeightAverage.from_state(state.average.decay,
+                                                 saved["extra"][WEIGHT_AVERAGE])
     log.info("resuming epoch %d at batch %d of %d", epoch, state.next_batch, n_batches)
 
 
@@ -574,6 +594,8 @@ def _optimiser_step(state: _EpochState, cfg: TrainConfig, world_size: int) -> No
     state.sched.step()
     state.opt.zero_grad(set_to_none=True)
     state.global_step += 1
+    if state.average is not None:
+        state.average.update(state.model)
 
 
 def _save_resume(state: _EpochState, resume_file: Path, epoch: int, fingerprint: str,
@@ -581,7 +603,9 @@ def _save_resume(state: _EpochState, resume_file: Path, epoch: int, fingerprint:
     save_checkpoint(resume_file, state.model, epoch=epoch, step=state.global_step,
                     optimizer=state.opt, scheduler=state.sched, rng=rng_state(),
                     extra={"fingerprint": fingerprint, "next_batch": done,
-                           "running": state.running.s})
+                           "running": state.running.s,
+                           **({WEIGHT_AVERAGE: state.average.state()}
+                              if state.average is not None else {})})
 
 
 def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[Chromosome],
@@ -591,16 +615,22 @@ def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[C
     """Validate (rank 0; ``cache``: the window arrays training already read), write the
     checkpoint, key encoder and metrics, drop the resume state."""
     t_val = time.time()
-    metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
-                            max_haplotypes=cfg.val_max_haplotypes, device=device,
-                            cache=cache, match_states=cfg.match_states))
-    metrics["val_seconds"] = round(time.time() - t_val, 2)
-    metrics["wall_seconds"] = round(time.time() - t_start, 2)
-    save_checkpoint(out_checkpoint, state.model, epoch=epoch, step=state.global_step,
-                    optimizer=state.opt, scheduler=state.sched,
-                    train_config=dataclasses.asdict(cfg), metrics=metrics, rng=rng_state())
-    keyencoder.save(keyencoder.from_model(state.model),
-                    keyencoder.companion_path(out_checkpoint))
+    averaged = (state.average.swapped_in(state.model) if state.average is not None
+                else contextlib.nullcontext(None))
+    with averaged as raw:  # the averaged weights are validated and saved, if any
+        metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
+                                max_haplotypes=cfg.val_max_haplotypes, device=device,
+                                cache=cache, match_states=cfg.match_states))
+        metrics["val_seconds"] = round(time.time() - t_val, 2)
+        metrics["wall_seconds"] = round(time.time() - t_start, 2)
+        extra = ({WEIGHT_AVERAGE: {"train_model": raw, "updates": state.average.updates}}
+                 if raw is not None else None)
+        save_checkpoint(out_checkpoint, state.model, epoch=epoch, step=state.global_step,
+                        optimizer=state.opt, scheduler=state.sched,
+                        train_config=dataclasses.asdict(cfg), metrics=metrics,
+                        rng=rng_state(), extra=extra)
+        keyencoder.save(keyencoder.from_model(state.model),
+                        keyencoder.companion_path(out_checkpoint))
     write_text_atomic(out_metrics, json.dumps(metrics, indent=1, sort_keys=True, default=float))
     resume_file = partial / "resume.pt"
     if resume_file.exists():

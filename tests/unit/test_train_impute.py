@@ -117,6 +117,55 @@ def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):
     assert not (tmp_path / "cut.partial" / "resume.pt").exists()
 
 
+
+def test_weight_average_saves_the_average_and_trains_on_the_raw_weights(prepared, tmp_path):
+    """With train.weight_average_decay the checkpoint holds the averaged weights and the raw
+    ones beside them; averaging leaves the training itself alone (the raw weights equal an
+    unaveraged epoch's), a resumed epoch ends with the same average, and the next epoch goes
+    on from the raw weights (with the same indexes, the unaveraged sequence's weights)."""
+    from vcfbert.weight_average import EXTRA_KEY
+
+    avg_cfg = {"weight_average_decay": 0.9}
+    _train(prepared, tmp_path / "plain")
+    _train(prepared, tmp_path / "avg", cfg_overrides=avg_cfg)
+    plain = load_checkpoint(tmp_path / "plain" / "model.pt")
+    avg = load_checkpoint(tmp_path / "avg" / "model.pt")
+    carried = avg["extra"][EXTRA_KEY]
+    assert carried["updates"] == 6
+    for k in plain["model"]:
+        assert torch.equal(carried["train_model"][k], plain["model"][k]), k
+    assert not torch.equal(avg["model"]["tok.weight"], plain["model"]["tok.weight"])
+    # the key encoder beside the checkpoint is the averaged model's
+    params = keyencoder.load(keyencoder.companion_path(tmp_path / "avg" / "model.pt"))
+    plain_params = keyencoder.load(keyencoder.companion_path(tmp_path / "plain" / "model.pt"))
+    assert not np.array_equal(params.table, plain_params.table)
+    assert avg["metrics"]["val_r2_overall"] > 0.5
+
+    assert _train(prepared, tmp_path / "cut", cfg_overrides=avg_cfg, stop_after_batches=3) is None
+    _train(prepared, tmp_path / "cut", cfg_overrides=avg_cfg)
+    resumed = load_checkpoint(tmp_path / "cut" / "model.pt")
+    for k in avg["model"]:
+        assert torch.equal(resumed["model"][k], avg["model"][k]), k
+
+    d = prepared["d"]
+
+    def epoch1(prev, out, overrides):
+        cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
+                          val_max_haplotypes=8, max_sites_per_batch=64, **overrides)
+        train_epoch(epoch=1, previous_checkpoint=str(prev), chroms=[prepared["chrom"]],
+                    masks=[str(d / "m0.h5")], final_masks=[str(d / "final.h5")],
+                    index_paths=prepared["indexes"], split_tsv=str(d / "split.tsv"),
+                    out_checkpoint=str(out / "model.pt"), out_metrics=str(out / "m.json"),
+                    partial_dir=str(out) + ".partial", cfg=cfg, device="cpu", progress=False)
+        return load_checkpoint(out / "model.pt")
+
+    plain1 = epoch1(tmp_path / "plain" / "model.pt", tmp_path / "plain1", {})
+    avg1 = epoch1(tmp_path / "avg" / "model.pt", tmp_path / "avg1", avg_cfg)
+    assert avg1["extra"][EXTRA_KEY]["updates"] == 12
+    for k in plain1["model"]:
+        assert torch.equal(avg1["extra"][EXTRA_KEY]["train_model"][k], plain1["model"][k]), k
+
+
 def _impute_pieces(prepared, tiny_stores, out_dir, per_job, **kw):
     d, chrom = prepared["d"], prepared["chrom"]
     chunks = impute_chunks(chrom.windows["window_id"].tolist(), per_job)
