@@ -6,7 +6,9 @@ epoch's weights under this epoch's mask), re-scores them with the current weight
 optimises the MAF-weighted cross-entropy on the hidden core sites. Every
 ``checkpoint_every`` steps it saves a resume state (weights, optimiser, scheduler, RNG, step,
 running sums) atomically, so a killed epoch continues where it stopped and ends with the same
-weights as an uninterrupted run (on CPU, same threads).
+weights as an uninterrupted run (on CPU, same threads). With ``weight_average_decay`` > 0 the
+epoch validates and saves a moving average of its weights (:mod:`vcfbert.weight_average`) and
+carries its own weights in the checkpoint for the next epoch to train on.
 """
 
 from __future__ import annotations
