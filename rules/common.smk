@@ -14,6 +14,7 @@ from vcfbert.config_errors import describe_config_error  # noqa: E402
 from vcfbert.inputs import expand as expand_files  # noqa: E402
 from vcfbert.io.tsv import read_column, read_rows  # noqa: E402
 from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E402
+from vcfbert.rule_params import train_epoch_params  # noqa: E402
 from vcfbert.runtime import before_exit, export_for_jobs  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
 from vcfbert.trained_panel import read_manifest  # noqa: E402

@@ -37,7 +37,7 @@ rule train_epoch:
     wildcard_constraints:
         epoch=r"\d+",
     params:
-        train=config["train"],
+        train=train_epoch_params(config["train"]),  # new keys only when set (upgrades keep epochs)
         device=config["device"],
     log:
         "logs/train/epoch_{epoch}.log",
