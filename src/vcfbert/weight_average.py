@@ -58,6 +58,7 @@ class WeightAverage:
 
     @classmethod
     def from_state(cls, decay: float, state: dict[str, Any]) -> WeightAverage:
+        """The average a resume state stored (:meth:`state`)."""
         return cls(decay, state["average"], int(state["updates"]))
 
     @contextlib.contextmanager
