@@ -58,11 +58,14 @@ def prepared(tiny_stores, tmp_path_factory):
     return {"d": d, "chrom": chrom, "indexes": indexes}
 
 
-def _train(prepared, out, cfg_overrides=None, **kw):
+def _train(prepared, out, cfg_overrides=None, *, epoch=0, previous=None, **kw):
+    """An epoch on the tiny simulation (``previous``: the checkpoint it starts from, the
+    initial weights by default), written to ``out``; epoch 0's indexes and mask whatever
+    ``epoch``."""
     d = prepared["d"]
     cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
                       val_max_haplotypes=8, max_sites_per_batch=64, **(cfg_overrides or {}))
-    return train_epoch(epoch=0, previous_checkpoint=str(d / "init.pt"),
+    return train_epoch(epoch=epoch, previous_checkpoint=str(previous or d / "init.pt"),
                        chroms=[prepared["chrom"]], masks=[str(d / "m0.h5")],
                        final_masks=[str(d / "final.h5")], index_paths=prepared["indexes"],
                        split_tsv=str(d / "split.tsv"), out_checkpoint=str(out / "model.pt"),
@@ -117,7 +120,6 @@ def test_interrupted_epoch_resumes_to_identical_weights(prepared, tmp_path):
     assert not (tmp_path / "cut.partial" / "resume.pt").exists()
 
 
-
 def test_weight_average_saves_the_average_and_trains_on_the_raw_weights(prepared, tmp_path):
     """With train.weight_average_decay the checkpoint holds the averaged weights and the raw
     ones beside them; averaging leaves the training itself alone (the raw weights equal an
@@ -147,20 +149,10 @@ def test_weight_average_saves_the_average_and_trains_on_the_raw_weights(prepared
     for k in avg["model"]:
         assert torch.equal(resumed["model"][k], avg["model"][k]), k
 
-    d = prepared["d"]
-
-    def epoch1(prev, out, overrides):
-        cfg = TrainConfig(batch_size=8, max_batches_per_epoch=6, checkpoint_every=2,
-                          val_max_haplotypes=8, max_sites_per_batch=64, **overrides)
-        train_epoch(epoch=1, previous_checkpoint=str(prev), chroms=[prepared["chrom"]],
-                    masks=[str(d / "m0.h5")], final_masks=[str(d / "final.h5")],
-                    index_paths=prepared["indexes"], split_tsv=str(d / "split.tsv"),
-                    out_checkpoint=str(out / "model.pt"), out_metrics=str(out / "m.json"),
-                    partial_dir=str(out) + ".partial", cfg=cfg, device="cpu", progress=False)
-        return load_checkpoint(out / "model.pt")
-
-    plain1 = epoch1(tmp_path / "plain" / "model.pt", tmp_path / "plain1", {})
-    avg1 = epoch1(tmp_path / "avg" / "model.pt", tmp_path / "avg1", avg_cfg)
+    _train(prepared, tmp_path / "plain1", epoch=1, previous=tmp_path / "plain" / "model.pt")
+    _train(prepared, tmp_path / "avg1", avg_cfg, epoch=1, previous=tmp_path / "avg" / "model.pt")
+    plain1 = load_checkpoint(tmp_path / "plain1" / "model.pt")
+    avg1 = load_checkpoint(tmp_path / "avg1" / "model.pt")
     assert avg1["extra"][EXTRA_KEY]["updates"] == 12
     for k in plain1["model"]:
         assert torch.equal(avg1["extra"][EXTRA_KEY]["train_model"][k], plain1["model"][k]), k
