@@ -29,6 +29,7 @@ from .io.tsv import write_table
 from .io.vcf import (
     ReadStats,
     contig_lengths,
+    iter_variant_blocks,
     iter_variants,
     list_contigs,
     normalize_contig,
@@ -174,16 +175,18 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
                          provenance=prov,
                          contig_length=contig_lengths(vcf_path).get(contig)) as writer:
         ploidy = PloidyTracker(samples, f"{vcf_path}, contig {contig}")
-        region = []
-        called = np.ones(len(samples), bool)  # the reference has no missing genotype
-        for v in iter_variants(vcf_path, contig, role="reference", multiallelic=multiallelic,
-                               samples=samples, stats=stats, haploid="duplicate"):
-            writer.add(v.position, v.ref, v.alt, v.vid, v.haplotypes)
-            region.append(ploidy.add(v.position, v.haploid, called))
+        region: list[np.ndarray] = []
+        # a parser block of variants at a time (the reference has no missing genotype)
+        for block in iter_variant_blocks(vcf_path, contig, role="reference",
+                                         multiallelic=multiallelic, samples=samples,
+                                         stats=stats, haploid="duplicate"):
+            writer.add_block(block.position, block.ref, block.alt, block.vid,
+                             block.haplotypes)
+            region.append(ploidy.add_block(block.position, block.haploid))
         if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
         males = ploidy.males(read_sex(panel))
-        writer.set_ploidy(np.array(region, bool), males)
+        writer.set_ploidy(np.concatenate(region), males)
         if males.any():
             log.info("%s: %d haploid (male) samples over %d variants outside the "
                      "pseudo-autosomal regions; their allele is kept on both haplotypes",

@@ -81,7 +81,7 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1), _i64, _b,
         _a(_i64, 3), _a(_i16, 3), _a(_f32, 2), _a(_i32, 1))],
     "vcfbert.io.vcf_calls:_prepare_calls": [(
-        _a(_i16, 3), _b, _a(_b, 2), _a(_b, 2), _a(_b, 2), _a(_i16, 2), _a(_i8, 2))],
+        _a(_i16, 3), _b, _a(_b, 2), _a(_b, 2), _a(_b, 2), _a(_i8, 2))],
 }
 
 

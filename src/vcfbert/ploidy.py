@@ -53,6 +53,23 @@ class PloidyTracker:
             _first(self.first_outside, hap, position)
         return region
 
+    def add_block(self, positions: np.ndarray, haploid: np.ndarray | None,
+                  called: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`add` for ``m`` variants at once: ``positions`` int [m] (non-decreasing),
+        ``haploid`` bool [m, S] (None: all diploid), ``called`` bool [m, S] (None: all
+        called); the region is where some sample is haploid. Returns bool [m], whether each
+        variant lies in the region."""
+        positions = np.asarray(positions, np.int64)
+        if haploid is None or not haploid.any():  # an autosome: nothing to track
+            return np.zeros(len(positions), bool)
+        hap = haploid if called is None else haploid & called
+        dip = ~haploid if called is None else called & ~haploid
+        region = hap.any(1)
+        _first_of_rows(self.first_haploid, hap[region], positions[region])
+        _first_of_rows(self.first_diploid, dip[region], positions[region])
+        _first_of_rows(self.first_outside, hap[~region], positions[~region])
+        return region
+
     def males(self, declared: dict[str, bool] | None = None) -> np.ndarray:
         """bool [S]: samples haploid in the region (or declared male in ``declared``).
 
@@ -90,6 +107,17 @@ class PloidyTracker:
 
 def _first(first: np.ndarray, mask: np.ndarray, position: int) -> None:
     first[mask & (first < 0)] = position
+
+
+def _first_of_rows(first: np.ndarray, mask: np.ndarray, positions: np.ndarray) -> None:
+    """:func:`_first` for the rows of ``mask`` bool [m, S] at ``positions`` [m] in order:
+    each sample's first position where its column is set, where it has none yet."""
+    if mask.shape[0] == 0:
+        return
+    has = mask.any(0)
+    first_row = mask.argmax(0)
+    new = has & (first < 0)
+    first[new] = positions[first_row[new]]
 
 
 def read_sex(panel: str | None) -> dict[str, bool]:

@@ -93,3 +93,33 @@ def test_second_copies_of_males_are_not_candidates_in_haploid_windows(tmp_path):
                        ["f", "m1", "m2"], male=male, haploid_variant=table["haploid"])
     assert chrom.second_copies(SimpleNamespace(core_start=2, core_end=6)).tolist() == [3, 5]
     assert chrom.second_copies(SimpleNamespace(core_start=0, core_end=3)).size == 0  # PAR
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ploidy_of_a_block_is_that_of_its_variants_one_by_one(seed):
+    """PloidyTracker.add_block (the reference parser's path) against add per variant, on
+    random haploid calls and missing calls over blocks of several sizes: the same region
+    and the same first positions, hence the same males and the same errors."""
+    from vcfbert.ploidy import PloidyTracker
+
+    rng = np.random.default_rng(seed)
+    n_samples, n_variants = 6, 40
+    positions = np.sort(rng.integers(1, 500, n_variants))
+    haploid = rng.random((n_variants, n_samples)) < 0.15
+    haploid[rng.random(n_variants) < 0.5] = False  # diploid stretches
+    called = rng.random((n_variants, n_samples)) < 0.9
+    samples = [f"s{i}" for i in range(n_samples)]
+    for with_called in (False, True):
+        one, blocks = PloidyTracker(samples, "x"), PloidyTracker(samples, "x")
+        region_one = [one.add(int(p), h, c if with_called else np.ones(n_samples, bool))
+                      for p, h, c in zip(positions, haploid, called, strict=True)]
+        region_blocks = []
+        for lo, hi in ((0, 1), (1, 9), (9, 9), (9, 40)):
+            region_blocks.append(blocks.add_block(positions[lo:hi], haploid[lo:hi],
+                                                  called[lo:hi] if with_called else None))
+        assert np.concatenate(region_blocks).tolist() == region_one
+        for name in ("first_haploid", "first_diploid", "first_outside"):
+            np.testing.assert_array_equal(getattr(blocks, name), getattr(one, name))
+    diploid = PloidyTracker(samples, "x")
+    assert not diploid.add_block(positions, None).any()
+    assert (diploid.first_haploid < 0).all() and (diploid.first_outside < 0).all()

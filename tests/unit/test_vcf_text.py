@@ -272,3 +272,32 @@ def test_prepared_calls_equal_the_per_record_formulas():
                 np.testing.assert_array_equal(
                     calls.haplotypes(r, allele),
                     np.where(flat < 0, -1, flat == allele).astype(np.int8))
+
+
+def test_variant_blocks_give_the_variants_up_to_a_bad_record_as_cyvcf2(tmp_path):
+    """iter_variant_blocks (a parser block of variants at once; the reference parser's
+    path) yields, from either reader, the same variants before a missing reference genotype
+    in the middle of a block, then the same error naming that record."""
+    from vcfbert.io.vcf import ReadStats, iter_variant_blocks
+
+    samples, recs = random_panel(12, 300, seed=4)
+    recs[10] = (recs[10][0], "A", "C,G", ["0|2"] * 11 + ["1|2"])  # split: allele 2 in a block
+    recs[211] = (recs[211][0], "A", "C", [".|0"] + ["0|1"] * 11)
+    path = write_vcf(tmp_path / "m.vcf.gz", samples, recs)
+    got = {}
+    for reader in ("text", "htslib"):
+        stats, rows = ReadStats(), []
+        with pytest.raises(InputError) as err:
+            for block in iter_variant_blocks(path, "20", role="reference", reader=reader,
+                                             stats=stats, haploid="duplicate"):
+                assert block.haplotypes.shape == (len(block), 24)
+                rows += [(int(p), r, a, i, h.tolist(), f.tolist())
+                         for p, r, a, i, h, f in zip(block.position, block.ref, block.alt,
+                                                     block.vid, block.haplotypes,
+                                                     block.haploid, strict=True)]
+        got[reader] = rows, stats.as_dict(), str(err.value)
+    assert got["text"] == got["htslib"]
+    rows, stats, message = got["text"]
+    assert len(rows) == 212 and stats["records"] == 212 and stats["split_multiallelic"] == 1
+    assert f"record 20:{recs[211][0]}, sample {samples[0]}: missing genotype" in message
+    assert [r[4] for r in rows[10:12]] == [[0, 0] * 11 + [1, 0], [0, 1] * 11 + [0, 1]]

@@ -117,7 +117,14 @@ class ReferenceWriter(CloseOrAbort):
         h5.create_dataset("call_haplotype", shape=(n_h, 0), maxshape=(n_h, None),
                           dtype=np.int8, chunks=_chunk(n_h, BLOCK), compression="gzip",
                           compression_opts=1, shuffle=True)
-        self._buf: list[tuple[int, str, str, str, np.ndarray]] = []
+        # two buffers of haplotype rows, filled in turn: one fills while the other's write
+        # is in flight (a row copied once into reused memory, where a list of rows was
+        # stacked into a fresh array per write: docs/model.md, "Inference speed")
+        self._rows = [np.empty((BLOCK, n_h), np.int8) for _ in range(2)]
+        self._transposed = np.empty((n_h, BLOCK), np.int8)  # the writing thread's
+        self._which = 0
+        self._fill = 0  # rows of the current buffer filled
+        self._columns: list[tuple[int, str, str, str]] = []  # their position, REF, ALT, id
         self.n_variants = 0  # variants handed to the writing thread (written or in flight)
         self._closed = False
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="reference_writer")
@@ -127,9 +134,33 @@ class ReferenceWriter(CloseOrAbort):
         """Append one variant; ``haplotypes`` is int8 [2S]."""
         if haplotypes.shape != (self.n_haplotypes,):
             raise ValueError(f"expected {self.n_haplotypes} haplotypes, got {haplotypes.shape}")
-        self._buf.append((position, ref, alt, vid, haplotypes))
-        if len(self._buf) >= BLOCK:
+        self._rows[self._which][self._fill] = haplotypes
+        self._columns.append((position, ref, alt, vid))
+        self._fill += 1
+        if self._fill == len(self._transposed[0]):
             self._flush()
+
+    def add_block(self, positions: np.ndarray, refs: list[str], alts: list[str],
+                  vids: list[str], haplotypes: np.ndarray) -> None:
+        """Append ``m`` variants at once: positions int [m], their alleles and ids, and
+        ``haplotypes`` int8 [m, 2S] (what :meth:`add` takes for one, row by row)."""
+        if haplotypes.ndim != 2 or haplotypes.shape[1] != self.n_haplotypes:
+            raise ValueError(f"expected [m, {self.n_haplotypes}] haplotypes, got "
+                             f"{haplotypes.shape}")
+        if not len(positions) == len(refs) == len(alts) == len(vids) == len(haplotypes):
+            raise ValueError("add_block: one position, REF, ALT, id and row per variant")
+        positions = np.asarray(positions).tolist()
+        block = len(self._transposed[0])
+        lo = 0
+        while lo < len(positions):
+            hi = min(len(positions), lo + block - self._fill)
+            self._rows[self._which][self._fill:self._fill + hi - lo] = haplotypes[lo:hi]
+            self._columns.extend(zip(positions[lo:hi], refs[lo:hi], alts[lo:hi], vids[lo:hi],
+                                     strict=True))
+            self._fill += hi - lo
+            lo = hi
+            if self._fill == block:
+                self._flush()
 
     def add_variant_column(self, name: str, values_of_positions) -> None:
         """Add a per-variant float64 dataset ``name`` = ``values_of_positions(positions)`` once
@@ -170,17 +201,18 @@ class ReferenceWriter(CloseOrAbort):
     @property
     def count(self) -> int:
         """Variants added so far (written or buffered)."""
-        return self.n_variants + len(self._buf)
+        return self.n_variants + self._fill
 
     def _flush(self) -> None:
-        """Hand the buffer to the writing thread (after the previous write has finished, so
-        that at most one buffer waits to be written)."""
-        if not self._buf:
+        """Hand the current buffer to the writing thread (after the previous write has
+        finished, so that at most one buffer waits to be written and the other one is free)."""
+        if not self._fill:
             return
         self._wait()
-        buf, self._buf = self._buf, []
-        self._pending = self._pool.submit(self._write, buf, self.n_variants)
-        self.n_variants += len(buf)
+        rows, columns = self._rows[self._which][:self._fill], self._columns
+        self._pending = self._pool.submit(self._write, rows, columns, self.n_variants)
+        self.n_variants += self._fill
+        self._which, self._fill, self._columns = 1 - self._which, 0, []
 
     def _wait(self) -> None:
         """Wait for the write in flight; what it raised is raised here."""
@@ -193,22 +225,24 @@ class ReferenceWriter(CloseOrAbort):
         self._flush()
         self._wait()
 
-    def _write(self, buf: list[tuple[int, str, str, str, np.ndarray]], start: int) -> None:
-        """Append ``buf``'s variants at ``start`` (on the writing thread)."""
-        n = len(buf)
+    def _write(self, rows: np.ndarray, columns: list[tuple[int, str, str, str]],
+               start: int) -> None:
+        """Append the variants of ``rows`` int8 [n, 2S] and ``columns`` (position, REF, ALT,
+        id each) at ``start`` (on the writing thread)."""
+        n = len(columns)
         h5 = self._h5
-        from .transpose import transpose_int8  # numba: only the writers need it
+        from .transpose import allele_counts, transpose_into  # numba: only writers need it
 
-        haps = transpose_int8(np.stack([b[4] for b in buf]))  # [2S, n]
-        called = haps >= 0
-        n_called = called.sum(0)
-        af = np.where(n_called > 0, (haps == 1).sum(0) / np.maximum(n_called, 1), np.nan)
+        haps = self._transposed[:, :n]  # [2S, n]
+        transpose_into(rows, haps)
+        n_alt, n_called = allele_counts(rows)
+        af = np.where(n_called > 0, n_alt / np.maximum(n_called, 1), np.nan)
         for name in ("variant_position", "variant_allele", "variant_id", "variant_af"):
             h5[name].resize(start + n, axis=0)
         h5["call_haplotype"].resize(start + n, axis=1)
-        h5["variant_position"][start:] = [b[0] for b in buf]
-        h5["variant_allele"][start:] = np.array([[b[1], b[2]] for b in buf], dtype=object)
-        h5["variant_id"][start:] = np.array([b[3] for b in buf], dtype=object)
+        h5["variant_position"][start:] = [c[0] for c in columns]
+        h5["variant_allele"][start:] = np.array([[c[1], c[2]] for c in columns], dtype=object)
+        h5["variant_id"][start:] = np.array([c[3] for c in columns], dtype=object)
         h5["variant_af"][start:] = af.astype(np.float32)
         h5["call_haplotype"][:, start:] = haps
 

@@ -21,6 +21,35 @@ def _transpose_into(src: np.ndarray, out: np.ndarray) -> None:
                     out[j, i] = src[i, j]
 
 
+@numba.njit(cache=True, nogil=True)
+def _allele_counts(rows: np.ndarray, n_alt: np.ndarray, n_called: np.ndarray) -> None:
+    for i in range(rows.shape[0]):
+        alt = 0
+        called = 0
+        for x in rows[i]:
+            alt += x == 1
+            called += x >= 0
+        n_alt[i] = alt
+        n_called[i] = called
+
+
+def allele_counts(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ALT alleles int64 [n], called alleles int64 [n]) of each row of int8 haplotypes
+    [n, 2S] (1 ALT, 0 REF, -1 missing), counted along the rows in one pass."""
+    n_alt = np.empty(rows.shape[0], np.int64)
+    n_called = np.empty(rows.shape[0], np.int64)
+    _allele_counts(np.ascontiguousarray(rows, np.int8), n_alt, n_called)
+    return n_alt, n_called
+
+
+def transpose_into(src: np.ndarray, out: np.ndarray) -> None:
+    """:func:`transpose_int8` of int8 ``src`` [n, m] into ``out`` [m, n] (a reused buffer,
+    or a view of one)."""
+    if out.shape != src.shape[::-1]:
+        raise ValueError(f"transpose_into: out must be {src.shape[::-1]}, not {out.shape}")
+    _transpose_into(np.ascontiguousarray(src, np.int8), out)
+
+
 def transpose_int8(a: np.ndarray) -> np.ndarray:
     """C-contiguous transpose of an int8 matrix [n, m] -> [m, n], in 128 x 128 tiles. numpy's
     ``np.stack(..., axis=1)`` of the variants' haplotype vectors writes one byte per cache

@@ -15,9 +15,9 @@ import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -302,29 +302,38 @@ def _records(vcf, path: str, contig: str) -> Iterator:
             yield rec
 
 
-def _text_records_with_calls(path: str | os.PathLike[str], file_samples: list[str],
-                             names: list[str], contig: str, haploid: str
-                             ) -> Iterator[tuple[object, Calls, int]]:
-    """(record, its block's :class:`~vcfbert.io.vcf_calls.Calls`, its row) of a text VCF's
-    records on ``contig``."""
+class _Columns(NamedTuple):
+    """The fixed columns of a block of records that :func:`iter_variant_blocks` reads."""
+
+    pos: Sequence[int]
+    ref: Sequence[str]
+    alt: Sequence[list[str]]  # [] for "."
+    vid: Sequence[str | None]  # None for "."
+
+
+def _text_call_blocks(path: str | os.PathLike[str], file_samples: list[str],
+                      names: list[str], contig: str, haploid: str
+                      ) -> Iterator[tuple[_Columns, Calls]]:
+    """(fixed columns, :class:`~vcfbert.io.vcf_calls.Calls`) of each parser block of a text
+    VCF's records on ``contig``."""
     from .vcf_calls import Calls
     from .vcf_text import iter_text_blocks
 
     for block in iter_text_blocks(path, file_samples, samples=names, contig=contig):
-        calls = Calls.of(block.gt, haploid)
-        for r in range(len(block)):
-            yield block.record(r), calls, r
+        yield (_Columns(block.pos.tolist(), block.ref, block.alt, block.vid),
+               Calls.of(block.gt, haploid))
 
 
-def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names: list[str],
-                               multiallelic: str) -> Iterator[tuple[object, Calls | None, int]]:
-    """(record, :class:`~vcfbert.io.vcf_calls.Calls` of the record alone, 0) of ``contig``
-    through cyvcf2; None for a record dropped before its genotypes are looked at (no ALT, or a
-    dropped multi-allelic one)."""
+def _htslib_call_blocks(vcf, path: str, contig: str, haploid: str, names: list[str],
+                        multiallelic: str) -> Iterator[tuple[_Columns, Calls | None]]:
+    """(fixed columns, :class:`~vcfbert.io.vcf_calls.Calls`) of each record of ``contig``
+    through cyvcf2, a block of one; None for the calls of a record dropped before its
+    genotypes are looked at (no ALT, or a dropped multi-allelic one)."""
     from .vcf_calls import Calls
     for rec in _records(vcf, path, contig):
+        columns = _Columns([int(rec.POS)], [rec.REF], [list(rec.ALT)], [rec.ID])
         if not rec.ALT or (len(rec.ALT) > 1 and multiallelic == "drop"):
-            yield rec, None, 0
+            yield columns, None
             continue
         gt = genotypes(rec, path)  # int16 [S, ploidy + 1]
         if gt.shape[1] == 2:  # every sample haploid
@@ -333,7 +342,7 @@ def _htslib_records_with_calls(vcf, path: str, contig: str, haploid: str, names:
             raise InputError(f"{path}: record {contig}:{int(rec.POS)}, sample {names[0]}: "
                              "genotype is not diploid; vcfbert reads diploid genotypes and "
                              "haploid ones (chrX in males)")
-        yield rec, Calls.of(gt[None], haploid), 0
+        yield columns, Calls.of(gt[None], haploid)
 
 
 def iter_variants(
@@ -347,14 +356,57 @@ def iter_variants(
     haploid: str = "error",
     reader: str = "auto",
 ) -> Iterator[Variant]:
-    """Yield the bi-allelic variants of ``contig`` in ``path``.
+    """Yield the bi-allelic variants of ``contig`` in ``path``, one at a time: the variants
+    of :func:`iter_variant_blocks` (same arguments, same checks and counts), each with its
+    own copy of its arrays."""
+    for block in iter_variant_blocks(path, contig, role=role, multiallelic=multiallelic,
+                                     samples=samples, stats=stats, haploid=haploid,
+                                     reader=reader):
+        for i in range(len(block)):
+            yield Variant(int(block.position[i]), block.ref[i], block.alt[i], block.vid[i],
+                          block.haplotypes[i].copy(), block.phased[i].copy(),
+                          None if block.haploid is None else block.haploid[i].copy())
+
+
+@dataclasses.dataclass
+class VariantBlock:
+    """Consecutive bi-allelic variants as read (after splitting), ``m`` variants of ``S``
+    samples: what :class:`Variant` holds for one, as arrays over the block."""
+
+    position: np.ndarray  # int64 [m]
+    ref: list[str]
+    alt: list[str]
+    vid: list[str]
+    haplotypes: np.ndarray  # int8 [m, 2S]: 0/1, -1 missing
+    phased: np.ndarray  # bool [m, S]: genotype is phased or homozygous
+    haploid: np.ndarray | None  # bool [m, S] with haploid="duplicate", else None
+
+    def __len__(self) -> int:
+        return len(self.ref)
+
+
+def iter_variant_blocks(
+    path: str | os.PathLike[str],
+    contig: str,
+    *,
+    role: str,
+    multiallelic: str = "split",
+    samples: list[str] | None = None,
+    stats: ReadStats | None = None,
+    haploid: str = "error",
+    reader: str = "auto",
+) -> Iterator[VariantBlock]:
+    """Yield the bi-allelic variants of ``contig`` in ``path`` in blocks: a text VCF's
+    parser block at a time (thousands of variants, their arrays made once per block), a
+    record at a time through cyvcf2.
 
     Args:
         role: ``"reference"`` (every genotype must be phased and called) or ``"target"``
             (missing and unphased genotypes allowed).
         haploid: ``"error"``: every genotype must be diploid; ``"duplicate"``: a haploid call
             (males on chrX outside the pseudo-autosomal regions) becomes its allele twice
-            and is flagged in :attr:`Variant.haploid` (ploidies above 2 are always errors).
+            and is flagged in :attr:`VariantBlock.haploid` (ploidies above 2 are always
+            errors).
         multiallelic: ``"split"`` into bi-allelic records or ``"drop"`` them (counted).
         samples: restrict to these samples (kept in the file's order).
         stats: filled in with the counts of kept, split and dropped records.
@@ -365,7 +417,8 @@ def iter_variants(
 
     Raises:
         InputError: unsorted records, non-diploid genotypes, or (reference) unphased/missing
-            genotypes, naming the file, the record and the sample.
+            genotypes, naming the file, the record and the sample (the first such record
+            in file order, as the variants before it are yielded first).
     """
     if role not in ("reference", "target"):
         raise ValueError(f"role must be 'reference' or 'target', not {role!r}")
@@ -385,75 +438,133 @@ def iter_variants(
                                  "is not in the VCF")
             wanted = set(samples)
             names = [s for s in file_samples if s in wanted]
-        records: Iterator = _text_records_with_calls(path, file_samples, names, contig,
-                                                     haploid)
+        blocks: Iterator = _text_call_blocks(path, file_samples, names, contig, haploid)
     else:
         vcf = _open(path, samples)
         names = list(vcf.samples)
-        records = _htslib_records_with_calls(vcf, str(path), contig, haploid, names,
-                                             multiallelic)
+        blocks = _htslib_call_blocks(vcf, str(path), contig, haploid, names, multiallelic)
     if not names:
         raise InputError(f"{path}: the VCF has no samples")
-    last_pos = -1
-    seen_at_pos: set[tuple[str, str]] = set()
+    order = _RecordOrder()
     try:
-        for rec, calls, r in records:
-            stats.records += 1
-            pos = int(rec.POS)
-            where = f"{path}: record {contig}:{pos}"
-            if pos < last_pos:
-                raise InputError(f"{where} comes after position {last_pos}: records are not "
-                                 "sorted; sort the file with `bcftools sort`")
-            if pos != last_pos:
-                seen_at_pos.clear()
-                last_pos = pos
-            ref = rec.REF.upper()
-            alts = [a.upper() for a in rec.ALT]
-            if not alts:
-                stats.dropped["monomorphic_no_alt"] += 1
-                continue
-            if len(alts) > 1:
-                if multiallelic == "drop":
-                    stats.dropped["multiallelic"] += 1
-                    continue
-                stats.split_multiallelic += 1
-            assert calls is not None  # only dropped records come without genotypes
-            if calls.haploid_any[r] and haploid != "duplicate":
-                bad = int(np.flatnonzero(calls.haploid[r])[0])
-                raise InputError(
-                    f"{where}, sample {names[bad]}: genotype is not diploid (e.g. chrX in "
-                    "males); vcfbert reads haploid males on chrX (give the whole chromosome), "
-                    "other ploidies are not supported")
-            if role == "reference":
-                if calls.missing_any[r]:
-                    bad = int(np.flatnonzero(calls.missing[r])[0])
-                    raise InputError(
-                        f"{where}, sample {names[bad]}: missing genotype in the reference panel; "
-                        "the reference must be fully called and phased (phase and impute it "
-                        "first, e.g. with Beagle)"
-                    )
-                if not calls.phased_all[r]:
-                    bad = int(np.flatnonzero(~calls.phased[r])[0])
-                    raise InputError(
-                        f"{where}, sample {names[bad]}: unphased heterozygous genotype in the "
-                        "reference panel; the reference must be phased (e.g. with Beagle or "
-                        "SHAPEIT) before it is used"
-                    )
-            for j, alt in enumerate(alts, start=1):
-                if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
-                    stats.dropped["symbolic_or_non_acgt_allele"] += 1
-                    continue
-                if (ref, alt) in seen_at_pos:
-                    stats.dropped["duplicate_record"] += 1
-                    continue
-                seen_at_pos.add((ref, alt))
-                stats.kept += 1
-                yield Variant(pos, ref, alt, rec.ID or ".", calls.haplotypes(r, j),
-                              calls.phased[r].copy(),
-                              None if haploid != "duplicate" else calls.haploid[r].copy())
+        for columns, calls in blocks:
+            block, error = _accepted(columns, calls, path, contig, role, multiallelic,
+                                     haploid, names, stats, order)
+            if block is not None:
+                yield block
+            if error is not None:
+                raise error
     finally:
         if vcf is not None:
             vcf.close()
+
+
+class _RecordOrder:
+    """The last position read and the (REF, ALT) pairs kept at it, across blocks."""
+
+    def __init__(self) -> None:
+        self.last_pos = -1
+        self.seen_at_pos: set[tuple[str, str]] = set()
+
+
+def _accepted(columns: _Columns, calls: Calls | None, path: str | os.PathLike[str], contig: str,
+              role: str, multiallelic: str, haploid: str, names: list[str],
+              stats: ReadStats, order: _RecordOrder
+              ) -> tuple[VariantBlock | None, InputError | None]:
+    """The variants of one block of records (``columns``: their fixed columns; the records'
+    cheap checks and counts one by one, their arrays taken at once) and the error that stops the reading at a record of
+    the block (the variants before it are returned with it), or None."""
+    rows: list[int] = []
+    alleles: list[int] = []
+    positions: list[int] = []
+    refs: list[str] = []
+    alts: list[str] = []
+    vids: list[str] = []
+    error: InputError | None = None
+    for r, pos in enumerate(columns.pos):
+        stats.records += 1
+        where = f"{path}: record {contig}:{pos}"
+        if pos < order.last_pos:
+            error = InputError(f"{where} comes after position {order.last_pos}: records are "
+                               "not sorted; sort the file with `bcftools sort`")
+            break
+        if pos != order.last_pos:
+            order.seen_at_pos.clear()
+            order.last_pos = pos
+        ref = columns.ref[r].upper()
+        rec_alts = [a.upper() for a in columns.alt[r]]
+        if not rec_alts:
+            stats.dropped["monomorphic_no_alt"] += 1
+            continue
+        if len(rec_alts) > 1:
+            if multiallelic == "drop":
+                stats.dropped["multiallelic"] += 1
+                continue
+            stats.split_multiallelic += 1
+        assert calls is not None  # only dropped records come without genotypes
+        error = _call_error(calls, r, where, role, haploid, names)
+        if error is not None:
+            break
+        for j, alt in enumerate(rec_alts, start=1):
+            if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
+                stats.dropped["symbolic_or_non_acgt_allele"] += 1
+                continue
+            if (ref, alt) in order.seen_at_pos:
+                stats.dropped["duplicate_record"] += 1
+                continue
+            order.seen_at_pos.add((ref, alt))
+            stats.kept += 1
+            rows.append(r)
+            alleles.append(j)
+            positions.append(pos)
+            refs.append(ref)
+            alts.append(alt)
+            vids.append(columns.vid[r] or ".")
+    if not rows:
+        return None, error
+    assert calls is not None
+    take: np.ndarray | slice = np.asarray(rows, np.int64)
+    allele = np.asarray(alleles, np.int16)
+    second = np.flatnonzero(allele != 1)  # another ALT of a split record
+    if second.size == 0 and len(rows) == len(calls.first_alt):
+        take = slice(None)  # every record of the block, one variant each: views, no copies
+    haps = calls.first_alt[take]
+    if second.size:
+        flat = calls.alleles(take[second])
+        haps[second] = np.where(flat < 0, -1, flat == allele[second, None]).astype(np.int8)
+    block = VariantBlock(np.asarray(positions, np.int64), refs, alts, vids, haps,
+                         calls.phased[take],
+                         None if haploid != "duplicate" else calls.haploid[take])
+    return block, error
+
+
+def _call_error(calls: Calls, r: int, where: str, role: str, haploid: str,
+                names: list[str]) -> InputError | None:
+    """The error for record ``r``'s genotypes (a haploid call where none is allowed; in the
+    reference, a missing or unphased one), or None."""
+    if calls.haploid_any[r] and haploid != "duplicate":
+        bad = int(np.flatnonzero(calls.haploid[r])[0])
+        return InputError(
+            f"{where}, sample {names[bad]}: genotype is not diploid (e.g. chrX in "
+            "males); vcfbert reads haploid males on chrX (give the whole chromosome), "
+            "other ploidies are not supported")
+    if role != "reference":
+        return None
+    if calls.missing_any[r]:
+        bad = int(np.flatnonzero(calls.missing[r])[0])
+        return InputError(
+            f"{where}, sample {names[bad]}: missing genotype in the reference panel; "
+            "the reference must be fully called and phased (phase and impute it "
+            "first, e.g. with Beagle)"
+        )
+    if not calls.phased_all[r]:
+        bad = int(np.flatnonzero(~calls.phased[r])[0])
+        return InputError(
+            f"{where}, sample {names[bad]}: unphased heterozygous genotype in the "
+            "reference panel; the reference must be phased (e.g. with Beagle or "
+            "SHAPEIT) before it is used"
+        )
+    return None
 
 
 def uses_text_reader(path: str | os.PathLike[str], contig: str, reader: str) -> bool:
