@@ -79,3 +79,34 @@ def test_bad_ranges_and_destinations_are_refused(stores):
         read_columns(h5["stores"], 40, 50)
     with pytest.raises(ValueError, match="out is"):
         read_columns(h5["stores"], 0, 5, out=np.zeros((13, 4), np.int8))
+
+
+INDEXES = [[], [0], [46], [5, 6], [3, 3, 4, 40], list(range(47)), [1, 7, 13, 19, 25, 31, 46],
+           [12, 13, 14, 15, 16, 17, 18]]
+
+
+@pytest.mark.parametrize("name", ["stores", "row_chunks", "lzf", "plain", "floats", "sparse"])
+def test_selected_columns_equal_h5py(stores, name):
+    """read_selected_columns (the reference at the targets' sites) against numpy's column
+    selection of the whole matrix: single columns, repeats, every column, one per chunk,
+    runs across a chunk's edge; through libdeflate or h5py."""
+    h5, expect = stores
+    for index in INDEXES:
+        got = h5chunks.read_selected_columns(h5[name], np.array(index, np.int64))
+        assert got.dtype == expect[name].dtype and got.shape == (13, len(index))
+        np.testing.assert_array_equal(got, expect[name][:, index])
+
+
+def test_selected_columns_of_the_stores_are_inflated_by_libdeflate(stores, monkeypatch):
+    h5, expect = stores
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", lambda *a: pytest.fail("h5py read"))
+    for index in INDEXES:
+        got = h5chunks.read_selected_columns(h5["stores"], np.array(index, np.int64))
+        np.testing.assert_array_equal(got, expect["stores"][:, index])
+
+
+def test_unsorted_or_outside_selections_are_refused(stores):
+    h5, _ = stores
+    for index in ([3, 2], [-1], [47]):
+        with pytest.raises(ValueError, match="sorted within 0..46"):
+            h5chunks.read_selected_columns(h5["stores"], np.array(index, np.int64))

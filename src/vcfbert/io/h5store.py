@@ -37,7 +37,7 @@ import numpy as np
 from .. import __version__
 from ..atomic import CloseOrAbort, atomic_path
 from ..errors import InputError, IntegrityError
-from .h5chunks import read_columns
+from .h5chunks import read_columns, read_selected_columns
 
 FORMAT = "vcfbert-genotypes"
 FORMAT_VERSION = 1
@@ -371,19 +371,10 @@ class TargetSet:
 def reference_at_sites(reference_h5: str | os.PathLike[str], index: np.ndarray
                        ) -> np.ndarray:
     """int8 [2S, M]: the reference store's haplotypes at the sorted variant indices ``index``
-    (the targets' typed sites), read ``BLOCK`` variants at a time."""
-    index = np.asarray(index, np.int64)
+    (the targets' typed sites), each chunk that holds some of them inflated once
+    (:func:`~vcfbert.io.h5chunks.read_selected_columns`)."""
     with open_store(reference_h5) as h5:
-        ds = h5["call_haplotype"]
-        out = np.empty((ds.shape[0], index.size), np.int8)
-        if index.size == 0:
-            return out
-        for a in range(int(index[0]), int(index[-1]) + 1, BLOCK):
-            i0, i1 = np.searchsorted(index, [a, a + BLOCK])
-            if i1 > i0:
-                block = read_columns(ds, a, min(a + BLOCK, int(ds.shape[1])))
-                out[:, i0:i1] = block[:, index[i0:i1] - a]
-    return out
+        return read_selected_columns(h5["call_haplotype"], index)
 
 
 def write_targets(path: str | os.PathLike[str], targets: TargetSet,
