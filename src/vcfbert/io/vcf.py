@@ -17,7 +17,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -345,23 +345,13 @@ def _htslib_call_blocks(vcf, path: str, contig: str, haploid: str, names: list[s
         yield columns, Calls.of(gt[None], haploid)
 
 
-def iter_variants(
-    path: str | os.PathLike[str],
-    contig: str,
-    *,
-    role: str,
-    multiallelic: str = "split",
-    samples: list[str] | None = None,
-    stats: ReadStats | None = None,
-    haploid: str = "error",
-    reader: str = "auto",
-) -> Iterator[Variant]:
+def iter_variants(path: str | os.PathLike[str], contig: str, **options: Any
+                  ) -> Iterator[Variant]:
     """Yield the bi-allelic variants of ``contig`` in ``path``, one at a time: the variants
-    of :func:`iter_variant_blocks` (same arguments, same checks and counts), each with its
-    own copy of its arrays."""
-    for block in iter_variant_blocks(path, contig, role=role, multiallelic=multiallelic,
-                                     samples=samples, stats=stats, haploid=haploid,
-                                     reader=reader):
+    of :func:`iter_variant_blocks` (``options`` are its keyword arguments: ``role``,
+    ``multiallelic``, ``samples``, ``stats``, ``haploid``, ``reader``; the same checks and
+    counts), each with its own copy of its arrays."""
+    for block in iter_variant_blocks(path, contig, **options):
         for i in range(len(block)):
             yield Variant(int(block.position[i]), block.ref[i], block.alt[i], block.vid[i],
                           block.haplotypes[i].copy(), block.phased[i].copy(),
