@@ -88,14 +88,11 @@ def read_selected_columns(data: h5py.Dataset, index: np.ndarray) -> np.ndarray:
     out = np.empty((rows, index.size), data.dtype)
     if index.size == 0 or rows == 0:
         return out
-    if not _inflatable(data):
-        for i0 in range(0, index.size, 4096):  # h5py's point selection, a slice at a time
-            part = index[i0:i0 + 4096]
-            lo, hi = int(part[0]), int(part[-1]) + 1
-            out[:, i0:i0 + part.size] = data[:, lo:hi][:, part - lo]
-        return out
-    chunk_rows, chunk_cols = data.chunks
-    chunk_bytes = chunk_rows * chunk_cols  # one-byte elements
+    # a chunk at a time: inflated by libdeflate where the stores' filters allow it, else
+    # read by h5py (a contiguous dataset in ranges of 4,096 columns)
+    inflate = _inflatable(data)
+    chunk_rows, chunk_cols = data.chunks or (rows, 4096)
+    chunk_bytes = chunk_rows * chunk_cols  # one-byte elements, where inflated
     starts = np.arange(int(index[0]) - int(index[0]) % chunk_cols, int(index[-1]) + 1,
                        chunk_cols)
     bounds = np.searchsorted(index, np.append(starts, starts[-1] + chunk_cols))
@@ -106,7 +103,7 @@ def read_selected_columns(data: h5py.Dataset, index: np.ndarray) -> np.ndarray:
         local = index[i0:i1] - c0
         for r0 in range(0, rows, chunk_rows):
             r1 = min(rows, r0 + chunk_rows)
-            chunk = _inflated_chunk(data, r0, c0, chunk_bytes)
+            chunk = _inflated_chunk(data, r0, c0, chunk_bytes) if inflate else None
             if chunk is None:
                 c1 = min(cols, c0 + chunk_cols)
                 out[r0:r1, i0:i1] = data[r0:r1, c0:c1][:, local]

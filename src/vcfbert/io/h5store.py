@@ -120,6 +120,7 @@ class ReferenceWriter(CloseOrAbort):
         # two buffers of haplotype rows, filled in turn: one fills while the other's write
         # is in flight (a row copied once into reused memory, where a list of rows was
         # stacked into a fresh array per write: docs/model.md, "Inference speed")
+        self._capacity = BLOCK  # rows of a buffer
         self._rows = [np.empty((BLOCK, n_h), np.int8) for _ in range(2)]
         self._transposed = np.empty((n_h, BLOCK), np.int8)  # the writing thread's
         self._which = 0
@@ -134,11 +135,7 @@ class ReferenceWriter(CloseOrAbort):
         """Append one variant; ``haplotypes`` is int8 [2S]."""
         if haplotypes.shape != (self.n_haplotypes,):
             raise ValueError(f"expected {self.n_haplotypes} haplotypes, got {haplotypes.shape}")
-        self._rows[self._which][self._fill] = haplotypes
-        self._columns.append((position, ref, alt, vid))
-        self._fill += 1
-        if self._fill == len(self._transposed[0]):
-            self._flush()
+        self.add_block(np.array([position]), [ref], [alt], [vid], haplotypes[None])
 
     def add_block(self, positions: np.ndarray, refs: list[str], alts: list[str],
                   vids: list[str], haplotypes: np.ndarray) -> None:
@@ -150,16 +147,15 @@ class ReferenceWriter(CloseOrAbort):
         if not len(positions) == len(refs) == len(alts) == len(vids) == len(haplotypes):
             raise ValueError("add_block: one position, REF, ALT, id and row per variant")
         positions = np.asarray(positions).tolist()
-        block = len(self._transposed[0])
         lo = 0
         while lo < len(positions):
-            hi = min(len(positions), lo + block - self._fill)
+            hi = min(len(positions), lo + self._capacity - self._fill)
             self._rows[self._which][self._fill:self._fill + hi - lo] = haplotypes[lo:hi]
             self._columns.extend(zip(positions[lo:hi], refs[lo:hi], alts[lo:hi], vids[lo:hi],
                                      strict=True))
             self._fill += hi - lo
             lo = hi
-            if self._fill == block:
+            if self._fill == self._capacity:
                 self._flush()
 
     def add_variant_column(self, name: str, values_of_positions) -> None:

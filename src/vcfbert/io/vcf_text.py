@@ -112,8 +112,9 @@ def _parse_float(buf, p, e):
 def _fixed_width_gt(buf, q, e, col_map, gt_row):
     """The genotypes of a line whose FORMAT is ``GT`` alone and whose every sample column is
     one digit, ``|`` or ``/``, one digit (``\t0|1``: 4 bytes a sample; a reference panel's
-    records), read at fixed offsets; ``buf[q:e]`` is the line after FORMAT. Returns False,
-    having written nothing, when the line is not of that form (the general loop reads it).
+    records), read at fixed offsets; ``buf[q:e]`` is the line after FORMAT. Returns False
+    when the line is not of that form: the general loop then reads it, overwriting every
+    sample's genotype written here.
     ~5x faster than the general loop on such lines (docs/model.md, "Inference speed")."""
     n = col_map.shape[0]
     if e - q != 4 * n:
