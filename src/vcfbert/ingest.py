@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from . import __version__
 from .errors import InputError
@@ -176,6 +178,8 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
                          contig_length=contig_lengths(vcf_path).get(contig)) as writer:
         ploidy = PloidyTracker(samples, f"{vcf_path}, contig {contig}")
         region: list[np.ndarray] = []
+        bar = tqdm(desc=f"parse reference {contig}", unit=" variant", file=sys.stderr,
+                   mininterval=5, unit_scale=True)
         # a parser block of variants at a time (the reference has no missing genotype)
         for block in iter_variant_blocks(vcf_path, contig, role="reference",
                                          multiallelic=multiallelic, samples=samples,
@@ -183,6 +187,8 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
             writer.add_block(block.position, block.ref, block.alt, block.vid,
                              block.haplotypes)
             region.append(ploidy.add_block(block.position, block.haploid))
+            bar.update(len(block))
+        bar.close()
         if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
         males = ploidy.males(read_sex(panel))
