@@ -30,7 +30,6 @@ import pandas as pd
 from .errors import InputError
 from .evaluate import (
     BIN_LABELS,
-    best_guess_block,
     maf_bin,
     record_calls,
     true_dose,
@@ -79,30 +78,59 @@ class _TruthStore:
         return out
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _add_stats(acc: np.ndarray, c: int, s0: float, s1: float, s2: float, s3: float,
+               s4: float, s5: float, s6: float, s7: float, s8: float, s9: float, s10: float,
+               s11: float, s12: float) -> None:
+    """``acc[c] += (s0, ..., s12)``: the 13 statistics of :data:`_SUMS` of class ``c``."""
+    acc[c, 0] += s0
+    acc[c, 1] += s1
+    acc[c, 2] += s2
+    acc[c, 3] += s3
+    acc[c, 4] += s4
+    acc[c, 5] += s5
+    acc[c, 6] += s6
+    acc[c, 7] += s7
+    acc[c, 8] += s8
+    acc[c, 9] += s9
+    acc[c, 10] += s10
+    acc[c, 11] += s11
+    acc[c, 12] += s12
+
+
 @numba.njit(cache=True, nogil=True)
 def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.ndarray,
-                scored: np.ndarray, member: np.ndarray, sums: np.ndarray,
-                r2: np.ndarray) -> None:
+                scored: np.ndarray, sample_class: np.ndarray, class_groups: np.ndarray,
+                sums: np.ndarray, r2: np.ndarray) -> None:
     """One pass over a block of variants: ``r2[v]``, the squared correlation of dose and
     truth over the samples where both are known (NaN when either does not vary or fewer than
     2 samples), and, for the ``scored`` variants, each statistic of :data:`_SUMS` added to
     ``sums[g, bins[v]]`` for every group ``g`` holding the sample.
 
+    The statistics are first added up per class of samples (the samples that belong to the
+    same groups: ``class_groups[sample_class[i]]`` are sample ``i``'s groups), then each
+    class's sums to its groups: one addition per statistic and sample, whatever the number of
+    groups.
+
     Args:
         dose, hard, truth: float32 [b, S] ALT doses, best guesses (NaN: the rounded dose) and
             true ALT counts (NaN: missing); bins: int64 [b] MAF bins; scored: bool [b];
-        member: bool [S, G] the samples of each group; sums: float64 [G, bins, 13], added to;
-        r2: float64 [b], written.
+        sample_class: int64 [S] each sample's class; class_groups: bool [C, G] the groups of
+            each class; sums: float64 [G, bins, 13], added to; r2: float64 [b], written.
     """
-    n_s, n_g = member.shape
+    n_s = dose.shape[1]
+    n_c, n_g = class_groups.shape
     n_stat = sums.shape[2]
-    acc = np.zeros((n_g, n_stat))
-    cell = np.zeros(n_stat)
+    acc = np.zeros((n_c, n_stat))
     for v in range(dose.shape[0]):
         n = sd = st = sdd = stt = sdt = 0.0
-        for g in range(n_g):
-            for k in range(n_stat):
-                acc[g, k] = 0.0
+        score = scored[v]
+        if score:
+            acc[:, :] = 0.0
+        # the current class's statistics (s_*), added to ``acc`` when the class changes
+        cur = sample_class[0] if n_s else 0
+        s_n = s_d = s_t = s_dd = s_tt = s_dt = s_eq = s_nr = s_nreq = s_tp = s_fp = s_fn = \
+            s_car = 0.0
         for i in range(n_s):
             t = np.float64(truth[v, i])
             d = np.float64(dose[v, i])
@@ -114,8 +142,15 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             sdd += d * d
             stt += t * t
             sdt += d * t
-            if not scored[v]:
+            if not score:
                 continue
+            c = sample_class[i]
+            if c != cur:
+                _add_stats(acc, cur, s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp,
+                           s_fp, s_fn, s_car)
+                cur = c
+                s_n = s_d = s_t = s_dd = s_tt = s_dt = s_eq = s_nr = s_nreq = s_tp = s_fp = \
+                    s_fn = s_car = 0.0
             h = np.float64(hard[v, i])
             if np.isnan(h):
                 h = np.rint(d)
@@ -123,23 +158,22 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             t_alt = 1.0 if t >= 1.0 else 0.0
             nonref = 1.0 if (h > 0.0 or t > 0.0) else 0.0
             equal = 1.0 if h == t else 0.0
-            cell[0] = 1.0
-            cell[1] = d
-            cell[2] = t
-            cell[3] = d * d
-            cell[4] = t * t
-            cell[5] = d * t
-            cell[6] = equal
-            cell[7] = nonref
-            cell[8] = nonref * equal
-            cell[9] = h_alt * t_alt
-            cell[10] = h_alt * (1.0 - t_alt)
-            cell[11] = t_alt * (1.0 - h_alt)
-            cell[12] = t_alt
-            for g in range(n_g):
-                if member[i, g]:
-                    for k in range(n_stat):
-                        acc[g, k] += cell[k]
+            s_n += 1.0
+            s_d += d
+            s_t += t
+            s_dd += d * d
+            s_tt += t * t
+            s_dt += d * t
+            s_eq += equal
+            s_nr += nonref
+            s_nreq += nonref * equal
+            s_tp += h_alt * t_alt
+            s_fp += h_alt * (1.0 - t_alt)
+            s_fn += t_alt * (1.0 - h_alt)
+            s_car += t_alt
+        if score:
+            _add_stats(acc, cur, s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp, s_fp,
+                       s_fn, s_car)
         r2[v] = np.nan
         if n >= 2.0:
             md = sd / n
@@ -147,13 +181,89 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             vd = sdd / n - md * md
             vt = stt / n - mt * mt
             if vd > 1e-12 and vt > 1e-12:
-                c = sdt / n - md * mt
-                r2[v] = min(1.0, max(0.0, c * c / (vd * vt)))
-        if scored[v]:
+                cov = sdt / n - md * mt
+                r2[v] = min(1.0, max(0.0, cov * cov / (vd * vt)))
+        if score:
             b = bins[v]
-            for g in range(n_g):
-                for k in range(n_stat):
-                    sums[g, b, k] += acc[g, k]
+            for c in range(n_c):
+                for g in range(n_g):
+                    if class_groups[c, g]:
+                        for k in range(n_stat):
+                            sums[g, b, k] += acc[c, k]
+
+
+@numba.njit(cache=True, nogil=True)
+def _doses_of_rows(gt: np.ndarray, ds: np.ndarray, rows: np.ndarray, from_gt: np.ndarray,
+                   flip: np.ndarray, has_gt: bool, dose: np.ndarray, hard: np.ndarray) -> None:
+    """The dose and best guess of the imputed records ``rows`` of a parser block, in one pass.
+
+    The best guess is the ALT count of the GT (as :func:`vcfbert.evaluate.best_guess_block`;
+    NaN where either allele is missing), or the dose rounded (half to even) without GT; the
+    dose is FORMAT/DS, or the best guess for the records ``from_gt`` (no DS); both are
+    ``2 - x`` where ``flip`` (REF and ALT swapped against the panel).
+
+    Args:
+        gt: int16 [b, S, 3] the block's genotypes (-2 pads a haploid call, -1 missing);
+        ds: float32 [b, S] its DS values (any shape when every row is ``from_gt``);
+        rows: int64 [m]; from_gt, flip: bool [m]; dose, hard: float32 [m, S], written.
+    """
+    nan = np.float32(np.nan)
+    two = np.float32(2.0)
+    for m in range(rows.size):
+        r = rows[m]
+        for s in range(dose.shape[1]):
+            h = nan
+            if has_gt:
+                a0 = gt[r, s, 0]
+                a1 = gt[r, s, 1]
+                if a0 != -1 and a1 != -1:
+                    h = np.float32((1 if a0 > 0 else 0) + (1 if a1 > 0 else 0))
+            d = h if from_gt[m] else ds[r, s]
+            if not has_gt:
+                h = np.float32(np.rint(d))
+            if flip[m]:
+                d = two - d
+                h = two - h
+            dose[m, s] = d
+            hard[m, s] = h
+
+
+@numba.njit(cache=True, nogil=True)
+def _alt_counts(gt: np.ndarray, take: np.ndarray, allele_of: np.ndarray,
+                counts: np.ndarray) -> None:
+    """True ALT counts of the truth records ``take`` of a parser block, in one pass.
+
+    Args:
+        gt: int16 [b, S, 3] genotypes (-2 pads a haploid call, which counts its allele once;
+            -1 missing); take: int64 [m] rows; allele_of: int16 [m] the allele counted;
+        counts: int8 [m, S] written, -1 where missing.
+    """
+    for m in range(take.size):
+        r = take[m]
+        a = allele_of[m]
+        for s in range(counts.shape[1]):
+            a0 = gt[r, s, 0]
+            a1 = gt[r, s, 1]
+            if a0 < 0 or (a1 != -2 and a1 < 0):
+                counts[m, s] = -1
+            else:
+                counts[m, s] = (1 if a0 == a else 0) + (1 if a1 == a else 0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _called_sums(counts: np.ndarray, alt: np.ndarray, called: np.ndarray) -> None:
+    """Per row of ALT counts int8 [m, S] (-1 missing): ``alt`` int64 [m] their sum over the
+    called samples and ``called`` int64 [m] how many are called."""
+    for m in range(counts.shape[0]):
+        n_alt = 0
+        n_called = 0
+        for s in range(counts.shape[1]):
+            c = counts[m, s]
+            if c >= 0:
+                n_alt += c
+                n_called += 1
+        alt[m] = n_alt
+        called[m] = n_called
 
 
 def pooled_r2(sums: np.ndarray) -> np.ndarray:
@@ -176,9 +286,10 @@ class _Accumulator:
         self.groups = groups
         self._sums = np.zeros((len(groups), len(BIN_LABELS), len(_SUMS)))
         self.sums = {name: self._sums[g] for g, (name, _) in enumerate(groups)}
-        # bool [S, groups]: which samples each group holds
-        self.member = np.ascontiguousarray(np.stack([smask.astype(bool) for _, smask in groups],
-                                                    1))
+        member = np.stack([smask.astype(bool) for _, smask in groups], 1)  # bool [S, groups]
+        # the distinct rows of ``member`` (bool [C, groups]) and each sample's
+        self.class_groups, sample_class = np.unique(member, axis=0, return_inverse=True)
+        self.sample_class = np.ascontiguousarray(sample_class.reshape(-1), np.int64)
 
     def add(self, dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.ndarray,
             scored: np.ndarray | None = None) -> np.ndarray:
@@ -191,7 +302,7 @@ class _Accumulator:
                     np.ascontiguousarray(truth, np.float32),
                     np.ascontiguousarray(bins, np.int64),
                     np.ones(b, bool) if scored is None else np.ascontiguousarray(scored, bool),
-                    self.member, self._sums, r2)
+                    self.sample_class, np.ascontiguousarray(self.class_groups), self._sums, r2)
         return r2
 
     @staticmethod
@@ -251,21 +362,26 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
             keep: list[int] = []
             sites: list[int] = []
             swaps: list[bool] = []
-            for i in range(len(refs)):
-                j, swapped = _lookup(index, name, int(position[i]), refs[i], alts[i])
-                if j < 0:
-                    continue
+            first = stored + buffered
+            for i, pos in enumerate(position.tolist()):
+                swapped = False
+                j = index.get((name, pos, refs[i], alts[i]))
+                if j is None:
+                    j = index.get((name, pos, alts[i], refs[i]))
+                    if j is None:
+                        continue
+                    swapped = True
                 # a site met twice keeps its last row, as the records come
-                row[j], flip[j] = stored + buffered + len(keep), swapped
+                row[j], flip[j] = first + len(keep), swapped
                 keep.append(i)
                 sites.append(j)
                 swaps.append(swapped)
             if not keep:
                 continue
-            dose = counts[keep]  # int8 [m, S], -1 missing
-            called = dose >= 0
-            alt = np.where(called, dose, 0).sum(1, dtype=np.int64)
-            n_called = called.sum(1, dtype=np.int64)
+            dose = counts if len(keep) == len(counts) else counts[keep]  # int8 [m, S]
+            alt = np.empty(len(keep), np.int64)
+            n_called = np.empty(len(keep), np.int64)
+            _called_sums(dose, alt, n_called)
             alt_count[sites] = np.where(swaps, 2 * n_called - alt, alt)
             buf.append(dose)
             buffered += len(keep)
@@ -332,8 +448,7 @@ def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int
         alleles: list[int] = []
         refs_: list[str] = []
         alts_: list[str] = []
-        for r in range(len(tb)):
-            pos_r = int(tb.pos[r])
+        for r, pos_r in enumerate(tb.pos.tolist()):
             if pos_r < last_pos:
                 raise InputError(f"{path}: record {contig}:{pos_r} comes after position "
                                  f"{last_pos}: records are not sorted; sort the file with "
@@ -342,10 +457,11 @@ def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int
                 seen_at_pos.clear()
                 last_pos = pos_r
             ref = tb.ref[r].upper()
-            for allele, alt in enumerate((x.upper() for x in tb.alt[r]), start=1):
-                if alt.startswith(_SYMBOLIC) or not alt.isalpha() or not ref.isalpha():
-                    continue
-                if (ref, alt) in seen_at_pos:
+            if not ref.isalpha():
+                continue
+            for allele, alt in enumerate(tb.alt[r], start=1):
+                alt = alt.upper()
+                if alt.startswith(_SYMBOLIC) or not alt.isalpha() or (ref, alt) in seen_at_pos:
                     continue
                 seen_at_pos.add((ref, alt))
                 rows_.append(r)
@@ -355,12 +471,8 @@ def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int
         if not rows_:
             continue
         take = np.asarray(rows_, np.int64)
-        allele_of = np.asarray(alleles, np.int16)[:, None]
-        a0 = tb.gt[take, :, 0]  # int16 [m, S]
-        a1 = tb.gt[take, :, 1]  # -2: a haploid call, which counts its allele once
-        missing = (a0 < 0) | ((a1 != -2) & (a1 < 0))
-        counts = (a0 == allele_of).astype(np.int8) + (a1 == allele_of).astype(np.int8)
-        counts[missing] = -1
+        counts = np.empty((take.size, tb.gt.shape[1]), np.int8)
+        _alt_counts(tb.gt, take, np.asarray(alleles, np.int16), counts)
         yield tb.pos[take], refs_, alts_, counts
 
 
@@ -413,18 +525,32 @@ def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
     has_ds, has_gt = "DS" in declared, "GT" in declared
     if not (has_ds or has_gt):
         raise InputError(f"{path}: the imputed VCF has neither FORMAT/DS nor FORMAT/GT")
+    contig_names: dict[str, str] = {}  # the file's contig -> normalised
+    lacks_ds: dict[str, bool] = {}  # FORMAT column -> without DS
+    no_ds_values = np.empty((0, 0), np.float32)
     for tb in iter_text_blocks(path, check_header(path), want_ds=has_ds, require_gt=False,
                                parse_threads=2):  # as in truth_count_blocks
         rows: list[int] = []
         js: list[int] = []
         swapped: list[bool] = []
         dr2: list[float] = []
+        positions = tb.pos.tolist()
         for r, alts in enumerate(tb.alt):
             if len(alts) != 1:
                 continue  # multi-allelic output records are not scored
-            j, swap = _lookup(index, normalize_contig(tb.chrom[r]), int(tb.pos[r]),
-                              tb.ref[r].upper(), alts[0].upper())
-            if j < 0 or seen[j]:
+            chrom = tb.chrom[r]
+            name = contig_names.get(chrom)
+            if name is None:
+                name = contig_names[chrom] = normalize_contig(chrom)
+            pos, ref, alt = positions[r], tb.ref[r].upper(), alts[0].upper()
+            swap = False
+            j = index.get((name, pos, ref, alt))
+            if j is None:
+                j = index.get((name, pos, alt, ref))
+                if j is None:
+                    continue
+                swap = True
+            if seen[j]:
                 continue
             seen[j] = True
             rows.append(r)
@@ -433,18 +559,19 @@ def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
             dr2.append(info_float(tb.info[r], "DR2", "R2"))
         if not rows:
             continue
-        hard = best_guess_block(tb.gt[rows]) if has_gt else None
-        dose = tb.ds[rows] if has_ds else hard
-        if has_ds and hard is not None:  # a record without DS: its GT count is the dose
-            no_ds = np.array(["DS" not in tb.format[r].split(":") for r in rows])
-            if no_ds.any():
-                dose[no_ds] = hard[no_ds]
-        if hard is None:
-            hard = np.round(dose).astype(np.float32)
-        flip = np.array(swapped)
-        if flip.any():
-            dose, hard = dose.copy(), hard.copy()
-            dose[flip], hard[flip] = 2 - dose[flip], 2 - hard[flip]
+        if not has_ds:
+            from_gt = np.ones(len(rows), bool)
+        elif not has_gt:
+            from_gt = np.zeros(len(rows), bool)
+        else:  # a record without DS: its GT count is the dose
+            for r in rows:
+                if tb.format[r] not in lacks_ds:
+                    lacks_ds[tb.format[r]] = "DS" not in tb.format[r].split(":")
+            from_gt = np.array([lacks_ds[tb.format[r]] for r in rows], bool)
+        dose = np.empty((len(rows), tb.gt.shape[1]), np.float32)
+        hard = np.empty_like(dose)
+        _doses_of_rows(tb.gt, tb.ds if has_ds else no_ds_values, np.asarray(rows, np.int64),
+                       from_gt, np.asarray(swapped, bool), has_gt, dose, hard)
         yield np.array(js), dose, hard, np.array(dr2)
 
 

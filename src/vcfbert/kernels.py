@@ -75,8 +75,14 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_b, 1), _b, _a(_u8, 1), _a(_i64, 1))],
     "vcfbert.calibration:_sums_kernel": [(_a(_f32, 2), _a(_b, 2), _a(_b, 2), _b, _a(_f64, 2))],
     "vcfbert.evaluate_stream:_block_sums": [(
-        _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_i64, 1), _a(_b, 1), _a(_b, 2),
+        _a(_f32, 2), _a(_f32, 2), _a(_f32, 2), _a(_i64, 1), _a(_b, 1), _a(_i64, 1), _a(_b, 2),
         _a(_f64, 3), _a(_f64, 1))],
+    "vcfbert.evaluate_stream:_doses_of_rows": [(
+        _a(_i16, 3), _a(_f32, 2), _a(_i64, 1), _a(_b, 1), _a(_b, 1), _b, _a(_f32, 2),
+        _a(_f32, 2))],
+    "vcfbert.evaluate_stream:_alt_counts": [(_a(_i16, 3), _a(_i64, 1), _a(_i16, 1),
+                                             _a(_i8, 2))],
+    "vcfbert.evaluate_stream:_called_sums": [(_a(_i8, 2), _a(_i64, 1), _a(_i64, 1))],
     "vcfbert.io.vcf_text:_parse_lines": [(
         _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1), _i64, _b,
         _a(_i64, 3), _a(_i16, 3), _a(_f32, 2), _a(_i32, 1))],

@@ -262,24 +262,70 @@ class TextRecord:
 
 
 def _text_blocks(path: str, block_bytes: int) -> Iterator[bytes]:
-    """The file's text (decompressed by htslib when bgzipped or gzipped) in pieces of about
-    ``block_bytes`` that end at a line's end."""
+    """The file's text in pieces of about ``block_bytes`` that end at a line's end: a BGZF
+    file's members inflated by libdeflate (:func:`vcfbert.io.bgzf.inflated_blocks`), any other
+    file (plain text, gzip) read through htslib."""
+    from .bgzf import inflated_blocks, is_bgzf_header
+
+    with open(path, "rb") as fh:
+        bgzf = is_bgzf_header(fh.read(18))
+    if bgzf:
+        yield from _whole_lines(inflated_blocks(path), block_bytes)
+    else:
+        yield from _whole_lines(_htslib_text(path, block_bytes), block_bytes)
+
+
+def _whole_lines(parts: Iterator[bytes], block_bytes: int) -> Iterator[bytes]:
+    """``parts`` of a text joined into pieces of about ``block_bytes`` (once that much is
+    pending, up to the last line's end in it) that end at a line's end, each copied once; a
+    last line without its newline gets one."""
+    pending: list[bytes] = []
+    size = 0
+    for part in _at_most(parts, block_bytes):
+        pending.append(part)
+        size += len(part)
+        if size < block_bytes:
+            continue
+        for k in range(len(pending) - 1, -1, -1):  # the last part holding a line's end
+            cut = pending[k].rfind(b"\n") + 1
+            if cut:
+                head, tail = pending[k][:cut], pending[k][cut:]
+                piece = b"".join([*pending[:k], head])
+                pending = [tail, *pending[k + 1:]] if tail else pending[k + 1:]
+                size = sum(len(x) for x in pending)
+                yield piece
+                break
+    rest = b"".join(pending)
+    cut = rest.rfind(b"\n") + 1
+    if rest[cut:].strip():  # a last line without its newline (nothing but blanks: dropped)
+        rest = rest + b"\n"
+        cut = len(rest)
+    if cut:
+        yield rest[:cut]
+
+
+def _at_most(parts: Iterator[bytes], size: int) -> Iterator[bytes]:
+    """``parts`` cut into parts of at most ``size`` bytes (a BGZF member holds up to 64 KiB:
+    more than the small blocks tests ask for)."""
+    for part in parts:
+        if len(part) <= size:
+            yield part
+        else:
+            yield from (part[i:i + size] for i in range(0, len(part), size))
+
+
+def _htslib_text(path: str, block_bytes: int) -> Iterator[bytes]:
+    """The file's text (decompressed by htslib when bgzipped or gzipped) in parts of
+    ``block_bytes``."""
     import pysam
 
-    rest = b""
     fh = pysam.BGZFile(path, "rb")
     try:
         while True:
             data = fh.read(block_bytes)
             if not data:
                 break
-            data = rest + data
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                rest = data
-                continue
-            yield data[:cut]
-            rest = data[cut:]
+            yield data
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: cannot decompress ({exc}); the file is truncated or "
                          "corrupt: re-create it with bgzip or bcftools view -Oz") from exc
@@ -288,8 +334,6 @@ def _text_blocks(path: str, block_bytes: int) -> Iterator[bytes]:
             fh.close()
         except OSError:
             pass  # the read above has already said why
-    if rest.strip():
-        yield rest + b"\n"
 
 
 @dataclasses.dataclass
