@@ -30,6 +30,13 @@ LINES = [
     "1.25E+0:0|0\t1.5:1/1",
     "20\t14\t.\tG\tT\t.\t.\t.\tGT:DS\t10|2:0.123\t0|0:1.999\t1|1:2\t0|1:0.0004\t1|0:.5\t"
     "0|1:0.33333\t1|1:1.0\t0|0:0",
+    # an imputed VCF's records (read at fixed offsets: _gt_ds_samples), GP absent or '.', and
+    # one sample without DS (the general loop then reads the whole line)
+    "20\t15\t.\tA\tG\t.\tPASS\tAF=0.1;DR2=0.9\tGT:DS:GP\t0|1:0.5:0.25,0.5,0.25\t0/1:.:.\t"
+    "1|1:2:0,0,1\t0|0:1e-3:1,0,0\t1|0:-0\t0|0:0.001:0.999,0.001,0\t1/1:1.999:0,0.001,0.999\t"
+    "0|0:0:1,0,0",
+    "20\t16\t.\tA\tG\t.\tPASS\tDR2=0.9\tGT:DS\t0|1:0.5\t0|1:1\t1|1:2\t0|0:0\t1|0:1\t0|0:0\t"
+    "1|1:2\t0|1",
 ]
 
 
@@ -175,6 +182,14 @@ def test_errors_name_the_record(tmp_path):
     a = [(r.POS, r.gt.tolist()) for r in iter_text_records(extra, SAMPLES)]
     b = [(r.POS, _cyvcf2_gt(r).tolist()) for r in cyvcf2.VCF(str(extra), gts012=False)]
     assert a == b and len(a) == 2
+    extra = _vcf(tmp_path, [LINES[6] + "\t", LINES[6].replace("\t15\t", "\t16\t") + "\t0|1:1"],
+                 "y.vcf")  # the same on lines of the GT:DS form
+    a = [(r.POS, r.gt.tolist()) for r in iter_text_records(extra, SAMPLES)]
+    b = [(r.POS, _cyvcf2_gt(r).tolist()) for r in cyvcf2.VCF(str(extra), gts012=False)]
+    assert a == b and len(a) == 2
+    short = _vcf(tmp_path, [LINES[6].rsplit("\t", 1)[0]], "s.vcf")
+    with pytest.raises(InputError, match=r"a record with fewer sample columns"):
+        list(iter_text_records(short, SAMPLES))
     triploid = _vcf(tmp_path, ["20\t15\t.\tA\tC\t.\t.\t.\tGT" + "\t0/1/1" * 8], "p.vcf")
     with pytest.raises(InputError, match=r"record 20:15: a genotype is not diploid"):
         list(iter_text_records(triploid, SAMPLES))
@@ -301,3 +316,24 @@ def test_variant_blocks_give_the_variants_up_to_a_bad_record_as_cyvcf2(tmp_path)
     assert len(rows) == 212 and stats["records"] == 212 and stats["split_multiallelic"] == 1
     assert f"record 20:{recs[211][0]}, sample {samples[0]}: missing genotype" in message
     assert [r[4] for r in rows[10:12]] == [[0, 0] * 11 + [1, 0], [0, 1] * 11 + [0, 1]]
+
+
+def test_imputed_records_are_read_at_fixed_offsets():
+    """_gt_ds_samples takes a line of the GT:DS[:...] form whole, and refuses (so that the
+    general loop reads it) a sample without DS, a multi-digit or missing allele, a haploid
+    call and a column beyond the samples."""
+    from vcfbert.io.vcf_text import _gt_ds_samples
+
+    def take(samples_text: str, n: int = 3):
+        buf = np.frombuffer(("\t" + samples_text).encode(), np.uint8)
+        gt = np.zeros((n, 3), np.int16)
+        ds = np.full(n, np.nan, np.float32)
+        ok = _gt_ds_samples(buf, 0, buf.size, np.arange(n), True, gt, ds)
+        return ok, gt.tolist(), ds.tolist()
+
+    ok, gt, ds = take("0|1:0.25:0.1,0.8,0.1\t1/1:2\t0|0:.:.")
+    assert ok and gt == [[0, 1, 1], [1, 1, 0], [0, 0, 1]]
+    assert ds[:2] == [0.25, 2.0] and np.isnan(ds[2])
+    for bad in ("0|1:0.25\t1/1:2\t0|0", "0|1:1\t10|1:1\t0|0:0", "0|1:1\t.|1:1\t0|0:0",
+                "0|1:1\t1:1\t0|0:0", "0|1:1\t1|1:1\t0|0:0\t0|0:0", "0|1:1\t1|1:1"):
+        assert not take(bad)[0], bad
