@@ -9,7 +9,7 @@ job has, where pysam's ``BGZFile`` uses one. The blocks are deflated by libdefla
 ``deflate`` package), faster than zlib at level 6 for about the same size (docs/model.md,
 "Inference speed", for what it changed in the imputation). Read back the same way
 (:func:`inflated_blocks`), a reference panel's text comes out ~1.6 times as fast as through
-pysam's ``BGZFile`` (docs/model.md, "The parsing of text VCFs").
+pysam's ``BGZFile`` (docs/model.md, "Inference speed", the thirty-second session).
 """
 
 from __future__ import annotations

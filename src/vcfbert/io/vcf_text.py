@@ -142,8 +142,8 @@ def _gt_ds_samples(buf, q, e, col_map, want_ds, gt_row, ds_row):
     and ``:`` (``\t0|1:0.98:...``: an imputed VCF's records); ``buf[q:e]`` is the line after
     FORMAT. Returns False when the line is not of that form (or has columns beyond the
     samples): the general loop then reads it, writing again every sample written here.
-    About twice as fast as the general loop on such lines (docs/model.md, "Inference
-    speed")."""
+    The parse of a ``GT:DS:GP`` file 26 % faster than through the general loop alone
+    (docs/model.md, "Inference speed", the thirty-second session)."""
     for j in range(col_map.shape[0]):
         if q + 5 > e or buf[q] != 9 or buf[q + 4] != 58:
             return False
