@@ -79,23 +79,11 @@ class _TruthStore:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _add_stats(acc: np.ndarray, c: int, s0: float, s1: float, s2: float, s3: float,
-               s4: float, s5: float, s6: float, s7: float, s8: float, s9: float, s10: float,
-               s11: float, s12: float) -> None:
-    """``acc[c] += (s0, ..., s12)``: the 13 statistics of :data:`_SUMS` of class ``c``."""
-    acc[c, 0] += s0
-    acc[c, 1] += s1
-    acc[c, 2] += s2
-    acc[c, 3] += s3
-    acc[c, 4] += s4
-    acc[c, 5] += s5
-    acc[c, 6] += s6
-    acc[c, 7] += s7
-    acc[c, 8] += s8
-    acc[c, 9] += s9
-    acc[c, 10] += s10
-    acc[c, 11] += s11
-    acc[c, 12] += s12
+def _add_stats(acc: np.ndarray, c: int, stats: tuple) -> None:
+    """``acc[c] += stats``: the 13 statistics of :data:`_SUMS` (a tuple of floats) of class
+    ``c``."""
+    for k in range(len(stats)):
+        acc[c, k] += stats[k]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,8 +134,8 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
                 continue
             c = sample_class[i]
             if c != cur:
-                _add_stats(acc, cur, s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp,
-                           s_fp, s_fn, s_car)
+                _add_stats(acc, cur, (s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp,
+                                      s_fp, s_fn, s_car))
                 cur = c
                 s_n = s_d = s_t = s_dd = s_tt = s_dt = s_eq = s_nr = s_nreq = s_tp = s_fp = \
                     s_fn = s_car = 0.0
@@ -172,8 +160,8 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             s_fn += t_alt * (1.0 - h_alt)
             s_car += t_alt
         if score:
-            _add_stats(acc, cur, s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp, s_fp,
-                       s_fn, s_car)
+            _add_stats(acc, cur, (s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp,
+                                  s_fp, s_fn, s_car))
         r2[v] = np.nan
         if n >= 2.0:
             md = sd / n
