@@ -19,13 +19,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import h5py
 import numba
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from .errors import InputError
 from .evaluate import (
@@ -323,9 +325,10 @@ def _lookup(index: dict, contig: str, pos: int, ref: str, alt: str) -> tuple[int
 
 
 def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str],
-                 h5: h5py.File, block: int) -> _TruthStore:
+                 h5: h5py.File, block: int,
+                 progress: Callable[[int], object] | None = None) -> _TruthStore:
     """Read the truth VCFs (one, or one per chromosome) once into ``h5`` (int8 ALT counts of
-    the samples, in this order)."""
+    the samples, in this order); ``progress`` is given the variants of each block read."""
     data = h5.create_dataset("truth", shape=(0, len(samples)), maxshape=(None, len(samples)),
                              dtype=np.int8, chunks=(min(block, 256), len(samples)))
     row = np.full(n_sites, -1, np.int64)
@@ -347,6 +350,8 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
     for path, contig, cols in _truth_contigs(paths, samples):
         name = normalize_contig(contig)
         for position, refs, alts, counts in truth_count_blocks(path, contig, cols):
+            if progress is not None:
+                progress(len(refs))
             keep: list[int] = []
             sites: list[int] = []
             swaps: list[bool] = []
@@ -642,16 +647,23 @@ def evaluate(imputed_vcf: str | os.PathLike[str] | list[str],
     true_r2 = np.full(n_sites, np.nan)
     with tempfile.TemporaryDirectory(dir=tmp_dir, prefix="vcfbert-eval-") as tmp, \
             h5py.File(os.path.join(tmp, "truth.h5"), "w") as h5:
-        truth = _store_truth(truth_files, index, n_sites, samples, h5, block_variants)
+        # progress in the rule's log: a whole chromosome's evaluation takes a minute or more
+        with tqdm(desc="evaluate: truth read", unit=" variant", file=sys.stderr,
+                  mininterval=5, unit_scale=True) as bar:
+            truth = _store_truth(truth_files, index, n_sites, samples, h5, block_variants,
+                                 progress=bar.update)
         tfound = truth.row >= 0
-        for js, dose, hard, d2 in _imputed_blocks(imputed_files, index, block_variants,
-                                                  samples):
-            found[js], dr2[js] = True, d2
-            held = tfound[js]
-            if not held.any():
-                continue
-            js, dose, hard = js[held], dose[held], hard[held]
-            true_r2[js] = acc.add(dose, hard, truth.doses(js), bin_index[js], ~typed[js])
+        with tqdm(desc="evaluate: imputed variants scored", total=n_sites, unit=" variant",
+                  file=sys.stderr, mininterval=5, unit_scale=True) as bar:
+            for js, dose, hard, d2 in _imputed_blocks(imputed_files, index, block_variants,
+                                                      samples):
+                bar.update(len(js))
+                found[js], dr2[js] = True, d2
+                held = tfound[js]
+                if not held.any():
+                    continue
+                js, dose, hard = js[held], dose[held], hard[held]
+                true_r2[js] = acc.add(dose, hard, truth.doses(js), bin_index[js], ~typed[js])
         # untyped sites the truth has but the imputed VCF lacks count as dose 0 (as before)
         absent = np.flatnonzero(tfound & ~found & ~typed)
         for start in range(0, absent.size, block_variants):

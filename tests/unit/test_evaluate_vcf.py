@@ -114,7 +114,7 @@ def test_evaluate_against_truth_with_swapped_alleles_and_populations(tmp_path):
     assert pv.set_index("position").loc[300, "true_r2"] == pytest.approx(1.0)
 
 
-def test_streamed_evaluation_equals_the_dense_one(tmp_path):
+def test_streamed_evaluation_equals_the_dense_one(tmp_path, capsys):
     """Blocks of 7 records over two contigs, the truth in another sample and contig order with
     missing calls, swapped alleles, absent sites, a typed site and an off-panel record."""
     rng = np.random.default_rng(3)
@@ -157,6 +157,11 @@ def test_streamed_evaluation_equals_the_dense_one(tmp_path):
     pd.testing.assert_frame_equal(pv.reset_index(drop=True), dense_pv.reset_index(drop=True),
                                   check_exact=False, check_dtype=False, rtol=1e-6, atol=1e-9)
     assert not list(tmp_path.glob("vcfbert-eval-*"))  # the truth store is removed
+    # its progress, for the rule's log: the truth's 81 records read, then the panel's sites
+    # found in the imputed VCF (76 of 80: four are absent from it)
+    err = capsys.readouterr().err
+    assert "evaluate: truth read: 81.0 variant" in err
+    assert "evaluate: imputed variants scored:  95%" in err and "76.0/80.0" in err
 
 
 @pytest.mark.skipif(shutil.which("bcftools") is None or shutil.which("plink2") is None,
