@@ -113,11 +113,9 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
     n_stat = sums.shape[2]
     acc = np.zeros((n_c, n_stat))
     for v in range(dose.shape[0]):
-        n = sd = st = sdd = stt = sdt = 0.0
-        score = scored[v]
-        if score:
-            acc[:, :] = 0.0
-        # the current class's statistics (s_*), added to ``acc`` when the class changes
+        acc[:, :] = 0.0
+        # the current class's statistics (s_*), added to ``acc`` when the class changes; a
+        # variant not scored needs only its r², from the first six
         cur = sample_class[0] if n_s else 0
         s_n = s_d = s_t = s_dd = s_tt = s_dt = s_eq = s_nr = s_nreq = s_tp = s_fp = s_fn = \
             s_car = 0.0
@@ -125,14 +123,6 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             t = np.float64(truth[v, i])
             d = np.float64(dose[v, i])
             if np.isnan(t) or np.isnan(d):
-                continue
-            n += 1.0
-            sd += d
-            st += t
-            sdd += d * d
-            stt += t * t
-            sdt += d * t
-            if not score:
                 continue
             c = sample_class[i]
             if c != cur:
@@ -161,9 +151,16 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             s_fp += h_alt * (1.0 - t_alt)
             s_fn += t_alt * (1.0 - h_alt)
             s_car += t_alt
-        if score:
-            _add_stats(acc, cur, (s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp,
-                                  s_fp, s_fn, s_car))
+        _add_stats(acc, cur, (s_n, s_d, s_t, s_dd, s_tt, s_dt, s_eq, s_nr, s_nreq, s_tp, s_fp,
+                              s_fn, s_car))
+        n = sd = st = sdd = stt = sdt = 0.0  # over every sample: the classes' sums
+        for c in range(n_c):
+            n += acc[c, 0]
+            sd += acc[c, 1]
+            st += acc[c, 2]
+            sdd += acc[c, 3]
+            stt += acc[c, 4]
+            sdt += acc[c, 5]
         r2[v] = np.nan
         if n >= 2.0:
             md = sd / n
@@ -173,7 +170,7 @@ def _block_sums(dose: np.ndarray, hard: np.ndarray, truth: np.ndarray, bins: np.
             if vd > 1e-12 and vt > 1e-12:
                 cov = sdt / n - md * mt
                 r2[v] = min(1.0, max(0.0, cov * cov / (vd * vt)))
-        if score:
+        if scored[v]:
             b = bins[v]
             for c in range(n_c):
                 for g in range(n_g):
