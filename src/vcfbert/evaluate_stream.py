@@ -36,6 +36,7 @@ from .evaluate import (
     record_calls,
     true_dose,
 )
+from .io.transpose import allele_counts
 from .io.vcf import (
     _SYMBOLIC,
     iter_variants,
@@ -237,22 +238,6 @@ def _alt_counts(gt: np.ndarray, take: np.ndarray, allele_of: np.ndarray,
                 counts[m, s] = (1 if a0 == a else 0) + (1 if a1 == a else 0)
 
 
-@numba.njit(cache=True, nogil=True)
-def _called_sums(counts: np.ndarray, alt: np.ndarray, called: np.ndarray) -> None:
-    """Per row of ALT counts int8 [m, S] (-1 missing): ``alt`` int64 [m] their sum over the
-    called samples and ``called`` int64 [m] how many are called."""
-    for m in range(counts.shape[0]):
-        n_alt = 0
-        n_called = 0
-        for s in range(counts.shape[1]):
-            c = counts[m, s]
-            if c >= 0:
-                n_alt += c
-                n_called += 1
-        alt[m] = n_alt
-        called[m] = n_called
-
-
 def pooled_r2(sums: np.ndarray) -> np.ndarray:
     """Aggregate r² from pooled sums float [..., 6] = (n, Σd, Σt, Σd², Σt², Σdt) over
     (variant, sample) pairs: the squared correlation of dose and truth, capped at 1; NaN
@@ -354,13 +339,9 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
             swaps: list[bool] = []
             first = stored + buffered
             for i, pos in enumerate(position.tolist()):
-                swapped = False
-                j = index.get((name, pos, refs[i], alts[i]))
-                if j is None:
-                    j = index.get((name, pos, alts[i], refs[i]))
-                    if j is None:
-                        continue
-                    swapped = True
+                j, swapped = _lookup(index, name, pos, refs[i], alts[i])
+                if j < 0:
+                    continue
                 # a site met twice keeps its last row, as the records come
                 row[j], flip[j] = first + len(keep), swapped
                 keep.append(i)
@@ -369,9 +350,7 @@ def _store_truth(paths: list[str], index: dict, n_sites: int, samples: list[str]
             if not keep:
                 continue
             dose = counts if len(keep) == len(counts) else counts[keep]  # int8 [m, S]
-            alt = np.empty(len(keep), np.int64)
-            n_called = np.empty(len(keep), np.int64)
-            _called_sums(dose, alt, n_called)
+            alt, n_called = allele_counts(dose)
             alt_count[sites] = np.where(swaps, 2 * n_called - alt, alt)
             buf.append(dose)
             buffered += len(keep)
@@ -532,15 +511,8 @@ def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
             name = contig_names.get(chrom)
             if name is None:
                 name = contig_names[chrom] = normalize_contig(chrom)
-            pos, ref, alt = positions[r], tb.ref[r].upper(), alts[0].upper()
-            swap = False
-            j = index.get((name, pos, ref, alt))
-            if j is None:
-                j = index.get((name, pos, alt, ref))
-                if j is None:
-                    continue
-                swap = True
-            if seen[j]:
+            j, swap = _lookup(index, name, positions[r], tb.ref[r].upper(), alts[0].upper())
+            if j < 0 or seen[j]:
                 continue
             seen[j] = True
             rows.append(r)

@@ -82,7 +82,7 @@ KERNELS: dict[str, list[tuple[types.Type, ...]]] = {
         _a(_f32, 2))],
     "vcfbert.evaluate_stream:_alt_counts": [(_a(_i16, 3), _a(_i64, 1), _a(_i16, 1),
                                              _a(_i8, 2))],
-    "vcfbert.evaluate_stream:_called_sums": [(_a(_i8, 2), _a(_i64, 1), _a(_i64, 1))],
+    "vcfbert.io.transpose:_allele_counts": [(_a(_i8, 2), _a(_i64, 1), _a(_i64, 1))],
     "vcfbert.io.vcf_text:_parse_lines": [(
         _a(_u8, 1, readonly=True), _a(_i64, 1), _a(_i64, 1), _a(_i64, 1), _i64, _b,
         _a(_i64, 3), _a(_i16, 3), _a(_f32, 2), _a(_i32, 1))],

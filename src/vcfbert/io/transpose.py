@@ -27,15 +27,17 @@ def _allele_counts(rows: np.ndarray, n_alt: np.ndarray, n_called: np.ndarray) ->
         alt = 0
         called = 0
         for x in rows[i]:
-            alt += x == 1
-            called += x >= 0
+            if x >= 0:
+                alt += x
+                called += 1
         n_alt[i] = alt
         n_called[i] = called
 
 
 def allele_counts(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(ALT alleles int64 [n], called alleles int64 [n]) of each row of int8 haplotypes
-    [n, 2S] (1 ALT, 0 REF, -1 missing), counted along the rows in one pass."""
+    """(ALT alleles int64 [n], called entries int64 [n]) of each row of int8 ALT counts
+    [n, m] — haplotypes (1 ALT, 0 REF) or genotypes (0, 1, 2) — with -1 missing: the sum of
+    the called entries and how many there are, counted along the rows in one pass."""
     n_alt = np.empty(rows.shape[0], np.int64)
     n_called = np.empty(rows.shape[0], np.int64)
     _allele_counts(np.ascontiguousarray(rows, np.int8), n_alt, n_called)
