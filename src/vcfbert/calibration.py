@@ -47,6 +47,7 @@ import numpy as np
 
 from .atomic import write_text_atomic
 from .errors import IntegrityError
+from .kernels import ready
 from .maf_bins import BIN_LABELS, bin_index
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ def _block_sums(hap_prob: np.ndarray, haploid_cell: np.ndarray,
     the probabilities are taken in float32, as the VCF writer takes them)."""
     out = np.zeros((len(SUM_ROWS), hap_prob.shape[1]))
     plain = bool(not haploid_cell.any() and counted.all())
+    ready(_sums_kernel)
     _sums_kernel(np.ascontiguousarray(hap_prob, np.float32),
                  np.ascontiguousarray(haploid_cell, np.bool_),
                  np.ascontiguousarray(counted, np.bool_), plain, out)

@@ -45,6 +45,7 @@ from .io.vcf import (
     parsed_records,
     sample_ids,
 )
+from .kernels import ready
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +270,7 @@ class _Accumulator:
         ``bins`` [b], to the sums; returns float64 [b] the r² of every row."""
         b = dose.shape[0]
         r2 = np.empty(b)
+        ready(_block_sums)
         _block_sums(np.ascontiguousarray(dose, np.float32),
                     np.ascontiguousarray(hard, np.float32),
                     np.ascontiguousarray(truth, np.float32),
@@ -441,6 +443,7 @@ def truth_count_blocks(path: str, contig: str, cols: np.ndarray, *, records: int
             continue
         take = np.asarray(rows_, np.int64)
         counts = np.empty((take.size, tb.gt.shape[1]), np.int8)
+        ready(_alt_counts)
         _alt_counts(tb.gt, take, np.asarray(alleles, np.int16), counts)
         yield tb.pos[take], refs_, alts_, counts
 
@@ -532,6 +535,7 @@ def _text_file_blocks(path: str, index: dict, seen: np.ndarray):
             from_gt = np.array([lacks_ds[tb.format[r]] for r in rows], bool)
         dose = np.empty((len(rows), tb.gt.shape[1]), np.float32)
         hard = np.empty_like(dose)
+        ready(_doses_of_rows)
         _doses_of_rows(tb.gt, tb.ds if has_ds else no_ds_values, np.asarray(rows, np.int64),
                        from_gt, np.asarray(swapped, bool), has_gt, dose, hard)
         yield np.array(js), dose, hard, np.array(dr2)

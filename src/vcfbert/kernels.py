@@ -13,7 +13,10 @@ saved: tried and reverted in 921bce5.)
 
 Nothing depends on it for correctness: a kernel missing from the cache (another CPU, a
 read-only install, a signature not listed here) is compiled where it is first called, as
-without this module. :data:`KERNELS` lists each top-level kernel called from Python with the
+without this module. A job that reaches a kernel while this machine's ``compile_kernels`` is
+compiling that very kernel waits for it (:func:`ready`) instead of compiling a second copy
+beside it: on the demo the first epoch's validation compiled the copying kernel (15 s) while
+``compile_kernels`` compiled the same one. :data:`KERNELS` lists each top-level kernel called from Python with the
 argument types the pipeline calls it with (the kernels they call are compiled into them);
 ``test_jobs_find_every_kernel_compiled_ahead`` (tests/unit/test_train_impute.py) checks that
 a training epoch, an imputation, its evaluation and target parsing after
@@ -22,10 +25,17 @@ a training epoch, an imputation, its evaluation and target parsing after
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import importlib
+import importlib.util
 import logging
+import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from numba import types
 
@@ -97,17 +107,90 @@ def kernel(name: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
+def lock_path(name: str) -> Path:
+    """The lock file ``compile_kernels`` holds while it compiles the kernel ``name`` of
+    :data:`KERNELS`: in this machine's temporary folder (a cluster node's own, so only jobs on
+    the node that compiles wait), one per kernel source file, function and numba cache folder
+    (``NUMBA_CACHE_DIR``: two caches never wait for each other)."""
+    module, function = name.split(":")
+    spec = importlib.util.find_spec(module)
+    origin = os.path.realpath(spec.origin) if spec is not None and spec.origin else module
+    key = f"{origin}:{function}:{os.environ.get('NUMBA_CACHE_DIR', '')}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"vcfbert-kernels-{os.getuid()}" / f"{digest}.lock"
+
+
+@contextlib.contextmanager
+def compiling(name: str) -> Iterator[None]:
+    """Hold the kernel ``name``'s lock (:func:`lock_path`, exclusive) while compiling it, so
+    that :func:`ready` in other processes waits; nothing is held if the lock cannot be made
+    (a read-only temporary folder, a file system without ``flock``)."""
+    try:
+        path = lock_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the compile
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        handle.close()  # releases the lock
+
+
+_READY: set[str] = set()  # the kernels this process already checked
+
+
+def ready(dispatcher: Callable, timeout: float = 600.0) -> float:
+    """Before the first call of a kernel of :data:`KERNELS` (its numba ``dispatcher``) in this
+    process: if ``compile_kernels`` is compiling it on this machine right now, wait until it
+    is done (at most ``timeout`` seconds), so that the call loads it from numba's cache
+    rather than compiling it a second time. Returns the seconds waited (0 when nobody was
+    compiling it, on later calls, or when the lock cannot be read)."""
+    function = getattr(dispatcher, "py_func", dispatcher)
+    name = f"{function.__module__}:{function.__name__}"
+    if name in _READY:
+        return 0.0
+    _READY.add(name)
+    path = lock_path(name)
+    if not path.exists():
+        return 0.0
+    t0 = time.perf_counter()
+    try:
+        with open(path, "rb") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break  # released on close
+                except BlockingIOError:
+                    if time.perf_counter() - t0 > timeout:
+                        break
+                    time.sleep(0.05)
+    except OSError:
+        return 0.0
+    waited = time.perf_counter() - t0
+    if waited > 0.05:
+        log.info("waited %.1f s for compile_kernels to finish %s", waited, name)
+    return waited
+
+
 def compile_kernels() -> dict[str, float]:
-    """Compile (or load from numba's cache) every signature of :data:`KERNELS`; returns the
-    seconds each kernel took. A kernel that fails to compile is
-    logged and skipped: the job that calls it compiles it, or reports the error itself."""
+    """Compile (or load from numba's cache) every signature of :data:`KERNELS`, each under
+    its lock (:func:`compiling`); returns the seconds each kernel took. A kernel that fails
+    to compile is logged and skipped: the job that calls it compiles it, or reports the error
+    itself."""
     seconds: dict[str, float] = {}
     for name in KERNELS:
         t0 = time.perf_counter()
         try:
             dispatcher = kernel(name)
-            for signature in KERNELS[name]:
-                dispatcher.compile(signature)
+            with compiling(name):
+                for signature in KERNELS[name]:
+                    dispatcher.compile(signature)
         except Exception as exc:  # noqa: BLE001 - an optimisation only: never fail the run
             log.warning("could not compile %s ahead (%s: %s); it compiles where it is used",
                         name, type(exc).__name__, exc)

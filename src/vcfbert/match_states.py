@@ -19,6 +19,7 @@ import torch
 from numba.cpython.unsafe.numbers import leading_zeros
 from numba.extending import intrinsic
 
+from .kernels import ready
 from .rows import distinct_rows, pack_rows
 
 # core slots per match anchor (docs/model.md, "Copying states by match length")
@@ -459,6 +460,7 @@ def merge_match_states(query_slots: np.ndarray, slot_observed: np.ndarray,
         panel = pack_panel(ref_slots)
     if panel.hap_row.shape != (n_h,) or panel.bits.shape[1] != max(1, (m + 63) // 64):
         raise ValueError("merge_match_states: the packed panel was made from other slots")
+    ready(_select_states)
     _select_states(np.ascontiguousarray(query_slots, np.int8), np.asarray(slot_observed, bool),
                    panel.words, panel.hap_row, panel.row_start, panel.row_haps, anchor_arr,
                    np.ascontiguousarray(all_sim, np.float32),

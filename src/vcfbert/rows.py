@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .kernels import ready
+
 
 def distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(first int64 [u]: the row where each distinct row first occurs, in increasing order;
@@ -31,6 +33,7 @@ def pack_rows(alleles: np.ndarray, pad_words: int = 0) -> np.ndarray:
     if a.dtype not in (np.int8, np.uint8, np.bool_):
         a = a == 1
     out = np.empty((r, max(1, (n + 63) // 64) + pad_words), np.uint64)
+    ready(_pack_rows_into)
     _pack_rows_into(np.ascontiguousarray(a).view(np.uint8), out)
     return out
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .kernels import ready
+
 N_BINS = 2048  # histogram bins per row, over the row's range of values
 
 
@@ -95,5 +97,6 @@ def top_rows(values: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray]:
     ids = np.empty((b, want), np.int64)
     out = np.empty((b, want), np.float32)
     if want and b:
+        ready(_top_rows)
         _top_rows(values, want, ids, out)
     return ids, out

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .kernels import ready
+
 EXTRA_CODES = {"HDS": 1, "AP1": 2, "AP2": 3}
 CELL_BYTES = 28  # widest "0|1:1.234:0.123,0.456,0.789" and its tab or newline
 EXTRA_BYTES = {"HDS": 12, "AP1": 6, "AP2": 6}  # widest ":0.123,0.456", ":0.123", ":0.123"
@@ -181,6 +183,7 @@ def by_variant(hap_prob: np.ndarray) -> np.ndarray:
     in tiles by :func:`_transpose_into` (numpy's copy of the transpose took 2.6x as long)."""
     src = np.asarray(hap_prob, np.float32)
     out = np.empty((src.shape[1], src.shape[0]), np.float32)
+    ready(_transpose_into)
     _transpose_into(src, out)
     return out
 
@@ -215,6 +218,7 @@ def site_stats(rows: np.ndarray, male: np.ndarray | None = None,
     counts one allele, with DS = E[g²] = his ALT probability."""
     af = np.empty(rows.shape[0])
     dr2 = np.empty(rows.shape[0])
+    ready(_site_stats)
     _site_stats(rows, *_flags(rows, male, haploid_variant), af, dr2)
     return af, dr2
 
@@ -250,6 +254,7 @@ def records(rows: np.ndarray, fixed: list[bytes], extra: tuple[str, ...] = (),
         ends = np.empty(n_var, np.int64)
     elif ends.shape != (n_var,) or ends.dtype != np.int64:
         raise ValueError(f"records: ends must be int64 [{n_var}]")
+    ready(_records)
     used = _records(rows, joined, fixed_ends, codes, *_flags(rows, male, haploid_variant),
                     bool(gp), buf, ends)
     return memoryview(buf)[:used]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..kernels import ready
+
 
 @numba.njit(cache=True, nogil=True)
 def _transpose_into(src: np.ndarray, out: np.ndarray) -> None:
@@ -40,6 +42,7 @@ def allele_counts(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     the called entries and how many there are, counted along the rows in one pass."""
     n_alt = np.empty(rows.shape[0], np.int64)
     n_called = np.empty(rows.shape[0], np.int64)
+    ready(_allele_counts)
     _allele_counts(np.ascontiguousarray(rows, np.int8), n_alt, n_called)
     return n_alt, n_called
 
@@ -49,6 +52,7 @@ def transpose_into(src: np.ndarray, out: np.ndarray) -> None:
     or a view of one)."""
     if out.shape != src.shape[::-1]:
         raise ValueError(f"transpose_into: out must be {src.shape[::-1]}, not {out.shape}")
+    ready(_transpose_into)
     _transpose_into(np.ascontiguousarray(src, np.int8), out)
 
 

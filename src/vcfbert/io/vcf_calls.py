@@ -9,6 +9,8 @@ import dataclasses
 import numba
 import numpy as np
 
+from ..kernels import ready
+
 
 @numba.njit(cache=True, nogil=True)
 def _prepare_calls(gt: np.ndarray, duplicate: bool, one: np.ndarray, missing: np.ndarray,
@@ -62,6 +64,7 @@ class Calls:
         phased = np.empty((b, n), bool)
         first_alt = np.empty((b, 2 * n), np.int8)
         duplicate = haploid == "duplicate"
+        ready(_prepare_calls)
         _prepare_calls(gt, duplicate, one, missing, phased, first_alt)
         return cls(one, one.any(1), missing, missing.any(1), phased, phased.all(1), first_alt,
                    gt, duplicate)

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from ..errors import InputError
+from ..kernels import ready
 
 BLOCK_BYTES = 1 << 24  # text decompressed and parsed at a time
 PARSE_THREADS = 1  # text blocks parsed at once when reading ahead (by default)
@@ -542,6 +543,7 @@ class _BlockParser:
         gt = np.empty((b, n_out, 3), np.int16)
         ds = np.full((b, n_out if self.want_ds else 0), np.nan, np.float32)
         status = np.empty(b, np.int32)
+        ready(_parse_lines)
         _parse_lines(buf, starts, ends, self.col_map, self.n_file, self.want_ds, fields, gt,
                      ds, status)
         cols = [[text[a:z] for a, z in fields[:, f].tolist()] for f in (0, 1, 2, 3, 4, 7, 8)]

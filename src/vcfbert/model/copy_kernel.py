@@ -48,6 +48,7 @@ import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from ..errors import InputError
+from ..kernels import ready
 from ..rows import distinct_rows, pack_rows
 from ..windows import MAX_WINDOW_SLOTS as MAX_SLOTS  # its match runs are int16
 
@@ -104,6 +105,7 @@ def window_tables(ref_slots: np.ndarray, ref_core: np.ndarray,
     first, last = int(interval[0]), int(interval[-1])
     bounds = np.searchsorted(interval, np.arange(first, last + 2)).astype(np.int64)
     by_interval = np.full((bounds.size - 1, n_h), -1, pattern_dtype(n_h))
+    ready(_interval_patterns)
     pattern_start, alt_ptr, alt_site = _interval_patterns(core_bits, bounds, by_interval)
     # haplotype-major for the kernel: a query reads its states' rows (a few hundred bytes
     # each) where a gather per interval read nearly every cache line of the [R, H] table
@@ -783,6 +785,7 @@ def copy_head_logits(head: HeadInputs, **kwargs) -> tuple[np.ndarray, np.ndarray
         raise ValueError("copy_head_logits: last_weight must be [hw]")
     if inputs is None:
         return logits, loo_out
+    ready(_all_queries_head)
     _all_queries_head(*inputs, loo_out,
                       np.ascontiguousarray(head.site_const, np.float32),
                       np.ascontiguousarray(head.left_proj, np.float32),

@@ -12,6 +12,8 @@ import numba
 import numpy as np
 import torch
 
+from ..kernels import ready
+
 
 def _inclusive_left(mismatch: torch.Tensor, agree: torch.Tensor) -> torch.Tensor:
     m = mismatch.shape[-1]
@@ -86,6 +88,7 @@ def run_totals(mismatch: torch.Tensor, observed: torch.Tensor, site_interval: to
         return (left + right).index_select(2, site_interval).float()
     b, k, _ = mismatch.shape
     out = np.empty((b, k, site_interval.shape[0]), np.float32)
+    ready(_run_totals_into)
     _run_totals_into(mismatch.detach().contiguous().numpy(),
                      observed.detach().contiguous().numpy(),
                      site_interval.detach().contiguous().numpy().astype(np.int64, copy=False), out)

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from ..kernels import ready
+
 TINY = 1e-30  # floor of every normaliser (hmm._TINY)
 
 
@@ -172,6 +174,7 @@ def over_queries(kernel: Callable[..., None], b: int, threads: int, *args: np.nd
     """``kernel(*args, q_lo, q_hi)`` over the ``b`` queries, split into ``threads`` ranges
     run side by side (the kernels release the GIL; each query's outputs are its own)."""
     n = max(1, min(threads, b))
+    ready(kernel)
     if n == 1:
         kernel(*args, 0, b)
         return
