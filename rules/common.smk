@@ -148,6 +148,11 @@ def windows_of(chrom):
     return read_column(out, "window_id")
 
 
+def n_windows():
+    """The run's windows over all its chromosomes (after every define_windows checkpoint)."""
+    return sum(len(windows_of(c)) for c in chromosomes())
+
+
 def model_before(wildcards):
     """Weights an epoch's keys are built with: initial, previous epoch's, or selected."""
     if wildcards.epoch == "final":

@@ -37,7 +37,8 @@ rule train_epoch:
     wildcard_constraints:
         epoch=r"\d+",
     params:
-        train=train_epoch_params(config["train"]),  # new keys only when set (upgrades keep epochs)
+        # new keys only when set or binding (upgrades keep epochs): vcfbert.rule_params
+        train=lambda wildcards: train_epoch_params(config["train"], n_windows=n_windows()),
         device=config["device"],
     log:
         "logs/train/epoch_{epoch}.log",

@@ -91,6 +91,7 @@ class TrainConfig:
     max_batches_per_epoch: int = 0
     val_fraction: float = 0.1
     val_max_haplotypes: int = 256
+    val_max_windows: int = 0  # 0: every window (vcfbert.rule_params leaves it out then)
     checkpoint_every: int = 50
     num_workers: int = 0
     seed: int = 1
@@ -282,16 +283,21 @@ def validation_windows(model: VcfBert, chroms: list[Chromosome], val_haps: list[
 
 def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray],
              final_masks: list[np.ndarray], *, max_haplotypes: int, device: str,
-             cache: WindowArrayCache, match_states: int = 0) -> dict[str, float]:
+             cache: WindowArrayCache, match_states: int = 0,
+             max_windows: int = 0) -> dict[str, float]:
     """Genotype-dosage r² per MAF bin and carrier F1 on held-out panel samples
     (:func:`validation_windows`; with ``match_states``, that many copying states by match
-    length, as the model was trained and will impute)."""
+    length, as the model was trained and will impute) in ``max_windows`` windows spread
+    evenly over the chromosomes (:func:`spread_windows`; 0: all). Each window costs its
+    reference's reading, keys and kernel tables, whatever the haplotypes scored: on a whole
+    chromosome the windows, not the haplotypes, are what validation's time grows with."""
     model.eval()
     sums = ValidationSums()  # per-bin moments: memory of one window, not of the chromosome
+    windows = spread_windows([list(c.windows["window_id"]) for c in chroms], max_windows)
     for win in validation_windows(model, chroms, val_haps, final_masks,
                                   max_haplotypes=max_haplotypes, device=device, cache=cache,
                                   index_is_current=bool(match_states),
-                                  match_states=match_states):
+                                  match_states=match_states, windows=windows):
         sums.add(win.probs, win.truth, win.af)
     model.train()
     return sums.metrics()
@@ -622,7 +628,8 @@ def _finish_epoch(state: _EpochState, metrics: dict[str, Any], *, chroms: list[C
     with averaged as raw:  # the averaged weights are validated and saved, if any
         metrics.update(validate(state.model, chroms, data.val_haps, data.final_masks,
                                 max_haplotypes=cfg.val_max_haplotypes, device=device,
-                                cache=cache, match_states=cfg.match_states))
+                                cache=cache, match_states=cfg.match_states,
+                                max_windows=cfg.val_max_windows))
         metrics["val_seconds"] = round(time.time() - t_val, 2)
         metrics["wall_seconds"] = round(time.time() - t_start, 2)
         extra = ({WEIGHT_AVERAGE: {"train_model": raw, "updates": state.average.updates}}

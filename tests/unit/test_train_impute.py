@@ -405,6 +405,54 @@ def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
     assert not none.fitted.any() and load(tmp_path / "none.json").source["validation_samples"] == [0]
 
 
+def test_validation_on_fewer_windows(prepared, tmp_path):
+    """train.val_max_windows: an epoch's validation scores the windows spread_windows picks
+    and only those (its sums are those of validation_windows over them), and all windows at
+    0 or at a cap above their number."""
+    from vcfbert.data import WindowArrayCache
+    from vcfbert.split import read_split
+    from vcfbert.train import validate, validation_windows
+    from vcfbert.validation_metrics import ValidationSums
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    ids = list(chrom.windows["window_id"])
+    assert len(ids) >= 3
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    split = read_split(d / "split.tsv")
+    val = set(split.loc[split["split"] == "val", "sample"])
+    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
+                     for h in (2 * i, 2 * i + 1)])
+    mask = read_mask(d / "final.h5")[0]
+
+    def scored(windows):
+        sums = ValidationSums()
+        for win in validation_windows(model, [chrom], [haps], [mask], max_haplotypes=8,
+                                      device="cpu", cache=WindowArrayCache(), windows=windows):
+            sums.add(win.probs, win.truth, win.af)
+        return sums.metrics()
+
+    def validated(cap):
+        return validate(model, [chrom], [haps], [mask], max_haplotypes=8, device="cpu",
+                        cache=WindowArrayCache(), max_windows=cap)
+
+    def same(a, b):  # equal dicts, NaN (a bin without variants) equal to NaN
+        np.testing.assert_equal(a, b)
+        return True
+
+    every = validated(0)
+    assert same(validated(len(ids)), every) and same(validated(len(ids) + 5), every)
+    assert same(scored(None), every)
+    two = validated(2)
+    assert same(two, scored([[ids[0], ids[-1]]]))
+    assert two["val_r2_overall"] != every["val_r2_overall"]
+    # the epoch passes the config's cap through
+    capped = _train(prepared, tmp_path / "v", cfg_overrides={"val_max_windows": 2})
+    assert capped["val_r2_overall"] == pytest.approx(
+        validate(model_from_checkpoint(load_checkpoint(tmp_path / "v" / "model.pt")),
+                 [chrom], [haps], [mask], max_haplotypes=8, device="cpu",
+                 cache=WindowArrayCache(), max_windows=2)["val_r2_overall"], abs=1e-4)
+
+
 def test_calibrate_dr2_on_fewer_windows(prepared, tmp_path):
     """train.dr2_calibration_windows: the windows are spread over the chromosomes taken as one
     sequence; the calibration pass on some windows gives, in their cores, what the pass over
