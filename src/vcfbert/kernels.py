@@ -33,6 +33,7 @@ import importlib.util
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -142,20 +143,34 @@ def compiling(name: str) -> Iterator[None]:
         handle.close()  # releases the lock
 
 
-_READY: set[str] = set()  # the kernels this process already checked
+_READY: dict[Callable, str] = {}  # the kernels this process checked -> their KERNELS names
+_READY_LOCK = threading.Lock()  # one check at a time: no thread calls a kernel another awaits
 
 
 def ready(dispatcher: Callable, timeout: float = 600.0) -> float:
     """Before the first call of a kernel of :data:`KERNELS` (its numba ``dispatcher``) in this
     process: if ``compile_kernels`` is compiling it on this machine right now, wait until it
     is done (at most ``timeout`` seconds), so that the call loads it from numba's cache
-    rather than compiling it a second time. Returns the seconds waited (0 when nobody was
-    compiling it, on later calls, or when the lock cannot be read)."""
-    function = getattr(dispatcher, "py_func", dispatcher)
-    name = f"{function.__module__}:{function.__name__}"
-    if name in _READY:
+    rather than compiling it a second time. Threads that reach it meanwhile wait too. Returns
+    the seconds waited (0 when nobody was compiling it, on later calls, or when the lock
+    cannot be read)."""
+    if dispatcher in _READY:
         return 0.0
-    _READY.add(name)
+    with _READY_LOCK:
+        if dispatcher in _READY:
+            return 0.0
+        function = getattr(dispatcher, "py_func", dispatcher)
+        name = f"{function.__module__}:{function.__name__}"
+        waited = _wait_for_compile(name, timeout)
+        _READY[dispatcher] = name
+    if waited > 0.05:
+        log.info("waited %.1f s for compile_kernels to finish %s", waited, name)
+    return waited
+
+
+def _wait_for_compile(name: str, timeout: float) -> float:
+    """Seconds spent until the lock of ``name`` (:func:`lock_path`) could be shared, polled
+    every 50 ms; 0 without a lock file or when it cannot be read."""
     path = lock_path(name)
     if not path.exists():
         return 0.0
@@ -172,10 +187,7 @@ def ready(dispatcher: Callable, timeout: float = 600.0) -> float:
                     time.sleep(0.05)
     except OSError:
         return 0.0
-    waited = time.perf_counter() - t0
-    if waited > 0.05:
-        log.info("waited %.1f s for compile_kernels to finish %s", waited, name)
-    return waited
+    return time.perf_counter() - t0
 
 
 def compile_kernels() -> dict[str, float]:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -31,7 +32,7 @@ def own_temp(tmp_path, monkeypatch):
     """This test's own temporary folder (the locks live there) and no kernel checked yet."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(kernels, "_READY", set())
+    monkeypatch.setattr(kernels, "_READY", {})
     return tmp_path
 
 
@@ -73,6 +74,27 @@ def test_ready_does_not_wait_without_a_compile_nor_twice(own_temp):
         t0 = time.perf_counter()
         assert kernels.ready(_top_rows) == 0.0  # checked once per process
         assert time.perf_counter() - t0 < 0.5
+    finally:
+        proc.kill()
+
+
+def test_threads_reaching_a_kernel_being_compiled_all_wait(own_temp):
+    """A second thread must not call the kernel (and compile it) while the first waits."""
+    proc = _hold(1.5)
+    returned: list[float] = []
+    try:
+        t0 = time.perf_counter()
+
+        def check() -> None:
+            kernels.ready(_top_rows)
+            returned.append(time.perf_counter() - t0)
+
+        threads = [threading.Thread(target=check) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(returned) == 3 and min(returned) > 0.8, returned
     finally:
         proc.kill()
 

@@ -953,7 +953,7 @@ for module in [m for n, m in sys.modules.items() if n.startswith("vcfbert")]:
             report[name] = [sum(value.stats.cache_hits.values()),
                             sum(value.stats.cache_misses.values())]
 from vcfbert.kernels import _READY
-print(json.dumps({"kernels": report, "ready_checked": sorted(_READY)}))
+print(json.dumps({"kernels": report, "ready_checked": sorted(_READY.values())}))
 """
 
 
