@@ -300,7 +300,7 @@ def validate(model: VcfBert, chroms: list[Chromosome], val_haps: list[np.ndarray
                                   match_states=match_states, windows=windows):
         sums.add(win.probs, win.truth, win.af)
     model.train()
-    return sums.metrics()
+    return {**sums.metrics(), "val_windows": sum(len(ids) for ids in windows)}
 
 
 def _evenly_spread(total: int, n: int) -> np.ndarray:

@@ -440,13 +440,19 @@ def test_validation_on_fewer_windows(prepared, tmp_path):
         return True
 
     every = validated(0)
-    assert same(validated(len(ids)), every) and same(validated(len(ids) + 5), every)
+    assert every.pop("val_windows") == len(ids)
+    for cap in (len(ids), len(ids) + 5):
+        again = validated(cap)
+        assert again.pop("val_windows") == len(ids)
+        assert same(again, every)
     assert same(scored(None), every)
     two = validated(2)
+    assert two.pop("val_windows") == 2
     assert same(two, scored([[ids[0], ids[-1]]]))
     assert two["val_r2_overall"] != every["val_r2_overall"]
     # the epoch passes the config's cap through
     capped = _train(prepared, tmp_path / "v", cfg_overrides={"val_max_windows": 2})
+    assert capped["val_windows"] == 2
     assert capped["val_r2_overall"] == pytest.approx(
         validate(model_from_checkpoint(load_checkpoint(tmp_path / "v" / "model.pt")),
                  [chrom], [haps], [mask], max_haplotypes=8, device="cpu",

@@ -168,3 +168,22 @@ def test_more_epochs_train_only_the_new_ones(reference_run, tmp_path):
 
     metrics = pd.read_csv(tmp_path / "results/train/metrics.csv")
     assert list(metrics.epoch) == [0, 1, 2]
+
+
+def test_a_validation_cap_reruns_the_epochs_only_where_it_binds(reference_run, tmp_path):
+    """train.val_max_windows enters train_epoch's params only when it leaves windows out
+    (vcfbert.rule_params): a cap at or above the run's windows keeps the finished epochs
+    (nothing to do), a smaller one re-runs them, as any change of the training would."""
+    _copy_run(reference_run, tmp_path)
+    lines = (tmp_path / "results/windows/20.tsv").read_text().splitlines()
+    n_windows = len(lines) - 1
+    assert n_windows >= 2
+    for cap in (n_windows, n_windows + 10, 0):
+        res = snakemake(tmp_path, "--cores", "2", "-n",
+                        config=merge(TINY, {"train": {"val_max_windows": cap}}))
+        assert "Nothing to be done" in res.stdout + res.stderr, cap
+    res = snakemake(tmp_path, "--cores", "2", "-n",
+                    config=merge(TINY, {"train": {"val_max_windows": n_windows - 1}}))
+    out = res.stdout + res.stderr
+    assert "Params have changed" in out
+    assert {w for r, w in jobs_run(out) if r == "train_epoch"} == {"epoch=0", "epoch=1"}
