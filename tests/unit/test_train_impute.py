@@ -73,6 +73,22 @@ def _train(prepared, out, cfg_overrides=None, *, epoch=0, previous=None, **kw):
                        cfg=cfg, device="cpu", progress=False, **kw)
 
 
+def _validation_inputs(prepared):
+    """(window ids (at least 3), the initial model, the validation haplotypes, the final
+    mask) of the tiny simulation."""
+    from vcfbert.split import read_split
+
+    d, chrom = prepared["d"], prepared["chrom"]
+    ids = list(chrom.windows["window_id"])
+    assert len(ids) >= 3
+    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    split = read_split(d / "split.tsv")
+    val = set(split.loc[split["split"] == "val", "sample"])
+    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
+                     for h in (2 * i, 2 * i + 1)])
+    return ids, model, haps, read_mask(d / "final.h5")[0]
+
+
 def test_epoch_trains_and_reports_metrics(prepared, tmp_path):
     metrics = _train(prepared, tmp_path / "a")
     saved = json.loads((tmp_path / "a" / "metrics.json").read_text())
@@ -410,19 +426,11 @@ def test_validation_on_fewer_windows(prepared, tmp_path):
     and only those (its sums are those of validation_windows over them), and all windows at
     0 or at a cap above their number."""
     from vcfbert.data import WindowArrayCache
-    from vcfbert.split import read_split
     from vcfbert.train import validate, validation_windows
     from vcfbert.validation_metrics import ValidationSums
 
-    d, chrom = prepared["d"], prepared["chrom"]
-    ids = list(chrom.windows["window_id"])
-    assert len(ids) >= 3
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
-    split = read_split(d / "split.tsv")
-    val = set(split.loc[split["split"] == "val", "sample"])
-    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
-                     for h in (2 * i, 2 * i + 1)])
-    mask = read_mask(d / "final.h5")[0]
+    chrom = prepared["chrom"]
+    ids, model, haps, mask = _validation_inputs(prepared)
 
     def scored(windows):
         sums = ValidationSums()
@@ -464,7 +472,6 @@ def test_calibrate_dr2_on_fewer_windows(prepared, tmp_path):
     sequence; the calibration pass on some windows gives, in their cores, what the pass over
     every window gives, and nothing elsewhere; the map is fitted on those variants alone."""
     from vcfbert.calibration import load
-    from vcfbert.split import read_split
     from vcfbert.train import calibrate_dr2, calibration_data, spread_windows
 
     assert spread_windows([["a", "b", "c"], ["d", "e"]], 3) == [["a", "c"], ["e"]]
@@ -472,14 +479,7 @@ def test_calibrate_dr2_on_fewer_windows(prepared, tmp_path):
     for n in (0, 5, 9):
         assert spread_windows([["a", "b", "c"], ["d", "e"]], n) == [["a", "b", "c"], ["d", "e"]]
     d, chrom = prepared["d"], prepared["chrom"]
-    ids = list(chrom.windows["window_id"])
-    assert len(ids) >= 3
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
-    split = read_split(d / "split.tsv")
-    val = set(split.loc[split["split"] == "val", "sample"])
-    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
-                     for h in (2 * i, 2 * i + 1)])
-    mask = read_mask(d / "final.h5")[0]
+    ids, model, haps, mask = _validation_inputs(prepared)
     _, y_all = calibration_data(model, chrom, haps, mask, device="cpu")
     some = [ids[0], ids[-1]]
     _, y = calibration_data(model, chrom, haps, mask, device="cpu", windows=some)
