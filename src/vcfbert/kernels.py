@@ -16,9 +16,10 @@ read-only install, a signature not listed here) is compiled where it is first ca
 without this module. A job that reaches a kernel while this machine's ``compile_kernels`` is
 compiling that very kernel waits for it (:func:`ready`) instead of compiling a second copy
 beside it: on the demo the first epoch's validation compiled the copying kernel (15 s) while
-``compile_kernels`` compiled the same one. :data:`KERNELS` lists each top-level kernel called from Python with the
-argument types the pipeline calls it with (the kernels they call are compiled into them);
-``test_jobs_find_every_kernel_compiled_ahead`` (tests/unit/test_train_impute.py) checks that
+``compile_kernels`` compiled the same one. :data:`KERNELS` lists each top-level kernel
+called from Python with the argument types the pipeline calls it with (the kernels they call
+are compiled into them); ``test_jobs_find_every_kernel_compiled_ahead``
+(tests/unit/test_train_impute.py) checks that
 a training epoch, an imputation, its evaluation and target parsing after
 :func:`compile_kernels` compile nothing more.
 """
@@ -129,21 +130,17 @@ def compiling(name: str) -> Iterator[None]:
     try:
         path = lock_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "a+b")  # noqa: SIM115 - closed below, after the compile
+        handle = open(path, "a+b")  # noqa: SIM115 - closed (the lock released) after the compile
     except OSError:
         yield
         return
-    try:
-        try:
+    with handle:
+        with contextlib.suppress(OSError):
             fcntl.flock(handle, fcntl.LOCK_EX)
-        except OSError:
-            pass
         yield
-    finally:
-        handle.close()  # releases the lock
 
 
-_READY: dict[Callable, str] = {}  # the kernels this process checked -> their KERNELS names
+_READY: set[Callable] = set()  # the kernels (dispatchers) this process checked
 _READY_LOCK = threading.Lock()  # one check at a time: no thread calls a kernel another awaits
 
 
@@ -162,7 +159,7 @@ def ready(dispatcher: Callable, timeout: float = 600.0) -> float:
         function = getattr(dispatcher, "py_func", dispatcher)
         name = f"{function.__module__}:{function.__name__}"
         waited = _wait_for_compile(name, timeout)
-        _READY[dispatcher] = name
+        _READY.add(dispatcher)
     if waited > 0.05:
         log.info("waited %.1f s for compile_kernels to finish %s", waited, name)
     return waited

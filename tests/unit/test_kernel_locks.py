@@ -32,7 +32,7 @@ def own_temp(tmp_path, monkeypatch):
     """This test's own temporary folder (the locks live there) and no kernel checked yet."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr(kernels, "_READY", {})
+    monkeypatch.setattr(kernels, "_READY", set())
     return tmp_path
 
 

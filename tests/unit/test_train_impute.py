@@ -383,13 +383,9 @@ def test_calibrate_dr2_fits_on_the_validation_samples(prepared, tmp_path):
     from vcfbert.train import calibrate_dr2, calibration_data, spread_samples, validation_windows
 
     d, chrom = prepared["d"], prepared["chrom"]
-    model = model_from_checkpoint(load_checkpoint(d / "init.pt"))
+    _, model, haps, mask = _validation_inputs(prepared)
     split = read_split(d / "split.tsv")
-    val = set(split.loc[split["split"] == "val", "sample"])
-    haps = np.array([h for i, s in enumerate(chrom.sample_id) if s in val
-                     for h in (2 * i, 2 * i + 1)])
     assert spread_samples(haps, 2).tolist() == [*haps[:2], *haps[-2:]]
-    mask = read_mask(d / "final.h5")[0]
     x, y = calibration_data(model, chrom, haps, mask, device="cpu")
     dose = np.full((chrom.af.size, haps.size // 2), np.nan)
     truth = np.full_like(dose, np.nan)
@@ -959,7 +955,8 @@ for module in [m for n, m in sys.modules.items() if n.startswith("vcfbert")]:
             report[name] = [sum(value.stats.cache_hits.values()),
                             sum(value.stats.cache_misses.values())]
 from vcfbert.kernels import _READY
-print(json.dumps({"kernels": report, "ready_checked": sorted(_READY.values())}))
+checked = sorted(f"{d.py_func.__module__}:{d.py_func.__name__}" for d in _READY)
+print(json.dumps({"kernels": report, "ready_checked": checked}))
 """
 
 
