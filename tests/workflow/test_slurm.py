@@ -213,23 +213,30 @@ def submitted(text: str) -> list[str]:
 def test_profile_on_real_slurm_and_failed_shard_rerun(cluster, tmp_path):
     c, plugins = cluster
     cfg = merge(TINY, {"epochs": 1})
-    fail = {"VCFBERT_INJECT_FAILURE": "build_index:epoch=0,window_id=w0001"}
+    # compile_kernels fails within seconds, long before any index shard is ready, so every
+    # shard below is submitted after a failure: without keep-going none would be (that once
+    # went unseen because profiles/default overrode the SLURM profile's keep-going)
+    fail = {"VCFBERT_INJECT_FAILURE": "compile_kernels;build_index:epoch=0,window_id=w0001"}
     first = run_profile(tmp_path, c, plugins, cfg, extra_env=fail, check=False)
+    output = first.stdout + first.stderr
+    logs = "".join(p.read_text(errors="replace") for p in (tmp_path / "logs").rglob("*.log"))
     assert first.returncode != 0
-    assert "failure injected on purpose" in (first.stdout + first.stderr + "".join(
-        p.read_text(errors="replace") for p in (tmp_path / "logs").rglob("*.log")))
+    assert "failure injected on purpose (compile_kernels)" in output + logs
+    assert "failure injected on purpose (build_index:epoch=0,window_id=w0001)" in output + logs
     index = tmp_path / "results/epochs/0/index/20"
     windows = [line.split("\t")[0] for line in
                (tmp_path / "results/windows/20.tsv").read_text().splitlines()[1:]]
     built = {w for w in windows if (index / f"{w}.faiss").exists()}
     # keep-going: every other shard of the epoch is built, whatever the timing (a job array
     # once failed healthy siblings and deleted a finished shard's outputs: plugin issue #447)
-    assert built == set(windows) - {"w0001"}, (built, first.stdout[-3000:])
-    # the re-run submits the failed shard alone, then what depends on it
+    assert built == set(windows) - {"w0001"}, (built, output[-4000:])
+    # the re-run submits the failed jobs alone (the shard, compile_kernels), then what
+    # depends on them
     second = run_profile(tmp_path, c, plugins, cfg)
     jobs = submitted(second.stdout + second.stderr)
     shards = [j for j in jobs if j.startswith("build_index") and "epoch=0" in j]
     assert shards == ["build_index: epoch=0, chrom=20, window=w0001"]
+    assert "compile_kernels" in jobs
     assert any(j.startswith("train_epoch") for j in jobs)
     assert (tmp_path / "results/imputed/20.vcf.gz").exists()
     assert (tmp_path / "results/evaluation/accuracy.tsv").exists()
