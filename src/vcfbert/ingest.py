@@ -361,14 +361,11 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
             f"{contig} (first: {low[0]}); remove them or lower `targets.min_call_rate`")
     prov = {"tool": "vcfbert parse_targets", "version": __version__,
             "vcf": os.path.basename(str(target_vcf)), "contig": contig}
-    # the panel at the typed sites (a trained panel's array sites): the key jobs of every
-    # training epoch and each imputation job read a window's slot alleles from here, so that
-    # the imputation decompresses only the reference's cores, not their flanks. A trained
-    # panel's batch once left it out (it trains nothing) and its imputation job read every
-    # window's whole span instead: 0.36 s here against ~0.8 s there on ooa_speed
+    # the key jobs of every training epoch read the panel at the typed sites from here (a
+    # trained panel's run trains nothing, so it has no use for them)
     write_targets(out_h5, targets, provenance=prov,
-                  reference_haplotypes=reference_at_sites(reference_h5,
-                                                          targets.variant_ref_index))
+                  reference_haplotypes=None if array_index is not None else
+                  reference_at_sites(reference_h5, targets.variant_ref_index))
     site_rows = [{"contig": contig, "outcome": k, "count": v} for k, v in sorted(counts.items())]
     write_table(qc_sites_tsv, ["contig", "outcome", "count"], site_rows)
     write_table(qc_samples_tsv, ["contig", "sample", "call_rate", "phased"],
