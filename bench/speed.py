@@ -18,6 +18,9 @@ times, one after the other on the same machine:
   ``--config trained_panel=DIR target_vcf=...`` (target parsing and alignment, imputation, the
   VCF, the QC and training plots; no truth, so no evaluation job). The batch is the same
   target file as every other row, so the r² are comparable.
+* ``vcfbert_one_command`` — the same batch with ``vcfbert impute --panel DIR --targets ... -o
+  ... --threads N`` (one process, no Snakemake: the same steps and the same VCF, its QC
+  summary and log beside it), as Beagle is run.
 
 Beagle runs ``--beagle-runs`` times (3 by default) spread over the run — first, after
 Minimac4, after vcfbert, then at the end — and its row is the median run: on this machine type
@@ -25,7 +28,7 @@ one Beagle run's wall time varies by ±15 % from run to run, more than vcfbert's
 moved the ratios by as much. Every Beagle time is printed under the table. vcfbert's
 imputation-only row is likewise the median of ``--impute-runs`` runs (3 by default, one after
 the other; the same job took 22.7 to 27.4 s within an hour on this machine type), each printed
-under the table; the GT:DS and trained-panel rows run once.
+under the table; the GT:DS and the two trained-panel rows run once.
 
 Each row gets its wall time, the ratio to Beagle's (median) wall time measured in this run, the peak
 resident memory (RSS; for vcfbert the largest job's, from Snakemake's ``benchmarks/`` tables),
@@ -139,6 +142,9 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int,
     rows["vcfbert_impute_gt_ds"] = {**t, "vcf": run_output(out, "imputed")}
     rows["vcfbert_panel"] = run_panel_batch(out / "results/trained_panel", cfg,
                                             out.with_name(out.name + "_panel"), cores)
+    rows["vcfbert_one_command"] = run_one_command(out / "results/trained_panel", cfg,
+                                                  out.with_name(out.name + "_one_command"),
+                                                  cores)
     return rows
 
 
@@ -179,6 +185,20 @@ def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
             raise SystemExit(f"the trained-panel run ran {rule}: see {out}/panel.time.log")
     return {**t, "peak_mib": round(rss), "largest_job": job,
             "vcf": run_output(out, "imputed")}
+
+
+def run_one_command(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
+    """The trained panel's batch as one ``vcfbert impute`` process, in a fresh directory,
+    with the run's config (its imputation settings)."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    vcf = out / "imputed.vcf.gz"
+    t = timed(vcfbert_cli("impute", "--panel", str(panel), "--targets", cfg["target_vcf"],
+                          "-o", str(vcf), "--config", str(out / "config.yaml"),
+                          "--threads", str(cores)), out / "one_command.time.log")
+    return {**t, "vcf": vcf}
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ Subcommands:
     floor      impute with a non-learned floor (longest_match or window_nearest)
     evaluate   score any imputed VCF (vcfbert, Beagle, Minimac4) against a truth VCF
     panel      check a trained panel's files against its manifest and summarise it
+    impute     impute a batch of targets with a trained panel, in one process
 
 User errors end in one line (``vcfbert <cmd>: error: ...``) and exit status 1.
 """
@@ -14,6 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -134,6 +138,61 @@ def cmd_panel(a: argparse.Namespace) -> None:
               f"{c['windows']} windows, length {c['length'] or 'unknown'}")
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (Beagle's default ``nthreads``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _device(text: str) -> str:
+    """``--device``: what the workflow's ``device`` key takes."""
+    if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto, cpu, cuda or cuda:N")
+    return text
+
+
+def cmd_impute(a: argparse.Namespace) -> None:
+    from .runtime import NUMPY_HUGE_PAGES, cap_threads  # imports no numpy
+
+    # as the workflow's jobs run (vcfbert.runtime.export_for_jobs); read at numpy's import,
+    # so set before the imports below (vcfbert.steps imports numpy)
+    os.environ.setdefault(NUMPY_HUGE_PAGES, "0")
+    from .panel_batch import BatchSettings, check_output, companion, impute_batch
+
+    check_output(a.output, force=a.force)
+    threads = a.threads or _cpus()
+    cap_threads(threads)
+    settings = BatchSettings()
+    if a.config:
+        settings = BatchSettings.from_config(_simulation_params(Path(a.config)))
+    settings = settings.replace(
+        batch_size=a.batch_size, windows_per_job=a.windows_per_job,
+        copying_states=a.copying_states, match_states=a.match_states, gp=a.gp,
+        format_fields=tuple(a.format_fields) if a.format_fields is not None else None,
+        phasing_tool=a.phasing, beagle_command=a.beagle_command, device=a.device,
+        min_call_rate=a.min_call_rate, multiallelic=a.multiallelic,
+        max_missing_array_fraction=a.max_missing_array_fraction)
+    handler = logging.FileHandler(companion(a.output, ".log"), mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        impute_batch(panel_dir=a.panel, target_vcf=a.targets, out=a.output, settings=settings,
+                     threads=threads, reference_vcf=a.reference or (),
+                     chromosomes=a.chromosomes, sample_table=a.sample_table,
+                     command=shlex.join(["vcfbert", *sys.argv[1:]]), work_dir=a.work_dir)
+    except VcfbertError as exc:  # in the log too (main prints it on the terminal)
+        log.error("%s", exc)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vcfbert", description=__doc__.split("\n")[0])
     p.add_argument("--version", action="version", version=f"vcfbert {__version__}")
@@ -173,6 +232,46 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("panel", help="check a trained panel against its manifest, summarise it")
     t.add_argument("panel_dir", help="the trained panel directory (results/trained_panel)")
     t.set_defaults(func=cmd_panel)
+
+    i = sub.add_parser(
+        "impute", help="impute a batch of targets with a trained panel, in one process",
+        description="Impute targets with a trained panel (`snakemake trained_panel`) in one "
+        "process: the steps of the workflow's batch (`--config trained_panel=DIR`), the same "
+        "VCF. Settings default to config/config.yaml's; --config takes a workflow config's.")
+    i.add_argument("--panel", required=True, help="the trained panel (results/trained_panel)")
+    i.add_argument("--targets", required=True, nargs="+",
+                   help="target VCF/BCF (or one per chromosome)")
+    i.add_argument("-o", "--output", required=True,
+                   help="imputed VCF (.vcf.gz; its .tbi, <name>.qc.tsv and <name>.log beside it)")
+    i.add_argument("--reference", nargs="+",
+                   help="the panel's reference VCF: checked against the panel; Beagle phases "
+                   "unphased targets against it")
+    i.add_argument("--threads", type=int, default=0,
+                   help="batches imputed at once, and every thread pool (default: all CPUs)")
+    i.add_argument("--chromosomes", nargs="+", help="impute only these contigs")
+    i.add_argument("--sample-table", help="sample table with a sex column (declares males)")
+    i.add_argument("--config", help="a workflow config YAML whose impute, ingest, phasing, "
+                   "output and device keys to use (options below override it)")
+    i.add_argument("--gp", action=argparse.BooleanOptionalAction, default=None,
+                   help="write GP after DS (default: yes; --no-gp: GT:DS, as Beagle)")
+    i.add_argument("--format-fields", nargs="*", choices=["HDS", "AP1", "AP2"],
+                   help="FORMAT fields beside GT:DS(:GP)")
+    i.add_argument("--batch-size", type=int, help="target haplotypes per forward pass")
+    i.add_argument("--windows-per-job", type=int, help="windows imputed per piece")
+    i.add_argument("--copying-states", type=int, help="copying states (0: the model's own)")
+    i.add_argument("--match-states", type=int, help="copying states by match length")
+    i.add_argument("--phasing", choices=["beagle", "none"],
+                   help="unphased targets: phase with Beagle 5.4 (default) or refuse them")
+    i.add_argument("--beagle-command", help="how to call Beagle (default: beagle)")
+    i.add_argument("--device", type=_device, help="auto (the default), cpu, cuda or cuda:N")
+    i.add_argument("--min-call-rate", type=float, help="refuse samples below this call rate")
+    i.add_argument("--multiallelic", choices=["split", "drop"])
+    i.add_argument("--max-missing-array-fraction", type=float,
+                   help="refuse targets lacking more than this share of the panel's array")
+    i.add_argument("--work-dir", help="keep the intermediate files here (default: a "
+                   "temporary folder beside the output, removed)")
+    i.add_argument("--force", action="store_true", help="overwrite the output")
+    i.set_defaults(func=cmd_impute)
     return p
 
 

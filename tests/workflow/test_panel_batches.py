@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import re
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -88,3 +90,47 @@ def test_a_damaged_panel_stops_with_one_line(trained, tmp_path):
     assert "model.pt: does not match the checksum in the panel's manifest" in out
     # the check is the first job that reads the panel: nothing after it started
     assert rules_run(out) & PANEL_RULES <= {"list_chromosomes", "compile_kernels"}
+
+
+def vcfbert_impute(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vcfbert.cli", "impute", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_one_command_gives_the_workflows_vcf(trained, tmp_path):
+    """`vcfbert impute` (one process, no Snakemake) writes the training run's records."""
+    work, _ = trained
+    out = tmp_path / "batch.vcf.gz"
+    res = vcfbert_impute("--panel", work / "results" / "trained_panel", "--targets",
+                         work / "results" / "simulate" / "targets.vcf.gz", "-o", out,
+                         "--config", work / "test-config.yaml", "--threads", "2")
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert records(out) == records(work / "results" / "imputed" / "20.vcf.gz")
+    with gzip.open(out, "rt") as fh:
+        header = [line for line in fh if line.startswith("##vcfbert_command")]
+    assert header and "vcfbert impute --panel" in header[0]
+    assert (tmp_path / "batch.vcf.gz.tbi").stat().st_size > 0
+    qc = pd.read_csv(tmp_path / "batch.qc.tsv", sep="\t")
+    assert qc.loc[qc["metric"] == "panel_array_sites_missing", "value"].tolist() == [0]
+    assert "imputed 20" in (tmp_path / "batch.log").read_text()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vcfbert-impute-")]
+    again = vcfbert_impute("--panel", work / "results" / "trained_panel", "--targets",
+                           work / "results" / "simulate" / "targets.vcf.gz", "-o", out)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"vcfbert impute: error: {out} exists: give --force to overwrite it, or another -o"]
+
+
+def test_one_command_stops_on_a_damaged_panel(trained, tmp_path):
+    panel = tmp_path / "panel"
+    shutil.copytree(trained[0] / "results" / "trained_panel", panel)
+    with open(panel / "20" / "windows.tsv", "a") as fh:
+        fh.write("\n")
+    res = vcfbert_impute("--panel", panel, "--targets",
+                         trained[0] / "results" / "simulate" / "targets.batch2.vcf.gz",
+                         "-o", tmp_path / "out.vcf.gz")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert lines[-1].startswith("vcfbert impute: error: ")
+    assert "windows.tsv: does not match the checksum in the panel's manifest" in lines[-1]
+    assert not (tmp_path / "out.vcf.gz").exists()
