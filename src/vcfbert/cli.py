@@ -43,25 +43,26 @@ def _stores(reference: str, targets: str, workdir: Path, panel: str | None = Non
     return out
 
 
-def _simulation_params(path: Path) -> dict:
-    """The mapping in the YAML file ``path`` (a scenario or a workflow config); one-line
-    :class:`InputError` for a missing, unreadable or non-mapping file."""
+def _yaml_mapping(path: Path, what: str = "simulation config",
+                  example: str = "bench/scenarios/ooa_speed.yaml") -> dict:
+    """The mapping in the YAML file ``path`` (``what``: a scenario or a workflow config);
+    one-line :class:`InputError` for a missing, unreadable or non-mapping file."""
     import yaml
 
     try:
         params = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise InputError(f"cannot read the simulation config {path}: {exc.strerror}; give an "
-                         "existing YAML file (e.g. bench/scenarios/ooa_speed.yaml)") from exc
+        raise InputError(f"cannot read the {what} {path}: {exc.strerror}; give an "
+                         f"existing YAML file (e.g. {example})") from exc
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        raise InputError(f"the simulation config {path} is not valid YAML{at}: "
+        raise InputError(f"the {what} {path} is not valid YAML{at}: "
                          f"{getattr(exc, 'problem', None) or exc}") from exc
     if params is None:
         return {}
     if not isinstance(params, dict):
-        raise InputError(f"the simulation config {path} must be a mapping of keys, "
+        raise InputError(f"the {what} {path} must be a mapping of keys, "
                          f"not a {type(params).__name__}")
     return params
 
@@ -69,7 +70,7 @@ def _simulation_params(path: Path) -> dict:
 def cmd_simulate(a: argparse.Namespace) -> None:
     from .simulate import SimulatedPaths, simulate, simulation_config_from_dict
 
-    params = _simulation_params(Path(a.config)) if a.config else {}
+    params = _yaml_mapping(Path(a.config)) if a.config else {}
     if "simulation" in params:
         params = params["simulation"]
     out = Path(a.outdir)
@@ -146,6 +147,13 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _positive(text: str) -> int:
+    """``--threads``: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a whole number of threads, 1 or more")
+    return int(text)
+
+
 def _device(text: str) -> str:
     """``--device``: what the workflow's ``device`` key takes."""
     if not re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", text):
@@ -166,7 +174,8 @@ def cmd_impute(a: argparse.Namespace) -> None:
     cap_threads(threads)
     settings = BatchSettings()
     if a.config:
-        settings = BatchSettings.from_config(_simulation_params(Path(a.config)))
+        settings = BatchSettings.from_config(
+            _yaml_mapping(Path(a.config), "workflow config", "config/config.yaml"))
     settings = settings.replace(
         batch_size=a.batch_size, windows_per_job=a.windows_per_job,
         copying_states=a.copying_states, match_states=a.match_states, gp=a.gp,
@@ -174,12 +183,15 @@ def cmd_impute(a: argparse.Namespace) -> None:
         phasing_tool=a.phasing, beagle_command=a.beagle_command, device=a.device,
         min_call_rate=a.min_call_rate, multiallelic=a.multiallelic,
         max_missing_array_fraction=a.max_missing_array_fraction)
+    # vcfbert's INFO lines always go to <name>.log (as Beagle writes its .log); the terminal
+    # keeps the level -v gave it
+    for terminal in logging.getLogger().handlers:
+        if terminal.level == logging.NOTSET:
+            terminal.setLevel(logging.getLogger().level)
     handler = logging.FileHandler(companion(a.output, ".log"), mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         impute_batch(panel_dir=a.panel, target_vcf=a.targets, out=a.output, settings=settings,
                      threads=threads, reference_vcf=a.reference or (),
@@ -189,7 +201,7 @@ def cmd_impute(a: argparse.Namespace) -> None:
         log.error("%s", exc)
         raise
     finally:
-        root.removeHandler(handler)
+        log.removeHandler(handler)
         handler.close()
 
 
@@ -246,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--reference", nargs="+",
                    help="the panel's reference VCF: checked against the panel; Beagle phases "
                    "unphased targets against it")
-    i.add_argument("--threads", type=int, default=0,
+    i.add_argument("--threads", type=_positive, default=0,
                    help="batches imputed at once, and every thread pool (default: all CPUs)")
     i.add_argument("--chromosomes", nargs="+", help="impute only these contigs")
     i.add_argument("--sample-table", help="sample table with a sex column (declares males)")

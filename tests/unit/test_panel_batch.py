@@ -76,3 +76,19 @@ def test_a_bad_device_is_refused_by_the_parser(tmp_path, capsys):
               "--device", "gpu"])
     assert exc.value.code == 2
     assert "give auto, cpu, cuda or cuda:N" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threads", ["0", "-2", "two"])
+def test_threads_must_be_a_positive_number(capsys, threads):
+    with pytest.raises(SystemExit) as exc:
+        main(["impute", "--panel", "p", "--targets", "t.vcf.gz", "-o", "o.vcf.gz",
+              "--threads", threads])
+    assert exc.value.code == 2
+    assert "give a whole number of threads, 1 or more" in capsys.readouterr().err
+
+
+def test_an_unreadable_workflow_config_is_one_line(tmp_path, capsys):
+    code, err = run(capsys, "--panel", str(tmp_path), "--targets", "t.vcf.gz",
+                    "-o", str(tmp_path / "out.vcf.gz"), "--config", str(tmp_path / "no.yaml"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "cannot read the workflow config" in err and "config/config.yaml" in err

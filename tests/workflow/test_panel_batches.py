@@ -113,6 +113,7 @@ def test_one_command_gives_the_workflows_vcf(trained, tmp_path):
     qc = pd.read_csv(tmp_path / "batch.qc.tsv", sep="\t")
     assert qc.loc[qc["metric"] == "panel_array_sites_missing", "value"].tolist() == [0]
     assert "imputed 20" in (tmp_path / "batch.log").read_text()
+    assert " INFO " not in res.stderr and "INFO vcfbert" not in res.stderr  # without -v
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".vcfbert-impute-")]
     again = vcfbert_impute("--panel", work / "results" / "trained_panel", "--targets",
                            work / "results" / "simulate" / "targets.vcf.gz", "-o", out)
