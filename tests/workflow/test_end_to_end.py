@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import subprocess
+import sys
 
 import cyvcf2
 import numpy as np
@@ -170,6 +171,21 @@ def test_one_reference_file_per_chromosome_and_chrx_males(workdir):
     assert set(per_variant.contig.astype(str)) == {"7", "X"}  # both truths were read
     overall = acc[(acc.group == "all") & (acc.maf_bin == "overall")].iloc[0]
     assert overall.r2 > 0.8
+    # the same targets through `vcfbert impute` with this run's trained panel: one VCF of both
+    # chromosomes, the merged VCF's records (chrX's males haploid there too)
+    snakemake(workdir, "--cores", "2", "trained_panel", config=cfg)
+    one_command = workdir / "one_command.vcf.gz"
+    cli = subprocess.run([sys.executable, "-m", "vcfbert.cli", "impute", "--panel",
+                          str(res / "trained_panel"), "--targets", *cfg["target_vcf"], "-o",
+                          str(one_command), "--config", str(workdir / "test-config.yaml"),
+                          "--threads", "2"], capture_output=True, text=True, timeout=600)
+    assert cli.returncode == 0, cli.stderr[-4000:]
+
+    def body(path):
+        with gzip.open(path, "rt") as fh:
+            return [line for line in fh if not line.startswith("##")]
+
+    assert body(one_command) == body(res / "merged/imputed.vcf.gz")
     # restricted to one chromosome, in a fresh directory
     one = workdir / "one"
     one.mkdir()
