@@ -17,7 +17,7 @@ from vcfbert.integrity import missing_shards, purge_corrupted_shards  # noqa: E4
 from vcfbert.rule_params import train_epoch_params  # noqa: E402
 from vcfbert.runtime import before_exit, export_for_jobs  # noqa: E402
 from vcfbert.simulate import batch_path  # noqa: E402
-from vcfbert.trained_panel import read_manifest  # noqa: E402
+from vcfbert.trained_panel import has_reference_at_array, read_manifest  # noqa: E402
 from vcfbert.windows import impute_chunks  # noqa: E402
 
 export_for_jobs(
@@ -106,6 +106,9 @@ if TRAINED_PANEL:  # the panel's files stand in for the training run's
                        if "dr2_calibration.json" in read_manifest(TRAINED_PANEL)["files"] else "")
     TRAINING_METRICS = f"{TRAINED_PANEL}/metrics.csv"
     PANEL_MANIFEST = f"{TRAINED_PANEL}/manifest.json"
+    # panels built before vcfbert shipped it read each window's slots from the reference
+    REFERENCE_AT_ARRAY = (f"{TRAINED_PANEL}/{{chrom}}/reference_at_array.h5"
+                          if has_reference_at_array(read_manifest(TRAINED_PANEL)) else "")
 else:
     PANEL_CONTIGS = []
     REFERENCE_H5 = f"{RESULTS}/ingest/{{chrom}}/reference.h5"
@@ -116,6 +119,7 @@ else:
     DR2_CALIBRATION = f"{RESULTS}/train/dr2_calibration.json"
     TRAINING_METRICS = f"{RESULTS}/train/metrics.csv"
     PANEL_MANIFEST = ""
+    REFERENCE_AT_ARRAY = ""  # the target store holds the copy
 
 
 def chromosomes():

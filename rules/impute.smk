@@ -13,6 +13,8 @@ rule impute_chunk:
         windows=WINDOWS_TSV,
         mask=f"{RESULTS}/masks/{{chrom}}/final.h5",
         dr2_calibration=DR2_CALIBRATION or [],
+        # a trained panel's copy of the reference at its array's sites, when it has one
+        reference_at_array=REFERENCE_AT_ARRAY or [],
     output:
         piece=f"{RESULTS}/impute/{{chrom}}/{{chunk}}.vcf.gz",
         sidecar=f"{RESULTS}/impute/{{chrom}}/{{chunk}}.json",

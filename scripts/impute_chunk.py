@@ -16,4 +16,5 @@ with run_step(snakemake):
                        match_states=int(snakemake.params.match_states),
                        dr2_calibration=snakemake.input.dr2_calibration or "",
                        format_fields=list(snakemake.params.format_fields),
-                       gp=bool(snakemake.params.gp))
+                       gp=bool(snakemake.params.gp),
+                       reference_at_sites_h5=snakemake.input.get("reference_at_array", ""))

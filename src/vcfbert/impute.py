@@ -33,7 +33,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
                   reference_h5: str, targets_h5: str, windows_tsv: str, mask_h5: str,
                   batch_size: int = 64, device: str = "auto", threads: int = 1,
                   copying_states: int = 0, targets: TargetSet | None = None,
-                  match_states: int = 0
+                  match_states: int = 0, reference_at_sites_h5: str = ""
                   ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
     """The model's predictions for the targets at the cores of consecutive windows, one
     window at a time, in order.
@@ -45,7 +45,10 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     batches of target haplotypes at a time (one Python thread each; the caller caps torch's
     and FAISS's own pools), with ``copying_states`` copying states (0: the model's own;
     :func:`vcfbert.checkpoint.model_from_checkpoint`). ``targets``: the store ``targets_h5``
-    already read (it is read here otherwise).
+    already read (it is read here otherwise). ``reference_at_sites_h5``: the reference at the
+    targets' typed sites when ``targets_h5`` holds no copy of it (a trained panel's
+    ``reference_at_array.h5``): each window's slots are then read from it, not from the
+    window's whole span of the reference store.
 
     Yields:
         (core_start, core_end, probs float32 [2T, core sites] ALT probabilities,
@@ -73,7 +76,7 @@ def predict_cores(*, checkpoint: str, key_encoder: str, contig: str, window_ids:
     )
 
     dev = pick_device(device, inference=True)
-    chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv)
+    chrom = Chromosome.load(contig, reference_h5, targets_h5, windows_tsv, reference_at_sites_h5)
     layouts = [chrom.layout(w) for w in window_ids]
     for a, b in zip(layouts, layouts[1:], strict=False):
         if a.core_end != b.core_start:
@@ -125,7 +128,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                  batch_size: int = 64, device: str = "auto", threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
                  format_fields: list[str] | tuple[str, ...] = (), match_states: int = 0,
-                 gp: bool = True) -> None:
+                 gp: bool = True, reference_at_sites_h5: str = "") -> None:
     """Impute the core sites of consecutive windows for every target haplotype
     (:func:`predict_cores`) and write their VCF records into the piece ``out`` (``.vcf.gz``,
     with its sidecar; see :mod:`vcfbert.vcf_pieces`).
@@ -137,7 +140,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
     memory holds at most two windows' outputs, whatever the number of windows.
     ``dr2_calibration`` (a :mod:`vcfbert.calibration` file; "" for none) recalibrates the DR2
     of untyped variants; ``format_fields``: the optional FORMAT fields (HDS, AP1, AP2);
-    ``gp``: the cells have GP (``output.gp``; False: ``GT:DS``, Beagle's default).
+    ``gp``: the cells have GP (``output.gp``; False: ``GT:DS``, Beagle's default);
+    ``reference_at_sites_h5``: :func:`predict_cores`'.
     """
     from .calibration import load as load_calibration
     from .imputed_vcf import check_format_fields
@@ -175,7 +179,8 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, window_ids: 
                                 targets_h5=targets_h5, windows_tsv=windows_tsv,
                                 mask_h5=mask_h5, batch_size=batch_size, device=device,
                                 threads=threads, copying_states=copying_states,
-                                targets=targets, match_states=match_states)
+                                targets=targets, match_states=match_states,
+                                reference_at_sites_h5=reference_at_sites_h5)
     er2_sites = []
 
     def prepare(prediction: tuple[int, int, np.ndarray, np.ndarray, np.ndarray]

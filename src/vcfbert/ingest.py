@@ -361,10 +361,10 @@ def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
             f"{contig} (first: {low[0]}); remove them or lower `targets.min_call_rate`")
     prov = {"tool": "vcfbert parse_targets", "version": __version__,
             "vcf": os.path.basename(str(target_vcf)), "contig": contig}
-    # the key jobs of every training epoch read the panel at the typed sites from here (a
-    # trained panel's run trains nothing; its imputation jobs would read their slots from it
-    # too, but the copy cost more than it saved at 64 Mb: docs/model.md, the thirty-fourth
-    # session)
+    # the key jobs of every training epoch and the imputation jobs read the panel at the
+    # typed sites from here; a trained panel's batch writes none (it cost more than it saved
+    # at 64 Mb: docs/model.md, the thirty-fourth session) and reads the panel's own copy,
+    # reference_at_array.h5, written once when the panel is built
     write_targets(out_h5, targets, provenance=prov,
                   reference_haplotypes=None if array_index is not None else
                   reference_at_sites(reference_h5, targets.variant_ref_index))

@@ -151,9 +151,10 @@ def _prepare_targets(c: _Chromosome, s: BatchSettings, *, panel_contigs: list[st
 
 
 def _impute_chromosome(c: _Chromosome, s: BatchSettings, *, threads: int,
-                       dr2_calibration: str) -> list[str]:
+                       dr2_calibration: str, reference_at_array: bool) -> list[str]:
     """Every chunk of the chromosome's windows imputed into its VCF piece (rule
     impute_chunk, one chunk after the other); the pieces in order."""
+    from .trained_panel import REFERENCE_AT_ARRAY
     from .windows import impute_chunks, read_window_table
 
     windows = c.panel_file("windows.tsv")
@@ -169,7 +170,9 @@ def _impute_chromosome(c: _Chromosome, s: BatchSettings, *, threads: int,
                            mask_h5=c.work_file("mask.h5"), out=piece, batch_size=s.batch_size,
                            device=s.device, threads=threads, copying_states=s.copying_states,
                            match_states=s.match_states, dr2_calibration=dr2_calibration,
-                           format_fields=list(s.format_fields), gp=s.gp)
+                           format_fields=list(s.format_fields), gp=s.gp,
+                           reference_at_sites_h5=c.panel_file(REFERENCE_AT_ARRAY)
+                           if reference_at_array else "")
         pieces.append(piece)
     return pieces
 
@@ -189,7 +192,7 @@ def impute_batch(*, panel_dir: str | os.PathLike[str], target_vcf: Sequence[str]
     Intermediate files go to ``work_dir`` (kept), or to a temporary folder beside ``out``
     (removed). ``command`` is recorded in the VCF header.
     """
-    from .trained_panel import DR2_CALIBRATION, read_manifest
+    from .trained_panel import DR2_CALIBRATION, has_reference_at_array, read_manifest
 
     panel = Path(panel_dir)
     manifest = read_manifest(panel)  # one line for a folder that is not a panel
@@ -208,7 +211,8 @@ def impute_batch(*, panel_dir: str | os.PathLike[str], target_vcf: Sequence[str]
                              sample_table=sample_table)
             log.info("%s: imputing", c.contig)
             pieces += _impute_chromosome(c, settings, threads=threads,
-                                         dr2_calibration=calibration)
+                                         dr2_calibration=calibration,
+                                         reference_at_array=has_reference_at_array(manifest))
         steps.write_vcf(pieces=pieces, targets_h5=[c.work_file("targets.h5") for c in chroms],
                         reference_h5=[c.panel_file("reference.h5") for c in chroms], out=out,
                         command=command, threads=1, format_fields=list(settings.format_fields),

@@ -351,8 +351,10 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
                  mask_h5: str, out: str, batch_size: int, device: str, threads: int = 1,
                  copying_states: int = 0, dr2_calibration: str = "",
                  format_fields: list[str] | None = None, match_states: int = 0,
-                 gp: bool = True) -> None:
-    """One chunk of consecutive windows imputed into its VCF piece (+ sidecar)."""
+                 gp: bool = True, reference_at_sites_h5: str = "") -> None:
+    """One chunk of consecutive windows imputed into its VCF piece (+ sidecar);
+    ``reference_at_sites_h5``: a trained panel's copy of the reference at its array sites
+    ("": none, or a training run's target store, which holds its own)."""
     from .impute import impute_chunk as run
     from .windows import impute_chunks, read_window_table
 
@@ -364,7 +366,7 @@ def impute_chunk(*, checkpoint: str, key_encoder: str, contig: str, chunk: str,
         windows_tsv=windows_tsv, mask_h5=mask_h5, out=out, batch_size=batch_size,
         device=device, threads=threads, copying_states=copying_states,
         dr2_calibration=dr2_calibration, format_fields=format_fields or [],
-        match_states=match_states, gp=gp)
+        match_states=match_states, gp=gp, reference_at_sites_h5=reference_at_sites_h5)
 
 
 def _as_list(files: str | list[str]) -> list[str]:

@@ -17,6 +17,11 @@ directory holds::
                              and each variant's cM when a genetic map was given)
     <chrom>/windows.tsv      the window layout the model was trained on
     <chrom>/array_sites.tsv  the array: typed sites (reference index, position, REF, ALT)
+    <chrom>/reference_at_array.h5  the reference's haplotypes at the array's sites (the copy a
+                             training run's target store holds): an imputation job reads each
+                             window's slots from it, not the window's whole span of
+                             reference.h5; absent in panels built before it existed (read
+                             as before)
 
 No FAISS index is stored: a window's index depends on which array sites a batch has (the
 reference keys are computed under the batch's observed sites), and the imputation job builds
@@ -54,6 +59,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DR2_CALIBRATION = "dr2_calibration.json"
 REBUILD = "copy the panel again, or rebuild it with `snakemake --cores all trained_panel`"
+REFERENCE_AT_ARRAY = "reference_at_array.h5"
 
 
 def chrom_file(chrom: str, name: str) -> str:
@@ -200,6 +206,8 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
                                                        strict=True):
             _link_or_copy(ref, tmp / chrom_file(label, "reference.h5"))
             _link_or_copy(win, tmp / chrom_file(label, "windows.tsv"))
+            _write_reference_at_array(tmp / chrom_file(label, REFERENCE_AT_ARRAY), contig, ref,
+                                      tgt)
             array = array_table(table, read_target_sites(tgt))
             array.to_csv(tmp / chrom_file(label, "array_sites.tsv"), sep="\t", index=False)
             array_parts += _sites_bytes(contig, array["position"].to_numpy(),
@@ -238,6 +246,30 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
              len(manifest["files"]),
              sum(f["bytes"] for f in manifest["files"].values()) / 1e6)
     return manifest
+
+
+def has_reference_at_array(manifest: dict[str, Any]) -> bool:
+    """Whether the panel holds every chromosome's ``reference_at_array.h5``."""
+    return all(chrom_file(c["wildcard"], REFERENCE_AT_ARRAY) in manifest["files"]
+               for c in manifest["contigs"])
+
+
+def _write_reference_at_array(out: Path, contig: str, reference_h5: str,
+                              targets_h5: str) -> None:
+    """``<chrom>/reference_at_array.h5``: the training run's target store's copy of the
+    reference at its typed sites (the array), or the same read from the reference store."""
+    from .io.h5store import (
+        read_reference_at_sites,
+        read_target_sites,
+        reference_at_sites,
+        write_reference_at_sites,
+    )
+
+    index = read_target_sites(targets_h5)
+    haplotypes = read_reference_at_sites(targets_h5, 0, index.size)
+    if haplotypes is None:
+        haplotypes = reference_at_sites(reference_h5, index)
+    write_reference_at_sites(out, contig=contig, variant_ref_index=index, haplotypes=haplotypes)
 
 
 def _genetic_maps(contigs: list[str], reference_h5: list[str]) -> dict[str, str] | None:

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 
+from .errors import IntegrityError
 from .io.h5chunks import read_columns
 from .io.h5store import open_store, read_target_sites, read_variant_table
 from .layout import WindowLayout, make_layout
@@ -35,10 +36,20 @@ class Chromosome:
     sample_id: list[str]
     male: np.ndarray | None = None  # bool [S]: haploid samples (chrX), stored twice
     haploid_variant: np.ndarray | None = None  # bool [V]: outside the pseudo-autosomal regions
+    # a store of the reference at the typed sites for a target store without that copy (a
+    # trained panel's reference_at_array.h5); "": the target store's own copy, if any
+    reference_at_sites_h5: str = ""
 
     @classmethod
     def load(cls, contig: str, reference_h5: str, targets_h5: str,
-             windows_tsv: str) -> Chromosome:
+             windows_tsv: str, reference_at_sites_h5: str = "") -> Chromosome:
+        """``reference_at_sites_h5``: see the field; it must hold the targets' typed sites."""
+        typed = read_target_sites(targets_h5)
+        if reference_at_sites_h5 and not np.array_equal(read_target_sites(reference_at_sites_h5),
+                                                         typed):
+            raise IntegrityError(f"{reference_at_sites_h5}: holds the reference at other sites "
+                                 f"than the targets of {targets_h5}; copy the trained panel "
+                                 "again, or rebuild it with `snakemake trained_panel`")
         table = read_variant_table(reference_h5, fields=("position", "af", "haploid"))
         with open_store(reference_h5) as h5:
             n_h = int(h5["call_haplotype"].shape[0])
@@ -50,9 +61,10 @@ class Chromosome:
             male = h5["sample_haploid"][()] if "sample_haploid" in h5 else None
         return cls(contig=contig, reference_h5=reference_h5, targets_h5=targets_h5,
                    windows=read_window_table(windows_tsv), position=position,
-                   af=table["af"], typed_index=read_target_sites(targets_h5),
+                   af=table["af"], typed_index=typed,
                    n_haplotypes=n_h, sample_id=samples, male=male,
-                   haploid_variant=table["haploid"])
+                   haploid_variant=table["haploid"],
+                   reference_at_sites_h5=reference_at_sites_h5)
 
     def layout(self, window_id: str) -> WindowLayout:
         w = self.windows.row(window_id)
@@ -128,13 +140,14 @@ def read_slot_alleles(chrom: Chromosome, layout: WindowLayout) -> np.ndarray:
 
 def _slots_from_target_store(chrom: Chromosome, layout: WindowLayout) -> np.ndarray | None:
     """int8 [H, m] the reference at the window's slots from the target store's copy of the
-    reference at the typed sites; None when the store has no copy (or the slots are not a
-    run of consecutive typed sites)."""
+    reference at the typed sites (or ``chrom.reference_at_sites_h5``'s); None when there is
+    no copy (or the slots are not a run of consecutive typed sites)."""
     from .io.h5store import read_reference_at_sites
 
     cols = np.searchsorted(chrom.typed_index, layout.slot_index)
     if cols.size and np.array_equal(cols, np.arange(cols[0], cols[0] + cols.size)):
-        return read_reference_at_sites(chrom.targets_h5, int(cols[0]), int(cols[-1]) + 1)
+        return read_reference_at_sites(chrom.reference_at_sites_h5 or chrom.targets_h5,
+                                       int(cols[0]), int(cols[-1]) + 1)
     return None
 
 

@@ -882,6 +882,46 @@ def test_slot_alleles_from_the_target_store_equal_the_window_read(tiny_stores, t
                                   whole[:, chrom.typed_index])
 
 
+def test_slot_alleles_from_a_trained_panels_copy(tiny_stores, tmp_path):
+    """A trained panel's batch has a target store without the copy of the reference: its
+    windows' slots come from the panel's reference_at_array.h5 (written from a training
+    run's target store), the same alleles as the window read; a copy at other sites is
+    refused in one line."""
+    import shutil
+
+    import h5py
+
+    from vcfbert.errors import IntegrityError
+    from vcfbert.io.h5store import read_target_sites, write_reference_at_sites
+    from vcfbert.trained_panel import _write_reference_at_array
+    from vcfbert.windowdata import _slots_from_target_store
+
+    batch = tmp_path / "batch_targets.h5"
+    shutil.copyfile(tiny_stores["tgt"], batch)
+    with h5py.File(batch, "a") as h5:
+        del h5["reference_call_haplotype"]
+    copy = tmp_path / "reference_at_array.h5"
+    _write_reference_at_array(copy, "20", tiny_stores["ref"], tiny_stores["tgt"])
+    chrom = Chromosome.load("20", tiny_stores["ref"], str(batch), tiny_stores["windows"],
+                            str(copy))
+    for wid in chrom.windows["window_id"]:
+        layout = chrom.layout(wid)
+        got = _slots_from_target_store(chrom, layout)
+        assert got is not None, wid  # read from the copy, not the span
+        np.testing.assert_array_equal(got, read_window_arrays(chrom.reference_h5,
+                                                              layout).ref_slots, err_msg=wid)
+    index = read_target_sites(tiny_stores["tgt"])
+    other = tmp_path / "other.h5"
+    write_reference_at_sites(other, contig="20", variant_ref_index=index[1:],
+                             haplotypes=np.zeros((4, index.size - 1), np.int8))
+    with pytest.raises(IntegrityError, match="holds the reference at other sites"):
+        Chromosome.load("20", tiny_stores["ref"], str(batch), tiny_stores["windows"],
+                        str(other))
+    with pytest.raises(ValueError, match="haplotypes: 3 sites"):
+        write_reference_at_sites(other, contig="20", variant_ref_index=index[:2],
+                                 haplotypes=np.zeros((4, 3), np.int8))
+
+
 def test_match_states_run_on_both_paths(prepared, tiny_stores):
     """Imputation with part of the copying states chosen by match length (targets, and panel
     haplotypes with their own sample excluded): probabilities in [0, 1], and the torch path

@@ -16,7 +16,12 @@ from vcfbert.calibration import load as load_calibration
 from vcfbert.calibration import save as save_calibration
 from vcfbert.errors import InputError, IntegrityError
 from vcfbert.ingest import parse_targets
-from vcfbert.io.h5store import read_targets
+from vcfbert.io.h5store import (
+    read_reference,
+    read_reference_at_sites,
+    read_target_sites,
+    read_targets,
+)
 
 
 def test_project_to_array_marks_missing_and_counts_extra_sites():
@@ -60,13 +65,19 @@ def test_build_writes_a_documented_verified_panel(panel, tiny_stores):
     out, manifest = panel
     assert set(manifest["files"]) == {"model.pt", "model.keys.npz", "metrics.csv",
                                       "dr2_calibration.json", "chromosomes.tsv",
-                                      "20/reference.h5", "20/windows.tsv", "20/array_sites.tsv"}
+                                      "20/reference.h5", "20/windows.tsv", "20/array_sites.tsv",
+                                      "20/reference_at_array.h5"}
+    assert tp.has_reference_at_array(manifest)
     assert load_calibration(out / "dr2_calibration.json").knots[0][1].tolist() == [0.0, 1.0]
     assert tp.verify(out)["array"]["sites"] == read_targets(tiny_stores["tgt"]).haplotypes.shape[1]
     assert manifest["contigs"][0]["length"] == 300_001  # from the reference's ##contig line
     assert (out / "README.md").read_text().startswith("# vcfbert trained panel")
     array = tp.read_array(out / "20" / "array_sites.tsv")
     assert np.array_equal(array, read_targets(tiny_stores["tgt"]).variant_ref_index)
+    copy = out / "20" / "reference_at_array.h5"  # the reference at the array's sites
+    assert np.array_equal(read_target_sites(copy), array)
+    assert np.array_equal(read_reference_at_sites(copy, 0, array.size),
+                          read_reference(tiny_stores["ref"]).haplotypes[:, array])
     assert not list(out.parent.glob(".trained_panel.tmp-*"))
 
 

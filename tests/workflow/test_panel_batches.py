@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import shutil
 import subprocess
@@ -135,3 +136,24 @@ def test_one_command_stops_on_a_damaged_panel(trained, tmp_path):
     assert lines[-1].startswith("vcfbert impute: error: ")
     assert "windows.tsv: does not match the checksum in the panel's manifest" in lines[-1]
     assert not (tmp_path / "out.vcf.gz").exists()
+
+
+def test_a_panel_without_its_copy_of_the_reference_at_the_array(trained, tmp_path):
+    """The panel ships the reference at its array's sites (the imputation reads each window's
+    slots from it); a panel built before it existed, without the file, imputes the same
+    records from the reference store."""
+    work, _ = trained
+    panel = work / "results" / "trained_panel"
+    manifest = json.loads((panel / "manifest.json").read_text())
+    assert "20/reference_at_array.h5" in manifest["files"]
+    old = tmp_path / "old_panel"
+    shutil.copytree(panel, old)
+    (old / "20" / "reference_at_array.h5").unlink()
+    del manifest["files"]["20/reference_at_array.h5"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    out = tmp_path / "old.vcf.gz"
+    res = vcfbert_impute("--panel", old, "--targets",
+                         work / "results" / "simulate" / "targets.vcf.gz", "-o", out,
+                         "--config", work / "test-config.yaml", "--threads", "2")
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert records(out) == records(work / "results" / "imputed" / "20.vcf.gz")

@@ -399,9 +399,33 @@ def write_targets(path: str | os.PathLike[str], targets: TargetSet,
             ref = np.asarray(reference_haplotypes, np.int8)
             if ref.shape[1] != m:
                 raise ValueError(f"reference_haplotypes: {ref.shape[1]} sites, the targets {m}")
-            h5.create_dataset("reference_call_haplotype", data=ref,
-                              chunks=(ref.shape[0], max(1, min(64, m))) if m else None,
-                              compression="gzip", compression_opts=1, shuffle=True)
+            _write_reference_at_sites(h5, ref)
+
+
+def _write_reference_at_sites(h5: h5py.File, ref: np.ndarray) -> None:
+    """``reference_call_haplotype`` int8 [2S, M], in chunks of 64 sites (a window's slots are
+    one small read)."""
+    m = ref.shape[1]
+    h5.create_dataset("reference_call_haplotype", data=ref,
+                      chunks=(ref.shape[0], max(1, min(64, m))) if m else None,
+                      compression="gzip", compression_opts=1, shuffle=True)
+
+
+def write_reference_at_sites(path: str | os.PathLike[str], *, contig: str,
+                             variant_ref_index: np.ndarray, haplotypes: np.ndarray) -> None:
+    """Write atomically a store of the reference panel at typed sites alone (a trained
+    panel's ``<chrom>/reference_at_array.h5``, the copy a training run's target store holds):
+    ``variant_ref_index`` int64 [M] and ``reference_call_haplotype`` int8 [2S, M], read by
+    :func:`read_reference_at_sites` and :func:`read_target_sites`."""
+    ref = np.asarray(haplotypes, np.int8)
+    if ref.shape[1] != variant_ref_index.size:
+        raise ValueError(f"haplotypes: {ref.shape[1]} sites, variant_ref_index "
+                         f"{variant_ref_index.size}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs.update({"contig": contig, "format": FORMAT, "format_version": FORMAT_VERSION,
+                         "role": "reference_at_sites", "source": f"vcfbert {__version__}"})
+        h5.create_dataset("variant_ref_index", data=np.asarray(variant_ref_index, np.int64))
+        _write_reference_at_sites(h5, ref)
 
 
 def read_reference_at_sites(path: str | os.PathLike[str], lo: int, hi: int
