@@ -167,13 +167,18 @@ def impute_only(smk: list[str], run_dir: Path, log: Path, env: dict | None = Non
     return {**t, "peak_mib": round(rss), "largest_job": job}
 
 
-def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
-    """Impute the targets with a trained panel in a fresh directory, as a user would."""
-    cfg = {**cfg, "reference_vcf": "", "truth_vcf": "", "panel": "", "trained_panel": str(panel)}
+def fresh_run_dir(out: Path, cfg: dict) -> None:
+    """``out`` emptied (or made), with ``cfg`` as its config.yaml."""
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
+    """Impute the targets with a trained panel in a fresh directory, as a user would."""
+    cfg = {**cfg, "reference_vcf": "", "truth_vcf": "", "panel": "", "trained_panel": str(panel)}
+    fresh_run_dir(out, cfg)
     t0 = time.time()
     t = timed([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(out),
                "--configfile", str(out / "config.yaml"), "--cores", str(cores)],
@@ -190,10 +195,7 @@ def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
 def run_one_command(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
     """The trained panel's batch as one ``vcfbert impute`` process, in a fresh directory,
     with the run's config (its imputation settings)."""
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(cfg))
+    fresh_run_dir(out, cfg)
     vcf = out / "imputed.vcf.gz"
     t = timed(vcfbert_cli("impute", "--panel", str(panel), "--targets", cfg["target_vcf"],
                           "-o", str(vcf), "--config", str(out / "config.yaml"),

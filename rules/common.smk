@@ -95,7 +95,8 @@ SIMULATED_BATCHES = range(2, int(config["simulation"].get("target_batches", 1)) 
 
 
 if TRAINED_PANEL:  # the panel's files stand in for the training run's
-    PANEL_CONTIGS = [c["contig"] for c in read_manifest(TRAINED_PANEL)["contigs"]]
+    _MANIFEST = read_manifest(TRAINED_PANEL)
+    PANEL_CONTIGS = [c["contig"] for c in _MANIFEST["contigs"]]
     REFERENCE_H5 = f"{TRAINED_PANEL}/{{chrom}}/reference.h5"
     WINDOWS_TSV = f"{TRAINED_PANEL}/{{chrom}}/windows.tsv"
     ARRAY_SITES = f"{TRAINED_PANEL}/{{chrom}}/array_sites.tsv"
@@ -103,12 +104,12 @@ if TRAINED_PANEL:  # the panel's files stand in for the training run's
     KEY_ENCODER = f"{TRAINED_PANEL}/model.keys.npz"
     # panels built before vcfbert fitted a DR2 calibration have none: DR2 stays uncalibrated
     DR2_CALIBRATION = (f"{TRAINED_PANEL}/dr2_calibration.json"
-                       if "dr2_calibration.json" in read_manifest(TRAINED_PANEL)["files"] else "")
+                       if "dr2_calibration.json" in _MANIFEST["files"] else "")
     TRAINING_METRICS = f"{TRAINED_PANEL}/metrics.csv"
     PANEL_MANIFEST = f"{TRAINED_PANEL}/manifest.json"
     # panels built before vcfbert shipped it read each window's slots from the reference
     REFERENCE_AT_ARRAY = (f"{TRAINED_PANEL}/{{chrom}}/reference_at_array.h5"
-                          if has_reference_at_array(read_manifest(TRAINED_PANEL)) else "")
+                          if has_reference_at_array(_MANIFEST) else "")
 else:
     PANEL_CONTIGS = []
     REFERENCE_H5 = f"{RESULTS}/ingest/{{chrom}}/reference.h5"

@@ -151,10 +151,9 @@ def _prepare_targets(c: _Chromosome, s: BatchSettings, *, panel_contigs: list[st
 
 
 def _impute_chromosome(c: _Chromosome, s: BatchSettings, *, threads: int,
-                       dr2_calibration: str, reference_at_array: bool) -> list[str]:
+                       dr2_calibration: str, reference_at_sites_h5: str) -> list[str]:
     """Every chunk of the chromosome's windows imputed into its VCF piece (rule
     impute_chunk, one chunk after the other); the pieces in order."""
-    from .trained_panel import REFERENCE_AT_ARRAY
     from .windows import impute_chunks, read_window_table
 
     windows = c.panel_file("windows.tsv")
@@ -171,8 +170,7 @@ def _impute_chromosome(c: _Chromosome, s: BatchSettings, *, threads: int,
                            device=s.device, threads=threads, copying_states=s.copying_states,
                            match_states=s.match_states, dr2_calibration=dr2_calibration,
                            format_fields=list(s.format_fields), gp=s.gp,
-                           reference_at_sites_h5=c.panel_file(REFERENCE_AT_ARRAY)
-                           if reference_at_array else "")
+                           reference_at_sites_h5=reference_at_sites_h5)
         pieces.append(piece)
     return pieces
 
@@ -192,7 +190,12 @@ def impute_batch(*, panel_dir: str | os.PathLike[str], target_vcf: Sequence[str]
     Intermediate files go to ``work_dir`` (kept), or to a temporary folder beside ``out``
     (removed). ``command`` is recorded in the VCF header.
     """
-    from .trained_panel import DR2_CALIBRATION, has_reference_at_array, read_manifest
+    from .trained_panel import (
+        DR2_CALIBRATION,
+        REFERENCE_AT_ARRAY,
+        has_reference_at_array,
+        read_manifest,
+    )
 
     panel = Path(panel_dir)
     manifest = read_manifest(panel)  # one line for a folder that is not a panel
@@ -204,15 +207,16 @@ def impute_batch(*, panel_dir: str | os.PathLike[str], target_vcf: Sequence[str]
         chroms = _chromosomes(panel, list(target_vcf), list(reference_vcf), chromosomes, work)
         panel_contigs = [c["contig"] for c in manifest["contigs"]]
         calibration = str(panel / DR2_CALIBRATION) if DR2_CALIBRATION in manifest["files"] else ""
+        with_copy = has_reference_at_array(manifest)  # panels built before it lack the copy
         pieces = []
         for c in chroms:
             log.info("%s: the targets on the panel's array", c.contig)
             _prepare_targets(c, settings, panel_contigs=panel_contigs, threads=threads,
                              sample_table=sample_table)
             log.info("%s: imputing", c.contig)
-            pieces += _impute_chromosome(c, settings, threads=threads,
-                                         dr2_calibration=calibration,
-                                         reference_at_array=has_reference_at_array(manifest))
+            pieces += _impute_chromosome(
+                c, settings, threads=threads, dr2_calibration=calibration,
+                reference_at_sites_h5=c.panel_file(REFERENCE_AT_ARRAY) if with_copy else "")
         steps.write_vcf(pieces=pieces, targets_h5=[c.work_file("targets.h5") for c in chroms],
                         reference_h5=[c.panel_file("reference.h5") for c in chroms], out=out,
                         command=command, threads=1, format_fields=list(settings.format_fields),

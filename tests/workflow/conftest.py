@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,9 @@ def snakemake(workdir: Path, *args: str, config: dict | None = None, check: bool
 @pytest.fixture
 def workdir(tmp_path):
     return tmp_path
+
+
+def vcf_records(path) -> list[str]:
+    """A bgzipped VCF's lines without its ``##`` header (which carries the command line)."""
+    with gzip.open(path, "rt") as fh:
+        return [line for line in fh if not line.startswith("##")]

@@ -11,7 +11,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import TINY, merge, snakemake
+from conftest import TINY, merge, snakemake, vcf_records
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,7 @@ def rules_run(log: str) -> set[str]:
     return set(re.findall(r"^(?:local)?rule (\w+):", log, flags=re.M))
 
 
-def records(path) -> list[str]:
-    with gzip.open(path, "rt") as fh:
-        return [line for line in fh if not line.startswith("##")]
+records = vcf_records
 
 
 @pytest.fixture(scope="module")
