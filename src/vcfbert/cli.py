@@ -170,6 +170,11 @@ def cmd_impute(a: argparse.Namespace) -> None:
     from .panel_batch import BatchSettings, check_output, companion, impute_batch
 
     check_output(a.output, force=a.force)
+    for option, paths in (("--targets", a.targets), ("--reference", a.reference or []),
+                          ("--sample-table", [a.sample_table] if a.sample_table else [])):
+        for path in paths:
+            if not os.path.isfile(path):
+                raise InputError(f"{option} {path}: no such file")
     threads = a.threads or _cpus()
     cap_threads(threads)
     settings = BatchSettings()
@@ -197,8 +202,8 @@ def cmd_impute(a: argparse.Namespace) -> None:
                      threads=threads, reference_vcf=a.reference or (),
                      chromosomes=a.chromosomes, sample_table=a.sample_table,
                      command=shlex.join(["vcfbert", *sys.argv[1:]]), work_dir=a.work_dir)
-    except VcfbertError as exc:  # in the log too (main prints it on the terminal)
-        log.error("%s", exc)
+    except VcfbertError as exc:  # in <name>.log too; main prints it on the terminal, once
+        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None))
         raise
     finally:
         log.removeHandler(handler)

@@ -53,10 +53,17 @@ def run(capsys, *args: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def targets_file(tmp_path) -> str:
+    """A targets file that exists (what it holds is not read before the errors tested)."""
+    path = tmp_path / "t.vcf"
+    path.write_text("##fileformat=VCFv4.2\n")
+    return str(path)
+
+
 def test_a_missing_panel_is_one_line_and_no_output(tmp_path, capsys):
     out = tmp_path / "out.vcf.gz"
-    code, err = run(capsys, "--panel", str(tmp_path / "panel"), "--targets", "t.vcf.gz",
-                    "-o", str(out))
+    code, err = run(capsys, "--panel", str(tmp_path / "panel"), "--targets",
+                    targets_file(tmp_path), "-o", str(out))
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert err.startswith("vcfbert impute: error: ") and "directory not found" in err
     assert not out.exists() and not list(tmp_path.glob(".vcfbert-impute-*"))
@@ -88,7 +95,14 @@ def test_threads_must_be_a_positive_number(capsys, threads):
 
 
 def test_an_unreadable_workflow_config_is_one_line(tmp_path, capsys):
-    code, err = run(capsys, "--panel", str(tmp_path), "--targets", "t.vcf.gz",
+    code, err = run(capsys, "--panel", str(tmp_path), "--targets", targets_file(tmp_path),
                     "-o", str(tmp_path / "out.vcf.gz"), "--config", str(tmp_path / "no.yaml"))
     assert code == 1 and len(err.strip().splitlines()) == 1, err
     assert "cannot read the workflow config" in err and "config/config.yaml" in err
+
+
+def test_a_missing_input_file_is_one_line(tmp_path, capsys):
+    code, err = run(capsys, "--panel", str(tmp_path), "--targets", str(tmp_path / "no.vcf.gz"),
+                    "-o", str(tmp_path / "out.vcf.gz"))
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("vcfbert impute: error: --targets ") and "no such file" in err

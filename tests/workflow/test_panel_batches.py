@@ -133,6 +133,8 @@ def test_one_command_stops_on_a_damaged_panel(trained, tmp_path):
     lines = res.stderr.strip().splitlines()
     assert lines[-1].startswith("vcfbert impute: error: ")
     assert "windows.tsv: does not match the checksum in the panel's manifest" in lines[-1]
+    assert sum("does not match the checksum" in line for line in lines) == 1  # said once
+    assert "does not match the checksum" in (tmp_path / "out.log").read_text()
     assert not (tmp_path / "out.vcf.gz").exists()
 
 
