@@ -304,5 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run() -> None:
+    """The ``vcfbert`` program (console script and ``python -m vcfbert.cli``): :func:`main`,
+    then, after a success, the process ends without the interpreter's teardown
+    (:func:`vcfbert.runtime.exit_without_teardown`: its log flushed and closed, its streams
+    flushed). After ``vcfbert impute`` that teardown (torch, numba, the model's arrays) took
+    ~0.7 s of a ~23 s batch (docs/model.md, "Inference speed"). ``main`` itself returns, for
+    callers in the same process."""
+    code = main()
+    if code == 0:
+        from .runtime import exit_without_teardown
+
+        exit_without_teardown()  # returns while another non-daemon thread is alive
+    raise SystemExit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run()
