@@ -678,6 +678,20 @@ def _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4):
     return last_w[t] * _gelu(h)
 
 
+# most sites of a query have no ALT carrier among its states: their probability is the
+# clamp's lower bound, whose logit is computed once
+_P_LOW = 1e-5
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
+def _copied_logit(p, logit_low):
+    """logit(p) of a copied probability, ``logit_low`` at the clamp's lower bound."""
+    f32 = np.float32
+    if p == f32(_P_LOW):
+        return logit_low
+    return f32(math.log(p)) - f32(math.log1p(-p))
+
+
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_wt,
                  last_w, last_b, copy_scale, logit_out):
@@ -685,36 +699,51 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
     layer, the GELU and the last layer, with the copied probability's logit added.
     ``head_wt`` float32 [6, hw] is :class:`HeadInputs`' ``weight`` transposed, so that the
     loop over the hidden units reads each feature's weights contiguously and vectorises
-    (docs/model.md, "Inference speed")."""
+    (docs/model.md, "Inference speed"). Any hw; :func:`_head_logits_8` for hw 8."""
     f32 = np.float32
     hw = head_wt.shape[1]
     hw_blocks = hw - hw % 16
-    # most sites of a query have no ALT carrier among its states: their probability is the
-    # clamp's lower bound, whose logit is computed once
-    p_low = f32(1e-5)
+    p_low = f32(_P_LOW)
     logit_low = f32(math.log(p_low)) - f32(math.log1p(-p_low))
     for j in range(p.shape[0]):
-        if p[j] == p_low:
-            lc = logit_low
-        else:
-            lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
+        lc = _copied_logit(p[j], logit_low)
         x0 = lc / f32(10.0)
-        f0 = feat[j, 0]
-        f1 = feat[j, 1]
-        f2 = feat[j, 2]
-        f3 = feat[j, 3]
-        f4 = feat[j, 4]
+        f0, f1, f2, f3, f4 = feat[j, 0], feat[j, 1], feat[j, 2], feat[j, 3], feat[j, 4]
         lp = left_proj[site_left[j]]
         rp = right_proj[site_right[j]]
         sc = site_const[j]
         # the hidden units in blocks of 16, a trip count the compiler sees: one loop over all
-        # hw units was vectorised 32 units an iteration, so that the 16 of the default
-        # (d_head) ran in its narrow remainder loop (~20 % of the kernel's time)
+        # hw units was vectorised 32 units an iteration, so that 16 units ran in its narrow
+        # remainder loop (~20 % of the kernel's time)
         total = f32(0.0)
         for t0 in range(0, hw_blocks, 16):
             for t in range(t0, t0 + 16):
                 total += _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4)
         for t in range(hw_blocks, hw):
+            total += _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4)
+        logit_out[j] = copy_scale * lc + (total + last_b)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
+def _head_logits_8(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_wt,
+                   last_w, last_b, copy_scale, logit_out):
+    """:func:`_head_logits` for a head of 8 hidden units (``model.d_head`` 8, the default),
+    their loop's trip count a constant: in :func:`_head_logits`' remainder loop they ran one
+    unit at a time, 3x slower, and a branch on hw inside its loop over the sites stopped the
+    16 units' loop from vectorising (3.6x slower; docs/model.md, "Inference speed"), so the
+    choice is made once per query, in :func:`_all_queries_head`."""
+    f32 = np.float32
+    p_low = f32(_P_LOW)
+    logit_low = f32(math.log(p_low)) - f32(math.log1p(-p_low))
+    for j in range(p.shape[0]):
+        lc = _copied_logit(p[j], logit_low)
+        x0 = lc / f32(10.0)
+        f0, f1, f2, f3, f4 = feat[j, 0], feat[j, 1], feat[j, 2], feat[j, 3], feat[j, 4]
+        lp = left_proj[site_left[j]]
+        rp = right_proj[site_right[j]]
+        sc = site_const[j]
+        total = f32(0.0)
+        for t in range(8):
             total += _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4)
         logit_out[j] = copy_scale * lc + (total + last_b)
 
@@ -739,9 +768,14 @@ def _all_queries_head(qtok, cand, valid, hap_bits, first_interval, pattern_id,
                    pattern_start, pat_ptr, pat_site, hap_class, state_of_class, mu[b], s[b],
                    rho[b], prior[b], site_frac, interval_start, loo_lo, loo_hi, log_run,
                    log_carriers, p_one, feat_one, loo_out[b], site_sums, b)
-        _head_logits(p_one, feat_one, site_const[0 if shared else b], left_proj[b],
-                     right_proj[b], site_left, site_right, head_wt, last_w, last_b, copy_scale,
-                     logit_out[b])
+        if head_wt.shape[1] == 8:
+            _head_logits_8(p_one, feat_one, site_const[0 if shared else b], left_proj[b],
+                           right_proj[b], site_left, site_right, head_wt, last_w, last_b,
+                           copy_scale, logit_out[b])
+        else:
+            _head_logits(p_one, feat_one, site_const[0 if shared else b], left_proj[b],
+                         right_proj[b], site_left, site_right, head_wt, last_w, last_b,
+                         copy_scale, logit_out[b])
 
 
 class HeadInputs(NamedTuple):
