@@ -727,8 +727,8 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
 def _head_logits_8(p, feat, site_const, left_proj, right_proj, site_left, site_right, head_wt,
                    last_w, last_b, copy_scale, logit_out):
-    """:func:`_head_logits` for a head of 8 hidden units (``model.d_head`` 8, the default),
-    their loop's trip count a constant: in :func:`_head_logits`' remainder loop they ran one
+    """:func:`_head_logits` for a head of 8 hidden units (``model.d_head: 8``; the default is
+    16), their loop's trip count a constant: in :func:`_head_logits`' remainder loop they ran one
     unit at a time, 3x slower, and a branch on hw inside its loop over the sites stopped the
     16 units' loop from vectorising (3.6x slower; docs/model.md, "Inference speed"), so the
     choice is made once per query, in :func:`_all_queries_head`."""
