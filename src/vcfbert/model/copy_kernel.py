@@ -679,17 +679,22 @@ def _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4):
 
 
 # most sites of a query have no ALT carrier among its states: their probability is the
-# clamp's lower bound, whose logit is computed once
-_P_LOW = 1e-5
+# clamp's lower bound, whose logit is computed once (in float32 as the kernel computed it)
+_P_LOW = np.float32(1e-5)
+_LOGIT_LOW = np.float32(math.log(_P_LOW)) - np.float32(math.log1p(-_P_LOW))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
-def _copied_logit(p, logit_low):
-    """logit(p) of a copied probability, ``logit_low`` at the clamp's lower bound."""
+def _site_head_inputs(j, p, feat, site_const, left_proj, right_proj, site_left, site_right):
+    """What the head reads at site ``j``: the copied probability's logit, it / 10, the five
+    carrier features, the two flanking slots' projections and the site's constant row."""
     f32 = np.float32
-    if p == f32(_P_LOW):
-        return logit_low
-    return f32(math.log(p)) - f32(math.log1p(-p))
+    if p[j] == _P_LOW:
+        lc = _LOGIT_LOW
+    else:
+        lc = f32(math.log(p[j])) - f32(math.log1p(-p[j]))
+    return (lc, lc / f32(10.0), feat[j, 0], feat[j, 1], feat[j, 2], feat[j, 3], feat[j, 4],
+            left_proj[site_left[j]], right_proj[site_right[j]], site_const[j])
 
 
 @numba.njit(cache=True, nogil=True, fastmath=FAST, error_model="numpy", inline="always")
@@ -703,15 +708,9 @@ def _head_logits(p, feat, site_const, left_proj, right_proj, site_left, site_rig
     f32 = np.float32
     hw = head_wt.shape[1]
     hw_blocks = hw - hw % 16
-    p_low = f32(_P_LOW)
-    logit_low = f32(math.log(p_low)) - f32(math.log1p(-p_low))
     for j in range(p.shape[0]):
-        lc = _copied_logit(p[j], logit_low)
-        x0 = lc / f32(10.0)
-        f0, f1, f2, f3, f4 = feat[j, 0], feat[j, 1], feat[j, 2], feat[j, 3], feat[j, 4]
-        lp = left_proj[site_left[j]]
-        rp = right_proj[site_right[j]]
-        sc = site_const[j]
+        lc, x0, f0, f1, f2, f3, f4, lp, rp, sc = _site_head_inputs(
+            j, p, feat, site_const, left_proj, right_proj, site_left, site_right)
         # the hidden units in blocks of 16, a trip count the compiler sees: one loop over all
         # hw units was vectorised 32 units an iteration, so that 16 units ran in its narrow
         # remainder loop (~20 % of the kernel's time)
@@ -733,15 +732,9 @@ def _head_logits_8(p, feat, site_const, left_proj, right_proj, site_left, site_r
     16 units' loop from vectorising (3.6x slower; docs/model.md, "Inference speed"), so the
     choice is made once per query, in :func:`_all_queries_head`."""
     f32 = np.float32
-    p_low = f32(_P_LOW)
-    logit_low = f32(math.log(p_low)) - f32(math.log1p(-p_low))
     for j in range(p.shape[0]):
-        lc = _copied_logit(p[j], logit_low)
-        x0 = lc / f32(10.0)
-        f0, f1, f2, f3, f4 = feat[j, 0], feat[j, 1], feat[j, 2], feat[j, 3], feat[j, 4]
-        lp = left_proj[site_left[j]]
-        rp = right_proj[site_right[j]]
-        sc = site_const[j]
+        lc, x0, f0, f1, f2, f3, f4, lp, rp, sc = _site_head_inputs(
+            j, p, feat, site_const, left_proj, right_proj, site_left, site_right)
         total = f32(0.0)
         for t in range(8):
             total += _head_unit(t, sc, lp, rp, head_wt, last_w, x0, f0, f1, f2, f3, f4)
