@@ -206,9 +206,10 @@ def build(*, out_dir: str | os.PathLike[str], contigs: list[str], labels: list[s
                                                        strict=True):
             _link_or_copy(ref, tmp / chrom_file(label, "reference.h5"))
             _link_or_copy(win, tmp / chrom_file(label, "windows.tsv"))
+            typed = read_target_sites(tgt)
             _write_reference_at_array(tmp / chrom_file(label, REFERENCE_AT_ARRAY), contig, ref,
-                                      tgt)
-            array = array_table(table, read_target_sites(tgt))
+                                      tgt, typed)
+            array = array_table(table, typed)
             array.to_csv(tmp / chrom_file(label, "array_sites.tsv"), sep="\t", index=False)
             array_parts += _sites_bytes(contig, array["position"].to_numpy(),
                                         array[["ref", "alt"]].to_numpy())
@@ -254,18 +255,13 @@ def has_reference_at_array(manifest: dict[str, Any]) -> bool:
                for c in manifest["contigs"])
 
 
-def _write_reference_at_array(out: Path, contig: str, reference_h5: str,
-                              targets_h5: str) -> None:
+def _write_reference_at_array(out: Path, contig: str, reference_h5: str, targets_h5: str,
+                              index: np.ndarray) -> None:
     """``<chrom>/reference_at_array.h5``: the training run's target store's copy of the
-    reference at its typed sites (the array), or the same read from the reference store."""
-    from .io.h5store import (
-        read_reference_at_sites,
-        read_target_sites,
-        reference_at_sites,
-        write_reference_at_sites,
-    )
+    reference at its typed sites (the array: ``index`` int64 [M], the store's reference
+    indices), or the same read from the reference store."""
+    from .io.h5store import read_reference_at_sites, reference_at_sites, write_reference_at_sites
 
-    index = read_target_sites(targets_h5)
     haplotypes = read_reference_at_sites(targets_h5, 0, index.size)
     if haplotypes is None:
         haplotypes = reference_at_sites(reference_h5, index)
