@@ -901,7 +901,8 @@ def test_slot_alleles_from_a_trained_panels_copy(tiny_stores, tmp_path):
     with h5py.File(batch, "a") as h5:
         del h5["reference_call_haplotype"]
     copy = tmp_path / "reference_at_array.h5"
-    _write_reference_at_array(copy, "20", tiny_stores["ref"], tiny_stores["tgt"])
+    _write_reference_at_array(copy, "20", tiny_stores["ref"], tiny_stores["tgt"],
+                              read_target_sites(tiny_stores["tgt"]))
     chrom = Chromosome.load("20", tiny_stores["ref"], str(batch), tiny_stores["windows"],
                             str(copy))
     for wid in chrom.windows["window_id"]:
