@@ -42,7 +42,7 @@ CUTS = [
     ("+ touched groups and their order", "        # visiting the groups longest run first",
      "continue"),
 ]
-HEAD_CALL = "        _head_logits(p_one, feat_one"
+HEAD_CALL = "        if head_wt.shape[1] == 8:\n"  # the head's call, 8 units or any
 
 
 def capture(run: Path, chrom: str, window: str, n_batches: int) -> list[list]:
@@ -99,6 +99,24 @@ def variant(source: str, name: str, directory: str):
     return module
 
 
+def cut_sources(source: str) -> dict[str, str]:
+    """The kernel module's ``source`` cut short at each section (:data:`CUTS`), in order, then
+    whole without the output head, then whole: {row label: module source}."""
+    no_head = source.replace(HEAD_CALL, "        if b >= 0:\n            continue\n" + HEAD_CALL, 1)
+    if no_head == source:
+        raise SystemExit(f"kernel source changed: {HEAD_CALL.strip()!r} not found")
+    cuts = {}
+    for label, marker, statement in CUTS:
+        if marker not in source:
+            raise SystemExit(f"kernel source changed: cut {label!r} not found "
+                             f"({marker.strip()[:60]!r})")
+        indent = marker[:len(marker) - len(marker.lstrip())]
+        cuts[label] = no_head.replace(marker, f"{indent}{statement}\n{marker}", 1)
+    cuts["+ ALT sites (whole kernel, no head)"] = no_head
+    cuts["+ output head (whole kernel)"] = source
+    return cuts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("run_dir", type=Path)
@@ -115,20 +133,10 @@ def main() -> None:
     source = (a.source or Path(ck.__file__)).read_text()
     batches = capture(a.run_dir, a.chrom, a.window, a.batches)
     n_queries = sum(batch[0].shape[0] for batch in batches)
-    no_head = source.replace(HEAD_CALL, "        if b < 0:\n    " + HEAD_CALL, 1)
-    if no_head == source:
-        raise SystemExit(f"kernel source changed: {HEAD_CALL.strip()!r} not found")
     modules = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (label, marker, statement) in enumerate(CUTS):
-            if marker not in source:
-                raise SystemExit(f"kernel source changed: cut {label!r} not found "
-                                 f"({marker.strip()[:60]!r})")
-            indent = marker[:len(marker) - len(marker.lstrip())]
-            cut = no_head.replace(marker, f"{indent}{statement}\n{marker}", 1)
+        for i, (label, cut) in enumerate(cut_sources(source).items()):
             modules[label] = variant(cut, f"cut{i}", tmp)
-        modules["+ ALT sites (whole kernel, no head)"] = variant(no_head, "no_head", tmp)
-        modules["+ output head (whole kernel)"] = variant(source, "full", tmp)
         for module in modules.values():  # compile
             for batch in batches:
                 module._all_queries_head(*batch)

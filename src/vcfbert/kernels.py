@@ -115,7 +115,10 @@ def lock_path(name: str) -> Path:
     the node that compiles wait), one per kernel source file, function and numba cache folder
     (``NUMBA_CACHE_DIR``: two caches never wait for each other)."""
     module, function = name.split(":")
-    spec = importlib.util.find_spec(module)
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # e.g. a function of __main__, which has no spec
+        spec = None
     origin = os.path.realpath(spec.origin) if spec is not None and spec.origin else module
     key = f"{origin}:{function}:{os.environ.get('NUMBA_CACHE_DIR', '')}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]

@@ -31,3 +31,14 @@ def test_every_cut_and_the_head_call_are_found_once_in_the_kernel():
     # in the kernel's order, so that each row adds one section to the one above
     places = [source.index(m) for _, m, _ in sections.CUTS]
     assert places == sorted(places)
+
+
+def test_every_cut_copy_of_the_kernel_is_valid_python():
+    """A cut inserted at the wrong indentation made every copy a syntax error (the head's call
+    moved into an if/else in 87bdd5f); the marker test above could not see it."""
+    sections = _module()
+    cuts = sections.cut_sources(Path(ck.__file__).read_text())
+    assert len(cuts) == len(sections.CUTS) + 2
+    for label, source in cuts.items():
+        compile(source, f"copy_kernel ({label})", "exec")
+    assert "continue\n" + sections.HEAD_CALL in cuts["+ ALT sites (whole kernel, no head)"]

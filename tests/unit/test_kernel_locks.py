@@ -52,6 +52,19 @@ def test_lock_path_is_per_kernel_and_numba_cache(own_temp, monkeypatch):
     assert kernels.lock_path(NAME) != path
 
 
+def test_ready_takes_a_function_of_a_module_without_a_spec(own_temp, monkeypatch):
+    """A stand-in defined in a script (``__main__``, whose ``__spec__`` is None) is checked
+    like any kernel: bench/kernel_sections.py wraps the kernel this way, and find_spec's
+    ValueError stopped it."""
+    def stand_in():
+        return None
+
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", None)
+    stand_in.__module__ = "__main__"
+    assert kernels.lock_path("__main__:stand_in").parent.parent == own_temp
+    assert kernels.ready(stand_in) == 0.0
+
+
 def test_ready_waits_while_the_kernel_is_being_compiled(own_temp):
     # held 3 s: the waits asserted below (> 1 s) leave 2 s for a loaded machine to run this
     # test between the holder's "held" and the call
