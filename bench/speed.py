@@ -21,14 +21,18 @@ times, one after the other on the same machine:
 * ``vcfbert_one_command`` — the same batch with ``vcfbert impute --panel DIR --targets ... -o
   ... --threads N`` (one process, no Snakemake: the same steps and the same VCF, its QC
   summary and log beside it), as Beagle is run.
+* ``vcfbert_one_command_gt_ds`` — the same command with ``--no-gp``: ``GT:DS``, the FORMAT of
+  Beagle's row. The two one-command rows run in turn, ``--impute-runs`` times each, and each
+  row is its median run.
 
 Beagle runs ``--beagle-runs`` times (3 by default) spread over the run — first, after
 Minimac4, after vcfbert, then at the end — and its row is the median run: on this machine type
 one Beagle run's wall time varies by ±15 % from run to run, more than vcfbert's, so a single run
 moved the ratios by as much. Every Beagle time is printed under the table. vcfbert's
 imputation-only row is likewise the median of ``--impute-runs`` runs (3 by default, one after
-the other; the same job took 22.7 to 27.4 s within an hour on this machine type), each printed
-under the table; the GT:DS and the two trained-panel rows run once.
+the other; the same job took 22.7 to 27.4 s within an hour on this machine type), and so are
+the two one-command rows (run in turn), each run printed under the table; the GT:DS
+imputation-only row and the trained panel's Snakemake batch run once.
 
 Each row gets its wall time, the ratio to Beagle's (median) wall time measured in this run, the peak
 resident memory (RSS; for vcfbert the largest job's, from Snakemake's ``benchmarks/`` tables),
@@ -142,9 +146,8 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int,
     rows["vcfbert_impute_gt_ds"] = {**t, "vcf": run_output(out, "imputed")}
     rows["vcfbert_panel"] = run_panel_batch(out / "results/trained_panel", cfg,
                                             out.with_name(out.name + "_panel"), cores)
-    rows["vcfbert_one_command"] = run_one_command(out / "results/trained_panel", cfg,
-                                                  out.with_name(out.name + "_one_command"),
-                                                  cores)
+    rows.update(run_one_commands(out / "results/trained_panel", cfg,
+                                 out.with_name(out.name + "_one_command"), cores, impute_runs))
     return rows
 
 
@@ -192,15 +195,30 @@ def run_panel_batch(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
             "vcf": run_output(out, "imputed")}
 
 
-def run_one_command(panel: Path, cfg: dict, out: Path, cores: int) -> dict:
+def run_one_commands(panel: Path, cfg: dict, out: Path, cores: int, runs: int) -> dict:
     """The trained panel's batch as one ``vcfbert impute`` process, in a fresh directory,
-    with the run's config (its imputation settings)."""
+    with the run's config (its imputation settings): with GP (``vcfbert_one_command``) and
+    with ``--no-gp`` (``vcfbert_one_command_gt_ds``), in turn, ``runs`` times each; each row
+    is its median run (the lower middle one for an even number), with every run's time."""
     fresh_run_dir(out, cfg)
-    vcf = out / "imputed.vcf.gz"
-    t = timed(vcfbert_cli("impute", "--panel", str(panel), "--targets", cfg["target_vcf"],
-                          "-o", str(vcf), "--config", str(out / "config.yaml"),
-                          "--threads", str(cores)), out / "one_command.time.log")
-    return {**t, "vcf": vcf}
+    variants = {"vcfbert_one_command": [], "vcfbert_one_command_gt_ds": ["--no-gp"]}
+    times: dict[str, list[dict]] = {name: [] for name in variants}
+    for i in range(runs):
+        for name, extra in variants.items():
+            tag = name.removeprefix("vcfbert_")
+            vcf = out / f"{tag}.vcf.gz"
+            log = out / (f"{tag}.time.log" if i == 0 else f"{tag}.{i + 1}.time.log")
+            times[name].append(timed(vcfbert_cli(
+                "impute", "--panel", str(panel), "--targets", cfg["target_vcf"], "-o", str(vcf),
+                "--config", str(out / "config.yaml"), "--threads", str(cores), "--force",
+                *extra), log))
+    rows = {}
+    for name, t in times.items():
+        median = sorted(t, key=lambda r: r["wall_s"])[(len(t) - 1) // 2]
+        rows[name] = {**median, "runs_s": [r["wall_s"] for r in t],
+                      "peak_mib": max(r["peak_mib"] for r in t),
+                      "vcf": out / f"{name.removeprefix('vcfbert_')}.vcf.gz"}
+    return rows
 
 
 def main() -> None:
@@ -281,10 +299,13 @@ def main() -> None:
         note = ("\nBeagle 5.4 runs, in order (s): "
                 + ", ".join(f"{r['wall_s']:.1f}" for r in beagle_runs)
                 + f"; its row is their median ({rows['beagle']['wall_s']:.1f} s).\n")
-    if len(rows.get("vcfbert_impute", {}).get("runs_s", [])) > 1:
-        note += ("vcfbert imputation runs, in order (s): "
-                 + ", ".join(f"{w:.1f}" for w in rows["vcfbert_impute"]["runs_s"])
-                 + f"; its row is their median ({rows['vcfbert_impute']['wall_s']:.1f} s).\n")
+    for method, label in (("vcfbert_impute", "vcfbert imputation"),
+                          ("vcfbert_one_command", "vcfbert impute (one command)"),
+                          ("vcfbert_one_command_gt_ds", "vcfbert impute --no-gp")):
+        if len(rows.get(method, {}).get("runs_s", [])) > 1:
+            note += (f"{label} runs, in order (s): "
+                     + ", ".join(f"{w:.1f}" for w in rows[method]["runs_s"])
+                     + f"; its row is their median ({rows[method]['wall_s']:.1f} s).\n")
     (out / "speed.md").write_text(f"{head}\n\n{markdown(shown)}\n{note}")
     print((out / "speed.md").read_text())
 
