@@ -192,11 +192,12 @@ def parse_reference(vcf_path: str | os.PathLike[str], contig: str,
         if writer.count == 0:
             raise InputError(f"{vcf_path}: no usable bi-allelic variant on contig {contig}")
         males = ploidy.males(read_sex(panel))
-        writer.set_ploidy(np.concatenate(region), males)
+        in_region = np.concatenate(region)
+        writer.set_ploidy(in_region, males)
         if males.any():
             log.info("%s: %d haploid (male) samples over %d variants outside the "
                      "pseudo-autosomal regions; their allele is kept on both haplotypes",
-                     contig, males.sum(), sum(region))
+                     contig, int(males.sum()), int(in_region.sum()))
         if genetic_map:
             from .genetic_map import read_genetic_map
 
