@@ -9,10 +9,12 @@ Every count goes to the QC tables.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from .errors import InputError
 from .io.h5store import (
     ReferenceWriter,
     TargetSet,
+    read_alleles_at,
     read_variant_table,
     reference_at_sites,
     write_targets,
@@ -30,6 +33,7 @@ from .io.h5store import (
 from .io.tsv import write_table
 from .io.vcf import (
     ReadStats,
+    Variant,
     contig_lengths,
     iter_variant_blocks,
     iter_variants,
@@ -229,12 +233,10 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
         (aligned targets, site counts by outcome, per-sample call rates: ``sample`` object
         [S], ``call_rate`` float [S] and ``phased`` bool [S]).
     """
-    table = read_variant_table(reference_h5)
+    # positions only: each block of target records reads the alleles of the reference
+    # variants at its positions (a whole chromosome's strings took seconds)
+    table = read_variant_table(reference_h5, fields=("position", "haploid"))
     ref_pos = table["position"]
-    alleles = table["alleles"]
-    by_pos: dict[int, list[int]] = {}
-    for i, p in enumerate(ref_pos.tolist()):
-        by_pos.setdefault(p, []).append(i)
     tcontigs = {normalize_contig(c): c for c in list_contigs(target_vcf)}
     tname = tcontigs.get(normalize_contig(contig))
     if tname is None:
@@ -250,9 +252,9 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
     used: set[int] = set()
     region = table["haploid"]
     ploidy = PloidyTracker(samples, f"{target_vcf}, contig {tname}")
-    for v in iter_variants(target_vcf, tname, role="target", multiallelic=multiallelic,
-                           stats=stats, haploid="duplicate"):
-        cands = by_pos.get(v.position)
+    records = iter_variants(target_vcf, tname, role="target", multiallelic=multiallelic,
+                            stats=stats, haploid="duplicate")
+    for v, cands, alleles in _with_reference_alleles(records, ref_pos, reference_h5):
         if not cands:
             counts["dropped_not_in_reference"] += 1
             continue
@@ -325,6 +327,26 @@ def align_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.Pat
                       sample_id=samples, sample_phased=phased_all,
                       sample_haploid=males if region.any() else np.zeros_like(males)),
             dict(counts), call_rate)
+
+
+def _with_reference_alleles(records: Iterator[Variant], ref_pos: np.ndarray,
+                            reference_h5: str | os.PathLike[str], block: int = 4096
+                            ) -> Iterator[tuple[Variant, range, dict[int, tuple[str, str]]]]:
+    """Each target record with the reference variants at its position (a range of indices
+    into the sorted positions ``ref_pos``, empty when none) and their (REF, ALT) by index:
+    ``block`` records at a time, each block's alleles read at once (:func:`read_alleles_at`)."""
+    while True:
+        chunk = list(itertools.islice(records, block))
+        if not chunk:
+            return
+        pos = np.fromiter((v.position for v in chunk), np.int64, len(chunk))
+        first = np.searchsorted(ref_pos, pos, side="left")
+        last = np.searchsorted(ref_pos, pos, side="right")
+        spans = [np.arange(a, b) for a, b in zip(first, last, strict=True) if b > a]
+        rows = np.unique(np.concatenate(spans)) if spans else np.zeros(0, np.int64)
+        alleles = dict(zip(rows.tolist(), read_alleles_at(reference_h5, rows), strict=True))
+        for v, a, b in zip(chunk, first.tolist(), last.tolist(), strict=True):
+            yield v, range(a, b), alleles
 
 
 def parse_targets(target_vcf: str | os.PathLike[str], reference_h5: str | os.PathLike[str],

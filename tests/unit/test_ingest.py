@@ -72,6 +72,47 @@ def test_alignment_outcomes(tmp_path):
     assert rates["call_rate"].tolist() == [1.0]
 
 
+@pytest.mark.parametrize("block", [1, 2, 3])
+def test_alignment_reads_the_reference_alleles_a_block_of_targets_at_a_time(tmp_path,
+                                                                            monkeypatch, block):
+    """The reference's alleles are read per block of target records, at the blocks'
+    positions only: any block size gives the alignment of one block, two reference variants
+    at one position (a split multi-allelic record) included."""
+    import functools
+
+    from vcfbert import ingest
+
+    ref = write_vcf(tmp_path / "ref.vcf", ["r1", "r2"], [
+        (100, "A", "G", ["0|1", "1|1"]), (200, "C", "T", ["0|0", "0|1"]),
+        (200, "C", "A", ["1|0", "0|0"]), (300, "G", "T", ["0|1", "0|0"]),
+        (500, "T", "C", ["1|1", "0|1"])])
+    parse_reference(ref, "20", tmp_path / "ref.h5")
+    tgt = write_vcf(tmp_path / "tgt.vcf", ["t1", "t2"], [
+        (50, "A", "C", ["0|1", "0|0"]), (100, "G", "A", ["0|1", "1|1"]),
+        (200, "C", "A", ["1|1", "0|1"]), (200, "T", "C", ["0|0", "1|0"]),
+        (400, "A", "G", ["0|1", "0|0"]), (500, "T", "C", ["0|1", "1|0"])])
+    whole, whole_counts, _ = align_targets(tgt, tmp_path / "ref.h5", "20")
+    assert whole.variant_ref_index.tolist() == [0, 1, 2, 4]
+    assert whole_counts["allele_swapped"] == 2 and whole_counts["dropped_not_in_reference"] == 2
+    monkeypatch.setattr(ingest, "_with_reference_alleles",
+                        functools.partial(ingest._with_reference_alleles, block=block))
+    blocks, counts, _ = align_targets(tgt, tmp_path / "ref.h5", "20")
+    assert counts == whole_counts
+    assert blocks.variant_ref_index.tolist() == whole.variant_ref_index.tolist()
+    assert np.array_equal(blocks.haplotypes, whole.haplotypes)
+
+
+def test_reference_alleles_at_sparse_and_dense_rows(tmp_path):
+    samples, recs = random_panel(3, 60, seed=5)
+    parse_reference(write_vcf(tmp_path / "ref.vcf.gz", samples, recs), "20", tmp_path / "r.h5")
+    from vcfbert.io.h5store import read_alleles_at, read_variant_table
+
+    every = [tuple(a) for a in read_variant_table(tmp_path / "r.h5", ("alleles",))["alleles"]]
+    for rows in ([3, 40], [5, 6, 7, 8, 9, 11], list(range(60)), []):  # points, then slices
+        assert read_alleles_at(tmp_path / "r.h5", np.array(rows, np.int64)) == [
+            every[i] for i in rows]
+
+
 def test_no_overlap_error(tmp_path):
     tgt = _ref_and_targets(tmp_path, [(50, "A", "G", ["0|1"])])
     with pytest.raises(InputError, match=r"none of the 1 target records .* genome build"):
