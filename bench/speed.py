@@ -134,10 +134,7 @@ def run_vcfbert(data: Path, out: Path, overrides: dict, cores: int,
         runs.append(impute_only(smk, out, log))
         if i == 0:
             shutil.copyfile(run_output(out, "imputed"), first_impute)
-    median = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
-    rows["vcfbert_impute"] = {**median, "runs_s": [r["wall_s"] for r in runs],
-                              "peak_mib": max(r["peak_mib"] for r in runs),
-                              "vcf": first_impute}
+    rows["vcfbert_impute"] = {**median_run(runs), "vcf": first_impute}
     # the same imputation writing GT:DS as Beagle does
     (out / "gt_ds.yaml").write_text(yaml.safe_dump({"output": {"gp": False}}))
     at = smk.index(str(out / "config.yaml")) + 1  # a second config file, merged over it
@@ -212,13 +209,16 @@ def run_one_commands(panel: Path, cfg: dict, out: Path, cores: int, runs: int) -
                 "impute", "--panel", str(panel), "--targets", cfg["target_vcf"], "-o", str(vcf),
                 "--config", str(out / "config.yaml"), "--threads", str(cores), "--force",
                 *extra), log))
-    rows = {}
-    for name, t in times.items():
-        median = sorted(t, key=lambda r: r["wall_s"])[(len(t) - 1) // 2]
-        rows[name] = {**median, "runs_s": [r["wall_s"] for r in t],
-                      "peak_mib": max(r["peak_mib"] for r in t),
-                      "vcf": out / f"{name.removeprefix('vcfbert_')}.vcf.gz"}
-    return rows
+    return {name: {**median_run(t), "vcf": out / f"{name.removeprefix('vcfbert_')}.vcf.gz"}
+            for name, t in times.items()}
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The median of timed runs (the lower middle one for an even number), with every run's
+    wall time (``runs_s``, in order) and the largest peak RSS of them."""
+    median = sorted(runs, key=lambda r: r["wall_s"])[(len(runs) - 1) // 2]
+    return {**median, "runs_s": [r["wall_s"] for r in runs],
+            "peak_mib": max(r["peak_mib"] for r in runs)}
 
 
 def main() -> None:

@@ -349,9 +349,11 @@ def read_alleles_at(path: str | os.PathLike[str], rows: np.ndarray) -> list[tupl
     if rows.size == 0:
         return []
     lo, hi = int(rows[0]), int(rows[-1]) + 1
-    with open_store(path) as h5:
-        strings = h5["variant_allele"].asstr()
-        values = strings[lo:hi][rows - lo] if 10 * rows.size >= hi - lo else strings[rows]
+    if 10 * rows.size >= hi - lo:
+        values = read_variant_table(path, ("alleles",), rows=(lo, hi))["alleles"][rows - lo]
+    else:
+        with open_store(path) as h5:
+            values = h5["variant_allele"].asstr()[rows]
     return [(ref, alt) for ref, alt in values.tolist()]
 
 
